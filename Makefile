@@ -1,0 +1,118 @@
+# weir - build, test, benchmark and install.
+#
+#   make                      build/libweir.a
+#   make check                build and run the cmocka suite (installs cmocka if it can)
+#   make check SANITIZE=thread            ... under ThreadSanitizer
+#   make check SANITIZE=address,undefined ... under ASan + UBSan
+#   make run                  build and run the demo program
+#   make examples             build every example
+#   make bench                benchmarks against peers (installs them if it can)
+#   make install PREFIX=/usr/local   (and DESTDIR=) / make uninstall / make clean
+#
+# Every output goes under build/ (build/san-<name>/ for a sanitizer build),
+# so plain and sanitized objects never mix.
+
+CC       ?= cc
+CXX      ?= c++
+PREFIX   ?= /usr/local
+SANITIZE ?=
+comma    := ,
+
+WARN     := -Wall -Wextra -Wpedantic -Werror
+OPT      := -O2 -g
+SANFLAGS :=
+ifeq ($(SANITIZE),)
+BUILD    := build
+else
+BUILD    := build/san-$(subst $(comma),-,$(SANITIZE))
+OPT      := -O1 -g -fno-omit-frame-pointer
+SANFLAGS := -fsanitize=$(SANITIZE) -DWEIR_TEST_SANITIZED=1
+endif
+
+CFLAGS_ALL   := -std=c11 $(OPT) $(WARN) -fPIC -pthread -Iinclude $(SANFLAGS) $(CFLAGS)
+CXXFLAGS_ALL := -std=c++11 $(OPT) $(WARN) -pthread -Iinclude $(SANFLAGS) $(CXXFLAGS)
+LDFLAGS_ALL  := -pthread $(SANFLAGS) $(LDFLAGS)
+
+LIB_SRC  := $(wildcard lib/*.c)
+LIB_OBJ  := $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRC))
+LIB      := $(BUILD)/libweir.a
+HEADERS  := $(wildcard include/*.h include/weir/*.h)
+
+TEST_SUPPORT_SRC := $(wildcard tests/support/*.c)
+TEST_SUPPORT_OBJ := $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(TEST_SUPPORT_SRC))
+TEST_C   := $(wildcard tests/test_*.c)
+TEST_CXX := $(wildcard tests/test_*.cpp)
+TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_C)) \
+            $(patsubst tests/%.cpp,$(BUILD)/tests/%,$(TEST_CXX))
+
+EXAMPLE_SRC := $(wildcard examples/*.c)
+EXAMPLES    := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
+
+.SECONDARY:
+
+.PHONY: all check run examples bench install uninstall clean deps-test
+
+all: $(LIB)
+
+$(BUILD)/lib/%.o: lib/%.c $(HEADERS) $(wildcard lib/*_internal.h) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Ilib -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+# --- tests ------------------------------------------------------------------
+
+deps-test:
+	@.ci/ensure-pkg c cmocka.h libcmocka-dev
+
+$(BUILD)/tests/support/%.o: tests/support/%.c $(wildcard tests/support/*.h) $(HEADERS) | deps-test
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -D_GNU_SOURCE -c $< -o $@
+
+$(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT_OBJ) $(LIB) $(wildcard tests/support/*.h) | deps-test
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -D_GNU_SOURCE -Itests $< $(TEST_SUPPORT_OBJ) $(LIB) -lcmocka $(LDFLAGS_ALL) -o $@
+
+$(BUILD)/tests/%: tests/%.cpp $(TEST_SUPPORT_OBJ) $(LIB) $(wildcard tests/support/*.h) | deps-test
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS_ALL) -Itests $< $(TEST_SUPPORT_OBJ) $(LIB) -lcmocka $(LDFLAGS_ALL) -o $@
+
+check: $(TESTS)
+	@tests/run-all $(TESTS)
+
+# --- examples ---------------------------------------------------------------
+
+$(BUILD)/examples/%: examples/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $< $(LIB) $(LDFLAGS_ALL) -o $@
+
+examples: $(EXAMPLES)
+
+run: $(BUILD)/examples/ring_pipeline
+	$(BUILD)/examples/ring_pipeline
+
+# --- benchmarks (never part of check) -----------------------------------------
+
+bench: $(LIB)
+	@bench/run
+
+# --- install ----------------------------------------------------------------
+
+install: $(LIB)
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/weir
+	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/libweir.a
+	install -m 644 include/weir.h $(DESTDIR)$(PREFIX)/include/weir.h
+	install -m 644 include/weir/*.h $(DESTDIR)$(PREFIX)/include/weir/
+	sed -e 's|@PREFIX@|$(PREFIX)|' \
+	    -e 's|@VERSION@|$(shell sed -n 's/^#define WEIR_VERSION_[A-Z]* *//p' include/weir/common.h | paste -sd.)|' \
+	    lib/weir.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/weir.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/lib/libweir.a $(DESTDIR)$(PREFIX)/include/weir.h \
+	      $(DESTDIR)$(PREFIX)/lib/pkgconfig/weir.pc
+	rm -rf $(DESTDIR)$(PREFIX)/include/weir
+
+clean:
+	rm -rf build

@@ -1,0 +1,10 @@
+/*
+ * weir.h - everything weir offers, in one include.
+ */
+#ifndef WEIR_H
+#define WEIR_H
+
+#include "weir/common.h"
+#include "weir/ring.h"
+
+#endif /* WEIR_H */

@@ -1,0 +1,284 @@
+/*
+ * weir/ring_inline.h - PRIVATE: the inline push/pop paths of weir/ring.h.
+ * Include weir/ring.h, never this file.
+ *
+ * These use C99 inline semantics: each function here is an inline
+ * definition, and lib/ring.c declares them extern, which makes it the one
+ * translation unit that emits their out-of-line copies (taken by C++
+ * callers, by unoptimised builds and by anyone taking their address).
+ * An inline definition with external linkage may not refer to anything
+ * static, hence the macro rather than a helper function below.
+ */
+#ifndef WEIR_RING_INLINE_H
+#define WEIR_RING_INLINE_H
+
+#ifndef WEIR_RING_H
+#error "include weir/ring.h, not weir/ring_inline.h"
+#endif
+
+#include <string.h>
+
+/* Tell the core we are spinning, so a sibling hyperthread gets the pipeline. */
+#if defined(__x86_64__) || defined(__i386__)
+#define WEIRI_RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__) || defined(__arm__)
+#define WEIRI_RELAX() __asm__ __volatile__("yield" ::: "memory")
+#else
+#define WEIRI_RELAX() ((void)0)
+#endif
+
+/*
+ * How many times an MPMC call re-reads a slot held by a thread that is in
+ * the middle of its operation before giving up with WEIR_EAGAIN.  Long
+ * enough to cover a running thread's few instructions between claim and
+ * release (tens of ns), short enough that a caller facing a preempted
+ * thread gets control back well within a microsecond or two and can yield.
+ */
+#define WEIRI_MPMC_SPINS 64
+
+inline int
+weir_spsc_push(weir_spsc *r, void *item)
+{
+    if (r == NULL)
+        return WEIR_EINVAL;
+    /* Relaxed: only this thread writes tail. */
+    size_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    if (t - r->head_cache > r->mask) {
+        /*
+         * Acquire pairs with the consumer's release store of head: its
+         * reads of the slots it freed are done before we overwrite them.
+         */
+        r->head_cache = atomic_load_explicit(&r->head, memory_order_acquire);
+        if (t - r->head_cache > r->mask)
+            return WEIR_EAGAIN;
+    }
+    r->slots[t & r->mask] = item;
+    /* Release: the slot (and what the caller wrote before) precede the index. */
+    atomic_store_explicit(&r->tail, t + 1, memory_order_release);
+    return 0;
+}
+
+inline int
+weir_spsc_pop(weir_spsc *r, void **item)
+{
+    if (r == NULL || item == NULL)
+        return WEIR_EINVAL;
+    /* Relaxed: only this thread writes head. */
+    size_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+    if (h == r->tail_cache) {
+        /* Acquire pairs with the producer's release of tail: slots are filled. */
+        r->tail_cache = atomic_load_explicit(&r->tail, memory_order_acquire);
+        if (h == r->tail_cache)
+            return WEIR_EAGAIN;
+    }
+    *item = r->slots[h & r->mask];
+    /* Release: our read of the slot finishes before the producer may reuse it. */
+    atomic_store_explicit(&r->head, h + 1, memory_order_release);
+    return 0;
+}
+
+inline size_t
+weir_spsc_push_burst(weir_spsc *r, void *const *items, size_t n)
+{
+    if (r == NULL || items == NULL || n == 0)
+        return 0;
+    size_t cap = r->mask + 1;
+    size_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    size_t room = cap - (t - r->head_cache);
+    if (room < n) {
+        /* Acquire: as in weir_spsc_push. */
+        r->head_cache = atomic_load_explicit(&r->head, memory_order_acquire);
+        room = cap - (t - r->head_cache);
+        if (room == 0)
+            return 0;
+        if (n > room)
+            n = room;
+    }
+    size_t i = t & r->mask;
+    size_t first = cap - i < n ? cap - i : n;
+    memcpy(&r->slots[i], items, first * sizeof(void *));
+    memcpy(&r->slots[0], items + first, (n - first) * sizeof(void *));
+    /* Release: as in weir_spsc_push, for all n slots at once. */
+    atomic_store_explicit(&r->tail, t + n, memory_order_release);
+    return n;
+}
+
+inline size_t
+weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n)
+{
+    if (r == NULL || items == NULL || n == 0)
+        return 0;
+    size_t cap = r->mask + 1;
+    size_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+    size_t avail = r->tail_cache - h;
+    if (avail < n) {
+        /* Acquire: as in weir_spsc_pop. */
+        r->tail_cache = atomic_load_explicit(&r->tail, memory_order_acquire);
+        avail = r->tail_cache - h;
+        if (avail == 0)
+            return 0;
+        if (n > avail)
+            n = avail;
+    }
+    size_t i = h & r->mask;
+    size_t first = cap - i < n ? cap - i : n;
+    memcpy(items, &r->slots[i], first * sizeof(void *));
+    memcpy(items + first, &r->slots[0], (n - first) * sizeof(void *));
+    /* Release: as in weir_spsc_pop, for all n slots at once. */
+    atomic_store_explicit(&r->head, h + n, memory_order_release);
+    return n;
+}
+
+/*
+ * The MPMC calls share one shape.  Read the slot at the claim position:
+ * its sequence says whether it is ready for this side at this lap (claim
+ * it with a CAS on the counter), still in use from the lap before (the
+ * ring is full or empty, or a thread of the other side is mid-operation on
+ * it), or already taken by a peer (re-read the counter).  The CAS itself is
+ * relaxed because it orders nothing: the acquire load of the slot's
+ * sequence before it and the release store after it carry the item.
+ */
+inline int
+weir_mpmc_push(weir_mpmc *r, void *item)
+{
+    if (r == NULL)
+        return WEIR_EINVAL;
+    struct weir_mpmc_slot *slots = r->slots;
+    size_t mask = r->mask;
+    unsigned spins = 0;
+    size_t pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    for (;;) {
+        struct weir_mpmc_slot *s = &slots[pos & mask];
+        /* Acquire pairs with the consumer's release of seq: it read the old item. */
+        size_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+        ptrdiff_t dif = (ptrdiff_t)(seq - pos);
+        if (dif == 0) {
+            if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + 1,
+                    memory_order_relaxed, memory_order_relaxed)) {
+                s->item = item;
+                /* Release pairs with the consumer's acquire of seq. */
+                atomic_store_explicit(&s->seq, pos + 1, memory_order_release);
+                return 0;
+            }
+            continue; /* the failed CAS reloaded pos */
+        }
+        if (dif < 0) {
+            /*
+             * The slot still holds the item of the lap before.  If no
+             * consumer has claimed it, the ring is full.  Relaxed: the
+             * answer is advisory, and a stale head can only say full.
+             */
+            size_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+            if (head + mask + 1 == pos || ++spins > WEIRI_MPMC_SPINS)
+                return WEIR_EAGAIN;
+            WEIRI_RELAX();
+        }
+        pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    }
+}
+
+inline int
+weir_mpmc_pop(weir_mpmc *r, void **item)
+{
+    if (r == NULL || item == NULL)
+        return WEIR_EINVAL;
+    struct weir_mpmc_slot *slots = r->slots;
+    size_t mask = r->mask;
+    unsigned spins = 0;
+    size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
+    for (;;) {
+        struct weir_mpmc_slot *s = &slots[pos & mask];
+        /* Acquire pairs with the producer's release of seq: item is written. */
+        size_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+        ptrdiff_t dif = (ptrdiff_t)(seq - (pos + 1));
+        if (dif == 0) {
+            if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + 1,
+                    memory_order_relaxed, memory_order_relaxed)) {
+                *item = s->item;
+                /* Release: our read of item precedes the next lap's write. */
+                atomic_store_explicit(&s->seq, pos + mask + 1,
+                                      memory_order_release);
+                return 0;
+            }
+            continue;
+        }
+        if (dif < 0) {
+            /* Not yet filled for this lap: empty unless a push has claimed it. */
+            size_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+            if (tail == pos || ++spins > WEIRI_MPMC_SPINS)
+                return WEIR_EAGAIN;
+            WEIRI_RELAX();
+        }
+        pos = atomic_load_explicit(&r->head, memory_order_relaxed);
+    }
+}
+
+inline size_t
+weir_mpmc_push_burst(weir_mpmc *r, void *const *items, size_t n)
+{
+    if (r == NULL || items == NULL || n == 0)
+        return 0;
+    struct weir_mpmc_slot *slots = r->slots;
+    size_t mask = r->mask;
+    if (n > mask + 1)
+        n = mask + 1;
+    size_t pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    for (;;) {
+        /*
+         * A slot that is free for its position stays free until someone
+         * claims that position, which needs the CAS below to succeed from
+         * pos; so counting free slots first and claiming them after is
+         * safe.  Consumers release slots out of order, hence the count
+         * stops at the first one that is not free.
+         */
+        size_t k = 0;
+        while (k < n && atomic_load_explicit(&slots[(pos + k) & mask].seq,
+                                             memory_order_acquire) == pos + k)
+            k++;
+        if (k == 0) /* full, busy or a stale pos: the single push sorts it out */
+            return weir_mpmc_push(r, items[0]) == 0 ? 1 : 0;
+        if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + k,
+                memory_order_relaxed, memory_order_relaxed)) {
+            for (size_t i = 0; i < k; i++) {
+                struct weir_mpmc_slot *s = &slots[(pos + i) & mask];
+                s->item = items[i];
+                atomic_store_explicit(&s->seq, pos + i + 1,
+                                      memory_order_release);
+            }
+            return k;
+        }
+    }
+}
+
+inline size_t
+weir_mpmc_pop_burst(weir_mpmc *r, void **items, size_t n)
+{
+    if (r == NULL || items == NULL || n == 0)
+        return 0;
+    struct weir_mpmc_slot *slots = r->slots;
+    size_t mask = r->mask;
+    if (n > mask + 1)
+        n = mask + 1;
+    size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
+    for (;;) {
+        /* Filled slots stay filled until their position is claimed: as above. */
+        size_t k = 0;
+        while (k < n && atomic_load_explicit(&slots[(pos + k) & mask].seq,
+                                             memory_order_acquire) == pos + k + 1)
+            k++;
+        if (k == 0)
+            return weir_mpmc_pop(r, items) == 0 ? 1 : 0;
+        if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + k,
+                memory_order_relaxed, memory_order_relaxed)) {
+            for (size_t i = 0; i < k; i++) {
+                struct weir_mpmc_slot *s = &slots[(pos + i) & mask];
+                items[i] = s->item;
+                atomic_store_explicit(&s->seq, pos + i + mask + 1,
+                                      memory_order_release);
+            }
+            return k;
+        }
+    }
+}
+
+#endif /* WEIR_RING_INLINE_H */

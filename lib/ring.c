@@ -1,0 +1,149 @@
+/*
+ * ring.c - set-up, teardown and size of the rings in weir/ring.h, and the
+ * out-of-line copies of their inline push/pop paths.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "weir/ring.h"
+
+#include "alloc_internal.h"
+
+/*
+ * These declarations turn the inline definitions of weir/ring_inline.h
+ * into external ones in this translation unit (C11 6.7.4p7), so C++ callers
+ * and non-inlined calls have a symbol to link against.
+ */
+extern inline int weir_spsc_push(weir_spsc *r, void *item);
+extern inline int weir_spsc_pop(weir_spsc *r, void **item);
+extern inline size_t weir_spsc_push_burst(weir_spsc *r, void *const *items,
+                                          size_t n);
+extern inline size_t weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n);
+extern inline int weir_mpmc_push(weir_mpmc *r, void *item);
+extern inline int weir_mpmc_pop(weir_mpmc *r, void **item);
+extern inline size_t weir_mpmc_push_burst(weir_mpmc *r, void *const *items,
+                                          size_t n);
+extern inline size_t weir_mpmc_pop_burst(weir_mpmc *r, void **items, size_t n);
+
+/*
+ * Round capacity up to a power of two.  The MPMC ring compares positions
+ * by signed difference, so a capacity must stay below half the index
+ * space; past that the rounding is treated as an overflow.
+ */
+static int
+ring_round(size_t capacity, size_t *out)
+{
+    if (capacity == 0 || capacity > (SIZE_MAX >> 2) + 1)
+        return WEIR_EINVAL;
+    size_t cap = 1;
+    while (cap < capacity)
+        cap <<= 1;
+    *out = cap;
+    return 0;
+}
+
+int
+weir_spsc_init(weir_spsc *r, size_t capacity)
+{
+    if (r == NULL)
+        return WEIR_EINVAL;
+    memset(r, 0, sizeof(*r));
+    size_t cap;
+    int rc = ring_round(capacity, &cap);
+    if (rc != 0)
+        return rc;
+    void **slots = weiri_alloc_array(cap, sizeof(void *));
+    if (slots == NULL)
+        return WEIR_ENOMEM;
+    r->slots = slots;
+    r->mask = cap - 1;
+    /* Before any thread sees r, so plain initialisation is enough. */
+    atomic_init(&r->head, 0);
+    atomic_init(&r->tail, 0);
+    return 0;
+}
+
+void
+weir_spsc_destroy(weir_spsc *r)
+{
+    if (r == NULL)
+        return;
+    weiri_free(r->slots);
+    memset(r, 0, sizeof(*r));
+}
+
+size_t
+weir_spsc_capacity(const weir_spsc *r)
+{
+    return r == NULL || r->slots == NULL ? 0 : r->mask + 1;
+}
+
+size_t
+weir_spsc_size(const weir_spsc *r)
+{
+    if (r == NULL || r->slots == NULL)
+        return 0;
+    /*
+     * Head first: tail only grows, so a tail read after head is at least
+     * the tail at the time head was read, and the difference is never
+     * negative.  It can exceed the capacity if the consumer raced ahead in
+     * between, hence the clamp.  Acquire keeps the two loads in order.
+     */
+    size_t h = atomic_load_explicit(&r->head, memory_order_acquire);
+    size_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+    size_t n = t - h;
+    return n > r->mask + 1 ? r->mask + 1 : n;
+}
+
+int
+weir_mpmc_init(weir_mpmc *r, size_t capacity)
+{
+    if (r == NULL)
+        return WEIR_EINVAL;
+    memset(r, 0, sizeof(*r));
+    size_t cap;
+    int rc = ring_round(capacity, &cap);
+    if (rc != 0)
+        return rc;
+    struct weir_mpmc_slot *slots =
+        weiri_alloc_array(cap, sizeof(struct weir_mpmc_slot));
+    if (slots == NULL)
+        return WEIR_ENOMEM;
+    for (size_t i = 0; i < cap; i++) {
+        atomic_init(&slots[i].seq, i);
+        slots[i].item = NULL;
+    }
+    r->slots = slots;
+    r->mask = cap - 1;
+    atomic_init(&r->head, 0);
+    atomic_init(&r->tail, 0);
+    return 0;
+}
+
+void
+weir_mpmc_destroy(weir_mpmc *r)
+{
+    if (r == NULL)
+        return;
+    weiri_free(r->slots);
+    memset(r, 0, sizeof(*r));
+}
+
+size_t
+weir_mpmc_capacity(const weir_mpmc *r)
+{
+    return r == NULL || r->slots == NULL ? 0 : r->mask + 1;
+}
+
+size_t
+weir_mpmc_size(const weir_mpmc *r)
+{
+    if (r == NULL || r->slots == NULL)
+        return 0;
+    /* Head first, as in weir_spsc_size; a position is claimed by head only after tail. */
+    size_t h = atomic_load_explicit(&r->head, memory_order_acquire);
+    size_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+    size_t n = t - h;
+    return n > r->mask + 1 ? r->mask + 1 : n;
+}

@@ -1,0 +1,76 @@
+/*
+ * support.c - see support.h.
+ */
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "support.h"
+
+static const char *volatile watchdog_what = "?";
+
+static void
+watchdog_fire(int sig)
+{
+    (void)sig;
+    /* Only async-signal-safe calls here. */
+    static const char head[] = "\nwatchdog: hung in ";
+    const char *what = watchdog_what;
+    ssize_t rc = write(2, head, sizeof(head) - 1);
+    rc = write(2, what, strlen(what));
+    rc = write(2, "\n", 1);
+    (void)rc;
+    _exit(3);
+}
+
+void
+ts_watchdog_arm(const char *what, unsigned seconds)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = watchdog_fire;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    watchdog_what = what;
+    alarm(seconds);
+}
+
+void
+ts_watchdog_disarm(void)
+{
+    alarm(0);
+}
+
+void
+ts_backoff(unsigned *n)
+{
+    if (*n < 6) {
+        for (unsigned i = 0; i < (1u << *n); i++) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        }
+        (*n)++;
+        return;
+    }
+    sched_yield();
+}
+
+size_t
+ts_scale(size_t n)
+{
+#ifdef WEIR_TEST_SANITIZED
+    n /= 10;
+#endif
+    return n ? n : 1;
+}
+
+int64_t
+ts_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}

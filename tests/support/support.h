@@ -1,0 +1,48 @@
+/*
+ * support.h - helpers shared by the cmocka tests: a watchdog that turns a
+ * hang into a failure, a polite back-off for spinning test threads, and
+ * the size of a stress run.
+ */
+#ifndef WEIR_TEST_SUPPORT_H
+#define WEIR_TEST_SUPPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * ts_watchdog_arm - if ts_watchdog_disarm is not called within seconds,
+ * print which test hung and end the process with status 3.  A lost
+ * wake-up or a livelock then fails the run instead of stalling CI.
+ * One watchdog per process; arming again replaces the previous one.
+ */
+void ts_watchdog_arm(const char *what, unsigned seconds);
+void ts_watchdog_disarm(void);
+
+/*
+ * ts_backoff - what a test thread does after a failed try: spin briefly,
+ * then yield.  *n counts consecutive failures; reset it to 0 on success.
+ * With more threads than cores, yielding is what lets the thread holding
+ * things up run.
+ */
+void ts_backoff(unsigned *n);
+
+/*
+ * ts_scale - n for a plain build, n / 10 (at least 1) under a sanitizer,
+ * whose 5-20x slowdown would otherwise push the suite past its budget.
+ * The interleavings a sanitizer needs to see occur in the first million
+ * items as much as in the tenth.
+ */
+size_t ts_scale(size_t n);
+
+/* ts_now_ns - CLOCK_MONOTONIC in nanoseconds. */
+int64_t ts_now_ns(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WEIR_TEST_SUPPORT_H */
