@@ -27,14 +27,15 @@ extern inline size_t weir_mpmc_push_burst(weir_mpmc *r, void *const *items,
 extern inline size_t weir_mpmc_pop_burst(weir_mpmc *r, void **items, size_t n);
 
 /*
- * Round capacity up to a power of two.  The MPMC ring compares positions
- * by signed difference, so a capacity must stay below half the index
- * space; past that the rounding is treated as an overflow.
+ * Round capacity up to a power of two.  The MPMC ring compares doubled
+ * positions by signed difference, so twice the capacity must stay well
+ * inside half the index space; a larger request is treated as a rounding
+ * overflow.  No machine has the memory for such a ring anyway.
  */
 static int
 ring_round(size_t capacity, size_t *out)
 {
-    if (capacity == 0 || capacity > (SIZE_MAX >> 2) + 1)
+    if (capacity == 0 || capacity > (SIZE_MAX >> 3) + 1)
         return WEIR_EINVAL;
     size_t cap = 1;
     while (cap < capacity)
@@ -111,7 +112,7 @@ weir_mpmc_init(weir_mpmc *r, size_t capacity)
     if (slots == NULL)
         return WEIR_ENOMEM;
     for (size_t i = 0; i < cap; i++) {
-        atomic_init(&slots[i].seq, i);
+        atomic_init(&slots[i].seq, 2 * i);
         slots[i].item = NULL;
     }
     r->slots = slots;

@@ -51,6 +51,16 @@ extern "C" {
 #endif
 
 /*
+ * PRIVATE.  The push/pop calls are declared inline in C: a declaration
+ * without it would make every includer emit its own external copy.
+ */
+#ifdef __cplusplus
+#define WEIRI_INLINE
+#else
+#define WEIRI_INLINE inline
+#endif
+
+/*
  * struct weir_spsc - PRIVATE.  Declared here only so that callers can embed
  * a ring and the hot paths can be inlined; use the functions below.
  *
@@ -85,7 +95,12 @@ typedef struct weir_spsc {
  * counters, each on its own line; slots are 16 bytes, four to a line.
  */
 struct weir_mpmc_slot {
-    WEIR_ATOMIC(size_t) seq;   /* pos: free for the push of pos; pos + 1: holds the item pushed at pos */
+    /*
+     * 2 * pos: free for the push at position pos; 2 * pos + 1: holds the
+     * item pushed at pos.  Doubling keeps the two states apart even when
+     * the capacity is 1, where Vyukov's pos / pos + 1 would collide.
+     */
+    WEIR_ATOMIC(size_t) seq;
     void *item;                /* written by the claiming producer, read by the claiming consumer */
 };
 
@@ -144,14 +159,14 @@ size_t weir_mpmc_size(const weir_mpmc *r);
  * Returns 0, WEIR_EAGAIN if the ring is full (nothing changed), or
  * WEIR_EINVAL if r is NULL.
  */
-int weir_spsc_push(weir_spsc *r, void *item);
+WEIRI_INLINE int weir_spsc_push(weir_spsc *r, void *item);
 
 /*
  * weir_spsc_pop - remove the oldest item into *item.  Consumer only.
  * Returns 0, WEIR_EAGAIN if the ring is empty (*item untouched), or
  * WEIR_EINVAL if r or item is NULL.
  */
-int weir_spsc_pop(weir_spsc *r, void **item);
+WEIRI_INLINE int weir_spsc_pop(weir_spsc *r, void **item);
 
 /*
  * weir_spsc_push_burst - append up to n items from items[0..n-1], in
@@ -159,14 +174,14 @@ int weir_spsc_pop(weir_spsc *r, void **item);
  * 0 when full or on NULL arguments.  Producer only.  The items become
  * visible to the consumer together, with one index update.
  */
-size_t weir_spsc_push_burst(weir_spsc *r, void *const *items, size_t n);
+WEIRI_INLINE size_t weir_spsc_push_burst(weir_spsc *r, void *const *items, size_t n);
 
 /*
  * weir_spsc_pop_burst - remove up to n of the oldest items into
  * items[0..], oldest first.  Returns how many, 0 when empty or on NULL
  * arguments.  Consumer only.
  */
-size_t weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n);
+WEIRI_INLINE size_t weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n);
 
 /*
  * weir_mpmc_push - append item.  Any thread.
@@ -183,7 +198,7 @@ size_t weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n);
  * items out strictly in claim order.  No thread is ever blocked by a lock;
  * a preempted thread delays only the other side's use of its one slot.
  */
-int weir_mpmc_push(weir_mpmc *r, void *item);
+WEIRI_INLINE int weir_mpmc_push(weir_mpmc *r, void *item);
 
 /*
  * weir_mpmc_pop - remove the oldest item into *item.  Any thread.
@@ -191,7 +206,7 @@ int weir_mpmc_push(weir_mpmc *r, void *item);
  * empty, or its producer is between claiming and filling the slot; see
  * weir_mpmc_push), or WEIR_EINVAL if r or item is NULL.
  */
-int weir_mpmc_pop(weir_mpmc *r, void **item);
+WEIRI_INLINE int weir_mpmc_pop(weir_mpmc *r, void **item);
 
 /*
  * weir_mpmc_push_burst - append up to n items, in order, into consecutive
@@ -199,13 +214,13 @@ int weir_mpmc_pop(weir_mpmc *r, void **item);
  * lands between them.  Returns how many (0 when the next slot is not free,
  * see weir_mpmc_push, or on NULL arguments).  Any thread.
  */
-size_t weir_mpmc_push_burst(weir_mpmc *r, void *const *items, size_t n);
+WEIRI_INLINE size_t weir_mpmc_push_burst(weir_mpmc *r, void *const *items, size_t n);
 
 /*
  * weir_mpmc_pop_burst - remove up to n consecutive oldest items with one
  * claim; returns how many, 0 if none is ready or on NULL arguments.
  */
-size_t weir_mpmc_pop_burst(weir_mpmc *r, void **items, size_t n);
+WEIRI_INLINE size_t weir_mpmc_pop_burst(weir_mpmc *r, void **items, size_t n);
 
 #ifndef __cplusplus
 #include "ring_inline.h"

@@ -151,13 +151,13 @@ weir_mpmc_push(weir_mpmc *r, void *item)
         struct weir_mpmc_slot *s = &slots[pos & mask];
         /* Acquire pairs with the consumer's release of seq: it read the old item. */
         size_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
-        ptrdiff_t dif = (ptrdiff_t)(seq - pos);
+        ptrdiff_t dif = (ptrdiff_t)(seq - 2 * pos);
         if (dif == 0) {
             if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + 1,
                     memory_order_relaxed, memory_order_relaxed)) {
                 s->item = item;
                 /* Release pairs with the consumer's acquire of seq. */
-                atomic_store_explicit(&s->seq, pos + 1, memory_order_release);
+                atomic_store_explicit(&s->seq, 2 * pos + 1, memory_order_release);
                 return 0;
             }
             continue; /* the failed CAS reloaded pos */
@@ -190,13 +190,13 @@ weir_mpmc_pop(weir_mpmc *r, void **item)
         struct weir_mpmc_slot *s = &slots[pos & mask];
         /* Acquire pairs with the producer's release of seq: item is written. */
         size_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
-        ptrdiff_t dif = (ptrdiff_t)(seq - (pos + 1));
+        ptrdiff_t dif = (ptrdiff_t)(seq - (2 * pos + 1));
         if (dif == 0) {
             if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + 1,
                     memory_order_relaxed, memory_order_relaxed)) {
                 *item = s->item;
                 /* Release: our read of item precedes the next lap's write. */
-                atomic_store_explicit(&s->seq, pos + mask + 1,
+                atomic_store_explicit(&s->seq, 2 * (pos + mask + 1),
                                       memory_order_release);
                 return 0;
             }
@@ -233,7 +233,7 @@ weir_mpmc_push_burst(weir_mpmc *r, void *const *items, size_t n)
          */
         size_t k = 0;
         while (k < n && atomic_load_explicit(&slots[(pos + k) & mask].seq,
-                                             memory_order_acquire) == pos + k)
+                                             memory_order_acquire) == 2 * (pos + k))
             k++;
         if (k == 0) /* full, busy or a stale pos: the single push sorts it out */
             return weir_mpmc_push(r, items[0]) == 0 ? 1 : 0;
@@ -242,7 +242,7 @@ weir_mpmc_push_burst(weir_mpmc *r, void *const *items, size_t n)
             for (size_t i = 0; i < k; i++) {
                 struct weir_mpmc_slot *s = &slots[(pos + i) & mask];
                 s->item = items[i];
-                atomic_store_explicit(&s->seq, pos + i + 1,
+                atomic_store_explicit(&s->seq, 2 * (pos + i) + 1,
                                       memory_order_release);
             }
             return k;
@@ -264,7 +264,7 @@ weir_mpmc_pop_burst(weir_mpmc *r, void **items, size_t n)
         /* Filled slots stay filled until their position is claimed: as above. */
         size_t k = 0;
         while (k < n && atomic_load_explicit(&slots[(pos + k) & mask].seq,
-                                             memory_order_acquire) == pos + k + 1)
+                                             memory_order_acquire) == 2 * (pos + k) + 1)
             k++;
         if (k == 0)
             return weir_mpmc_pop(r, items) == 0 ? 1 : 0;
@@ -273,7 +273,7 @@ weir_mpmc_pop_burst(weir_mpmc *r, void **items, size_t n)
             for (size_t i = 0; i < k; i++) {
                 struct weir_mpmc_slot *s = &slots[(pos + i) & mask];
                 items[i] = s->item;
-                atomic_store_explicit(&s->seq, pos + i + mask + 1,
+                atomic_store_explicit(&s->seq, 2 * (pos + i + mask + 1),
                                       memory_order_release);
             }
             return k;

@@ -1,0 +1,488 @@
+/*
+ * test_ring.c - the SPSC and MPMC rings: edges, errors, wrap-around and
+ * multi-threaded exactly-once / per-producer order.
+ *
+ * The single-threaded cases run against both ring types through a small
+ * table of operations, so each property is written once.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <pthread.h>
+
+#include "support/support.h"
+#include "weir.h"
+
+/* ---- one interface over both ring types -------------------------------- */
+
+typedef struct ring_ops {
+    const char *name;
+    int (*init)(void *r, size_t cap);
+    void (*destroy)(void *r);
+    int (*push)(void *r, void *item);
+    int (*pop)(void *r, void **item);
+    size_t (*push_burst)(void *r, void *const *items, size_t n);
+    size_t (*pop_burst)(void *r, void **items, size_t n);
+    size_t (*size)(const void *r);
+    size_t (*capacity)(const void *r);
+    /* Move a fresh, empty ring's counters to pos, as if pos items had passed. */
+    void (*seek)(void *r, size_t pos);
+} ring_ops;
+
+static int spsc_init(void *r, size_t c) { return weir_spsc_init(r, c); }
+static void spsc_destroy(void *r) { weir_spsc_destroy(r); }
+static int spsc_push(void *r, void *i) { return weir_spsc_push(r, i); }
+static int spsc_pop(void *r, void **i) { return weir_spsc_pop(r, i); }
+static size_t spsc_pushb(void *r, void *const *i, size_t n) { return weir_spsc_push_burst(r, i, n); }
+static size_t spsc_popb(void *r, void **i, size_t n) { return weir_spsc_pop_burst(r, i, n); }
+static size_t spsc_size(const void *r) { return weir_spsc_size(r); }
+static size_t spsc_cap(const void *r) { return weir_spsc_capacity(r); }
+
+static void
+spsc_seek(void *rp, size_t pos)
+{
+    weir_spsc *r = rp;
+    atomic_store(&r->head, pos);
+    atomic_store(&r->tail, pos);
+    r->head_cache = r->tail_cache = pos;
+}
+
+static int mpmc_init(void *r, size_t c) { return weir_mpmc_init(r, c); }
+static void mpmc_destroy(void *r) { weir_mpmc_destroy(r); }
+static int mpmc_push(void *r, void *i) { return weir_mpmc_push(r, i); }
+static int mpmc_pop(void *r, void **i) { return weir_mpmc_pop(r, i); }
+static size_t mpmc_pushb(void *r, void *const *i, size_t n) { return weir_mpmc_push_burst(r, i, n); }
+static size_t mpmc_popb(void *r, void **i, size_t n) { return weir_mpmc_pop_burst(r, i, n); }
+static size_t mpmc_size(const void *r) { return weir_mpmc_size(r); }
+static size_t mpmc_cap(const void *r) { return weir_mpmc_capacity(r); }
+
+static void
+mpmc_seek(void *rp, size_t pos)
+{
+    weir_mpmc *r = rp;
+    atomic_store(&r->head, pos);
+    atomic_store(&r->tail, pos);
+    /* Slot of position p must read "free for p" for the next lap of pushes. */
+    for (size_t i = 0; i <= r->mask; i++)
+        atomic_store(&r->slots[(pos + i) & r->mask].seq, 2 * (pos + i));
+}
+
+static const ring_ops spsc_ops = {
+    "spsc", spsc_init, spsc_destroy, spsc_push, spsc_pop, spsc_pushb,
+    spsc_popb, spsc_size, spsc_cap, spsc_seek,
+};
+static const ring_ops mpmc_ops = {
+    "mpmc", mpmc_init, mpmc_destroy, mpmc_push, mpmc_pop, mpmc_pushb,
+    mpmc_popb, mpmc_size, mpmc_cap, mpmc_seek,
+};
+
+/* Big enough for either ring type, aligned as they are. */
+typedef union any_ring {
+    weir_spsc spsc;
+    weir_mpmc mpmc;
+} any_ring;
+
+#define ITEM(i) ((void *)(uintptr_t)(i))
+
+/* ---- single-threaded properties, run per ring type --------------------- */
+
+static void
+check_bad_arguments(const ring_ops *o)
+{
+    any_ring r;
+    void *item = NULL;
+    void *items[4] = { 0 };
+    assert_int_equal(o->init(NULL, 8), WEIR_EINVAL);
+    assert_int_equal(o->init(&r, 0), WEIR_EINVAL);
+    assert_int_equal(o->capacity(&r), 0); /* a failed init leaves it zeroed */
+    o->destroy(&r);
+    assert_int_equal(o->init(&r, SIZE_MAX), WEIR_EINVAL);
+    assert_int_equal(o->init(&r, (SIZE_MAX >> 1) + 1), WEIR_EINVAL);
+    assert_int_equal(o->init(&r, (SIZE_MAX >> 3) + 2), WEIR_EINVAL);
+    /* Rounds fine but n * slot size overflows: memory, not argument. */
+    assert_int_equal(o->init(&r, (SIZE_MAX >> 3) + 1), WEIR_ENOMEM);
+    o->destroy(&r);
+
+    assert_int_equal(o->push(NULL, item), WEIR_EINVAL);
+    assert_int_equal(o->pop(NULL, &item), WEIR_EINVAL);
+    assert_int_equal(o->push_burst(NULL, items, 4), 0);
+    assert_int_equal(o->pop_burst(NULL, items, 4), 0);
+    assert_int_equal(o->size(NULL), 0);
+    assert_int_equal(o->capacity(NULL), 0);
+    o->destroy(NULL);
+
+    assert_int_equal(o->init(&r, 4), 0);
+    assert_int_equal(o->pop(&r, NULL), WEIR_EINVAL);
+    assert_int_equal(o->push_burst(&r, NULL, 4), 0);
+    assert_int_equal(o->pop_burst(&r, NULL, 4), 0);
+    assert_int_equal(o->push_burst(&r, items, 0), 0);
+    assert_int_equal(o->size(&r), 0);
+    o->destroy(&r);
+    o->destroy(&r); /* twice is harmless */
+}
+
+static void
+check_capacity_rounding(const ring_ops *o)
+{
+    const size_t asked[] = { 1, 2, 3, 5, 1000, 1024, 1025 };
+    const size_t got[] = { 1, 2, 4, 8, 1024, 1024, 2048 };
+    for (size_t i = 0; i < sizeof(asked) / sizeof(asked[0]); i++) {
+        any_ring r;
+        assert_int_equal(o->init(&r, asked[i]), 0);
+        assert_int_equal(o->capacity(&r), got[i]);
+        o->destroy(&r);
+    }
+}
+
+static void
+check_full_and_empty_edges(const ring_ops *o)
+{
+    any_ring r;
+    void *item = ITEM(99);
+    assert_int_equal(o->init(&r, 8), 0);
+    assert_int_equal(o->pop(&r, &item), WEIR_EAGAIN);
+    assert_ptr_equal(item, ITEM(99)); /* untouched on EAGAIN */
+    for (uintptr_t i = 0; i < 8; i++) {
+        assert_int_equal(o->size(&r), i);
+        assert_int_equal(o->push(&r, ITEM(i)), 0); /* ITEM(0) is NULL: allowed */
+    }
+    assert_int_equal(o->size(&r), 8);
+    assert_int_equal(o->push(&r, ITEM(8)), WEIR_EAGAIN);
+    assert_int_equal(o->size(&r), 8);
+    for (uintptr_t i = 0; i < 8; i++) {
+        assert_int_equal(o->pop(&r, &item), 0);
+        assert_ptr_equal(item, ITEM(i));
+    }
+    assert_int_equal(o->pop(&r, &item), WEIR_EAGAIN);
+    assert_int_equal(o->size(&r), 0);
+    o->destroy(&r);
+}
+
+static void
+check_capacity_one(const ring_ops *o)
+{
+    any_ring r;
+    void *item;
+    assert_int_equal(o->init(&r, 1), 0);
+    for (uintptr_t i = 0; i < 1000; i++) {
+        assert_int_equal(o->push(&r, ITEM(i)), 0);
+        assert_int_equal(o->push(&r, ITEM(i)), WEIR_EAGAIN);
+        assert_int_equal(o->pop(&r, &item), 0);
+        assert_ptr_equal(item, ITEM(i));
+        assert_int_equal(o->pop(&r, &item), WEIR_EAGAIN);
+    }
+    o->destroy(&r);
+}
+
+/*
+ * Many laps with a fill level that keeps changing, so every slot is used
+ * at many different offsets from the counters.  start lets a case begin
+ * next to the wrap of size_t.
+ */
+static void
+check_laps(const ring_ops *o, size_t start)
+{
+    any_ring r;
+    void *item;
+    void *buf[16];
+    assert_int_equal(o->init(&r, 16), 0);
+    o->seek(&r, start);
+    uintptr_t in = 0, out = 0;
+    for (unsigned round = 0; round < 20000; round++) {
+        size_t n = (round * 7) % 17;
+        for (size_t i = 0; i < n; i++) {
+            int rc = o->push(&r, ITEM(in));
+            if (rc == WEIR_EAGAIN) {
+                assert_int_equal(o->size(&r), 16);
+                break;
+            }
+            assert_int_equal(rc, 0);
+            in++;
+        }
+        size_t m = (round * 5) % 13;
+        if (round % 2) {
+            size_t got = o->pop_burst(&r, buf, m);
+            for (size_t i = 0; i < got; i++)
+                assert_ptr_equal(buf[i], ITEM(out++));
+        } else {
+            for (size_t i = 0; i < m && o->pop(&r, &item) == 0; i++)
+                assert_ptr_equal(item, ITEM(out++));
+        }
+        assert_int_equal(o->size(&r), in - out);
+    }
+    while (o->pop(&r, &item) == 0)
+        assert_ptr_equal(item, ITEM(out++));
+    assert_int_equal(in, out);
+    assert_true(in > 100000);
+    o->destroy(&r);
+}
+
+static void
+check_burst_partial(const ring_ops *o)
+{
+    any_ring r;
+    void *in[12], *out[12];
+    for (uintptr_t i = 0; i < 12; i++)
+        in[i] = ITEM(i + 1);
+    assert_int_equal(o->init(&r, 8), 0);
+    assert_int_equal(o->push_burst(&r, in, 5), 5);
+    assert_int_equal(o->push_burst(&r, in + 5, 5), 3); /* only 3 fit */
+    assert_int_equal(o->push_burst(&r, in, 5), 0);
+    assert_int_equal(o->pop_burst(&r, out, 3), 3);
+    assert_int_equal(o->push_burst(&r, in + 8, 4), 3); /* wraps the end */
+    assert_int_equal(o->pop_burst(&r, out + 3, 12), 8);
+    for (uintptr_t i = 0; i < 11; i++)
+        assert_ptr_equal(out[i], ITEM(i + 1));
+    assert_int_equal(o->pop_burst(&r, out, 12), 0);
+    /* A burst larger than the whole ring takes what fits. */
+    assert_int_equal(o->push_burst(&r, in, 12), 8);
+    assert_int_equal(o->size(&r), 8);
+    o->destroy(&r);
+}
+
+#define BOTH(name, body)                                                     \
+    static void test_ring_##name(void **state)                               \
+    {                                                                        \
+        (void)state;                                                         \
+        const ring_ops *o = &spsc_ops;                                       \
+        body;                                                                \
+        o = &mpmc_ops;                                                       \
+        body;                                                                \
+    }
+
+BOTH(rejects_bad_arguments, check_bad_arguments(o))
+BOTH(rounds_capacity_to_power_of_two, check_capacity_rounding(o))
+BOTH(full_and_empty_edges, check_full_and_empty_edges(o))
+BOTH(capacity_one, check_capacity_one(o))
+BOTH(wraps_over_many_laps, check_laps(o, 0))
+BOTH(counters_wrap_size_max, check_laps(o, SIZE_MAX - 37))
+BOTH(burst_partial_fills, check_burst_partial(o))
+
+/* ---- concurrency -------------------------------------------------------- */
+
+/*
+ * Items are tagged: value = seq * NPROD + producer + 1, so 0 (NULL) never
+ * appears and a consumer can tell whose item it holds and its place.
+ */
+enum { NPROD = 4, NCONS = 4 };
+
+typedef struct stress {
+    weir_mpmc ring;
+    size_t per_producer;
+    _Atomic size_t consumed;
+    _Atomic unsigned char *seen; /* per item: times it was popped */
+    _Atomic int failures;        /* order violations seen by consumers */
+    _Atomic unsigned next_id;
+} stress;
+
+static void *
+mpmc_producer(void *arg)
+{
+    stress *s = arg;
+    unsigned p = atomic_fetch_add(&s->next_id, 1) % NPROD;
+    void *batch[8];
+    size_t seq = 0;
+    unsigned fails = 0;
+    while (seq < s->per_producer) {
+        /* Mix single pushes and bursts of varying length. */
+        size_t n = (seq % 3 == 0) ? 1 + seq % 8 : 1;
+        if (n > s->per_producer - seq)
+            n = s->per_producer - seq;
+        for (size_t i = 0; i < n; i++)
+            batch[i] = ITEM((seq + i) * NPROD + p + 1);
+        size_t done = n == 1 ? (weir_mpmc_push(&s->ring, batch[0]) == 0)
+                             : weir_mpmc_push_burst(&s->ring, batch, n);
+        if (done == 0) {
+            ts_backoff(&fails);
+            continue;
+        }
+        fails = 0;
+        seq += done;
+    }
+    return NULL;
+}
+
+static void *
+mpmc_consumer(void *arg)
+{
+    stress *s = arg;
+    size_t total = s->per_producer * NPROD;
+    size_t last[NPROD];
+    int have[NPROD] = { 0 };
+    void *batch[8];
+    unsigned fails = 0, turn = 0;
+    while (atomic_load_explicit(&s->consumed, memory_order_relaxed) < total) {
+        size_t got = (turn++ % 2) ? weir_mpmc_pop_burst(&s->ring, batch, 8)
+                                  : (weir_mpmc_pop(&s->ring, batch) == 0);
+        if (got == 0) {
+            ts_backoff(&fails);
+            continue;
+        }
+        fails = 0;
+        for (size_t i = 0; i < got; i++) {
+            size_t v = (uintptr_t)batch[i] - 1;
+            size_t p = v % NPROD, seq = v / NPROD;
+            if (v >= total || (have[p] && seq <= last[p]))
+                atomic_fetch_add(&s->failures, 1);
+            else
+                atomic_fetch_add_explicit(&s->seen[v], 1, memory_order_relaxed);
+            have[p] = 1;
+            last[p] = seq;
+        }
+        atomic_fetch_add(&s->consumed, got);
+    }
+    return NULL;
+}
+
+static void
+run_mpmc_stress(size_t capacity, size_t items)
+{
+    stress *s = calloc(1, sizeof(*s));
+    assert_non_null(s);
+    s->per_producer = items / NPROD;
+    size_t total = s->per_producer * NPROD;
+    s->seen = calloc(total, 1);
+    assert_non_null(s->seen);
+    assert_int_equal(weir_mpmc_init(&s->ring, capacity), 0);
+
+    pthread_t th[NPROD + NCONS];
+    for (int i = 0; i < NPROD + NCONS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL,
+                             i < NPROD ? mpmc_producer : mpmc_consumer, s), 0);
+    for (int i = 0; i < NPROD + NCONS; i++)
+        pthread_join(th[i], NULL);
+
+    assert_int_equal(atomic_load(&s->failures), 0);
+    assert_int_equal(atomic_load(&s->consumed), total);
+    for (size_t v = 0; v < total; v++)
+        if (atomic_load_explicit(&s->seen[v], memory_order_relaxed) != 1)
+            fail_msg("item %zu seen %d times", v, (int)s->seen[v]);
+    assert_int_equal(weir_mpmc_size(&s->ring), 0);
+    weir_mpmc_destroy(&s->ring);
+    free((void *)s->seen);
+    free(s);
+}
+
+static void
+test_ring_mpmc_4p4c_exactly_once_in_order(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 100);
+    run_mpmc_stress(1024, ts_scale(10000000));
+    ts_watchdog_disarm();
+}
+
+/* A tiny ring keeps every thread on the full/empty and in-progress paths. */
+static void
+test_ring_mpmc_4p4c_small_capacity(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 100);
+    run_mpmc_stress(2, ts_scale(2000000));
+    ts_watchdog_disarm();
+}
+
+typedef struct spsc_stress {
+    weir_spsc ring;
+    size_t items;
+    _Atomic int failures;
+} spsc_stress;
+
+static void *
+spsc_producer(void *arg)
+{
+    spsc_stress *s = arg;
+    void *batch[32];
+    size_t next = 0;
+    unsigned fails = 0;
+    while (next < s->items) {
+        size_t n = (next / 1000) % 2 ? 1 + next % 32 : 1;
+        if (n > s->items - next)
+            n = s->items - next;
+        for (size_t i = 0; i < n; i++)
+            batch[i] = ITEM(next + i);
+        size_t done = n == 1 ? (weir_spsc_push(&s->ring, batch[0]) == 0)
+                             : weir_spsc_push_burst(&s->ring, batch, n);
+        if (done == 0) {
+            ts_backoff(&fails);
+            continue;
+        }
+        fails = 0;
+        next += done;
+    }
+    return NULL;
+}
+
+static void *
+spsc_consumer(void *arg)
+{
+    spsc_stress *s = arg;
+    void *batch[32];
+    size_t next = 0;
+    unsigned fails = 0;
+    while (next < s->items) {
+        size_t got = (next / 777) % 2 ? weir_spsc_pop_burst(&s->ring, batch, 32)
+                                      : (weir_spsc_pop(&s->ring, batch) == 0);
+        if (got == 0) {
+            ts_backoff(&fails);
+            continue;
+        }
+        fails = 0;
+        for (size_t i = 0; i < got; i++, next++)
+            if (batch[i] != ITEM(next)) {
+                atomic_fetch_add(&s->failures, 1);
+                return NULL;
+            }
+    }
+    return NULL;
+}
+
+static void
+run_spsc_stress(size_t capacity, size_t items)
+{
+    spsc_stress s;
+    memset(&s, 0, sizeof(s));
+    s.items = items;
+    assert_int_equal(weir_spsc_init(&s.ring, capacity), 0);
+    pthread_t p, c;
+    assert_int_equal(pthread_create(&p, NULL, spsc_producer, &s), 0);
+    assert_int_equal(pthread_create(&c, NULL, spsc_consumer, &s), 0);
+    pthread_join(p, NULL);
+    pthread_join(c, NULL);
+    assert_int_equal(atomic_load(&s.failures), 0);
+    assert_int_equal(weir_spsc_size(&s.ring), 0);
+    weir_spsc_destroy(&s.ring);
+}
+
+static void
+test_ring_spsc_1p1c_exactly_once_in_order(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 100);
+    run_spsc_stress(1024, ts_scale(10000000));
+    run_spsc_stress(4, ts_scale(2000000));
+    ts_watchdog_disarm();
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ring_rejects_bad_arguments),
+        cmocka_unit_test(test_ring_rounds_capacity_to_power_of_two),
+        cmocka_unit_test(test_ring_full_and_empty_edges),
+        cmocka_unit_test(test_ring_capacity_one),
+        cmocka_unit_test(test_ring_wraps_over_many_laps),
+        cmocka_unit_test(test_ring_counters_wrap_size_max),
+        cmocka_unit_test(test_ring_burst_partial_fills),
+        cmocka_unit_test(test_ring_spsc_1p1c_exactly_once_in_order),
+        cmocka_unit_test(test_ring_mpmc_4p4c_exactly_once_in_order),
+        cmocka_unit_test(test_ring_mpmc_4p4c_small_capacity),
+    };
+    return cmocka_run_group_tests_name("ring", tests, NULL, NULL);
+}
