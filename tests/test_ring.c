@@ -263,6 +263,17 @@ BOTH(wraps_over_many_laps, check_laps(o, 0))
 BOTH(counters_wrap_size_max, check_laps(o, SIZE_MAX - 37))
 BOTH(burst_partial_fills, check_burst_partial(o))
 
+/* The C++ test checks the same sizes from the C++ side of the header. */
+static void
+test_ring_layout_is_three_lines(void **state)
+{
+    (void)state;
+    assert_int_equal(sizeof(weir_spsc), 3 * WEIR_CACHELINE);
+    assert_int_equal(sizeof(weir_mpmc), 3 * WEIR_CACHELINE);
+    assert_int_equal(offsetof(weir_spsc, tail) % WEIR_CACHELINE, 0);
+    assert_int_equal(offsetof(weir_mpmc, head) % WEIR_CACHELINE, 0);
+}
+
 /* ---- concurrency -------------------------------------------------------- */
 
 /*
@@ -480,6 +491,7 @@ main(void)
         cmocka_unit_test(test_ring_wraps_over_many_laps),
         cmocka_unit_test(test_ring_counters_wrap_size_max),
         cmocka_unit_test(test_ring_burst_partial_fills),
+        cmocka_unit_test(test_ring_layout_is_three_lines),
         cmocka_unit_test(test_ring_spsc_1p1c_exactly_once_in_order),
         cmocka_unit_test(test_ring_mpmc_4p4c_exactly_once_in_order),
         cmocka_unit_test(test_ring_mpmc_4p4c_small_capacity),
