@@ -4,6 +4,7 @@
 #   make check                build and run the cmocka suite (installs cmocka if it can)
 #   make check SANITIZE=thread            ... under ThreadSanitizer
 #   make check SANITIZE=address,undefined ... under ASan + UBSan
+#   make check WEIR_PORTABLE_WAIT=1       ... sleeping on pthread condvars, not futex
 #   make run                  build and run the demo program
 #   make examples             build every example
 #   make bench                benchmarks against peers (installs them if it can)
@@ -20,18 +21,25 @@ comma    := ,
 
 WARN     := -Wall -Wextra -Wpedantic -Werror
 OPT      := -O2 -g
-SANFLAGS :=
+MODEFLAGS :=
 ifeq ($(SANITIZE),)
 BUILD    := build
 else
 BUILD    := build/san-$(subst $(comma),-,$(SANITIZE))
 OPT      := -O1 -g -fno-omit-frame-pointer
-SANFLAGS := -fsanitize=$(SANITIZE) -DWEIR_TEST_SANITIZED=1
+MODEFLAGS := -fsanitize=$(SANITIZE) -DWEIR_TEST_SANITIZED=1
 endif
 
-CFLAGS_ALL   := -std=c11 $(OPT) $(WARN) -fPIC -pthread -Iinclude $(SANFLAGS) $(CFLAGS)
-CXXFLAGS_ALL := -std=c++11 $(OPT) $(WARN) -pthread -Iinclude $(SANFLAGS) $(CXXFLAGS)
-LDFLAGS_ALL  := -pthread $(SANFLAGS) $(LDFLAGS)
+# WEIR_PORTABLE_WAIT=1 sleeps on a mutex + condition variable instead of a
+# futex; its objects go to their own folder too.
+ifeq ($(WEIR_PORTABLE_WAIT),1)
+BUILD    := $(if $(SANITIZE),$(BUILD)-portable,build/portable)
+MODEFLAGS += -DWEIR_PORTABLE_WAIT=1
+endif
+
+CFLAGS_ALL   := -std=c11 $(OPT) $(WARN) -fPIC -pthread -Iinclude $(MODEFLAGS) $(CFLAGS)
+CXXFLAGS_ALL := -std=c++11 $(OPT) $(WARN) -pthread -Iinclude $(MODEFLAGS) $(CXXFLAGS)
+LDFLAGS_ALL  := -pthread $(MODEFLAGS) $(LDFLAGS)
 
 LIB_SRC  := $(wildcard lib/*.c)
 LIB_OBJ  := $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRC))

@@ -6,5 +6,6 @@
 
 #include "weir/common.h"
 #include "weir/ring.h"
+#include "weir/queue.h"
 
 #endif /* WEIR_H */

@@ -9,6 +9,7 @@
 #include "weir/ring.h"
 
 #include "alloc_internal.h"
+#include "ring_internal.h"
 
 /*
  * These declarations turn the inline definitions of weir/ring_inline.h
@@ -25,6 +26,7 @@ extern inline int weir_mpmc_pop(weir_mpmc *r, void **item);
 extern inline size_t weir_mpmc_push_burst(weir_mpmc *r, void *const *items,
                                           size_t n);
 extern inline size_t weir_mpmc_pop_burst(weir_mpmc *r, void **items, size_t n);
+extern inline size_t weiri_mpmc_room(weir_mpmc *r, size_t pos);
 
 /*
  * Round capacity up to a power of two.  The MPMC ring compares doubled
@@ -119,7 +121,52 @@ weir_mpmc_init(weir_mpmc *r, size_t capacity)
     r->mask = cap - 1;
     atomic_init(&r->head, 0);
     atomic_init(&r->tail, 0);
+    atomic_init(&r->head_cache, 0);
     return 0;
+}
+
+int
+weiri_mpmc_init_bounded(weir_mpmc *r, size_t capacity)
+{
+    int rc = weir_mpmc_init(r, capacity);
+    if (rc != 0)
+        return rc;
+    /* A power of two needs no extra bound: the slot sequences are it. */
+    r->limit = capacity == r->mask + 1 ? 0 : capacity;
+    r->closable = 1;
+    return 0;
+}
+
+void
+weiri_mpmc_close(weir_mpmc *r)
+{
+    /*
+     * After this no claim of a position can succeed (see the push paths);
+     * claims made before it complete normally.  Release so a pop that sees
+     * the bit also sees what the closing thread did before closing.
+     */
+    atomic_fetch_or_explicit(&r->tail, WEIRI_MPMC_CLOSED, memory_order_release);
+}
+
+bool
+weiri_mpmc_is_closed(const weir_mpmc *r)
+{
+    return (atomic_load_explicit(&r->tail, memory_order_acquire) &
+            WEIRI_MPMC_CLOSED) != 0;
+}
+
+bool
+weiri_mpmc_drained(const weir_mpmc *r)
+{
+    /*
+     * Head first, then tail (acquire keeps the order): tail only grows and
+     * head never passes it, so equal values mean every claimed position
+     * was also popped at the moment tail was read, and with the bit set no
+     * new claim can follow.
+     */
+    size_t h = atomic_load_explicit(&r->head, memory_order_acquire);
+    size_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+    return (t & WEIRI_MPMC_CLOSED) != 0 && (t & ~WEIRI_MPMC_CLOSED) == h;
 }
 
 void
@@ -134,7 +181,9 @@ weir_mpmc_destroy(weir_mpmc *r)
 size_t
 weir_mpmc_capacity(const weir_mpmc *r)
 {
-    return r == NULL || r->slots == NULL ? 0 : r->mask + 1;
+    if (r == NULL || r->slots == NULL)
+        return 0;
+    return r->limit != 0 ? r->limit : r->mask + 1;
 }
 
 size_t
@@ -145,6 +194,8 @@ weir_mpmc_size(const weir_mpmc *r)
     /* Head first, as in weir_spsc_size; a position is claimed by head only after tail. */
     size_t h = atomic_load_explicit(&r->head, memory_order_acquire);
     size_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
-    size_t n = t - h;
-    return n > r->mask + 1 ? r->mask + 1 : n;
+    if (r->closable)
+        t &= ~WEIRI_MPMC_CLOSED;
+    size_t n = t - h, cap = weir_mpmc_capacity(r);
+    return n > cap ? cap : n;
 }

@@ -106,12 +106,15 @@ struct weir_mpmc_slot {
 
 typedef struct weir_mpmc {
     WEIR_ALIGNAS(WEIR_CACHELINE)
-    WEIR_ATOMIC(size_t) tail;  /* next position producers will claim */
+    WEIR_ATOMIC(size_t) tail;  /* next position producers will claim; top bit: closed */
+    WEIR_ATOMIC(size_t) head_cache; /* producers' last reading of head (bounded rings) */
     WEIR_ALIGNAS(WEIR_CACHELINE)
     WEIR_ATOMIC(size_t) head;  /* next position consumers will claim */
     WEIR_ALIGNAS(WEIR_CACHELINE)
-    struct weir_mpmc_slot *slots; /* capacity entries; set at init, then read-only */
-    size_t mask;                  /* capacity - 1 */
+    struct weir_mpmc_slot *slots; /* mask + 1 entries; set at init, then read-only */
+    size_t mask;                  /* slot count - 1 */
+    size_t limit;                 /* 0, or a bound below the slot count (weir_queue) */
+    int closable;                 /* nonzero: the top bit of tail means closed */
 } weir_mpmc;
 
 /*

@@ -36,6 +36,15 @@
  */
 #define WEIRI_MPMC_SPINS 64
 
+/*
+ * The queue layer (weir/queue.h) closes its ring by setting the top bit of
+ * tail, which makes every later claim fail, so that "refused" and "queued"
+ * are decided by the same atomic operation.  Plain rings are never closed
+ * and use the whole range; a closable ring gets 2^63 positions, centuries
+ * of pushes on a 64-bit machine.
+ */
+#define WEIRI_MPMC_CLOSED (~(SIZE_MAX >> 1))
+
 inline int
 weir_spsc_push(weir_spsc *r, void *item)
 {
@@ -138,6 +147,30 @@ weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n)
  * relaxed because it orders nothing: the acquire load of the slot's
  * sequence before it and the release store after it carry the item.
  */
+/*
+ * weiri_mpmc_room - PRIVATE: how many more items a bounded ring (limit
+ * != 0) takes if the next push claims pos.  Consults producers' shared
+ * copy of head first and re-reads head only when that copy says full.
+ * head only grows, so a stale copy can only understate the room.  A pos
+ * that has gone stale meanwhile (head beyond it) reports room: the claim
+ * that follows fails and re-reads tail.  Relaxed loads and stores: the
+ * bound is counted, not synchronised; the slot sequences carry the items.
+ */
+inline size_t
+weiri_mpmc_room(weir_mpmc *r, size_t pos)
+{
+    ptrdiff_t used = (ptrdiff_t)(pos -
+        atomic_load_explicit(&r->head_cache, memory_order_relaxed));
+    if (used < (ptrdiff_t)r->limit)
+        return r->limit - (size_t)used;
+    size_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+    atomic_store_explicit(&r->head_cache, head, memory_order_relaxed);
+    used = (ptrdiff_t)(pos - head);
+    if (used < 0)
+        return 1;
+    return used < (ptrdiff_t)r->limit ? r->limit - (size_t)used : 0;
+}
+
 inline int
 weir_mpmc_push(weir_mpmc *r, void *item)
 {
@@ -148,11 +181,15 @@ weir_mpmc_push(weir_mpmc *r, void *item)
     unsigned spins = 0;
     size_t pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
     for (;;) {
+        if ((pos & WEIRI_MPMC_CLOSED) && r->closable)
+            return WEIR_ECLOSED;
         struct weir_mpmc_slot *s = &slots[pos & mask];
         /* Acquire pairs with the consumer's release of seq: it read the old item. */
         size_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
         ptrdiff_t dif = (ptrdiff_t)(seq - 2 * pos);
         if (dif == 0) {
+            if (r->limit != 0 && weiri_mpmc_room(r, pos) == 0)
+                return WEIR_EAGAIN;
             if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + 1,
                     memory_order_relaxed, memory_order_relaxed)) {
                 s->item = item;
@@ -205,7 +242,7 @@ weir_mpmc_pop(weir_mpmc *r, void **item)
         if (dif < 0) {
             /* Not yet filled for this lap: empty unless a push has claimed it. */
             size_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
-            if (tail == pos || ++spins > WEIRI_MPMC_SPINS)
+            if ((tail & ~WEIRI_MPMC_CLOSED) == pos || ++spins > WEIRI_MPMC_SPINS)
                 return WEIR_EAGAIN;
             WEIRI_RELAX();
         }
@@ -224,6 +261,10 @@ weir_mpmc_push_burst(weir_mpmc *r, void *const *items, size_t n)
         n = mask + 1;
     size_t pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
     for (;;) {
+        if ((pos & WEIRI_MPMC_CLOSED) && r->closable)
+            return 0;
+        size_t room = r->limit != 0 ? weiri_mpmc_room(r, pos) : n;
+        size_t want = n < room ? n : room;
         /*
          * A slot that is free for its position stays free until someone
          * claims that position, which needs the CAS below to succeed from
@@ -232,8 +273,8 @@ weir_mpmc_push_burst(weir_mpmc *r, void *const *items, size_t n)
          * stops at the first one that is not free.
          */
         size_t k = 0;
-        while (k < n && atomic_load_explicit(&slots[(pos + k) & mask].seq,
-                                             memory_order_acquire) == 2 * (pos + k))
+        while (k < want && atomic_load_explicit(&slots[(pos + k) & mask].seq,
+                                                memory_order_acquire) == 2 * (pos + k))
             k++;
         if (k == 0) /* full, busy or a stale pos: the single push sorts it out */
             return weir_mpmc_push(r, items[0]) == 0 ? 1 : 0;

@@ -41,6 +41,9 @@ size_t ts_scale(size_t n);
 /* ts_now_ns - CLOCK_MONOTONIC in nanoseconds. */
 int64_t ts_now_ns(void);
 
+/* ts_sleep_ms - sleep at least ms milliseconds. */
+void ts_sleep_ms(unsigned ms);
+
 #ifdef __cplusplus
 }
 #endif

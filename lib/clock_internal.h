@@ -1,0 +1,24 @@
+/*
+ * clock_internal.h - PRIVATE to lib/: the monotonic clock and deadlines.
+ * The only place weir reads the time; see lib/clock.c.
+ */
+#ifndef WEIR_CLOCK_INTERNAL_H
+#define WEIR_CLOCK_INTERNAL_H
+
+#include <stdint.h>
+
+/* Sentinel deadline: never. */
+#define WEIRI_NO_DEADLINE INT64_MAX
+
+/* weiri_now_ns - CLOCK_MONOTONIC in nanoseconds. */
+int64_t weiri_now_ns(void);
+
+/*
+ * weiri_deadline - turn a relative timeout (WEIR_FOREVER or > 0 ns) into
+ * an absolute CLOCK_MONOTONIC deadline, once, so that retries after a
+ * spurious wake-up never extend the total wait.  Saturates instead of
+ * overflowing.
+ */
+int64_t weiri_deadline(int64_t timeout_ns);
+
+#endif /* WEIR_CLOCK_INTERNAL_H */

@@ -1,0 +1,256 @@
+/*
+ * queue.c - the bounded blocking queue of weir/queue.h.
+ *
+ * A bounded, closable MPMC ring carries the items; two event counts
+ * (wait_internal.h) let the two sides sleep: consumers on not_empty,
+ * producers on not_full.  Every successful operation notifies the other
+ * side's event, which costs a fence and one load of a line nobody writes
+ * while nobody sleeps, so the fast path stays free of system calls.
+ *
+ * Close sets a bit in the ring's claim counter, so a push is refused or
+ * placed by one atomic operation and no push can slip in after pops have
+ * concluded the queue is drained (see ring_internal.h).
+ *
+ * No locks are held anywhere here (the portable event count takes its
+ * mutex only around the sleep itself).
+ */
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "weir/queue.h"
+#include "weir/ring.h"
+
+#include "alloc_internal.h"
+#include "clock_internal.h"
+#include "ring_internal.h"
+#include "wait_internal.h"
+
+_Static_assert(SIZE_MAX > 0xffffffffu,
+               "weir_queue needs 64-bit positions: see WEIRI_MPMC_CLOSED");
+
+struct weir_queue {
+    weir_mpmc ring;            /* the items; closed through its tail bit */
+    WEIR_ALIGNAS(WEIR_CACHELINE)
+    weiri_event not_empty;     /* consumers sleep here; producers notify */
+    WEIR_ALIGNAS(WEIR_CACHELINE)
+    weiri_event not_full;      /* producers sleep here; consumers notify */
+};
+
+/*
+ * Before sleeping, a waiter retries with pauses growing from 1 to 64
+ * (about 130 pauses, a few microseconds), then yields the CPU a few times.
+ * When the other side is running, an item or a slot usually turns up
+ * within that time, and catching it saves both the sleep and the other
+ * side's wake-up system call; a waiter whose other side is idle is asleep
+ * after some tens of microseconds and uses no CPU from then on.
+ */
+enum { SPIN_STEPS = 7, YIELD_STEPS = 4 };
+
+int
+weir_queue_create(weir_queue **q, size_t capacity)
+{
+    if (q == NULL)
+        return WEIR_EINVAL;
+    *q = NULL;
+    if (capacity == 0 || capacity > SIZE_MAX / 8)
+        return WEIR_EINVAL;
+    weir_queue *nq = weiri_alloc_array(1, sizeof(*nq));
+    if (nq == NULL)
+        return WEIR_ENOMEM;
+    int rc = weiri_mpmc_init_bounded(&nq->ring, capacity);
+    if (rc != 0)
+        goto fail_ring;
+    if ((rc = weiri_event_init(&nq->not_empty)) != 0)
+        goto fail_empty;
+    if ((rc = weiri_event_init(&nq->not_full)) != 0)
+        goto fail_full;
+    *q = nq;
+    return 0;
+fail_full:
+    weiri_event_destroy(&nq->not_empty);
+fail_empty:
+    weir_mpmc_destroy(&nq->ring);
+fail_ring:
+    weiri_free(nq);
+    return rc;
+}
+
+void
+weir_queue_destroy(weir_queue *q)
+{
+    if (q == NULL)
+        return;
+    weiri_event_destroy(&q->not_full);
+    weiri_event_destroy(&q->not_empty);
+    weir_mpmc_destroy(&q->ring);
+    weiri_free(q);
+}
+
+/*
+ * One try in either direction: a push of in[0..n-1] when in is not NULL,
+ * else a pop into out[0..n-1].  Returns how many items moved, 0 if none.
+ */
+static size_t
+try_once(weir_queue *q, void *const *in, void **out, size_t n)
+{
+    if (in != NULL)
+        return n == 1 ? weir_mpmc_push(&q->ring, in[0]) == 0
+                      : weir_mpmc_push_burst(&q->ring, in, n);
+    return n == 1 ? weir_mpmc_pop(&q->ring, out) == 0
+                  : weir_mpmc_pop_burst(&q->ring, out, n);
+}
+
+/* Whether the close decides the call: pushes at once, pops once drained. */
+static bool
+closed_for(const weir_queue *q, bool put)
+{
+    return put ? weiri_mpmc_is_closed(&q->ring) : weiri_mpmc_drained(&q->ring);
+}
+
+/* The CPU-friendly part of waiting: see SPIN_STEPS. */
+static void
+back_off(unsigned step)
+{
+    if (step < SPIN_STEPS) {
+        for (unsigned i = 0; i < 1u << step; i++)
+            WEIRI_RELAX();
+    } else {
+        weiri_yield();
+    }
+}
+
+/*
+ * The shared shape of every blocking call: try, spin, then sleep on the
+ * event of the side that can make the try succeed.  Pushes pass in, pops
+ * pass out (see try_once).  Returns how many items moved or a negative
+ * code.
+ */
+static long
+transfer(weir_queue *q, void *const *in, void **out, size_t n,
+         int64_t timeout_ns)
+{
+    bool put = in != NULL;
+    weiri_event *mine = put ? &q->not_full : &q->not_empty;
+    weiri_event *theirs = put ? &q->not_empty : &q->not_full;
+    int64_t deadline = 0;
+    for (unsigned step = 0;; step++) {
+        size_t k = try_once(q, in, out, n);
+        if (k > 0) {
+            weiri_event_notify(theirs, (uint32_t)k);
+            return (long)k;
+        }
+        if (closed_for(q, put))
+            return WEIR_ECLOSED;
+        if (timeout_ns == WEIR_NOWAIT)
+            return WEIR_EAGAIN;
+        if (step == 0)
+            deadline = weiri_deadline(timeout_ns);
+        if (step < SPIN_STEPS + YIELD_STEPS) {
+            back_off(step);
+            continue;
+        }
+        /* Announce ourselves, then try once more before sleeping. */
+        uint32_t e = weiri_event_prepare(mine);
+        k = try_once(q, in, out, n);
+        if (k > 0) {
+            weiri_event_cancel(mine);
+            weiri_event_notify(theirs, (uint32_t)k);
+            return (long)k;
+        }
+        if (closed_for(q, put)) {
+            weiri_event_cancel(mine);
+            return WEIR_ECLOSED;
+        }
+        if (weiri_event_wait(mine, e, deadline) == WEIR_ETIMEDOUT) {
+            /* The deadline passed; one last look decides. */
+            k = try_once(q, in, out, n);
+            if (k > 0) {
+                weiri_event_notify(theirs, (uint32_t)k);
+                return (long)k;
+            }
+            if (closed_for(q, put))
+                return WEIR_ECLOSED;
+            return WEIR_ETIMEDOUT;
+        }
+    }
+}
+
+static bool
+bad_timeout(int64_t timeout_ns)
+{
+    return timeout_ns < WEIR_FOREVER;
+}
+
+int
+weir_queue_push(weir_queue *q, void *item, int64_t timeout_ns)
+{
+    if (q == NULL || bad_timeout(timeout_ns))
+        return WEIR_EINVAL;
+    long rc = transfer(q, &item, NULL, 1, timeout_ns);
+    return rc < 0 ? (int)rc : 0;
+}
+
+int
+weir_queue_pop(weir_queue *q, void **item, int64_t timeout_ns)
+{
+    if (q == NULL || item == NULL || bad_timeout(timeout_ns))
+        return WEIR_EINVAL;
+    long rc = transfer(q, NULL, item, 1, timeout_ns);
+    return rc < 0 ? (int)rc : 0;
+}
+
+long
+weir_queue_push_burst(weir_queue *q, void *const *items, size_t n,
+                      int64_t timeout_ns)
+{
+    if (q == NULL || items == NULL || bad_timeout(timeout_ns))
+        return WEIR_EINVAL;
+    if (n == 0)
+        return 0;
+    if (n > LONG_MAX)
+        n = LONG_MAX;
+    return transfer(q, items, NULL, n, timeout_ns);
+}
+
+long
+weir_queue_pop_burst(weir_queue *q, void **items, size_t n,
+                     int64_t timeout_ns)
+{
+    if (q == NULL || items == NULL || bad_timeout(timeout_ns))
+        return WEIR_EINVAL;
+    if (n == 0)
+        return 0;
+    if (n > LONG_MAX)
+        n = LONG_MAX;
+    return transfer(q, NULL, items, n, timeout_ns);
+}
+
+void
+weir_queue_close(weir_queue *q)
+{
+    if (q == NULL)
+        return;
+    weiri_mpmc_close(&q->ring);
+    /* Everyone asleep must re-check and see the close. */
+    weiri_event_notify(&q->not_full, UINT32_MAX);
+    weiri_event_notify(&q->not_empty, UINT32_MAX);
+}
+
+bool
+weir_queue_is_closed(const weir_queue *q)
+{
+    return q != NULL && weiri_mpmc_is_closed(&q->ring);
+}
+
+size_t
+weir_queue_size(const weir_queue *q)
+{
+    return q == NULL ? 0 : weir_mpmc_size(&q->ring);
+}
+
+size_t
+weir_queue_capacity(const weir_queue *q)
+{
+    return q == NULL ? 0 : weir_mpmc_capacity(&q->ring);
+}

@@ -1,0 +1,169 @@
+/*
+ * wait.c - the event count of wait_internal.h: futex on Linux, or a mutex
+ * and condition variable with WEIR_PORTABLE_WAIT=1.  The only file in
+ * weir that puts a thread to sleep.
+ */
+#define _GNU_SOURCE
+
+#include <errno.h>
+#include <sched.h>
+#include <time.h>
+
+#include "weir/common.h"
+
+#include "clock_internal.h"
+#include "wait_internal.h"
+
+#if !WEIR_PORTABLE_WAIT
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+static struct timespec
+to_timespec(int64_t ns)
+{
+    struct timespec ts;
+    ts.tv_sec = (time_t)(ns / WEIR_SEC);
+    ts.tv_nsec = (long)(ns % WEIR_SEC);
+    return ts;
+}
+
+void
+weiri_yield(void)
+{
+    sched_yield();
+}
+
+uint32_t
+weiri_event_prepare(weiri_event *ev)
+{
+    atomic_fetch_add_explicit(&ev->waiters, 1, memory_order_relaxed);
+    /*
+     * Pairs with the fence in weiri_event_notify: the notifier's change
+     * precedes its read of waiters, our count precedes our re-check, so
+     * one of the two reads sees the other side's write.
+     */
+    atomic_thread_fence(memory_order_seq_cst);
+    return atomic_load_explicit(&ev->epoch, memory_order_acquire);
+}
+
+void
+weiri_event_cancel(weiri_event *ev)
+{
+    atomic_fetch_sub_explicit(&ev->waiters, 1, memory_order_relaxed);
+}
+
+void
+weiri_event_notify(weiri_event *ev, uint32_t n)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    /* Relaxed: the fence above orders it; see weiri_event_prepare. */
+    if (atomic_load_explicit(&ev->waiters, memory_order_relaxed) == 0)
+        return;
+#if WEIR_PORTABLE_WAIT
+    pthread_mutex_lock(&ev->mu);
+    atomic_fetch_add_explicit(&ev->epoch, 1, memory_order_release);
+    if (n == 1)
+        pthread_cond_signal(&ev->cv);
+    else
+        pthread_cond_broadcast(&ev->cv);
+    pthread_mutex_unlock(&ev->mu);
+#else
+    atomic_fetch_add_explicit(&ev->epoch, 1, memory_order_release);
+    syscall(SYS_futex, (void *)&ev->epoch, FUTEX_WAKE_PRIVATE,
+            n > INT32_MAX ? INT32_MAX : (int)n, NULL, NULL, 0);
+#endif
+}
+
+#if WEIR_PORTABLE_WAIT
+
+int
+weiri_event_init(weiri_event *ev)
+{
+    atomic_init(&ev->epoch, 0);
+    atomic_init(&ev->waiters, 0);
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0)
+        return WEIR_ENOMEM;
+    /* Monotonic, like every deadline weir computes. */
+    int rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init(&ev->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (rc != 0)
+        return WEIR_ENOMEM;
+    if (pthread_mutex_init(&ev->mu, NULL) != 0) {
+        pthread_cond_destroy(&ev->cv);
+        return WEIR_ENOMEM;
+    }
+    return 0;
+}
+
+void
+weiri_event_destroy(weiri_event *ev)
+{
+    pthread_cond_destroy(&ev->cv);
+    pthread_mutex_destroy(&ev->mu);
+}
+
+int
+weiri_event_wait(weiri_event *ev, uint32_t e, int64_t deadline)
+{
+    int rc = 0;
+    struct timespec ts = to_timespec(deadline);
+    pthread_mutex_lock(&ev->mu);
+    /* Notify moves the epoch under mu, so this check cannot miss it. */
+    while (atomic_load_explicit(&ev->epoch, memory_order_acquire) == e) {
+        if (deadline == WEIRI_NO_DEADLINE) {
+            pthread_cond_wait(&ev->cv, &ev->mu);
+        } else if (pthread_cond_timedwait(&ev->cv, &ev->mu, &ts) == ETIMEDOUT) {
+            rc = WEIR_ETIMEDOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ev->mu);
+    weiri_event_cancel(ev);
+    return rc;
+}
+
+#else /* futex */
+
+int
+weiri_event_init(weiri_event *ev)
+{
+    atomic_init(&ev->epoch, 0);
+    atomic_init(&ev->waiters, 0);
+    return 0;
+}
+
+void
+weiri_event_destroy(weiri_event *ev)
+{
+    (void)ev;
+}
+
+int
+weiri_event_wait(weiri_event *ev, uint32_t e, int64_t deadline)
+{
+    int rc = 0;
+    struct timespec ts, *tsp = NULL;
+    if (deadline != WEIRI_NO_DEADLINE) {
+        ts = to_timespec(deadline);
+        tsp = &ts;
+    }
+    /*
+     * FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline (plain
+     * FUTEX_WAIT takes a relative one), so a retry never extends the wait.
+     * The kernel sleeps only if the epoch still equals e.  EINTR and
+     * EAGAIN (the epoch moved) both mean: go and re-check.
+     */
+    if (syscall(SYS_futex, (void *)&ev->epoch,
+                FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, e, tsp, NULL,
+                FUTEX_BITSET_MATCH_ANY) == -1 && errno == ETIMEDOUT)
+        rc = WEIR_ETIMEDOUT;
+    weiri_event_cancel(ev);
+    return rc;
+}
+
+#endif

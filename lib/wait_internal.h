@@ -1,0 +1,74 @@
+/*
+ * wait_internal.h - PRIVATE to lib/: an event count, the one way weir puts
+ * a thread to sleep until another thread changes something.
+ *
+ * A waiter announces itself, re-checks its condition, and sleeps only if
+ * the event's epoch has not moved since it announced:
+ *
+ *     uint32_t e = weiri_event_prepare(ev);      // now counted as waiting
+ *     if (condition holds) { weiri_event_cancel(ev); ... }
+ *     else rc = weiri_event_wait(ev, e, deadline); // uncounts itself
+ *
+ * A thread that makes the condition true calls weiri_event_notify after
+ * doing so.  prepare and notify each contain a sequentially consistent
+ * fence, so either the notifier sees the waiter counted (and moves the
+ * epoch, which stops or wakes the sleep) or the waiter's re-check sees the
+ * change: a wake-up cannot be lost.  notify costs a fence and one load
+ * when nobody waits; it makes a system call only when someone does.
+ *
+ * On Linux the sleep is a futex on the epoch.  Building with
+ * WEIR_PORTABLE_WAIT=1 uses a mutex and a condition variable on
+ * CLOCK_MONOTONIC instead, for other systems.  The epoch is 32 bits; a
+ * waiter could only miss a change if exactly 2^32 notifications happened
+ * between its prepare and its sleep.
+ */
+#ifndef WEIR_WAIT_INTERNAL_H
+#define WEIR_WAIT_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* Futex where there is one; the portable fallback everywhere else. */
+#ifndef WEIR_PORTABLE_WAIT
+#ifdef __linux__
+#define WEIR_PORTABLE_WAIT 0
+#else
+#define WEIR_PORTABLE_WAIT 1
+#endif
+#endif
+
+#if WEIR_PORTABLE_WAIT
+#include <pthread.h>
+#endif
+
+typedef struct weiri_event {
+    _Atomic uint32_t epoch;    /* moved by every notify that found waiters */
+    _Atomic uint32_t waiters;  /* threads between prepare and the end of wait */
+#if WEIR_PORTABLE_WAIT
+    pthread_mutex_t mu;        /* guards sleeping on cv against epoch moves */
+    pthread_cond_t cv;
+#endif
+} weiri_event;
+
+/* weiri_event_init - 0 or WEIR_ENOMEM; weiri_event_destroy undoes it. */
+int weiri_event_init(weiri_event *ev);
+void weiri_event_destroy(weiri_event *ev);
+
+uint32_t weiri_event_prepare(weiri_event *ev);
+void weiri_event_cancel(weiri_event *ev);
+
+/*
+ * weiri_event_wait - sleep until the epoch differs from e or the absolute
+ * CLOCK_MONOTONIC deadline (WEIRI_NO_DEADLINE: none) passes, then uncount
+ * the waiter.  Returns 0, or WEIR_ETIMEDOUT if the deadline passed.  May
+ * also return 0 spuriously; callers re-check their condition anyway.
+ */
+int weiri_event_wait(weiri_event *ev, uint32_t e, int64_t deadline);
+
+/* weiri_event_notify - wake up to n waiters (UINT32_MAX: all) if any wait. */
+void weiri_event_notify(weiri_event *ev, uint32_t n);
+
+/* weiri_yield - let another runnable thread have this CPU. */
+void weiri_yield(void);
+
+#endif /* WEIR_WAIT_INTERNAL_H */
