@@ -7,5 +7,6 @@
 #include "weir/common.h"
 #include "weir/ring.h"
 #include "weir/queue.h"
+#include "weir/limiter.h"
 
 #endif /* WEIR_H */

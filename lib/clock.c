@@ -4,6 +4,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <errno.h>
 #include <time.h>
 
 #include "weir/common.h"
@@ -28,4 +29,15 @@ weiri_deadline(int64_t timeout_ns)
     if (timeout_ns > WEIRI_NO_DEADLINE - now)
         return WEIRI_NO_DEADLINE;
     return now + timeout_ns;
+}
+
+void
+weiri_sleep_until(int64_t deadline_ns)
+{
+    struct timespec ts;
+    ts.tv_sec = (time_t)(deadline_ns / WEIR_SEC);
+    ts.tv_nsec = (long)(deadline_ns % WEIR_SEC);
+    /* Absolute, so resuming after a signal does not extend the sleep. */
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        ;
 }

@@ -21,4 +21,10 @@ int64_t weiri_now_ns(void);
  */
 int64_t weiri_deadline(int64_t timeout_ns);
 
+/*
+ * weiri_sleep_until - sleep until CLOCK_MONOTONIC reaches deadline_ns;
+ * never returns early: interrupted sleeps are resumed.
+ */
+void weiri_sleep_until(int64_t deadline_ns);
+
 #endif /* WEIR_CLOCK_INTERNAL_H */

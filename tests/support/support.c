@@ -82,3 +82,25 @@ ts_sleep_ms(unsigned ms)
     while (nanosleep(&ts, &ts) != 0)
         ;
 }
+
+int64_t
+ts_vclock_now(void *vclock)
+{
+    return atomic_load(&((ts_vclock *)vclock)->now);
+}
+
+void
+ts_vclock_sleep_until(void *vclock, int64_t deadline_ns)
+{
+    ts_vclock *c = vclock;
+    int64_t now = atomic_load(&c->now);
+    while (now < deadline_ns &&
+           !atomic_compare_exchange_weak(&c->now, &now, deadline_ns))
+        ;
+}
+
+void
+ts_vclock_advance(ts_vclock *c, int64_t ns)
+{
+    atomic_fetch_add(&c->now, ns);
+}

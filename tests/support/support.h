@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdatomic.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -43,6 +45,19 @@ int64_t ts_now_ns(void);
 
 /* ts_sleep_ms - sleep at least ms milliseconds. */
 void ts_sleep_ms(unsigned ms);
+
+/*
+ * A virtual clock for weir_clock hooks: time moves only when a test
+ * advances it or a sleeper sleeps (which jumps it to the deadline), so
+ * rate logic runs deterministically.  Safe from several threads.
+ */
+typedef struct ts_vclock {
+    _Atomic int64_t now;
+} ts_vclock;
+
+int64_t ts_vclock_now(void *vclock);
+void ts_vclock_sleep_until(void *vclock, int64_t deadline_ns);
+void ts_vclock_advance(ts_vclock *c, int64_t ns);
 
 #ifdef __cplusplus
 }
