@@ -1,0 +1,133 @@
+# bench/report.awk - the tables printed at the end of bench/run.
+#
+# Input, in order: the rows file (case, impl, label, state: run, missing
+# or "n/a ..."), then the results file (round, case, impl, status, value,
+# p99), both tab-separated.  value is items/s, or ns for the round trip.
+#
+# Ratios are taken within a round, then their median across rounds: the
+# host moves the cores between placements that change every figure 3-8x,
+# and a ratio across rounds would mostly measure that move.  weir/peer is
+# weir's speed over the peer's, so above 1 means weir is faster in every
+# row: items/s divided for throughput, the peer's ns over weir's for the
+# round trip.
+
+BEGIN { FS = "\t" }
+
+FILENAME == ARGV[1] {
+    nrows++
+    rcase[nrows] = $1; rimpl[nrows] = $2; rlabel[nrows] = $3
+    rstate[nrows] = $4
+    next
+}
+
+{
+    key = $2 SUBSEP $3
+    if ($4 != "ok") {
+        bad[key]++
+        badhow[key] = $4
+        next
+    }
+    val[key, $1] = $5
+    p99[key, $1] = $6
+    if ($1 > rounds)
+        rounds = $1
+}
+
+function median(a, n,    i, j, t) {
+    for (i = 2; i <= n; i++)
+        for (j = i; j > 1 && a[j - 1] > a[j]; j--) {
+            t = a[j]; a[j] = a[j - 1]; a[j - 1] = t
+        }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+
+# Collects the rounds in which key has a result into v[1..n]; returns n.
+function gather(key, v,    r, n) {
+    split("", v)
+    for (r = 1; r <= rounds; r++)
+        if ((key, r) in val)
+            v[++n] = val[key, r]
+    return n
+}
+
+# The median over rounds of num / den, each a key, in the rounds with both.
+function ratio(num, den,    r, n, q) {
+    split("", q)
+    for (r = 1; r <= rounds; r++)
+        if ((num, r) in val && (den, r) in val && val[den, r] > 0)
+            q[++n] = val[num, r] / val[den, r]
+    return n ? sprintf("%.2f", median(q, n)) : "-"
+}
+
+function minmax(v, n,    i, lo, hi) {
+    lo = hi = v[1]
+    for (i = 2; i <= n; i++) {
+        if (v[i] < lo) lo = v[i]
+        if (v[i] > hi) hi = v[i]
+    }
+    return sprintf(fmt, lo / scale) "-" sprintf(fmt, hi / scale)
+}
+
+function failures(key) {
+    return key in bad ? sprintf("  (%d of %d runs %s)", bad[key],
+                                bad[key] + n_ok(key), badhow[key]) : ""
+}
+
+function n_ok(key,    v) { return gather(key, v) }
+
+END {
+    casename["spsc"] = "SPSC, 1 item per call, 1P1C pinned"
+    casename["burst"] = "SPSC, bursts of 32, 1P1C pinned"
+    casename["mpmc1"] = "MPMC, 1 item per call, 1P1C pinned"
+    casename["mpmc2"] = "MPMC, 1 item per call, 2P2C unpinned"
+    casename["rtt"] = "SPSC round trip, ping-pong through two rings, pinned"
+    for (i = 1; i <= nrows; i++) {
+        c = rcase[i]
+        if (c != lastcase) {
+            rtt = c == "rtt"
+            printf "\n%s\n", casename[c]
+            if (rtt)
+                printf "  %-30s %-22s %6s %7s %9s\n", "implementation",
+                       "ns: median (min-max)", "p99", "x floor", "weir/peer"
+            else
+                printf "  %-30s %-26s %9s\n", "implementation",
+                       "Mitems/s: median (min-max)", "weir/peer"
+            lastcase = c
+            weir = ""
+            for (j = 1; j <= nrows; j++)
+                if (rcase[j] == c && rimpl[j] ~ /^weir-/)
+                    weir = c SUBSEP rimpl[j]
+        }
+        key = c SUBSEP rimpl[i]
+        if (rstate[i] != "run") {
+            printf "  %-30s %s\n", rlabel[i], rstate[i]
+            continue
+        }
+        n = gather(key, v)
+        if (n == 0) {
+            printf "  %-30s %s%s\n", rlabel[i], "no result", failures(key)
+            continue
+        }
+        isweir = key == weir
+        isfloor = rimpl[i] == "floor"
+        if (rtt) {
+            fmt = "%.0f"; scale = 1
+            split("", pv)
+            np = 0
+            for (r = 1; r <= rounds; r++)
+                if ((key, r) in p99)
+                    pv[++np] = p99[key, r]
+            floorkey = c SUBSEP "floor"
+            cell = sprintf("%.0f (%s)", median(v, n), minmax(v, n))
+            printf "  %-30s %-22s %6.0f %7s %9s%s\n", rlabel[i], cell,
+                   median(pv, np),
+                   isfloor ? "1.00" : ratio(key, floorkey),
+                   isweir || isfloor ? "-" : ratio(key, weir), failures(key)
+        } else {
+            fmt = "%.1f"; scale = 1e6
+            cell = sprintf("%.1f (%s)", median(v, n) / 1e6, minmax(v, n))
+            printf "  %-30s %-26s %9s%s\n", rlabel[i], cell,
+                   isweir ? "-" : ratio(weir, key), failures(key)
+        }
+    }
+}
