@@ -27,7 +27,7 @@ BUILD    := build
 else
 BUILD    := build/san-$(subst $(comma),-,$(SANITIZE))
 OPT      := -O1 -g -fno-omit-frame-pointer
-MODEFLAGS := -fsanitize=$(SANITIZE) -DWEIR_TEST_SANITIZED=1
+MODEFLAGS := -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -DWEIR_TEST_SANITIZED=1
 endif
 
 # WEIR_PORTABLE_WAIT=1 sleeps on a mutex + condition variable instead of a

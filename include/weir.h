@@ -8,5 +8,6 @@
 #include "weir/ring.h"
 #include "weir/queue.h"
 #include "weir/limiter.h"
+#include "weir/bus.h"
 
 #endif /* WEIR_H */

@@ -16,6 +16,7 @@ static const char *const weir_errors[] = {
     "closed",
     "no such entry",
     "entry already exists",
+    "would deadlock (called from the object's own handler)",
 };
 
 _Static_assert(sizeof(weir_errors) / sizeof(weir_errors[0]) == 1 - WEIR_ELAST,

@@ -17,7 +17,7 @@ test_common_strerror_names_every_code(void **state)
 {
     (void)state;
     const int codes[] = { WEIR_EINVAL, WEIR_ENOMEM, WEIR_EAGAIN, WEIR_ETIMEDOUT,
-                          WEIR_ECLOSED, WEIR_ENOENT, WEIR_EEXIST };
+                          WEIR_ECLOSED, WEIR_ENOENT, WEIR_EEXIST, WEIR_EDEADLK };
     const char *unknown = weir_strerror(-1000);
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
         const char *s = weir_strerror(codes[i]);
@@ -47,7 +47,7 @@ test_common_codes_are_negative_and_distinct(void **state)
 {
     (void)state;
     const int codes[] = { WEIR_EINVAL, WEIR_ENOMEM, WEIR_EAGAIN, WEIR_ETIMEDOUT,
-                          WEIR_ECLOSED, WEIR_ENOENT, WEIR_EEXIST };
+                          WEIR_ECLOSED, WEIR_ENOENT, WEIR_EEXIST, WEIR_EDEADLK };
     size_t n = sizeof(codes) / sizeof(codes[0]);
     for (size_t i = 0; i < n; i++) {
         assert_true(codes[i] < 0);

@@ -35,9 +35,10 @@ extern "C" {
 #define WEIR_ECLOSED   (-5) /* the object is closed to this operation */
 #define WEIR_ENOENT    (-6) /* no such entry (topic, subscription, key) */
 #define WEIR_EEXIST    (-7) /* the entry already exists */
+#define WEIR_EDEADLK   (-8) /* would deadlock: e.g. a handler closing its own subscription */
 
 /* The most negative code in use; codes below it are unknown. */
-#define WEIR_ELAST     WEIR_EEXIST
+#define WEIR_ELAST     WEIR_EDEADLK
 
 /*
  * weir_strerror - a short, static, English description of code.

@@ -1,0 +1,241 @@
+/*
+ * weir/bus.h - publish/subscribe inside one process.
+ *
+ * A bus has topics; a subscription attaches a handler to a topic and runs
+ * it on its own worker threads, fed by its own bounded queue.  Publishing
+ * copies the payload once into an immutable, reference-counted message
+ * that every subscription of the topic shares, places it in each
+ * subscription's queue and returns: the publisher never runs handlers.
+ *
+ * Delivery semantics (see also DESIGN.md):
+ *   - Fan-out: every subscription of a topic receives every message
+ *     published to it after the subscription was made and before it was
+ *     closed.  A topic with no subscription accepts the publish and counts
+ *     it as unrouted.
+ *   - Order: one worker sees its subscription's messages in publish order.
+ *     With several workers, messages are handed out in publish order but
+ *     may finish in any order.
+ *   - Isolation: a slow or failing subscription holds up no other; only
+ *     the BLOCK overflow policy makes a publisher wait, within its timeout.
+ *   - A handler returns 0 to acknowledge; any other value is a failure,
+ *     counted, and the worker goes on with the next message.
+ *   - Nothing disappears uncounted: per subscription, whenever statistics
+ *     are read with no publish in progress,
+ *         routed = acked + failed + dropped + queued + in_flight.
+ *   - Close drains: queued messages are handled within the drain timeout;
+ *     what is left is reported in the statistics as queued.  Messages in
+ *     memory are lost if the process dies.
+ *
+ * Locks: the bus has one mutex, taken by subscribe, close and topic
+ * creation, never by a publish of an existing topic and never while a
+ * handler runs.  Handlers run with no weir lock held.
+ */
+#ifndef WEIR_BUS_H
+#define WEIR_BUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weir_bus weir_bus;
+typedef struct weir_topic weir_topic;
+typedef struct weir_sub weir_sub;
+typedef struct weir_msg weir_msg;
+
+/*
+ * Limits.  A topic name is 1 to WEIR_TOPIC_MAX bytes of letters, digits
+ * and the characters . _ - : / (the characters * and > are reserved for
+ * wildcard patterns).  A key is a NUL-terminated string of at most
+ * WEIR_KEY_MAX bytes.  Larger values are WEIR_EINVAL.
+ */
+#define WEIR_TOPIC_MAX     255
+#define WEIR_KEY_MAX       255
+#define WEIR_MAX_WORKERS   64
+#define WEIR_MAX_CAPACITY  ((size_t)1 << 24)
+#define WEIR_MAX_PAYLOAD   ((size_t)1 << 30)
+
+/*
+ * weir_handler - called on a subscription's worker thread for each
+ * message.  msg and everything reachable from it are valid only during
+ * the call: copy what you need to keep.  Return 0 to acknowledge; any
+ * other value counts the message as failed.  A handler may publish, and
+ * subscribe or close other subscriptions; closing its own subscription or
+ * its bus from inside the handler returns WEIR_EDEADLK.
+ */
+typedef int (*weir_handler)(const weir_msg *msg, void *ctx);
+
+/* weir_bus_opts - options for weir_bus_create; NULL or zeroed = defaults. */
+typedef struct weir_bus_opts {
+    unsigned reserved; /* no options yet; set to 0 */
+} weir_bus_opts;
+
+/* What a subscription does when its queue is full at publish time. */
+typedef enum {
+    WEIR_OVERFLOW_BLOCK = 0,     /* the publisher waits for room (its timeout) */
+    WEIR_OVERFLOW_REJECT,        /* the publish returns WEIR_EAGAIN for it */
+    WEIR_OVERFLOW_DROP_OLDEST,   /* the oldest queued message is dropped */
+    WEIR_OVERFLOW_DROP_NEWEST    /* the new message is dropped */
+} weir_overflow;
+
+/* weir_sub_opts - options for weir_bus_subscribe; NULL or zeroed = defaults. */
+typedef struct weir_sub_opts {
+    const char   *name;          /* for statistics; NULL = the topic's name; copied */
+    unsigned      workers;       /* 0 = 1; at most WEIR_MAX_WORKERS */
+    size_t        capacity;      /* queue bound; 0 = 1024; at most WEIR_MAX_CAPACITY */
+    weir_overflow overflow;      /* 0 = WEIR_OVERFLOW_BLOCK */
+    double        rate_per_sec;  /* handler starts per second; 0 = unlimited */
+    double        burst;         /* 0 = 1 when a rate is set */
+} weir_sub_opts;
+
+/* weir_pub_opts - options for a publish; NULL or zeroed = defaults. */
+typedef struct weir_pub_opts {
+    const char *key;             /* NULL = none; copied */
+    int64_t     timeout_ns;      /* how long a publish may block on a full BLOCK queue:
+                                    0 = no limit (the default), > 0 = that many ns,
+                                    then WEIR_ETIMEDOUT */
+} weir_pub_opts;
+
+/*
+ * weir_sub_stats - one subscription's counters.  Each is exact on its
+ * own; together they are a snapshot taken without stopping anyone.
+ */
+typedef struct weir_sub_stats {
+    uint64_t routed;     /* messages placed in the queue, or dropped on the way in */
+    uint64_t delivered;  /* handler calls */
+    uint64_t acked;      /* handler calls that returned 0 */
+    uint64_t failed;     /* handler calls that returned non-zero */
+    uint64_t dropped;    /* by DROP_OLDEST or DROP_NEWEST */
+    uint64_t rejected;   /* publishes turned away (REJECT full, or BLOCK timed out); not routed */
+    uint64_t retried, dead_lettered;  /* delivery guarantees: 0 for now */
+    uint64_t queued;     /* routed, not yet taken by a worker; after a close, left unhandled */
+    uint64_t high_water; /* most messages ever seen queued */
+    uint64_t in_flight;  /* taken by a worker, handler not yet returned */
+    int64_t  latency_p50_ns, latency_p99_ns, latency_max_ns;
+                         /* publish to handler return, over all handled messages;
+                            p50/p99 to within 1/4 of a power of two */
+} weir_sub_stats;
+
+/* weir_bus_stats - counters of the whole bus. */
+typedef struct weir_bus_stats {
+    uint64_t published;  /* publishes accepted (routed anywhere or not) */
+    uint64_t unrouted;   /* of those, published to a topic with no subscription */
+} weir_bus_stats;
+
+/*
+ * weir_bus_create - make a bus and store it in *bus.  opts may be NULL.
+ * Returns 0, WEIR_EINVAL (bus NULL, or opts->reserved non-zero) or
+ * WEIR_ENOMEM.  Free with weir_bus_destroy.
+ */
+int weir_bus_create(weir_bus **bus, const weir_bus_opts *opts);
+
+/*
+ * weir_bus_subscribe - run fn(msg, ctx) on its own workers for every
+ * message published to topic from now on.  opts and sub may be NULL; if
+ * sub is not NULL it receives a handle for weir_sub_close and statistics,
+ * valid until weir_sub_close returns or weir_bus_destroy.  Creates the
+ * topic if needed.  Returns 0; WEIR_EINVAL (NULL bus, topic or fn, a bad
+ * topic name, options out of range: workers or capacity over the maximum,
+ * an unknown overflow policy, a rate or burst that is negative, NaN or
+ * infinite, or a rate above 1e9); WEIR_ECLOSED (the bus is closed);
+ * WEIR_ENOMEM (memory or threads).  On failure nothing was subscribed.
+ * Any thread, also from a handler.
+ */
+int weir_bus_subscribe(weir_bus *bus, const char *topic, weir_handler fn,
+                       void *ctx, const weir_sub_opts *opts, weir_sub **sub);
+
+/*
+ * weir_sub_close - unsubscribe: no message published after the call
+ * starts reaches sub; those already queued are handled within
+ * drain_timeout_ns (WEIR_FOREVER, WEIR_NOWAIT, or ns), then the workers
+ * are joined and sub is freed.  Returns 0 (everything drained) or
+ * WEIR_ETIMEDOUT (workers stopped after their current message; the rest
+ * were released unhandled).  Either way sub is freed.  Returns
+ * WEIR_EINVAL for NULL sub or a bad timeout, WEIR_EDEADLK from one of
+ * sub's own handlers, WEIR_ECLOSED if the bus was closed (the handle then
+ * stays valid until weir_bus_destroy).  Blocks while a handler of sub
+ * runs; a handler that never returns makes it wait for ever.
+ */
+int weir_sub_close(weir_sub *sub, int64_t drain_timeout_ns);
+
+/*
+ * weir_bus_topic - look up topic, creating it if needed, and store a
+ * handle valid until weir_bus_destroy in *out.  Publishing through the
+ * handle skips the name lookup.  Returns 0, WEIR_EINVAL, WEIR_ECLOSED or
+ * WEIR_ENOMEM.
+ */
+int weir_bus_topic(weir_bus *bus, const char *topic, weir_topic **out);
+
+/*
+ * weir_bus_publish - copy len bytes at data (data may be NULL when len is
+ * 0) into one message and place it in the queue of every subscription of
+ * topic, following each one's overflow policy.  opts may be NULL.
+ * Returns 0 when every subscription took it (or there is none);
+ * WEIR_EAGAIN when a REJECT subscription was full; WEIR_ETIMEDOUT when a
+ * BLOCK subscription stayed full past opts->timeout_ns (ETIMEDOUT wins if
+ * both happen); the other subscriptions still got the message.
+ * WEIR_ECLOSED after weir_bus_close; WEIR_EINVAL for NULL bus or topic, a
+ * bad name or key, len over WEIR_MAX_PAYLOAD, NULL data with len > 0, or
+ * a negative timeout; WEIR_ENOMEM.  The caller keeps data and the key.
+ * Any thread, also from a handler.  Message ids are unique and increasing
+ * per bus.
+ */
+int weir_bus_publish(weir_bus *bus, const char *topic, const void *data,
+                     size_t len, const weir_pub_opts *opts);
+
+/* weir_topic_publish - as weir_bus_publish, on a handle from weir_bus_topic. */
+int weir_topic_publish(weir_topic *topic, const void *data, size_t len,
+                       const weir_pub_opts *opts);
+
+/*
+ * weir_bus_close - stop accepting publishes (they return WEIR_ECLOSED),
+ * let every subscription handle what is queued within drain_timeout_ns
+ * (one deadline for all), join every worker thread.  Returns 0, or
+ * WEIR_ETIMEDOUT if messages were left unhandled (see each
+ * subscription's queued count), WEIR_ECLOSED if already closed,
+ * WEIR_EDEADLK from a handler of this bus, WEIR_EINVAL for NULL or a bad
+ * timeout.  Statistics stay readable until weir_bus_destroy.
+ */
+int weir_bus_close(weir_bus *bus, int64_t drain_timeout_ns);
+
+/*
+ * weir_bus_destroy - free the bus, its topics and subscriptions.  Closes
+ * it first if needed, draining without limit.  No other call on the bus
+ * or its handles may run during or after it.  Accepts NULL.
+ */
+void weir_bus_destroy(weir_bus *bus);
+
+/*
+ * Statistics: readable from any thread at any time, also after close
+ * until weir_bus_destroy; a few dozen atomic loads.  Return 0 or
+ * WEIR_EINVAL (NULL argument).
+ */
+int weir_sub_get_stats(const weir_sub *sub, weir_sub_stats *out);
+int weir_bus_get_stats(const weir_bus *bus, weir_bus_stats *out);
+
+/*
+ * Messages, as a handler sees them.  Valid during the handler call only.
+ * weir_msg_data points at the payload copy (aligned for any type; NULL
+ * never, even for 0 bytes), weir_msg_key is NULL when published without
+ * a key, weir_msg_timestamp_ns is the CLOCK_MONOTONIC time of publish,
+ * weir_msg_attempt is 1 on the first delivery.  All return 0 or NULL for
+ * a NULL msg.
+ */
+const void *weir_msg_data(const weir_msg *m);
+size_t weir_msg_size(const weir_msg *m);
+const char *weir_msg_topic(const weir_msg *m);
+const char *weir_msg_key(const weir_msg *m);
+uint64_t weir_msg_id(const weir_msg *m);
+int64_t weir_msg_timestamp_ns(const weir_msg *m);
+unsigned weir_msg_attempt(const weir_msg *m);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WEIR_BUS_H */

@@ -1,0 +1,225 @@
+/*
+ * bus.c - the bus: creation, subscribing, publishing, close and destroy.
+ *
+ * A publish looks its topic up without a lock (topic.c), enters the
+ * topic's read section, copies the payload once into a body with one
+ * reference per subscription, offers it to each (sub.c) and leaves.  The
+ * bus-wide state a publish writes is the id counter alone.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc_internal.h"
+#include "bus_internal.h"
+#include "clock_internal.h"
+
+int
+weir_bus_create(weir_bus **bus, const weir_bus_opts *opts)
+{
+    if (bus == NULL)
+        return WEIR_EINVAL;
+    *bus = NULL;
+    if (opts != NULL && opts->reserved != 0)
+        return WEIR_EINVAL;
+    weir_bus *b = weiri_alloc_array(1, sizeof(*b));
+    if (b == NULL)
+        return WEIR_ENOMEM;
+    if (pthread_mutex_init(&b->mu, NULL) != 0) {
+        weiri_free(b);
+        return WEIR_ENOMEM;
+    }
+    if (pthread_mutex_init(&b->grace_mu, NULL) != 0) {
+        pthread_mutex_destroy(&b->mu);
+        weiri_free(b);
+        return WEIR_ENOMEM;
+    }
+    *bus = b;
+    return 0;
+}
+
+static bool
+bad_timeout(int64_t timeout_ns)
+{
+    return timeout_ns < WEIR_FOREVER;
+}
+
+int
+weir_bus_topic(weir_bus *bus, const char *topic, weir_topic **out)
+{
+    size_t len;
+    if (bus == NULL || topic == NULL || out == NULL ||
+        !weiri_topic_name_ok(topic, &len))
+        return WEIR_EINVAL;
+    pthread_mutex_lock(&bus->mu);
+    int rc = atomic_load(&bus->closed) ? WEIR_ECLOSED
+                                       : weiri_topic_get(bus, topic, len, out);
+    pthread_mutex_unlock(&bus->mu);
+    return rc;
+}
+
+int
+weir_bus_subscribe(weir_bus *bus, const char *topic, weir_handler fn,
+                   void *ctx, const weir_sub_opts *opts, weir_sub **sub)
+{
+    size_t len;
+    if (bus == NULL || topic == NULL || fn == NULL ||
+        !weiri_topic_name_ok(topic, &len))
+        return WEIR_EINVAL;
+    pthread_mutex_lock(&bus->mu);
+    weir_topic *t = NULL;
+    weir_sub *s = NULL;
+    weiri_subset *old = NULL;
+    int rc = atomic_load(&bus->closed) ? WEIR_ECLOSED
+                                       : weiri_topic_get(bus, topic, len, &t);
+    if (rc == 0)
+        rc = weiri_sub_create(bus, t, fn, ctx, opts, &s);
+    if (rc == 0 && (rc = weiri_sub_start(s)) != 0) {
+        weiri_sub_free(s);
+        s = NULL;
+    }
+    if (rc == 0 && (rc = weiri_topic_swap(t, s, true, &old)) != 0) {
+        weiri_sub_drain(s, WEIRI_NO_DEADLINE);
+        weiri_sub_free(s);
+        s = NULL;
+    }
+    if (rc == 0) {
+        s->next = bus->all;
+        if (bus->all != NULL)
+            bus->all->prev = s;
+        bus->all = s;
+    }
+    pthread_mutex_unlock(&bus->mu);
+    if (rc != 0)
+        return rc;
+    /* The snapshot we replaced may still be in a publisher's hands. */
+    weiri_topic_quiesce(t);
+    free(old);
+    if (sub != NULL)
+        *sub = s;
+    return 0;
+}
+
+int
+weir_topic_publish(weir_topic *topic, const void *data, size_t len,
+                   const weir_pub_opts *opts)
+{
+    if (topic == NULL || (data == NULL && len > 0) || len > WEIR_MAX_PAYLOAD)
+        return WEIR_EINVAL;
+    const char *key = opts != NULL ? opts->key : NULL;
+    int64_t timeout = opts != NULL ? opts->timeout_ns : 0;
+    size_t key_len = 0;
+    if (key != NULL && (key_len = strnlen(key, WEIR_KEY_MAX + 1)) > WEIR_KEY_MAX)
+        return WEIR_EINVAL;
+    if (timeout < 0)
+        return WEIR_EINVAL;
+    weir_bus *bus = topic->bus;
+    if (atomic_load_explicit(&bus->closed, memory_order_acquire))
+        return WEIR_ECLOSED;
+
+    unsigned ticket;
+    const weiri_subset *set = weiri_topic_enter(topic, &ticket);
+    if (set == NULL || set->n == 0) {
+        weiri_topic_leave(topic, ticket);
+        atomic_fetch_add_explicit(&bus->unrouted, 1, memory_order_relaxed);
+        return 0;
+    }
+    int64_t now = weiri_now_ns();
+    weiri_body *b = weiri_body_create(topic->name, data, len, key, key_len, 0,
+                                      now, (uint32_t)set->n);
+    if (b == NULL) {
+        weiri_topic_leave(topic, ticket);
+        return WEIR_ENOMEM;
+    }
+    /* The body is not shared yet: a plain write of its id is enough. */
+    b->id = atomic_fetch_add_explicit(&bus->next_id, 1, memory_order_relaxed) + 1;
+    int64_t deadline = timeout == 0 ? WEIRI_NO_DEADLINE : now + timeout;
+    int result = 0;
+    for (size_t i = 0; i < set->n; i++) {
+        int rc = weiri_sub_offer(set->subs[i], b, deadline);
+        if (rc == WEIR_ETIMEDOUT || (rc == WEIR_EAGAIN && result == 0))
+            result = rc;
+    }
+    weiri_topic_leave(topic, ticket);
+    return result;
+}
+
+int
+weir_bus_publish(weir_bus *bus, const char *topic, const void *data,
+                 size_t len, const weir_pub_opts *opts)
+{
+    size_t name_len;
+    if (bus == NULL || topic == NULL || !weiri_topic_name_ok(topic, &name_len))
+        return WEIR_EINVAL;
+    weir_topic *t = weiri_topic_find(bus, topic, name_len);
+    if (t != NULL)
+        return weir_topic_publish(t, data, len, opts);
+    /* No topic means no subscription: validate as a publish would, count. */
+    if ((data == NULL && len > 0) || len > WEIR_MAX_PAYLOAD ||
+        (opts != NULL && (opts->timeout_ns < 0 ||
+                          (opts->key != NULL &&
+                           strnlen(opts->key, WEIR_KEY_MAX + 1) > WEIR_KEY_MAX))))
+        return WEIR_EINVAL;
+    if (atomic_load_explicit(&bus->closed, memory_order_acquire))
+        return WEIR_ECLOSED;
+    atomic_fetch_add_explicit(&bus->unrouted, 1, memory_order_relaxed);
+    return 0;
+}
+
+int
+weir_bus_close(weir_bus *bus, int64_t drain_timeout_ns)
+{
+    if (bus == NULL || bad_timeout(drain_timeout_ns))
+        return WEIR_EINVAL;
+    if (weiri_in_handler_of(bus, NULL))
+        return WEIR_EDEADLK;
+    int64_t deadline = weiri_deadline(drain_timeout_ns);
+    pthread_mutex_lock(&bus->mu);
+    if (atomic_load(&bus->closed)) {
+        pthread_mutex_unlock(&bus->mu);
+        return WEIR_ECLOSED;
+    }
+    /* From here no subscription is added or removed: the list is ours. */
+    atomic_store(&bus->closed, true);
+    pthread_mutex_unlock(&bus->mu);
+
+    /* Refuse new messages everywhere first, then drain under one deadline. */
+    for (weir_sub *s = bus->all; s != NULL; s = s->next)
+        weir_queue_close(s->queue);
+    int rc = 0;
+    for (weir_sub *s = bus->all; s != NULL; s = s->next)
+        if (weiri_sub_drain(s, deadline) != 0)
+            rc = WEIR_ETIMEDOUT;
+    return rc;
+}
+
+void
+weir_bus_destroy(weir_bus *bus)
+{
+    if (bus == NULL)
+        return;
+    if (!atomic_load(&bus->closed))
+        weir_bus_close(bus, WEIR_FOREVER);
+    for (weir_sub *s = bus->all, *next; s != NULL; s = next) {
+        next = s->next;
+        weiri_sub_free(s);
+    }
+    weiri_topic_free_all(bus);
+    pthread_mutex_destroy(&bus->grace_mu);
+    pthread_mutex_destroy(&bus->mu);
+    weiri_free(bus);
+}
+
+int
+weir_bus_get_stats(const weir_bus *bus, weir_bus_stats *out)
+{
+    if (bus == NULL || out == NULL)
+        return WEIR_EINVAL;
+    weir_bus *b = (weir_bus *)bus; /* atomics are read-only here */
+    uint64_t unrouted = atomic_load_explicit(&b->unrouted, memory_order_relaxed);
+    out->published = atomic_load_explicit(&b->next_id, memory_order_relaxed) +
+                     unrouted;
+    out->unrouted = unrouted;
+    return 0;
+}

@@ -1,0 +1,121 @@
+/*
+ * bus_internal.h - PRIVATE to lib/: the structures shared by bus.c
+ * (the bus and publishing), topic.c (the topic registry and the
+ * subscription snapshots) and sub.c (subscriptions and their workers).
+ *
+ * Lock order: bus->mu, then bus->grace_mu; nothing else is ever held
+ * together with them, no weir lock is held while a handler runs, and a
+ * publish takes neither.
+ */
+#ifndef WEIR_BUS_INTERNAL_H
+#define WEIR_BUS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "weir/bus.h"
+#include "weir/limiter.h"
+#include "weir/queue.h"
+
+#include "histogram_internal.h"
+#include "msg_internal.h"
+#include "wait_internal.h"
+
+/*
+ * The subscriptions of a topic as publishers see them: an immutable array
+ * replaced as a whole (copy on write) when a subscription comes or goes,
+ * and freed only after every publisher that could have loaded it has left
+ * (weiri_topic_quiesce).
+ */
+typedef struct weiri_subset {
+    size_t n;
+    weir_sub *subs[];
+} weiri_subset;
+
+struct weir_topic {
+    struct weir_topic *next;       /* hash chain; fixed before the topic is published */
+    weir_bus *bus;
+    _Atomic(weiri_subset *) subs;  /* current snapshot, NULL if none; written under bus->mu */
+    /*
+     * Publishers inside weiri_topic_enter/leave, counted per epoch parity
+     * so that a writer can wait for the ones that started before it
+     * changed subs.  On their own line: every publish writes them.
+     */
+    WEIR_ALIGNAS(WEIR_CACHELINE)
+    _Atomic uint64_t readers[2];
+    _Atomic unsigned epoch;        /* parity new publishers count under; under bus->grace_mu */
+    size_t name_len;
+    char name[];                   /* NUL-terminated */
+};
+
+#define WEIRI_TOPIC_BUCKETS 256
+
+struct weir_bus {
+    pthread_mutex_t mu;            /* guards topic creation, every subs snapshot change,
+                                      the subscription list and closing */
+    pthread_mutex_t grace_mu;      /* serialises weiri_topic_quiesce */
+    _Atomic(weir_topic *) buckets[WEIRI_TOPIC_BUCKETS]; /* chains only grow; read lock-free */
+    weir_sub *all;                 /* every subscription not closed on its own; under mu */
+    _Atomic bool closed;
+    WEIR_ALIGNAS(WEIR_CACHELINE)
+    _Atomic uint64_t next_id;      /* message ids handed out; written by every routed publish */
+    _Atomic uint64_t unrouted;     /* publishes to a topic with no subscription */
+};
+
+struct weir_sub {
+    weir_bus *bus;
+    weir_topic *topic;
+    weir_handler fn;
+    void *ctx;
+    weir_queue *queue;
+    weir_overflow overflow;
+    bool limited;                  /* a rate was set: limiter paces handler starts */
+    weir_limiter limiter;
+    unsigned nworkers;
+    pthread_t *threads;
+    char *name;                    /* for statistics */
+    weir_sub *next, *prev;         /* in bus->all; under bus->mu */
+    _Atomic bool abort;            /* the drain timed out: stop handling */
+    _Atomic unsigned live;         /* workers that have not exited */
+    weiri_event wake;              /* workers waiting for a permit, and the closer
+                                      waiting for live == 0, sleep here */
+    /* Written by publishers. */
+    WEIR_ALIGNAS(WEIR_CACHELINE)
+    _Atomic uint64_t routed, dropped, rejected;
+    /* Written by workers. */
+    WEIR_ALIGNAS(WEIR_CACHELINE)
+    _Atomic uint64_t started, delivered, acked, failed, high_water;
+    weiri_hist latency;
+};
+
+/* topic.c */
+bool weiri_topic_name_ok(const char *name, size_t *len);
+weir_topic *weiri_topic_find(weir_bus *bus, const char *name, size_t len);
+int weiri_topic_get(weir_bus *bus, const char *name, size_t len,
+                    weir_topic **out);               /* under bus->mu */
+/*
+ * weiri_topic_swap - under bus->mu: publish a snapshot of t's
+ * subscriptions with s added (add) or removed, and hand back the old one.
+ * The caller frees it after weiri_topic_quiesce, called without bus->mu
+ * (a publisher being waited for may be stuck behind a handler that wants
+ * bus->mu).  Returns 0 or WEIR_ENOMEM (nothing changed).
+ */
+int weiri_topic_swap(weir_topic *t, weir_sub *s, bool add, weiri_subset **old);
+void weiri_topic_quiesce(weir_topic *t);
+void weiri_topic_free_all(weir_bus *bus);
+/* A publisher's read section: the snapshot stays valid until leave. */
+const weiri_subset *weiri_topic_enter(weir_topic *t, unsigned *ticket);
+void weiri_topic_leave(weir_topic *t, unsigned ticket);
+
+/* sub.c */
+int weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn,
+                     void *ctx, const weir_sub_opts *opts, weir_sub **out);
+int weiri_sub_start(weir_sub *s);
+int weiri_sub_offer(weir_sub *s, weiri_body *b, int64_t deadline);
+int weiri_sub_drain(weir_sub *s, int64_t deadline);
+void weiri_sub_free(weir_sub *s);
+bool weiri_in_handler_of(const weir_bus *bus, const weir_sub *sub);
+
+#endif /* WEIR_BUS_INTERNAL_H */

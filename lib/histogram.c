@@ -1,0 +1,79 @@
+/*
+ * histogram.c - see histogram_internal.h.
+ */
+#include "histogram_internal.h"
+
+/*
+ * Bucket of v: values below WEIRI_HIST_SUB get their own buckets; above,
+ * the position of the top bit picks the power of two and the next
+ * WEIRI_HIST_SUB_BITS bits pick the quarter within it.
+ */
+static unsigned
+bucket_of(uint64_t v)
+{
+    if (v < WEIRI_HIST_SUB)
+        return (unsigned)v;
+    unsigned top = 63 - (unsigned)__builtin_clzll(v);
+    unsigned sub = (unsigned)(v >> (top - WEIRI_HIST_SUB_BITS)) &
+                   (WEIRI_HIST_SUB - 1);
+    return (top - WEIRI_HIST_SUB_BITS + 1) * WEIRI_HIST_SUB + sub;
+}
+
+/* The largest value that falls in bucket b. */
+static int64_t
+bucket_top(unsigned b)
+{
+    if (b < WEIRI_HIST_SUB)
+        return (int64_t)b;
+    unsigned top = b / WEIRI_HIST_SUB + WEIRI_HIST_SUB_BITS - 1;
+    uint64_t sub = b % WEIRI_HIST_SUB;
+    uint64_t low = ((uint64_t)WEIRI_HIST_SUB + sub) << (top - WEIRI_HIST_SUB_BITS);
+    uint64_t width = (uint64_t)1 << (top - WEIRI_HIST_SUB_BITS);
+    uint64_t hi = low + width - 1;
+    return hi > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)hi;
+}
+
+void
+weiri_hist_record(weiri_hist *h, int64_t ns)
+{
+    if (ns < 0)
+        ns = 0;
+    /* Relaxed: counters are statistics, read as a snapshot with no order. */
+    atomic_fetch_add_explicit(&h->bucket[bucket_of((uint64_t)ns)], 1,
+                              memory_order_relaxed);
+    int64_t m = atomic_load_explicit(&h->max, memory_order_relaxed);
+    while (ns > m && !atomic_compare_exchange_weak_explicit(&h->max, &m, ns,
+                         memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
+int64_t
+weiri_hist_percentile(const weiri_hist *h, double p)
+{
+    uint64_t counts[WEIRI_HIST_BUCKETS], total = 0;
+    for (unsigned b = 0; b < WEIRI_HIST_BUCKETS; b++) {
+        counts[b] = atomic_load_explicit(&h->bucket[b], memory_order_relaxed);
+        total += counts[b];
+    }
+    if (total == 0)
+        return 0;
+    /* The rank of the p-th value, 1-based, rounded up. */
+    uint64_t rank = (uint64_t)(p * (double)total);
+    if ((double)rank < p * (double)total)
+        rank++;
+    if (rank == 0)
+        rank = 1;
+    uint64_t seen = 0;
+    for (unsigned b = 0; b < WEIRI_HIST_BUCKETS; b++) {
+        seen += counts[b];
+        if (seen >= rank)
+            return bucket_top(b);
+    }
+    return bucket_top(WEIRI_HIST_BUCKETS - 1);
+}
+
+int64_t
+weiri_hist_max(const weiri_hist *h)
+{
+    return atomic_load_explicit(&h->max, memory_order_relaxed);
+}

@@ -1,0 +1,358 @@
+/*
+ * sub.c - subscriptions: their queue, worker threads, pacing, accounting
+ * and shutdown.
+ *
+ * Accounting.  Every counter only grows and each moves at one point:
+ * routed when a publisher places (or drops on the way in) a message,
+ * started when a worker takes messages off the queue, acked or failed
+ * when a handler returns, dropped when an overflow policy discards one.
+ * queued and in_flight are derived:
+ *     queued    = routed - started - dropped
+ *     in_flight = started - acked - failed
+ * so routed = acked + failed + dropped + queued + in_flight by
+ * construction, and what the tests check is that the derived values match
+ * reality (the queue is empty after a drain, nothing is in flight).  A
+ * snapshot reads the counters in the reverse of the order a message moves
+ * through them, so it never shows more finished than started.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc_internal.h"
+#include "bus_internal.h"
+#include "clock_internal.h"
+#include "thread_internal.h"
+
+/* The subscription whose handler this thread is running, if any. */
+static _Thread_local const weir_sub *current_sub;
+
+/*
+ * Messages a worker takes per pop.  One worker takes a burst, so one wake
+ * serves many messages; with several workers one at a time, so a slow
+ * message never holds back others that an idle worker could take.
+ */
+enum { SOLO_BATCH = 64 };
+
+bool
+weiri_in_handler_of(const weir_bus *bus, const weir_sub *sub)
+{
+    const weir_sub *cur = current_sub;
+    return cur != NULL && (cur == sub || (sub == NULL && cur->bus == bus));
+}
+
+static bool
+bad_number(double v)
+{
+    return !isfinite(v) || v < 0;
+}
+
+int
+weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn, void *ctx,
+                 const weir_sub_opts *opts, weir_sub **out)
+{
+    weir_sub_opts o = { 0 };
+    if (opts != NULL)
+        o = *opts;
+    if (o.workers == 0)
+        o.workers = 1;
+    if (o.capacity == 0)
+        o.capacity = 1024;
+    if (o.rate_per_sec > 0 && o.burst == 0)
+        o.burst = 1;
+    if (o.workers > WEIR_MAX_WORKERS || o.capacity > WEIR_MAX_CAPACITY ||
+        (unsigned)o.overflow > WEIR_OVERFLOW_DROP_NEWEST ||
+        bad_number(o.rate_per_sec) || bad_number(o.burst) ||
+        o.rate_per_sec > 1e9 || (o.rate_per_sec > 0 && o.burst < 1))
+        return WEIR_EINVAL;
+
+    weir_sub *s = weiri_alloc_array(1, sizeof(*s));
+    if (s == NULL)
+        return WEIR_ENOMEM;
+    s->bus = bus;
+    s->topic = t;
+    s->fn = fn;
+    s->ctx = ctx;
+    s->overflow = o.overflow;
+    s->nworkers = o.workers;
+    const char *name = o.name != NULL ? o.name : t->name;
+    s->name = malloc(strlen(name) + 1);
+    s->threads = calloc(o.workers, sizeof(pthread_t));
+    int rc = WEIR_ENOMEM;
+    if (s->name == NULL || s->threads == NULL)
+        goto fail;
+    strcpy(s->name, name);
+    if ((rc = weir_queue_create(&s->queue, o.capacity)) != 0)
+        goto fail;
+    if ((rc = weiri_event_init(&s->wake)) != 0)
+        goto fail;
+    if (o.rate_per_sec > 0) {
+        s->limited = true;
+        if ((rc = weir_limiter_init(&s->limiter, o.rate_per_sec, o.burst)) != 0)
+            goto fail_event;
+    }
+    *out = s;
+    return 0;
+fail_event:
+    weiri_event_destroy(&s->wake);
+fail:
+    weir_queue_destroy(s->queue);
+    free(s->threads);
+    free(s->name);
+    weiri_free(s);
+    return rc;
+}
+
+/*
+ * Wait for a permit to start a handler, sleeping on s->wake so that an
+ * aborting close can cut the wait short.  false: aborted.
+ */
+static bool
+await_permit(weir_sub *s)
+{
+    while (weir_limiter_acquire(&s->limiter, 1, WEIR_NOWAIT) != 0) {
+        int64_t wait = weir_limiter_wait_ns(&s->limiter, 1);
+        uint32_t e = weiri_event_prepare(&s->wake);
+        if (atomic_load(&s->abort)) {
+            weiri_event_cancel(&s->wake);
+            return false;
+        }
+        weiri_event_wait(&s->wake, e, weiri_deadline(wait > 0 ? wait : 1));
+    }
+    return true;
+}
+
+static void
+note_high_water(weir_sub *s, uint64_t depth)
+{
+    uint64_t hw = atomic_load_explicit(&s->high_water, memory_order_relaxed);
+    while (depth > hw && !atomic_compare_exchange_weak_explicit(&s->high_water,
+                             &hw, depth, memory_order_relaxed,
+                             memory_order_relaxed))
+        ;
+}
+
+/* Run the handler on one message and account for it. */
+static void
+handle(weir_sub *s, weiri_body *b)
+{
+    weir_msg m = { b, 1 };
+    int rc = s->fn(&m, s->ctx);
+    weiri_hist_record(&s->latency, weiri_now_ns() - b->timestamp_ns);
+    /* Relaxed: statistics; their consistency comes from the read order. */
+    atomic_fetch_add_explicit(&s->delivered, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(rc == 0 ? &s->acked : &s->failed, 1,
+                              memory_order_release);
+    weiri_body_release(b, 1);
+}
+
+static void *
+worker_main(void *arg)
+{
+    weir_sub *s = arg;
+    void *batch[SOLO_BATCH];
+    size_t want = s->nworkers == 1 ? SOLO_BATCH : 1;
+    current_sub = s;
+    for (;;) {
+        long n = weir_queue_pop_burst(s->queue, batch, want, WEIR_FOREVER);
+        if (n < 0)
+            break; /* closed and drained */
+        /* Release: pairs with the acquire read of started in the stats. */
+        atomic_fetch_add_explicit(&s->started, (uint64_t)n, memory_order_release);
+        note_high_water(s, (uint64_t)n + weir_queue_size(s->queue));
+        for (long i = 0; i < n; i++) {
+            if (atomic_load_explicit(&s->abort, memory_order_relaxed) ||
+                (s->limited && !await_permit(s))) {
+                /* Aborted: the rest go back to counting as queued, unhandled. */
+                atomic_fetch_sub(&s->started, (uint64_t)(n - i));
+                for (long j = i; j < n; j++)
+                    weiri_body_release(batch[j], 1);
+                goto out;
+            }
+            handle(s, batch[i]);
+        }
+    }
+out:
+    current_sub = NULL;
+    if (atomic_fetch_sub(&s->live, 1) == 1)
+        weiri_event_notify(&s->wake, UINT32_MAX);
+    return NULL;
+}
+
+int
+weiri_sub_start(weir_sub *s)
+{
+    atomic_store(&s->live, s->nworkers);
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        if (weiri_thread_start(&s->threads[i], worker_main, s) != 0) {
+            /* Stop the ones already running; they have nothing to do. */
+            atomic_fetch_sub(&s->live, s->nworkers - i);
+            s->nworkers = i;
+            weir_queue_close(s->queue);
+            weiri_sub_drain(s, WEIRI_NO_DEADLINE);
+            return WEIR_ENOMEM;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Place b (holding one reference for s) in s's queue by its overflow
+ * policy.  Returns 0 (placed or dropped), WEIR_EAGAIN (REJECT, full),
+ * WEIR_ETIMEDOUT (BLOCK, still full at the deadline) or WEIR_ECLOSED (s is
+ * shutting down: not counted); on every non-zero return the reference is
+ * released.
+ */
+int
+weiri_sub_offer(weir_sub *s, weiri_body *b, int64_t deadline)
+{
+    /* Counted before the push, so a worker can never finish it first. */
+    atomic_fetch_add_explicit(&s->routed, 1, memory_order_release);
+    int rc;
+    switch (s->overflow) {
+    case WEIR_OVERFLOW_BLOCK: {
+        int64_t wait = WEIR_FOREVER;
+        if (deadline != WEIRI_NO_DEADLINE) {
+            wait = deadline - weiri_now_ns();
+            if (wait <= 0)
+                wait = WEIR_NOWAIT;
+        }
+        rc = weir_queue_push(s->queue, b, wait);
+        if (rc == WEIR_EAGAIN)
+            rc = WEIR_ETIMEDOUT;
+        break;
+    }
+    case WEIR_OVERFLOW_DROP_OLDEST:
+        while ((rc = weir_queue_push(s->queue, b, WEIR_NOWAIT)) == WEIR_EAGAIN) {
+            void *victim;
+            if (weir_queue_pop(s->queue, &victim, WEIR_NOWAIT) == 0) {
+                atomic_fetch_add_explicit(&s->dropped, 1, memory_order_release);
+                weiri_body_release(victim, 1);
+            }
+        }
+        break;
+    default: /* REJECT and DROP_NEWEST */
+        rc = weir_queue_push(s->queue, b, WEIR_NOWAIT);
+        if (rc == WEIR_EAGAIN && s->overflow == WEIR_OVERFLOW_DROP_NEWEST) {
+            atomic_fetch_add_explicit(&s->dropped, 1, memory_order_release);
+            weiri_body_release(b, 1);
+            return 0;
+        }
+        break;
+    }
+    if (rc == 0)
+        return 0;
+    atomic_fetch_sub_explicit(&s->routed, 1, memory_order_relaxed);
+    if (rc != WEIR_ECLOSED)
+        atomic_fetch_add_explicit(&s->rejected, 1, memory_order_relaxed);
+    weiri_body_release(b, 1);
+    return rc;
+}
+
+/*
+ * Close s's queue, let its workers drain it until deadline, then stop
+ * them (abort) and join them.  What is still queued is released and stays
+ * counted as queued.  Returns 0, or WEIR_ETIMEDOUT if it had to abort.
+ */
+int
+weiri_sub_drain(weir_sub *s, int64_t deadline)
+{
+    int rc = 0;
+    weir_queue_close(s->queue);
+    for (;;) {
+        uint32_t e = weiri_event_prepare(&s->wake);
+        if (atomic_load(&s->live) == 0) {
+            weiri_event_cancel(&s->wake);
+            break;
+        }
+        if (weiri_event_wait(&s->wake, e, deadline) == WEIR_ETIMEDOUT &&
+            atomic_load(&s->live) != 0) {
+            atomic_store(&s->abort, true);
+            weiri_event_notify(&s->wake, UINT32_MAX);
+            rc = WEIR_ETIMEDOUT;
+            break;
+        }
+    }
+    for (unsigned i = 0; i < s->nworkers; i++)
+        weiri_thread_join(s->threads[i]);
+    s->nworkers = 0;
+    void *left;
+    while (weir_queue_pop(s->queue, &left, WEIR_NOWAIT) == 0) {
+        rc = WEIR_ETIMEDOUT;
+        weiri_body_release(left, 1);
+    }
+    return rc;
+}
+
+void
+weiri_sub_free(weir_sub *s)
+{
+    weir_queue_destroy(s->queue);
+    weiri_event_destroy(&s->wake);
+    free(s->threads);
+    free(s->name);
+    weiri_free(s);
+}
+
+int
+weir_sub_close(weir_sub *sub, int64_t drain_timeout_ns)
+{
+    if (sub == NULL || drain_timeout_ns < WEIR_FOREVER)
+        return WEIR_EINVAL;
+    if (weiri_in_handler_of(sub->bus, sub))
+        return WEIR_EDEADLK;
+    int64_t deadline = weiri_deadline(drain_timeout_ns);
+    weir_bus *bus = sub->bus;
+    weiri_subset *old;
+    pthread_mutex_lock(&bus->mu);
+    if (atomic_load(&bus->closed)) {
+        pthread_mutex_unlock(&bus->mu);
+        return WEIR_ECLOSED;
+    }
+    /* Without memory for a smaller snapshot, refuse rather than half-close. */
+    if (weiri_topic_swap(sub->topic, sub, false, &old) != 0) {
+        pthread_mutex_unlock(&bus->mu);
+        return WEIR_ENOMEM;
+    }
+    if (sub->prev != NULL)
+        sub->prev->next = sub->next;
+    else
+        bus->all = sub->next;
+    if (sub->next != NULL)
+        sub->next->prev = sub->prev;
+    pthread_mutex_unlock(&bus->mu);
+
+    /* Publishers blocked on our full queue give up (ECLOSED, not counted). */
+    weir_queue_close(sub->queue);
+    weiri_topic_quiesce(sub->topic);
+    free(old);
+    int rc = weiri_sub_drain(sub, deadline);
+    weiri_sub_free(sub);
+    return rc;
+}
+
+int
+weir_sub_get_stats(const weir_sub *sub, weir_sub_stats *out)
+{
+    if (sub == NULL || out == NULL)
+        return WEIR_EINVAL;
+    weir_sub *s = (weir_sub *)sub; /* atomics are read-only here */
+    memset(out, 0, sizeof(*out));
+    /* Reverse of the path a message takes; see the top of this file. */
+    out->acked = atomic_load_explicit(&s->acked, memory_order_acquire);
+    out->failed = atomic_load_explicit(&s->failed, memory_order_acquire);
+    out->delivered = atomic_load_explicit(&s->delivered, memory_order_relaxed);
+    uint64_t started = atomic_load_explicit(&s->started, memory_order_acquire);
+    out->dropped = atomic_load_explicit(&s->dropped, memory_order_acquire);
+    out->routed = atomic_load_explicit(&s->routed, memory_order_acquire);
+    out->rejected = atomic_load_explicit(&s->rejected, memory_order_relaxed);
+    out->high_water = atomic_load_explicit(&s->high_water, memory_order_relaxed);
+    uint64_t done = out->acked + out->failed;
+    out->in_flight = started > done ? started - done : 0;
+    uint64_t gone = started + out->dropped;
+    out->queued = out->routed > gone ? out->routed - gone : 0;
+    out->latency_p50_ns = weiri_hist_percentile(&s->latency, 0.50);
+    out->latency_p99_ns = weiri_hist_percentile(&s->latency, 0.99);
+    out->latency_max_ns = weiri_hist_max(&s->latency);
+    return 0;
+}

@@ -1,0 +1,16 @@
+/*
+ * thread_internal.h - PRIVATE to lib/: starting and joining threads, the
+ * one place weir creates them (lib/thread.c).
+ */
+#ifndef WEIR_THREAD_INTERNAL_H
+#define WEIR_THREAD_INTERNAL_H
+
+#include <pthread.h>
+
+/* weiri_thread_start - run fn(arg) on a new thread: 0 or WEIR_ENOMEM. */
+int weiri_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
+
+/* weiri_thread_join - wait for t to finish. */
+void weiri_thread_join(pthread_t t);
+
+#endif /* WEIR_THREAD_INTERNAL_H */

@@ -1,0 +1,754 @@
+/*
+ * test_bus.c - the publish/subscribe bus: fan-out, order, overflow
+ * policies with exact counts, rate limiting, accounting, close and drain,
+ * bad input, and subscribing while others publish.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "support/support.h"
+#include "weir.h"
+
+static weir_bus *
+make_bus(void)
+{
+    weir_bus *bus = NULL;
+    assert_int_equal(weir_bus_create(&bus, NULL), 0);
+    return bus;
+}
+
+/* Wait (bounded) until cond(arg) holds; the watchdog bounds the whole case. */
+static void
+wait_until(int (*cond)(void *), void *arg)
+{
+    while (!cond(arg))
+        ts_sleep_ms(1);
+}
+
+/* Every subscription's books balance, with nothing queued or in flight. */
+static void
+assert_settled(const weir_sub *s, uint64_t routed)
+{
+    weir_sub_stats st;
+    assert_int_equal(weir_sub_get_stats(s, &st), 0);
+    assert_int_equal(st.routed, routed);
+    assert_int_equal(st.queued, 0);
+    assert_int_equal(st.in_flight, 0);
+    assert_int_equal(st.routed, st.acked + st.failed + st.dropped + st.queued +
+                                    st.in_flight);
+    assert_int_equal(st.delivered, st.acked + st.failed);
+}
+
+/* ---- a recording handler ------------------------------------------------- */
+
+typedef struct recorder {
+    _Atomic uint64_t count;
+    _Atomic uint64_t last_seq;  /* payload sequence of the last message */
+    _Atomic uint64_t last_id;
+    _Atomic int disorder;       /* messages seen out of publish order */
+    _Atomic int fail_odd;       /* return -1 for odd sequence numbers */
+} recorder;
+
+static int
+record(const weir_msg *m, void *ctx)
+{
+    recorder *r = ctx;
+    uint64_t seq;
+    /* No cmocka asserts here: a failed one cannot unwind a worker thread. */
+    if (weir_msg_size(m) != sizeof(seq)) {
+        atomic_fetch_add(&r->disorder, 1);
+        return -1;
+    }
+    memcpy(&seq, weir_msg_data(m), sizeof(seq));
+    uint64_t n = atomic_load(&r->count);
+    if (seq != n || (n > 0 && weir_msg_id(m) <= atomic_load(&r->last_id)))
+        atomic_fetch_add(&r->disorder, 1);
+    atomic_store(&r->last_seq, seq);
+    atomic_store(&r->last_id, weir_msg_id(m));
+    atomic_fetch_add(&r->count, 1);
+    return atomic_load(&r->fail_odd) && (seq & 1) ? -1 : 0;
+}
+
+static int
+reached(void *arg)
+{
+    void **a = arg;
+    return atomic_load(&((recorder *)a[0])->count) >= (uint64_t)(uintptr_t)a[1];
+}
+
+static void
+wait_count(recorder *r, uint64_t n)
+{
+    void *a[2] = { r, (void *)(uintptr_t)n };
+    wait_until(reached, a);
+}
+
+/* ---- fan-out -------------------------------------------------------------- */
+
+static void
+fan_out(unsigned subs, uint64_t messages)
+{
+    weir_bus *bus = make_bus();
+    recorder *r = calloc(subs, sizeof(*r));
+    weir_sub **s = calloc(subs, sizeof(*s));
+    assert_non_null(r);
+    assert_non_null(s);
+    for (unsigned i = 0; i < subs; i++)
+        assert_int_equal(weir_bus_subscribe(bus, "orders.created", record,
+                                            &r[i], NULL, &s[i]), 0);
+    for (uint64_t seq = 0; seq < messages; seq++)
+        assert_int_equal(weir_bus_publish(bus, "orders.created", &seq,
+                                          sizeof(seq), NULL), 0);
+    for (unsigned i = 0; i < subs; i++) {
+        wait_count(&r[i], messages);
+        assert_int_equal(atomic_load(&r[i].disorder), 0);
+    }
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    for (unsigned i = 0; i < subs; i++) {
+        assert_int_equal(atomic_load(&r[i].count), messages);
+        assert_settled(s[i], messages);
+    }
+    weir_bus_stats bs;
+    assert_int_equal(weir_bus_get_stats(bus, &bs), 0);
+    assert_int_equal(bs.published, messages);
+    assert_int_equal(bs.unrouted, 0);
+    weir_bus_destroy(bus);
+    free(r);
+    free(s);
+}
+
+static void
+test_bus_fan_out_1_2_16(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    fan_out(1, ts_scale(100000));
+    fan_out(2, ts_scale(50000));
+    fan_out(16, ts_scale(10000));
+    ts_watchdog_disarm();
+}
+
+/* ---- message contents ----------------------------------------------------- */
+
+typedef struct seen {
+    char topic[64], key[64], data[64];
+    int has_key;
+    size_t size;
+    unsigned attempt;
+    int aligned;
+    int64_t ts;
+    _Atomic int done;
+} seen;
+
+static int
+inspect(const weir_msg *m, void *ctx)
+{
+    seen *s = ctx;
+    snprintf(s->topic, sizeof(s->topic), "%s", weir_msg_topic(m));
+    s->has_key = weir_msg_key(m) != NULL;
+    if (s->has_key)
+        snprintf(s->key, sizeof(s->key), "%s", weir_msg_key(m));
+    s->size = weir_msg_size(m);
+    memcpy(s->data, weir_msg_data(m), s->size < 64 ? s->size : 64);
+    s->attempt = weir_msg_attempt(m);
+    s->aligned = (uintptr_t)weir_msg_data(m) % _Alignof(max_align_t) == 0;
+    s->ts = weir_msg_timestamp_ns(m);
+    atomic_fetch_add(&s->done, 1);
+    return 0;
+}
+
+static int
+seen_one(void *arg)
+{
+    return atomic_load(&((seen *)arg)->done) > 0;
+}
+
+static void
+test_bus_message_carries_copies(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    seen s;
+    memset(&s, 0, sizeof(s));
+    weir_topic *t;
+    assert_int_equal(weir_bus_topic(bus, "stock/reserved", &t), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "stock/reserved", inspect, &s,
+                                        NULL, NULL), 0);
+    char key[16] = "sku-42", data[16] = "payload";
+    weir_pub_opts po = { key, 0 };
+    int64_t before = ts_now_ns();
+    assert_int_equal(weir_topic_publish(t, data, 8, &po), 0);
+    memset(key, 'x', sizeof(key) - 1); /* the bus kept its own copies */
+    memset(data, 'y', sizeof(data));
+    wait_until(seen_one, &s);
+    assert_string_equal(s.topic, "stock/reserved");
+    assert_true(s.has_key);
+    assert_string_equal(s.key, "sku-42");
+    assert_int_equal(s.size, 8);
+    assert_string_equal(s.data, "payload");
+    assert_int_equal(s.attempt, 1);
+    assert_true(s.aligned);
+    assert_true(s.ts >= before && s.ts <= ts_now_ns());
+
+    /* No key, no bytes. */
+    atomic_store(&s.done, 0);
+    assert_int_equal(weir_bus_publish(bus, "stock/reserved", NULL, 0, NULL), 0);
+    wait_until(seen_one, &s);
+    assert_false(s.has_key);
+    assert_int_equal(s.size, 0);
+    assert_null(weir_msg_data(NULL));
+    assert_int_equal(weir_msg_attempt(NULL), 0);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+/* ---- overflow policies, exact counts ------------------------------------ */
+
+typedef struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int open;
+    _Atomic int entered;       /* handler calls started */
+    _Atomic uint64_t got[64];  /* sequence numbers handled, in order */
+} gate;
+
+static int
+gated(const weir_msg *m, void *ctx)
+{
+    gate *g = ctx;
+    uint64_t seq;
+    memcpy(&seq, weir_msg_data(m), sizeof(seq));
+    int i = atomic_fetch_add(&g->entered, 1);
+    if (i < 64)
+        atomic_store(&g->got[i], seq);
+    pthread_mutex_lock(&g->mu);
+    while (!g->open)
+        pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+    return 0;
+}
+
+static int
+entered_one(void *arg)
+{
+    return atomic_load(&((gate *)arg)->entered) >= 1;
+}
+
+static void
+gate_open(gate *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->open = 1;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+/*
+ * Capacity 4, one worker held inside the handler with message 0: the
+ * queue then takes exactly 4 more (1..4) before its policy applies to
+ * messages 5..9.  Returns how many of 5..9 the publish refused.
+ */
+static void
+overflow_case(weir_overflow policy, const int *want_rc, uint64_t want_dropped,
+              uint64_t want_rejected, const uint64_t *want_order, int handled)
+{
+    weir_bus *bus = make_bus();
+    static gate g;
+    memset(&g, 0, sizeof(g));
+    pthread_mutex_init(&g.mu, NULL);
+    pthread_cond_init(&g.cv, NULL);
+    weir_sub_opts so = { .capacity = 4, .overflow = policy };
+    weir_sub *s;
+    assert_int_equal(weir_bus_subscribe(bus, "t", gated, &g, &so, &s), 0);
+    uint64_t seq = 0;
+    assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL), 0);
+    wait_until(entered_one, &g);
+    weir_pub_opts po = { NULL, 20 * WEIR_MSEC };
+    for (seq = 1; seq < 10; seq++)
+        assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), &po),
+                         seq < 5 ? 0 : want_rc[seq - 5]);
+    weir_sub_stats st;
+    assert_int_equal(weir_sub_get_stats(s, &st), 0);
+    assert_int_equal(st.dropped, want_dropped);
+    assert_int_equal(st.rejected, want_rejected);
+    assert_int_equal(st.queued, 4);
+    assert_int_equal(st.in_flight, 1);
+    assert_int_equal(st.high_water, 1);
+    assert_int_equal(st.routed, st.acked + st.failed + st.dropped + st.queued +
+                                    st.in_flight);
+    gate_open(&g);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    assert_int_equal(atomic_load(&g.entered), handled);
+    for (int i = 0; i < handled; i++)
+        assert_int_equal(atomic_load(&g.got[i]), want_order[i]);
+    assert_settled(s, st.routed);
+    weir_bus_destroy(bus);
+    pthread_cond_destroy(&g.cv);
+    pthread_mutex_destroy(&g.mu);
+}
+
+static void
+test_bus_overflow_policies_exact_counts(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    const int ok[5] = { 0, 0, 0, 0, 0 };
+    const int again[5] = { WEIR_EAGAIN, WEIR_EAGAIN, WEIR_EAGAIN, WEIR_EAGAIN,
+                           WEIR_EAGAIN };
+    const int timedout[5] = { WEIR_ETIMEDOUT, WEIR_ETIMEDOUT, WEIR_ETIMEDOUT,
+                              WEIR_ETIMEDOUT, WEIR_ETIMEDOUT };
+    const uint64_t first[5] = { 0, 1, 2, 3, 4 };
+    const uint64_t newest[5] = { 0, 6, 7, 8, 9 };
+    overflow_case(WEIR_OVERFLOW_REJECT, again, 0, 5, first, 5);
+    overflow_case(WEIR_OVERFLOW_DROP_NEWEST, ok, 5, 0, first, 5);
+    overflow_case(WEIR_OVERFLOW_DROP_OLDEST, ok, 5, 0, newest, 5);
+    overflow_case(WEIR_OVERFLOW_BLOCK, timedout, 0, 5, first, 5);
+    ts_watchdog_disarm();
+}
+
+/* A blocked publisher proceeds when the handler frees room. */
+static void *
+open_later(void *arg)
+{
+    ts_sleep_ms(50);
+    gate_open(arg);
+    return NULL;
+}
+
+static void
+test_bus_block_policy_waits_for_room(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    static gate g;
+    memset(&g, 0, sizeof(g));
+    pthread_mutex_init(&g.mu, NULL);
+    pthread_cond_init(&g.cv, NULL);
+    weir_sub_opts so = { .capacity = 1 };
+    weir_sub *s;
+    assert_int_equal(weir_bus_subscribe(bus, "t", gated, &g, &so, &s), 0);
+    uint64_t seq = 0;
+    assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL), 0);
+    wait_until(entered_one, &g);
+    seq = 1;
+    assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, open_later, &g), 0);
+    int64_t t0 = ts_now_ns();
+    seq = 2; /* default options: blocks without limit */
+    assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL), 0);
+    assert_true(ts_now_ns() - t0 >= 40 * WEIR_MSEC);
+    pthread_join(th, NULL);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    assert_settled(s, 3);
+    weir_bus_destroy(bus);
+    pthread_cond_destroy(&g.cv);
+    pthread_mutex_destroy(&g.mu);
+    ts_watchdog_disarm();
+}
+
+/* ---- failures, workers, rate --------------------------------------------- */
+
+static void
+test_bus_handler_errors_are_counted(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    recorder r;
+    memset(&r, 0, sizeof(r));
+    atomic_store(&r.fail_odd, 1);
+    weir_sub *s;
+    assert_int_equal(weir_bus_subscribe(bus, "t", record, &r, NULL, &s), 0);
+    for (uint64_t seq = 0; seq < 1000; seq++)
+        assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL), 0);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    weir_sub_stats st;
+    assert_int_equal(weir_sub_get_stats(s, &st), 0);
+    assert_int_equal(st.acked, 500);
+    assert_int_equal(st.failed, 500);
+    assert_settled(s, 1000);
+    assert_true(st.latency_p50_ns > 0);
+    assert_true(st.latency_p50_ns <= st.latency_p99_ns);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+typedef struct tally {
+    uint64_t n;
+    _Atomic unsigned char *seen;
+    _Atomic int dup;
+} tally;
+
+static int
+count_once(const weir_msg *m, void *ctx)
+{
+    tally *t = ctx;
+    uint64_t seq;
+    memcpy(&seq, weir_msg_data(m), sizeof(seq));
+    if (seq >= t->n || atomic_fetch_add(&t->seen[seq], 1) != 0)
+        atomic_fetch_add(&t->dup, 1);
+    return 0;
+}
+
+static void
+test_bus_several_workers_handle_each_once(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    weir_bus *bus = make_bus();
+    tally t = { ts_scale(200000), NULL, 0 };
+    t.seen = calloc(t.n, 1);
+    assert_non_null(t.seen);
+    weir_sub_opts so = { .workers = 4, .capacity = 64 };
+    weir_sub *s;
+    assert_int_equal(weir_bus_subscribe(bus, "t", count_once, &t, &so, &s), 0);
+    for (uint64_t seq = 0; seq < t.n; seq++)
+        assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL), 0);
+    assert_int_equal(weir_bus_close(bus, 30 * WEIR_SEC), 0);
+    assert_int_equal(atomic_load(&t.dup), 0);
+    for (uint64_t i = 0; i < t.n; i++)
+        assert_int_equal(atomic_load(&t.seen[i]), 1);
+    assert_settled(s, t.n);
+    weir_bus_destroy(bus);
+    free((void *)t.seen);
+    ts_watchdog_disarm();
+}
+
+/*
+ * Rate 200/s with burst 10, two workers: 110 messages cannot all start
+ * in less than (110 - 10) / 200 = 0.5 s.  A lower bound only: a loaded
+ * machine may take longer.
+ */
+static void
+test_bus_rate_limits_handler_starts(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    recorder r;
+    memset(&r, 0, sizeof(r));
+    weir_sub_opts so = { .workers = 2, .rate_per_sec = 200, .burst = 10 };
+    weir_sub *s;
+    int64_t t0 = ts_now_ns();
+    assert_int_equal(weir_bus_subscribe(bus, "sms", record, &r, &so, &s), 0);
+    for (uint64_t seq = 0; seq < 110; seq++)
+        assert_int_equal(weir_bus_publish(bus, "sms", &seq, sizeof(seq), NULL), 0);
+    wait_count(&r, 110);
+    assert_true(ts_now_ns() - t0 >= 495 * WEIR_MSEC);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    assert_settled(s, 110);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+/* ---- close ------------------------------------------------------------------ */
+
+static int
+slow(const weir_msg *m, void *ctx)
+{
+    (void)m;
+    atomic_fetch_add((_Atomic uint64_t *)ctx, 1);
+    ts_sleep_ms(20);
+    return 0;
+}
+
+static void
+test_bus_close_drains_backlog(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    _Atomic uint64_t n = 0;
+    weir_sub *s;
+    assert_int_equal(weir_bus_subscribe(bus, "t", slow, &n, NULL, &s), 0);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(weir_bus_publish(bus, "t", "x", 1, NULL), 0);
+    assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
+    assert_int_equal(atomic_load(&n), 10);
+    assert_settled(s, 10);
+    assert_int_equal(weir_bus_publish(bus, "t", "x", 1, NULL), WEIR_ECLOSED);
+    assert_int_equal(weir_bus_publish(bus, "nobody", "x", 1, NULL), WEIR_ECLOSED);
+    assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), WEIR_ECLOSED);
+    assert_int_equal(weir_bus_subscribe(bus, "t", slow, &n, NULL, NULL),
+                     WEIR_ECLOSED);
+    assert_int_equal(weir_sub_close(s, WEIR_FOREVER), WEIR_ECLOSED);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+static void
+test_bus_close_timeout_reports_leftovers(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    _Atomic uint64_t n = 0;
+    weir_sub *s;
+    assert_int_equal(weir_bus_subscribe(bus, "t", slow, &n, NULL, &s), 0);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(weir_bus_publish(bus, "t", "x", 1, NULL), 0);
+    assert_int_equal(weir_bus_close(bus, 100 * WEIR_MSEC), WEIR_ETIMEDOUT);
+    weir_sub_stats st;
+    assert_int_equal(weir_sub_get_stats(s, &st), 0);
+    assert_int_equal(st.acked, atomic_load(&n));
+    assert_true(st.acked < 50);
+    assert_int_equal(st.in_flight, 0);
+    assert_int_equal(st.queued, 50 - st.acked);
+    assert_int_equal(st.routed, st.acked + st.queued);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+static void
+test_bus_empty_close_and_unrouted(void **state)
+{
+    (void)state;
+    weir_bus *bus = make_bus();
+    assert_int_equal(weir_bus_publish(bus, "nobody.listens", "x", 1, NULL), 0);
+    weir_topic *t;
+    assert_int_equal(weir_bus_topic(bus, "quiet", &t), 0);
+    assert_int_equal(weir_topic_publish(t, "x", 1, NULL), 0);
+    weir_bus_stats bs;
+    assert_int_equal(weir_bus_get_stats(bus, &bs), 0);
+    assert_int_equal(bs.published, 2);
+    assert_int_equal(bs.unrouted, 2);
+    assert_int_equal(weir_bus_close(bus, WEIR_NOWAIT), 0);
+    weir_bus_destroy(bus);
+    weir_bus_destroy(NULL);
+    /* destroy without close closes and drains */
+    bus = make_bus();
+    _Atomic uint64_t n = 0;
+    assert_int_equal(weir_bus_subscribe(bus, "t", slow, &n, NULL, NULL), 0);
+    assert_int_equal(weir_bus_publish(bus, "t", "x", 1, NULL), 0);
+    weir_bus_destroy(bus);
+    assert_int_equal(atomic_load(&n), 1);
+}
+
+/* ---- handlers closing what runs them -------------------------------------- */
+
+typedef struct selfish {
+    weir_bus *bus;
+    weir_sub *_Atomic sub;
+    _Atomic int sub_rc, bus_rc, done;
+} selfish;
+
+static int
+close_myself(const weir_msg *m, void *ctx)
+{
+    (void)m;
+    selfish *x = ctx;
+    while (atomic_load(&x->sub) == NULL)
+        ;
+    atomic_store(&x->sub_rc, weir_sub_close(atomic_load(&x->sub), WEIR_FOREVER));
+    atomic_store(&x->bus_rc, weir_bus_close(x->bus, WEIR_FOREVER));
+    atomic_store(&x->done, 1);
+    return 0;
+}
+
+static int
+selfish_done(void *arg)
+{
+    return atomic_load(&((selfish *)arg)->done);
+}
+
+static void
+test_bus_handler_closing_its_own_sub_or_bus(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    selfish x;
+    memset(&x, 0, sizeof(x));
+    x.bus = make_bus();
+    weir_sub *s;
+    assert_int_equal(weir_bus_subscribe(x.bus, "t", close_myself, &x, NULL, &s), 0);
+    atomic_store(&x.sub, s);
+    assert_int_equal(weir_bus_publish(x.bus, "t", "x", 1, NULL), 0);
+    wait_until(selfish_done, &x);
+    assert_int_equal(atomic_load(&x.sub_rc), WEIR_EDEADLK);
+    assert_int_equal(atomic_load(&x.bus_rc), WEIR_EDEADLK);
+    assert_int_equal(weir_sub_close(s, WEIR_FOREVER), 0); /* from outside: fine */
+    assert_int_equal(weir_bus_close(x.bus, WEIR_FOREVER), 0);
+    weir_bus_destroy(x.bus);
+    ts_watchdog_disarm();
+}
+
+/* ---- bad input ------------------------------------------------------------- */
+
+static int
+nop(const weir_msg *m, void *ctx)
+{
+    (void)m;
+    (void)ctx;
+    return 0;
+}
+
+static void
+test_bus_rejects_bad_input(void **state)
+{
+    (void)state;
+    weir_bus *bus;
+    weir_bus_opts bad_opts = { 1 };
+    assert_int_equal(weir_bus_create(NULL, NULL), WEIR_EINVAL);
+    assert_int_equal(weir_bus_create(&bus, &bad_opts), WEIR_EINVAL);
+    bus = make_bus();
+    char long_name[WEIR_TOPIC_MAX + 2];
+    memset(long_name, 'a', sizeof(long_name) - 1);
+    long_name[sizeof(long_name) - 1] = '\0';
+    const char *bad_topics[] = { "", "a b", "orders.*", "x>", "tab\t", long_name };
+    for (size_t i = 0; i < sizeof(bad_topics) / sizeof(bad_topics[0]); i++) {
+        assert_int_equal(weir_bus_subscribe(bus, bad_topics[i], nop, NULL, NULL,
+                                            NULL), WEIR_EINVAL);
+        assert_int_equal(weir_bus_publish(bus, bad_topics[i], "x", 1, NULL),
+                         WEIR_EINVAL);
+    }
+    long_name[WEIR_TOPIC_MAX] = '\0'; /* exactly the maximum is fine */
+    assert_int_equal(weir_bus_subscribe(bus, long_name, nop, NULL, NULL, NULL), 0);
+    assert_int_equal(weir_bus_subscribe(NULL, "t", nop, NULL, NULL, NULL), WEIR_EINVAL);
+    assert_int_equal(weir_bus_subscribe(bus, NULL, nop, NULL, NULL, NULL), WEIR_EINVAL);
+    assert_int_equal(weir_bus_subscribe(bus, "t", NULL, NULL, NULL, NULL), WEIR_EINVAL);
+    const weir_sub_opts bad[] = {
+        { .workers = WEIR_MAX_WORKERS + 1 },
+        { .capacity = WEIR_MAX_CAPACITY + 1 },
+        { .overflow = (weir_overflow)7 },
+        { .rate_per_sec = -1 },
+        { .rate_per_sec = NAN },
+        { .rate_per_sec = INFINITY },
+        { .rate_per_sec = 2e9 },
+        { .rate_per_sec = 10, .burst = 0.5 },
+        { .rate_per_sec = 10, .burst = -1 },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(weir_bus_subscribe(bus, "t", nop, NULL, &bad[i], NULL),
+                         WEIR_EINVAL);
+    assert_int_equal(weir_bus_publish(NULL, "t", "x", 1, NULL), WEIR_EINVAL);
+    assert_int_equal(weir_bus_publish(bus, NULL, "x", 1, NULL), WEIR_EINVAL);
+    assert_int_equal(weir_bus_publish(bus, "t", NULL, 1, NULL), WEIR_EINVAL);
+    assert_int_equal(weir_bus_publish(bus, "t", "x", WEIR_MAX_PAYLOAD + 1, NULL),
+                     WEIR_EINVAL);
+    weir_pub_opts neg = { NULL, -5 };
+    assert_int_equal(weir_bus_publish(bus, "t", "x", 1, &neg), WEIR_EINVAL);
+    char long_key[WEIR_KEY_MAX + 2];
+    memset(long_key, 'k', sizeof(long_key) - 1);
+    long_key[sizeof(long_key) - 1] = '\0';
+    weir_pub_opts lk = { long_key, 0 };
+    assert_int_equal(weir_bus_publish(bus, long_name, "x", 1, &lk), WEIR_EINVAL);
+    assert_int_equal(weir_bus_publish(bus, "unknown", "x", 1, &lk), WEIR_EINVAL);
+    assert_int_equal(weir_topic_publish(NULL, "x", 1, NULL), WEIR_EINVAL);
+    weir_topic *t;
+    assert_int_equal(weir_bus_topic(bus, "", &t), WEIR_EINVAL);
+    assert_int_equal(weir_bus_topic(bus, "t", NULL), WEIR_EINVAL);
+    assert_int_equal(weir_sub_close(NULL, 0), WEIR_EINVAL);
+    assert_int_equal(weir_bus_close(NULL, 0), WEIR_EINVAL);
+    assert_int_equal(weir_bus_close(bus, -7), WEIR_EINVAL);
+    weir_sub_stats st;
+    weir_bus_stats bs;
+    assert_int_equal(weir_sub_get_stats(NULL, &st), WEIR_EINVAL);
+    assert_int_equal(weir_bus_get_stats(NULL, &bs), WEIR_EINVAL);
+    assert_int_equal(weir_bus_get_stats(bus, NULL), WEIR_EINVAL);
+    weir_bus_destroy(bus);
+}
+
+/* ---- subscribe and unsubscribe while others publish ----------------------- */
+
+typedef struct churn {
+    weir_bus *bus;
+    _Atomic int stop;
+    _Atomic uint64_t published[2];
+} churn;
+
+static void *
+churn_publisher(void *arg)
+{
+    churn *c = arg;
+    static _Atomic int ids;
+    int me = atomic_fetch_add(&ids, 1) % 2;
+    uint64_t seq = 0;
+    while (!atomic_load(&c->stop)) {
+        /* EAGAIN: a REJECT subscription was full; the others still got it. */
+        int rc = weir_bus_publish(c->bus, "busy", &seq, sizeof(seq), NULL);
+        if (rc != 0 && rc != WEIR_EAGAIN)
+            atomic_fetch_add(&c->published[me], 1000000000); /* poison */
+        atomic_fetch_add(&c->published[me], 1);
+        seq++;
+    }
+    return NULL;
+}
+
+static int
+count_any(const weir_msg *m, void *ctx)
+{
+    (void)m;
+    atomic_fetch_add((_Atomic uint64_t *)ctx, 1);
+    return 0;
+}
+
+static void
+test_bus_subscribe_unsubscribe_under_publishing(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 90);
+    churn c;
+    memset(&c, 0, sizeof(c));
+    c.bus = make_bus();
+    _Atomic uint64_t steady = 0, temp = 0;
+    weir_sub *keep;
+    assert_int_equal(weir_bus_subscribe(c.bus, "busy", count_any, &steady,
+                                        NULL, &keep), 0);
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, churn_publisher, &c), 0);
+    for (int round = 0; round < (int)ts_scale(200); round++) {
+        weir_sub *s;
+        weir_sub_opts so = { .workers = 1 + round % 3,
+                             .overflow = (weir_overflow)(round % 4) };
+        assert_int_equal(weir_bus_subscribe(c.bus, "busy", count_any, &temp,
+                                            &so, &s), 0);
+        ts_sleep_ms(1);
+        int rc = weir_sub_close(s, round % 2 ? WEIR_FOREVER : WEIR_NOWAIT);
+        assert_true(rc == 0 || rc == WEIR_ETIMEDOUT);
+    }
+    atomic_store(&c.stop, 1);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    uint64_t total = atomic_load(&c.published[0]) + atomic_load(&c.published[1]);
+    assert_true(total < 1000000000); /* no publish failed otherwise */
+    assert_int_equal(weir_bus_close(c.bus, 30 * WEIR_SEC), 0);
+    assert_int_equal(atomic_load(&steady), total);
+    assert_settled(keep, total);
+    weir_bus_destroy(c.bus);
+    ts_watchdog_disarm();
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bus_fan_out_1_2_16),
+        cmocka_unit_test(test_bus_message_carries_copies),
+        cmocka_unit_test(test_bus_overflow_policies_exact_counts),
+        cmocka_unit_test(test_bus_block_policy_waits_for_room),
+        cmocka_unit_test(test_bus_handler_errors_are_counted),
+        cmocka_unit_test(test_bus_several_workers_handle_each_once),
+        cmocka_unit_test(test_bus_rate_limits_handler_starts),
+        cmocka_unit_test(test_bus_close_drains_backlog),
+        cmocka_unit_test(test_bus_close_timeout_reports_leftovers),
+        cmocka_unit_test(test_bus_empty_close_and_unrouted),
+        cmocka_unit_test(test_bus_handler_closing_its_own_sub_or_bus),
+        cmocka_unit_test(test_bus_rejects_bad_input),
+        cmocka_unit_test(test_bus_subscribe_unsubscribe_under_publishing),
+    };
+    return cmocka_run_group_tests_name("bus", tests, NULL, NULL);
+}
