@@ -1,22 +1,29 @@
-# bench/report.awk - the tables printed at the end of bench/run.
+# bench/report.awk - the tables printed at the end of each suite of
+# bench/run.
 #
 # Input, in order: the rows file (case, impl, label, state: run, missing
-# or "n/a ..."), then the results file (round, case, impl, status, value,
-# p99), both tab-separated.  value is items/s, or ns for the round trip.
+# or "n/a ...", kind, case title), then the results file (round, case,
+# impl, status, value, second value, third value), both tab-separated.
+# The kind of a case says what its values are and how its table looks:
+#   rate  items/s
+#   rtt   round trip ns and p99, with a column relative to the floor
+#   wake  wake-up ns and p99, and samples whose consumer was not asleep
+#   cpu   CPU us per second asleep, and CPU us before falling asleep
+#   ns    ns per call, and calls refused
 #
 # Ratios are taken within a round, then their median across rounds: the
 # host moves the cores between placements that change every figure 3-8x,
 # and a ratio across rounds would mostly measure that move.  weir/peer is
 # weir's speed over the peer's, so above 1 means weir is faster in every
-# row: items/s divided for throughput, the peer's ns over weir's for the
-# round trip.
+# row: items/s divided for throughput, the peer's ns over weir's for
+# times.  A CPU figure gets no ratio: weir's is meant to be zero.
 
 BEGIN { FS = "\t" }
 
 FILENAME == ARGV[1] {
     nrows++
     rcase[nrows] = $1; rimpl[nrows] = $2; rlabel[nrows] = $3
-    rstate[nrows] = $4
+    rstate[nrows] = $4; kind[$1] = $5; title[$1] = $6
     next
 }
 
@@ -29,6 +36,7 @@ FILENAME == ARGV[1] {
     }
     val[key, $1] = $5
     p99[key, $1] = $6
+    third[key, $1] = $7
     if ($1 > rounds)
         rounds = $1
 }
@@ -48,6 +56,31 @@ function gather(key, v,    r, n) {
         if ((key, r) in val)
             v[++n] = val[key, r]
     return n
+}
+
+# The same for the second value.
+function gather2(key, v,    r, n) {
+    split("", v)
+    for (r = 1; r <= rounds; r++)
+        if ((key, r) in p99)
+            v[++n] = p99[key, r]
+    return n
+}
+
+# The sum over rounds of the third value.
+function total3(key,    r, s) {
+    for (r = 1; r <= rounds; r++)
+        if ((key, r) in third)
+            s += third[key, r]
+    return s + 0
+}
+
+# The sum over rounds of the second value (the ns kind's refusals).
+function total2(key,    r, s) {
+    for (r = 1; r <= rounds; r++)
+        if ((key, r) in p99)
+            s += p99[key, r]
+    return s + 0
 }
 
 # The median over rounds of num / den, each a key, in the rounds with both.
@@ -75,27 +108,35 @@ function failures(key) {
 
 function n_ok(key,    v) { return gather(key, v) }
 
+function header(k) {
+    if (k == "rtt")
+        printf "  %-30s %-22s %6s %7s %9s\n", "implementation",
+               "ns: median (min-max)", "p99", "x floor", "weir/peer"
+    else if (k == "wake")
+        printf "  %-30s %-22s %7s %10s %9s\n", "implementation",
+               "us: median (min-max)", "p99 us", "not asleep", "weir/peer"
+    else if (k == "cpu")
+        printf "  %-30s %-37s %17s\n", "implementation",
+               "CPU us per s asleep: median (min-max)", "us to fall asleep"
+    else if (k == "ns")
+        printf "  %-30s %-25s %7s %9s\n", "implementation",
+               "ns/call: median (min-max)", "refused", "weir/peer"
+    else
+        printf "  %-30s %-26s %9s\n", "implementation",
+               "Mitems/s: median (min-max)", "weir/peer"
+}
+
 END {
-    casename["spsc"] = "SPSC, 1 item per call, 1P1C pinned"
-    casename["burst"] = "SPSC, bursts of 32, 1P1C pinned"
-    casename["mpmc1"] = "MPMC, 1 item per call, 1P1C pinned"
-    casename["mpmc2"] = "MPMC, 1 item per call, 2P2C unpinned"
-    casename["rtt"] = "SPSC round trip, ping-pong through two rings, pinned"
     for (i = 1; i <= nrows; i++) {
         c = rcase[i]
+        k = kind[c]
         if (c != lastcase) {
-            rtt = c == "rtt"
-            printf "\n%s\n", casename[c]
-            if (rtt)
-                printf "  %-30s %-22s %6s %7s %9s\n", "implementation",
-                       "ns: median (min-max)", "p99", "x floor", "weir/peer"
-            else
-                printf "  %-30s %-26s %9s\n", "implementation",
-                       "Mitems/s: median (min-max)", "weir/peer"
+            printf "\n%s\n", title[c]
+            header(k)
             lastcase = c
             weir = ""
             for (j = 1; j <= nrows; j++)
-                if (rcase[j] == c && rimpl[j] ~ /^weir-/)
+                if (rcase[j] == c && rimpl[j] ~ /^weir/)
                     weir = c SUBSEP rimpl[j]
         }
         key = c SUBSEP rimpl[i]
@@ -110,19 +151,32 @@ END {
         }
         isweir = key == weir
         isfloor = rimpl[i] == "floor"
-        if (rtt) {
+        np = gather2(key, pv)
+        if (k == "rtt") {
             fmt = "%.0f"; scale = 1
-            split("", pv)
-            np = 0
-            for (r = 1; r <= rounds; r++)
-                if ((key, r) in p99)
-                    pv[++np] = p99[key, r]
             floorkey = c SUBSEP "floor"
             cell = sprintf("%.0f (%s)", median(v, n), minmax(v, n))
             printf "  %-30s %-22s %6.0f %7s %9s%s\n", rlabel[i], cell,
                    median(pv, np),
                    isfloor ? "1.00" : ratio(key, floorkey),
                    isweir || isfloor ? "-" : ratio(key, weir), failures(key)
+        } else if (k == "wake") {
+            fmt = "%.1f"; scale = 1e3
+            cell = sprintf("%.1f (%s)", median(v, n) / 1e3, minmax(v, n))
+            printf "  %-30s %-22s %7.1f %10d %9s%s\n", rlabel[i], cell,
+                   median(pv, np) / 1e3, total3(key),
+                   isweir ? "-" : ratio(key, weir), failures(key)
+        } else if (k == "cpu") {
+            fmt = "%.1f"; scale = 1
+            cell = sprintf("%.1f (%s)", median(v, n), minmax(v, n))
+            printf "  %-30s %-37s %17.1f%s\n", rlabel[i], cell,
+                   median(pv, np), failures(key)
+        } else if (k == "ns") {
+            fmt = "%.1f"; scale = 1
+            cell = sprintf("%.1f (%s)", median(v, n), minmax(v, n))
+            printf "  %-30s %-25s %7d %9s%s\n", rlabel[i], cell,
+                   total2(key), isweir ? "-" : ratio(key, weir),
+                   failures(key)
         } else {
             fmt = "%.1f"; scale = 1e6
             cell = sprintf("%.1f (%s)", median(v, n) / 1e6, minmax(v, n))

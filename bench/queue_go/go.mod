@@ -1,0 +1,3 @@
+module weir/bench/queue_go
+
+go 1.19
