@@ -98,8 +98,8 @@ $(BUILD)/examples/%: examples/%.c $(LIB)
 
 examples: $(EXAMPLES)
 
-run: $(BUILD)/examples/ring_pipeline
-	$(BUILD)/examples/ring_pipeline
+run: $(BUILD)/examples/order_pipeline
+	$(BUILD)/examples/order_pipeline
 
 # --- benchmarks (never part of check) -----------------------------------------
 
