@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034,SC2154
 # bench/lib.sh - what every suite of bench/run shares: finding or
 # installing peers, the tables a suite fills, the rounds and the report.
 # Sourced by bench/run, from the repository root, with out, rounds, div,

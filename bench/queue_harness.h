@@ -48,9 +48,12 @@ extern "C" {
  * consumer used CPU during the second half was not asleep at the push
  * (it is counted and reported, see struct qbench_worker.awake).  Half a
  * millisecond is far beyond the spin phase of every implementation here
- * (tens of microseconds at most).
+ * (tens of microseconds at most).  Build with -DQBENCH_WAKE_GAP_NS=...
+ * to try another gap.
  */
+#ifndef QBENCH_WAKE_GAP_NS
 #define QBENCH_WAKE_GAP_NS 1000000
+#endif
 
 /* The idle case: CPU time before this is the spin before sleeping. */
 #define QBENCH_IDLE_SETTLE_NS 20000000

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034,SC2154
 # bench/suite-queue.sh - weir's blocking queue next to its peers: 1P1C
 # and 2P2C throughput through blocking push and pop, the latency of
 # waking a consumer asleep in pop, and the CPU such a consumer uses.
@@ -66,7 +67,7 @@ mkdir -p "$out/go/tmp"
 if ((have[go])) &&
     ! (cd bench/queue_go && gobuild=$PWD/../../$out/go &&
         GOCACHE=$gobuild/cache GOPATH=$gobuild/path GOTMPDIR=$gobuild/tmp \
-        GOFLAGS= GOPROXY=off GO111MODULE=on GOWORK=off \
+        GOFLAGS="" GOPROXY=off GO111MODULE=on GOWORK=off \
         go build -o ../../"$out"/queue_go .); then
     echo "weir: the Go peer did not build; it is missing" >&2
     have[go]=0
