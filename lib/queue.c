@@ -4,8 +4,9 @@
  * A bounded, closable MPMC ring carries the items; two event counts
  * (wait_internal.h) let the two sides sleep: consumers on not_empty,
  * producers on not_full.  Every successful operation notifies the other
- * side's event, which costs a fence and one load of a line nobody writes
- * while nobody sleeps, so the fast path stays free of system calls.
+ * side's event, which costs one load of a line nobody writes while
+ * nobody sleeps, so the fast path stays free of system calls and fences
+ * (the ring's seq_cst claims do the ordering; see wait_internal.h).
  *
  * Close sets a bit in the ring's claim counter, so a push is refused or
  * placed by one atomic operation and no push can slip in after pops have
@@ -161,6 +162,18 @@ transfer(weir_queue *q, void *const *in, void **out, size_t n,
         if (closed_for(q, put)) {
             weiri_event_cancel(mine);
             return WEIR_ECLOSED;
+        }
+        /*
+         * Sleep only if the counters say full (empty): a try that failed
+         * otherwise met the other side mid-operation, which will not
+         * notify us again; it needs the CPU, not our sleep.
+         */
+        if (put ? !weiri_mpmc_full(&q->ring) : !weiri_mpmc_empty(&q->ring)) {
+            weiri_event_cancel(mine);
+            if (weiri_now_ns() >= deadline)
+                return WEIR_ETIMEDOUT;
+            weiri_yield();
+            continue;
         }
         if (weiri_event_wait(mine, e, deadline) == WEIR_ETIMEDOUT) {
             /* The deadline passed; one last look decides. */

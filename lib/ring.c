@@ -143,29 +143,52 @@ weiri_mpmc_close(weir_mpmc *r)
     /*
      * After this no claim of a position can succeed (see the push paths);
      * claims made before it complete normally.  Release so a pop that sees
-     * the bit also sees what the closing thread did before closing.
+     * the bit also sees what the closing thread did before closing;
+     * seq_cst for the queue's sleepers (see weiri_mpmc_empty).
      */
-    atomic_fetch_or_explicit(&r->tail, WEIRI_MPMC_CLOSED, memory_order_release);
+    atomic_fetch_or_explicit(&r->tail, WEIRI_MPMC_CLOSED, memory_order_seq_cst);
 }
 
 bool
 weiri_mpmc_is_closed(const weir_mpmc *r)
 {
-    return (atomic_load_explicit(&r->tail, memory_order_acquire) &
+    return (atomic_load_explicit(&r->tail, memory_order_seq_cst) &
             WEIRI_MPMC_CLOSED) != 0;
+}
+
+/*
+ * The two checks below and weiri_mpmc_drained use seq_cst loads: they are
+ * the re-checks of a thread about to sleep in weir_queue, which must see
+ * any seq_cst claim that came before the waker's look at the waiters
+ * (lib/wait_internal.h).
+ */
+bool
+weiri_mpmc_empty(const weir_mpmc *r)
+{
+    size_t h = atomic_load_explicit(&r->head, memory_order_seq_cst);
+    size_t t = atomic_load_explicit(&r->tail, memory_order_seq_cst);
+    return (t & ~WEIRI_MPMC_CLOSED) == h;
+}
+
+bool
+weiri_mpmc_full(const weir_mpmc *r)
+{
+    size_t t = atomic_load_explicit(&r->tail, memory_order_seq_cst);
+    size_t h = atomic_load_explicit(&r->head, memory_order_seq_cst);
+    return (t & ~WEIRI_MPMC_CLOSED) - h >= weir_mpmc_capacity(r);
 }
 
 bool
 weiri_mpmc_drained(const weir_mpmc *r)
 {
     /*
-     * Head first, then tail (acquire keeps the order): tail only grows and
+     * Head first, then tail (the loads stay in order): tail only grows and
      * head never passes it, so equal values mean every claimed position
      * was also popped at the moment tail was read, and with the bit set no
      * new claim can follow.
      */
-    size_t h = atomic_load_explicit(&r->head, memory_order_acquire);
-    size_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+    size_t h = atomic_load_explicit(&r->head, memory_order_seq_cst);
+    size_t t = atomic_load_explicit(&r->tail, memory_order_seq_cst);
     return (t & WEIRI_MPMC_CLOSED) != 0 && (t & ~WEIRI_MPMC_CLOSED) == h;
 }
 

@@ -23,6 +23,15 @@ void weiri_mpmc_close(weir_mpmc *r);
 bool weiri_mpmc_is_closed(const weir_mpmc *r);
 
 /*
+ * weiri_mpmc_empty / weiri_mpmc_full - by the claim counters: no claimed
+ * push left to pop / as many claimed pushes unpopped as the bound.  A
+ * failed pop on a ring that is not empty (or push, not full) met a thread
+ * of the other side in the middle of its operation.
+ */
+bool weiri_mpmc_empty(const weir_mpmc *r);
+bool weiri_mpmc_full(const weir_mpmc *r);
+
+/*
  * weiri_mpmc_drained - closed, and every push that claimed a position has
  * been popped: no pop can ever succeed again.
  */

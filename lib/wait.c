@@ -38,13 +38,13 @@ weiri_yield(void)
 uint32_t
 weiri_event_prepare(weiri_event *ev)
 {
-    atomic_fetch_add_explicit(&ev->waiters, 1, memory_order_relaxed);
     /*
-     * Pairs with the fence in weiri_event_notify: the notifier's change
-     * precedes its read of waiters, our count precedes our re-check, so
-     * one of the two reads sees the other side's write.
+     * seq_cst, pairing with the notifier's seq_cst change and load of
+     * waiters: in their single total order either our increment comes
+     * first, and the notifier sees a waiter, or its change does, and our
+     * re-check (a seq_cst load) sees the change.
      */
-    atomic_thread_fence(memory_order_seq_cst);
+    atomic_fetch_add_explicit(&ev->waiters, 1, memory_order_seq_cst);
     return atomic_load_explicit(&ev->epoch, memory_order_acquire);
 }
 
@@ -57,9 +57,8 @@ weiri_event_cancel(weiri_event *ev)
 void
 weiri_event_notify(weiri_event *ev, uint32_t n)
 {
-    atomic_thread_fence(memory_order_seq_cst);
-    /* Relaxed: the fence above orders it; see weiri_event_prepare. */
-    if (atomic_load_explicit(&ev->waiters, memory_order_relaxed) == 0)
+    /* A plain load on x86: this is all a notify costs while nobody sleeps. */
+    if (atomic_load_explicit(&ev->waiters, memory_order_seq_cst) == 0)
         return;
 #if WEIR_PORTABLE_WAIT
     pthread_mutex_lock(&ev->mu);

@@ -10,11 +10,16 @@
  *     else rc = weiri_event_wait(ev, e, deadline); // uncounts itself
  *
  * A thread that makes the condition true calls weiri_event_notify after
- * doing so.  prepare and notify each contain a sequentially consistent
- * fence, so either the notifier sees the waiter counted (and moves the
- * epoch, which stops or wakes the sleep) or the waiter's re-check sees the
- * change: a wake-up cannot be lost.  notify costs a fence and one load
- * when nobody waits; it makes a system call only when someone does.
+ * doing so.  The change must be a seq_cst atomic operation (or be followed
+ * by a seq_cst fence), and the waiter's re-check must read it with a
+ * seq_cst load; prepare and notify use seq_cst on waiters.  In the single
+ * total order of those four operations either the notifier sees the
+ * waiter counted (and moves the epoch, which stops or wakes the sleep) or
+ * the waiter's re-check sees the change: a wake-up cannot be lost.  This
+ * is Dekker's pattern without fences: the claims of weir's MPMC ring are
+ * seq_cst CAS, a locked instruction on x86 either way, so notify costs
+ * one plain load when nobody waits and a system call only when someone
+ * does.
  *
  * On Linux the sleep is a futex on the epoch.  Building with
  * WEIR_PORTABLE_WAIT=1 uses a mutex and a condition variable on

@@ -143,9 +143,12 @@ weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n)
  * its sequence says whether it is ready for this side at this lap (claim
  * it with a CAS on the counter), still in use from the lap before (the
  * ring is full or empty, or a thread of the other side is mid-operation on
- * it), or already taken by a peer (re-read the counter).  The CAS itself is
- * relaxed because it orders nothing: the acquire load of the slot's
- * sequence before it and the release store after it carry the item.
+ * it), or already taken by a peer (re-read the counter).  The acquire load
+ * of the slot's sequence before the CAS and the release store after it
+ * carry the item.  The CAS is seq_cst although the ring needs no order
+ * from it: weir_queue's sleepers check the counters after announcing
+ * themselves, and a seq_cst claim lets a waker skip a separate fence (the
+ * same instruction on x86; see lib/wait_internal.h).
  */
 /*
  * weiri_mpmc_room - PRIVATE: how many more items a bounded ring (limit
@@ -191,7 +194,7 @@ weir_mpmc_push(weir_mpmc *r, void *item)
             if (r->limit != 0 && weiri_mpmc_room(r, pos) == 0)
                 return WEIR_EAGAIN;
             if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + 1,
-                    memory_order_relaxed, memory_order_relaxed)) {
+                    memory_order_seq_cst, memory_order_relaxed)) {
                 s->item = item;
                 /* Release pairs with the consumer's acquire of seq. */
                 atomic_store_explicit(&s->seq, 2 * pos + 1, memory_order_release);
@@ -230,7 +233,7 @@ weir_mpmc_pop(weir_mpmc *r, void **item)
         ptrdiff_t dif = (ptrdiff_t)(seq - (2 * pos + 1));
         if (dif == 0) {
             if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + 1,
-                    memory_order_relaxed, memory_order_relaxed)) {
+                    memory_order_seq_cst, memory_order_relaxed)) {
                 *item = s->item;
                 /* Release: our read of item precedes the next lap's write. */
                 atomic_store_explicit(&s->seq, 2 * (pos + mask + 1),
@@ -279,7 +282,7 @@ weir_mpmc_push_burst(weir_mpmc *r, void *const *items, size_t n)
         if (k == 0) /* full, busy or a stale pos: the single push sorts it out */
             return weir_mpmc_push(r, items[0]) == 0 ? 1 : 0;
         if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + k,
-                memory_order_relaxed, memory_order_relaxed)) {
+                memory_order_seq_cst, memory_order_relaxed)) {
             for (size_t i = 0; i < k; i++) {
                 struct weir_mpmc_slot *s = &slots[(pos + i) & mask];
                 s->item = items[i];
@@ -310,7 +313,7 @@ weir_mpmc_pop_burst(weir_mpmc *r, void **items, size_t n)
         if (k == 0)
             return weir_mpmc_pop(r, items) == 0 ? 1 : 0;
         if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + k,
-                memory_order_relaxed, memory_order_relaxed)) {
+                memory_order_seq_cst, memory_order_relaxed)) {
             for (size_t i = 0; i < k; i++) {
                 struct weir_mpmc_slot *s = &slots[(pos + i) & mask];
                 items[i] = s->item;
