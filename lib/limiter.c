@@ -125,9 +125,15 @@ weir_limiter_acquire(weir_limiter *l, unsigned n, int64_t timeout_ns)
      * publication of other data, and the CAS makes every grant see the
      * grants before it.
      */
-    int64_t tat = atomic_load_explicit(&l->tat, memory_order_relaxed);
     for (;;) {
+        /*
+         * Clock first, TAT second: the clock read is the slowest step
+         * (tens of ns), and keeping it out of the window between loading
+         * TAT and the CAS makes a lost race much rarer when threads
+         * contend.
+         */
         int64_t wait, now = l->clock.now_ns(l->clock.ctx);
+        int64_t tat = atomic_load_explicit(&l->tat, memory_order_relaxed);
         int64_t next = plan(l, n, now, tat, &wait);
         if (wait > 0) {
             if (timeout_ns == WEIR_NOWAIT)
@@ -141,6 +147,6 @@ weir_limiter_acquire(weir_limiter *l, unsigned n, int64_t timeout_ns)
                 l->clock.sleep_until_ns(l->clock.ctx, now + wait);
             return 0;
         }
-        /* Another request moved TAT (now in tat): plan again from it. */
+        /* Another request moved TAT: plan again, at the current time. */
     }
 }
