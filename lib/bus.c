@@ -35,6 +35,12 @@ weir_bus_create(weir_bus **bus, const weir_bus_opts *opts)
         weiri_free(b);
         return WEIR_ENOMEM;
     }
+    if (weir_mpmc_init(&b->bodies, WEIRI_BODY_POOL) != 0) {
+        pthread_mutex_destroy(&b->grace_mu);
+        pthread_mutex_destroy(&b->mu);
+        weiri_free(b);
+        return WEIR_ENOMEM;
+    }
     *bus = b;
     return 0;
 }
@@ -126,8 +132,8 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
         return 0;
     }
     int64_t now = weiri_now_ns();
-    weiri_body *b = weiri_body_create(topic->name, data, len, key, key_len, 0,
-                                      now, (uint32_t)set->n);
+    weiri_body *b = weiri_body_create(&bus->bodies, topic->name, data, len,
+                                      key, key_len, now, (uint32_t)set->n);
     if (b == NULL) {
         weiri_topic_leave(topic, ticket);
         return WEIR_ENOMEM;
@@ -206,6 +212,8 @@ weir_bus_destroy(weir_bus *bus)
         weiri_sub_free(s);
     }
     weiri_topic_free_all(bus);
+    weiri_body_pool_drain(&bus->bodies);
+    weir_mpmc_destroy(&bus->bodies);
     pthread_mutex_destroy(&bus->grace_mu);
     pthread_mutex_destroy(&bus->mu);
     weiri_free(bus);

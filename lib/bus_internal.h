@@ -58,6 +58,7 @@ struct weir_bus {
     pthread_mutex_t grace_mu;      /* serialises weiri_topic_quiesce */
     _Atomic(weir_topic *) buckets[WEIRI_TOPIC_BUCKETS]; /* chains only grow; read lock-free */
     weir_sub *all;                 /* every subscription not closed on its own; under mu */
+    weir_mpmc bodies;              /* free small message bodies (msg_internal.h) */
     _Atomic bool closed;
     WEIR_ALIGNAS(WEIR_CACHELINE)
     _Atomic uint64_t next_id;      /* message ids handed out; written by every routed publish */

@@ -1,23 +1,31 @@
 /*
  * msg.c - message bodies and the weir_msg accessors.
  */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "msg_internal.h"
 
 weiri_body *
-weiri_body_create(const char *topic, const void *data, size_t size,
-                  const char *key, size_t key_len, uint64_t id,
+weiri_body_create(weir_mpmc *pool, const char *topic, const void *data,
+                  size_t size, const char *key, size_t key_len,
                   int64_t timestamp_ns, uint32_t refs)
 {
     /* Sizes were bounded by the caller (WEIR_MAX_PAYLOAD, WEIR_KEY_MAX). */
-    size_t bytes = sizeof(weiri_body) + size + (key ? key_len + 1 : 0);
-    weiri_body *b = malloc(bytes);
-    if (b == NULL)
-        return NULL;
+    size_t extra = size + (key ? key_len + 1 : 0);
+    weiri_body *b = NULL;
+    bool small = extra <= WEIRI_BODY_SMALL;
+    if (small && pool != NULL && weir_mpmc_pop(pool, (void **)&b) != 0)
+        b = NULL;
+    if (b == NULL) {
+        b = malloc(sizeof(weiri_body) + (small ? WEIRI_BODY_SMALL : extra));
+        if (b == NULL)
+            return NULL;
+    }
     atomic_init(&b->refs, refs);
-    b->id = id;
+    b->pool = small ? pool : NULL;
+    b->id = 0;
     b->timestamp_ns = timestamp_ns;
     b->topic = topic;
     b->size = size;
@@ -38,12 +46,23 @@ void
 weiri_body_release(weiri_body *b, uint32_t n)
 {
     /*
-     * Release so this holder's reads of the body happen before the free,
-     * acquire so the freeing holder sees every other holder's reads done.
-     * (acq_rel on the decrement rather than a separate acquire fence:
-     * the same instruction on x86, and ThreadSanitizer understands it.)
+     * Release so this holder's reads of the body happen before it is
+     * reused, acquire so the last holder sees every other holder's reads
+     * done.  (acq_rel on the decrement rather than a separate acquire
+     * fence: the same instruction on x86, and ThreadSanitizer understands
+     * it.)
      */
-    if (atomic_fetch_sub_explicit(&b->refs, n, memory_order_acq_rel) == n)
+    if (atomic_fetch_sub_explicit(&b->refs, n, memory_order_acq_rel) != n)
+        return;
+    if (b->pool == NULL || weir_mpmc_push(b->pool, b) != 0)
+        free(b);
+}
+
+void
+weiri_body_pool_drain(weir_mpmc *pool)
+{
+    void *b;
+    while (weir_mpmc_pop(pool, &b) == 0)
         free(b);
 }
 

@@ -18,9 +18,11 @@
 #include <stdint.h>
 
 #include "weir/bus.h"
+#include "weir/ring.h"
 
 typedef struct weiri_body {
     _Atomic uint32_t refs;   /* holders: one per subscription queue it sits in */
+    weir_mpmc *pool;         /* where it goes back when released; NULL: free() */
     uint64_t id;             /* unique, increasing per bus */
     int64_t timestamp_ns;    /* CLOCK_MONOTONIC at publish */
     const char *topic;       /* the topic's name; lives as long as the bus */
@@ -35,15 +37,30 @@ struct weir_msg {
 };
 
 /*
- * weiri_body_create - copy data and key into a new body with refs holders.
- * NULL when memory runs out.
+ * Small bodies are recycled through a pool (a weir_mpmc of free bodies
+ * that the bus owns), because a message is allocated on the publisher's
+ * thread and freed on a worker's: glibc then takes its arena lock on both
+ * sides of every message.  Bodies whose payload and key fit in
+ * WEIRI_BODY_SMALL bytes come from the pool when it has one; larger ones,
+ * and small ones when the pool is empty, from malloc.
  */
-weiri_body *weiri_body_create(const char *topic, const void *data,
-                              size_t size, const char *key, size_t key_len,
-                              uint64_t id, int64_t timestamp_ns,
+#define WEIRI_BODY_SMALL 448
+#define WEIRI_BODY_POOL 4096
+
+/*
+ * weiri_body_create - copy data and key into a body with refs holders,
+ * taken from pool when it fits (pool may be NULL).  NULL when memory runs
+ * out.
+ */
+weiri_body *weiri_body_create(weir_mpmc *pool, const char *topic,
+                              const void *data, size_t size, const char *key,
+                              size_t key_len, int64_t timestamp_ns,
                               uint32_t refs);
 
-/* weiri_body_release - drop n holders; the last one frees the body. */
+/* weiri_body_release - drop n holders; the last one recycles or frees it. */
 void weiri_body_release(weiri_body *b, uint32_t n);
+
+/* weiri_body_pool_drain - free every body left in pool (at bus destroy). */
+void weiri_body_pool_drain(weir_mpmc *pool);
 
 #endif /* WEIR_MSG_INTERNAL_H */
