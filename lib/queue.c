@@ -213,30 +213,29 @@ weir_queue_pop(weir_queue *q, void **item, int64_t timeout_ns)
     return rc < 0 ? (int)rc : 0;
 }
 
+/* The checks both burst calls share, then the transfer. */
+static long
+burst(weir_queue *q, void *const *in, void **out, size_t n, int64_t timeout_ns)
+{
+    if (q == NULL || (in == NULL && out == NULL) || bad_timeout(timeout_ns))
+        return WEIR_EINVAL;
+    if (n == 0)
+        return 0;
+    return transfer(q, in, out, n > LONG_MAX ? LONG_MAX : n, timeout_ns);
+}
+
 long
 weir_queue_push_burst(weir_queue *q, void *const *items, size_t n,
                       int64_t timeout_ns)
 {
-    if (q == NULL || items == NULL || bad_timeout(timeout_ns))
-        return WEIR_EINVAL;
-    if (n == 0)
-        return 0;
-    if (n > LONG_MAX)
-        n = LONG_MAX;
-    return transfer(q, items, NULL, n, timeout_ns);
+    return burst(q, items, NULL, n, timeout_ns);
 }
 
 long
 weir_queue_pop_burst(weir_queue *q, void **items, size_t n,
                      int64_t timeout_ns)
 {
-    if (q == NULL || items == NULL || bad_timeout(timeout_ns))
-        return WEIR_EINVAL;
-    if (n == 0)
-        return 0;
-    if (n > LONG_MAX)
-        n = LONG_MAX;
-    return transfer(q, NULL, items, n, timeout_ns);
+    return burst(q, NULL, items, n, timeout_ns);
 }
 
 void

@@ -67,13 +67,19 @@ weir_spsc_init(weir_spsc *r, size_t capacity)
     return 0;
 }
 
+/* Free a ring's slots and zero it, so a second destroy is harmless. */
+static void
+ring_clear(void *r, size_t size, void *slots)
+{
+    weiri_free(slots);
+    memset(r, 0, size);
+}
+
 void
 weir_spsc_destroy(weir_spsc *r)
 {
-    if (r == NULL)
-        return;
-    weiri_free(r->slots);
-    memset(r, 0, sizeof(*r));
+    if (r != NULL)
+        ring_clear(r, sizeof(*r), r->slots);
 }
 
 size_t
@@ -82,21 +88,27 @@ weir_spsc_capacity(const weir_spsc *r)
     return r == NULL || r->slots == NULL ? 0 : r->mask + 1;
 }
 
+/*
+ * Items between a head and a tail read in that order.  Head first: tail
+ * only grows, so a tail read after head is at least the tail at the time
+ * head was read, and the difference is never negative.  It can exceed the
+ * capacity if consumers raced ahead in between, hence the clamp.  The
+ * callers' acquire loads keep the two reads in order.
+ */
+static size_t
+span(size_t h, size_t t, size_t cap)
+{
+    return t - h > cap ? cap : t - h;
+}
+
 size_t
 weir_spsc_size(const weir_spsc *r)
 {
     if (r == NULL || r->slots == NULL)
         return 0;
-    /*
-     * Head first: tail only grows, so a tail read after head is at least
-     * the tail at the time head was read, and the difference is never
-     * negative.  It can exceed the capacity if the consumer raced ahead in
-     * between, hence the clamp.  Acquire keeps the two loads in order.
-     */
     size_t h = atomic_load_explicit(&r->head, memory_order_acquire);
-    size_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
-    size_t n = t - h;
-    return n > r->mask + 1 ? r->mask + 1 : n;
+    return span(h, atomic_load_explicit(&r->tail, memory_order_acquire),
+                r->mask + 1);
 }
 
 int
@@ -195,10 +207,8 @@ weiri_mpmc_drained(const weir_mpmc *r)
 void
 weir_mpmc_destroy(weir_mpmc *r)
 {
-    if (r == NULL)
-        return;
-    weiri_free(r->slots);
-    memset(r, 0, sizeof(*r));
+    if (r != NULL)
+        ring_clear(r, sizeof(*r), r->slots);
 }
 
 size_t
@@ -214,11 +224,10 @@ weir_mpmc_size(const weir_mpmc *r)
 {
     if (r == NULL || r->slots == NULL)
         return 0;
-    /* Head first, as in weir_spsc_size; a position is claimed by head only after tail. */
+    /* A position is claimed by head only after tail: see span. */
     size_t h = atomic_load_explicit(&r->head, memory_order_acquire);
     size_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
     if (r->closable)
         t &= ~WEIRI_MPMC_CLOSED;
-    size_t n = t - h, cap = weir_mpmc_capacity(r);
-    return n > cap ? cap : n;
+    return span(h, t, weir_mpmc_capacity(r));
 }

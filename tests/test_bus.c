@@ -465,17 +465,26 @@ slow(const weir_msg *m, void *ctx)
     return 0;
 }
 
+/* A bus with one slow subscription and a backlog of count messages. */
+static weir_bus *
+backlog(_Atomic uint64_t *handled, weir_sub **s, int count)
+{
+    weir_bus *bus = make_bus();
+    assert_int_equal(weir_bus_subscribe(bus, "t", slow, (void *)handled, NULL,
+                                        s), 0);
+    for (int i = 0; i < count; i++)
+        assert_int_equal(weir_bus_publish(bus, "t", "x", 1, NULL), 0);
+    return bus;
+}
+
 static void
 test_bus_close_drains_backlog(void **state)
 {
     (void)state;
     ts_watchdog_arm(__func__, 30);
-    weir_bus *bus = make_bus();
     _Atomic uint64_t n = 0;
     weir_sub *s;
-    assert_int_equal(weir_bus_subscribe(bus, "t", slow, &n, NULL, &s), 0);
-    for (int i = 0; i < 10; i++)
-        assert_int_equal(weir_bus_publish(bus, "t", "x", 1, NULL), 0);
+    weir_bus *bus = backlog(&n, &s, 10);
     assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
     assert_int_equal(atomic_load(&n), 10);
     assert_settled(s, 10);
@@ -494,12 +503,9 @@ test_bus_close_timeout_reports_leftovers(void **state)
 {
     (void)state;
     ts_watchdog_arm(__func__, 30);
-    weir_bus *bus = make_bus();
     _Atomic uint64_t n = 0;
     weir_sub *s;
-    assert_int_equal(weir_bus_subscribe(bus, "t", slow, &n, NULL, &s), 0);
-    for (int i = 0; i < 50; i++)
-        assert_int_equal(weir_bus_publish(bus, "t", "x", 1, NULL), 0);
+    weir_bus *bus = backlog(&n, &s, 50);
     assert_int_equal(weir_bus_close(bus, 100 * WEIR_MSEC), WEIR_ETIMEDOUT);
     weir_sub_stats st;
     assert_int_equal(weir_sub_get_stats(s, &st), 0);
