@@ -10,6 +10,11 @@
 #   wake  wake-up ns and p99, and samples whose consumer was not asleep
 #   cpu   CPU us per second asleep, and CPU us before falling asleep
 #   ns    ns per call, and calls refused
+#   pub   messages published/s, p50 and p99 latency ns, and for weir its
+#         own statistics' p50 and p99 ns as fourth and fifth values
+#   lat   p50 and p99 latency ns, and weir's own p50 and p99 as third
+#         and fourth values
+#   cost  ns per publish, and ns per publish per subscription
 #
 # Ratios are taken within a round, then their median across rounds: the
 # host moves the cores between placements that change every figure 3-8x,
@@ -37,6 +42,8 @@ FILENAME == ARGV[1] {
     val[key, $1] = $5
     p99[key, $1] = $6
     third[key, $1] = $7
+    if (NF >= 8) fourth[key, $1] = $8
+    if (NF >= 9) fifth[key, $1] = $9
     if ($1 > rounds)
         rounds = $1
 }
@@ -65,6 +72,37 @@ function gather2(key, v,    r, n) {
         if ((key, r) in p99)
             v[++n] = p99[key, r]
     return n
+}
+
+# The same for the third, fourth and fifth values, when there.
+function gather3(key, v,    r, n) {
+    split("", v)
+    for (r = 1; r <= rounds; r++)
+        if ((key, r) in third && third[key, r] != "")
+            v[++n] = third[key, r]
+    return n
+}
+
+function gather4(key, v,    r, n) {
+    split("", v)
+    for (r = 1; r <= rounds; r++)
+        if ((key, r) in fourth)
+            v[++n] = fourth[key, r]
+    return n
+}
+
+function gather5(key, v,    r, n) {
+    split("", v)
+    for (r = 1; r <= rounds; r++)
+        if ((key, r) in fifth)
+            v[++n] = fifth[key, r]
+    return n
+}
+
+# weir's own latency figures (its statistics), medians over rounds in us.
+function own(a, na, b, nb) {
+    return na && nb ? sprintf("  own %.1f / %.1f", median(a, na) / 1e3,
+                              median(b, nb) / 1e3) : ""
 }
 
 # The sum over rounds of the third value.
@@ -118,6 +156,15 @@ function header(k) {
     else if (k == "cpu")
         printf "  %-30s %-37s %17s\n", "implementation",
                "CPU us per s asleep: median (min-max)", "us to fall asleep"
+    else if (k == "pub")
+        printf "  %-30s %-25s %8s %8s %9s\n", "implementation",
+               "Mmsg/s: median (min-max)", "p50 us", "p99 us", "weir/peer"
+    else if (k == "lat")
+        printf "  %-30s %-25s %8s %9s\n", "implementation",
+               "p50 us: median (min-max)", "p99 us", "weir/peer"
+    else if (k == "cost")
+        printf "  %-30s %-26s %9s %9s\n", "implementation",
+               "ns/publish: median (min-max)", "ns/sub", "weir/peer"
     else if (k == "ns")
         printf "  %-30s %-25s %7s %9s\n", "implementation",
                "ns/call: median (min-max)", "refused", "weir/peer"
@@ -171,6 +218,28 @@ END {
             cell = sprintf("%.1f (%s)", median(v, n), minmax(v, n))
             printf "  %-30s %-37s %17.1f%s\n", rlabel[i], cell,
                    median(pv, np), failures(key)
+        } else if (k == "pub") {
+            fmt = "%.2f"; scale = 1e6
+            cell = sprintf("%.2f (%s)", median(v, n) / 1e6, minmax(v, n))
+            n3 = gather3(key, v3); n4 = gather4(key, v4)
+            n5 = gather5(key, v5)
+            printf "  %-30s %-25s %8.1f %8.1f %9s%s%s\n", rlabel[i], cell,
+                   median(pv, np) / 1e3, median(v3, n3) / 1e3,
+                   isweir ? "-" : ratio(weir, key), own(v4, n4, v5, n5),
+                   failures(key)
+        } else if (k == "lat") {
+            fmt = "%.1f"; scale = 1e3
+            cell = sprintf("%.1f (%s)", median(v, n) / 1e3, minmax(v, n))
+            n3 = gather3(key, v3); n4 = gather4(key, v4)
+            printf "  %-30s %-25s %8.1f %9s%s%s\n", rlabel[i], cell,
+                   median(pv, np) / 1e3, isweir ? "-" : ratio(key, weir),
+                   own(v3, n3, v4, n4), failures(key)
+        } else if (k == "cost") {
+            fmt = "%.0f"; scale = 1
+            cell = sprintf("%.0f (%s)", median(v, n), minmax(v, n))
+            printf "  %-30s %-28s %9.1f %9s%s\n", rlabel[i], cell,
+                   median(pv, np), isweir ? "-" : ratio(key, weir),
+                   failures(key)
         } else if (k == "ns") {
             fmt = "%.1f"; scale = 1
             cell = sprintf("%.1f (%s)", median(v, n), minmax(v, n))
