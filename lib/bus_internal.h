@@ -82,9 +82,9 @@ struct weir_sub {
     _Atomic unsigned live;         /* workers that have not exited */
     weiri_event wake;              /* workers waiting for a permit, and the closer
                                       waiting for live == 0, sleep here */
-    /* Written by publishers. */
+    /* Written by publishers (routed is counted by the queue itself). */
     WEIR_ALIGNAS(WEIR_CACHELINE)
-    _Atomic uint64_t routed, dropped, rejected;
+    _Atomic uint64_t dropped, dropped_in, rejected;
     /* Written by workers. */
     WEIR_ALIGNAS(WEIR_CACHELINE)
     _Atomic uint64_t started, delivered, acked, failed, high_water;

@@ -24,6 +24,7 @@
 
 #include "alloc_internal.h"
 #include "clock_internal.h"
+#include "queue_internal.h"
 #include "ring_internal.h"
 #include "wait_internal.h"
 
@@ -39,14 +40,17 @@ struct weir_queue {
 };
 
 /*
- * Before sleeping, a waiter retries with pauses growing from 1 to 64
- * (about 130 pauses, a few microseconds), then yields the CPU a few times.
- * When the other side is running, an item or a slot usually turns up
- * within that time, and catching it saves both the sleep and the other
- * side's wake-up system call; a waiter whose other side is idle is asleep
- * after some tens of microseconds and uses no CPU from then on.
+ * Before sleeping, a waiter pauses once, then yields the CPU up to 16
+ * times, retrying in between.  Yielding rather than spinning is what
+ * pays on a machine with more runnable threads than cores (the common
+ * case under a bus: a publisher and a worker per subscription): the CPU
+ * goes to the thread that will fill or drain the queue, and when nobody
+ * else wants it a yield returns at once.  Measured on two cores, spinning
+ * up to 64 pauses per try instead cost a third of the bus's throughput
+ * and gained nothing on a blocking 1P1C queue.  A waiter whose other side
+ * is idle is asleep after some microseconds and uses no CPU from then on.
  */
-enum { SPIN_STEPS = 7, YIELD_STEPS = 4 };
+enum { SPIN_STEPS = 1, YIELD_STEPS = 16 };
 
 int
 weir_queue_create(weir_queue **q, size_t capacity)
@@ -265,4 +269,12 @@ size_t
 weir_queue_capacity(const weir_queue *q)
 {
     return q == NULL ? 0 : weir_mpmc_capacity(&q->ring);
+}
+
+uint64_t
+weiri_queue_pushed(const weir_queue *q)
+{
+    /* Acquire: a stats reader sees what led to the pushes it counts. */
+    return atomic_load_explicit(&q->ring.tail, memory_order_acquire) &
+           ~WEIRI_MPMC_CLOSED;
 }

@@ -3,10 +3,11 @@
  * and shutdown.
  *
  * Accounting.  Every counter only grows and each moves at one point:
- * routed when a publisher places (or drops on the way in) a message,
- * started when a worker takes messages off the queue, acked or failed
- * when a handler returns, dropped when an overflow policy discards one.
- * queued and in_flight are derived:
+ * routed is the queue's own count of pushes plus the messages dropped on
+ * the way in (DROP_NEWEST), so a publish pays no extra atomic for it;
+ * started moves when a worker takes messages off the queue, acked or
+ * failed when a handler returns, dropped when an overflow policy discards
+ * one.  queued and in_flight are derived:
  *     queued    = routed - started - dropped
  *     in_flight = started - acked - failed
  * so routed = acked + failed + dropped + queued + in_flight by
@@ -22,6 +23,7 @@
 #include "alloc_internal.h"
 #include "bus_internal.h"
 #include "clock_internal.h"
+#include "queue_internal.h"
 #include "thread_internal.h"
 
 /* The subscription whose handler this thread is running, if any. */
@@ -246,8 +248,6 @@ weiri_sub_start(weir_sub *s)
 int
 weiri_sub_offer(weir_sub *s, weiri_body *b, int64_t deadline)
 {
-    /* Counted before the push, so a worker can never finish it first. */
-    atomic_fetch_add_explicit(&s->routed, 1, memory_order_release);
     int rc;
     switch (s->overflow) {
     case WEIR_OVERFLOW_BLOCK: {
@@ -274,7 +274,9 @@ weiri_sub_offer(weir_sub *s, weiri_body *b, int64_t deadline)
     default: /* REJECT and DROP_NEWEST */
         rc = weir_queue_push(s->queue, b, WEIR_NOWAIT);
         if (rc == WEIR_EAGAIN && s->overflow == WEIR_OVERFLOW_DROP_NEWEST) {
+            /* Routed and dropped at once: count the drop first, see stats. */
             atomic_fetch_add_explicit(&s->dropped, 1, memory_order_release);
+            atomic_fetch_add_explicit(&s->dropped_in, 1, memory_order_release);
             weiri_body_release(b, 1);
             return 0;
         }
@@ -282,7 +284,6 @@ weiri_sub_offer(weir_sub *s, weiri_body *b, int64_t deadline)
     }
     if (rc == 0)
         return 0;
-    atomic_fetch_sub_explicit(&s->routed, 1, memory_order_relaxed);
     if (rc != WEIR_ECLOSED)
         atomic_fetch_add_explicit(&s->rejected, 1, memory_order_relaxed);
     weiri_body_release(b, 1);
@@ -384,7 +385,8 @@ weir_sub_get_stats(const weir_sub *sub, weir_sub_stats *out)
     out->delivered = atomic_load_explicit(&s->delivered, memory_order_relaxed);
     uint64_t started = atomic_load_explicit(&s->started, memory_order_acquire);
     out->dropped = atomic_load_explicit(&s->dropped, memory_order_acquire);
-    out->routed = atomic_load_explicit(&s->routed, memory_order_acquire);
+    out->routed = weiri_queue_pushed(s->queue) +
+                  atomic_load_explicit(&s->dropped_in, memory_order_acquire);
     out->rejected = atomic_load_explicit(&s->rejected, memory_order_relaxed);
     out->high_water = atomic_load_explicit(&s->high_water, memory_order_relaxed);
     uint64_t done = out->acked + out->failed;
