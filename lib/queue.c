@@ -204,6 +204,11 @@ weir_queue_push(weir_queue *q, void *item, int64_t timeout_ns)
 {
     if (q == NULL || bad_timeout(timeout_ns))
         return WEIR_EINVAL;
+    /* The common case, inlined: room at once (transfer would try the same). */
+    if (weir_mpmc_push(&q->ring, item) == 0) {
+        weiri_event_notify(&q->not_empty, 1);
+        return 0;
+    }
     long rc = transfer(q, &item, NULL, 1, timeout_ns);
     return rc < 0 ? (int)rc : 0;
 }
@@ -213,6 +218,10 @@ weir_queue_pop(weir_queue *q, void **item, int64_t timeout_ns)
 {
     if (q == NULL || item == NULL || bad_timeout(timeout_ns))
         return WEIR_EINVAL;
+    if (weir_mpmc_pop(&q->ring, item) == 0) {
+        weiri_event_notify(&q->not_full, 1);
+        return 0;
+    }
     long rc = transfer(q, NULL, item, 1, timeout_ns);
     return rc < 0 ? (int)rc : 0;
 }
