@@ -74,8 +74,9 @@ struct weir_sub {
     weir_overflow overflow;
     bool limited;                  /* a rate was set: limiter paces handler starts */
     weir_limiter limiter;
-    unsigned nworkers;
-    pthread_t *threads;
+    unsigned nworkers;             /* as configured; fixed */
+    unsigned running;              /* workers started and not yet joined */
+    struct weiri_worker *workers;  /* nworkers of them */
     char *name;                    /* for statistics */
     weir_sub *next, *prev;         /* in bus->all; under bus->mu */
     _Atomic bool abort;            /* the drain timed out: stop handling */
@@ -88,8 +89,15 @@ struct weir_sub {
     /* Written by workers. */
     WEIR_ALIGNAS(WEIR_CACHELINE)
     _Atomic uint64_t started, delivered, acked, failed, high_water;
-    weiri_hist latency;
 };
+
+/* One worker thread of a subscription, with the histogram it alone writes. */
+typedef struct weiri_worker {
+    WEIR_ALIGNAS(WEIR_CACHELINE)
+    weiri_hist latency;            /* publish to handler return */
+    weir_sub *sub;
+    pthread_t thread;
+} weiri_worker;
 
 /* topic.c */
 bool weiri_topic_name_ok(const char *name, size_t *len);

@@ -38,23 +38,29 @@ weiri_hist_record(weiri_hist *h, int64_t ns)
 {
     if (ns < 0)
         ns = 0;
-    /* Relaxed: counters are statistics, read as a snapshot with no order. */
-    atomic_fetch_add_explicit(&h->bucket[bucket_of((uint64_t)ns)], 1,
-                              memory_order_relaxed);
-    int64_t m = atomic_load_explicit(&h->max, memory_order_relaxed);
-    while (ns > m && !atomic_compare_exchange_weak_explicit(&h->max, &m, ns,
-                         memory_order_relaxed, memory_order_relaxed))
-        ;
+    /*
+     * One writer: a relaxed load and store make an increment no reader can
+     * tear, without a locked instruction.  Readers see a snapshot with no
+     * order between buckets, which is all statistics need.
+     */
+    _Atomic uint64_t *b = &h->bucket[bucket_of((uint64_t)ns)];
+    atomic_store_explicit(b, atomic_load_explicit(b, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    if (ns > atomic_load_explicit(&h->max, memory_order_relaxed))
+        atomic_store_explicit(&h->max, ns, memory_order_relaxed);
 }
 
 int64_t
-weiri_hist_percentile(const weiri_hist *h, double p)
+weiri_hist_percentile(const weiri_hist *h, size_t n, double p)
 {
-    uint64_t counts[WEIRI_HIST_BUCKETS], total = 0;
-    for (unsigned b = 0; b < WEIRI_HIST_BUCKETS; b++) {
-        counts[b] = atomic_load_explicit(&h->bucket[b], memory_order_relaxed);
-        total += counts[b];
-    }
+    uint64_t counts[WEIRI_HIST_BUCKETS] = { 0 }, total = 0;
+    for (size_t i = 0; i < n; i++)
+        for (unsigned b = 0; b < WEIRI_HIST_BUCKETS; b++) {
+            uint64_t c = atomic_load_explicit(&h[i].bucket[b],
+                                              memory_order_relaxed);
+            counts[b] += c;
+            total += c;
+        }
     if (total == 0)
         return 0;
     /* The rank of the p-th value, 1-based, rounded up. */
@@ -73,7 +79,12 @@ weiri_hist_percentile(const weiri_hist *h, double p)
 }
 
 int64_t
-weiri_hist_max(const weiri_hist *h)
+weiri_hist_max(const weiri_hist *h, size_t n)
 {
-    return atomic_load_explicit(&h->max, memory_order_relaxed);
+    int64_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t v = atomic_load_explicit(&h[i].max, memory_order_relaxed);
+        m = v > m ? v : m;
+    }
+    return m;
 }

@@ -79,10 +79,13 @@ weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn, void *ctx,
     s->nworkers = o.workers;
     const char *name = o.name != NULL ? o.name : t->name;
     s->name = malloc(strlen(name) + 1);
-    s->threads = calloc(o.workers, sizeof(pthread_t));
+    /* Aligned: each worker's histogram is written by that worker alone. */
+    s->workers = weiri_alloc_array(o.workers, sizeof(weiri_worker));
     int rc = WEIR_ENOMEM;
-    if (s->name == NULL || s->threads == NULL)
+    if (s->name == NULL || s->workers == NULL)
         goto fail;
+    for (unsigned i = 0; i < o.workers; i++)
+        s->workers[i].sub = s;
     strcpy(s->name, name);
     if ((rc = weir_queue_create(&s->queue, o.capacity)) != 0)
         goto fail;
@@ -99,7 +102,7 @@ fail_event:
     weiri_event_destroy(&s->wake);
 fail:
     weir_queue_destroy(s->queue);
-    free(s->threads);
+    weiri_free(s->workers);
     free(s->name);
     weiri_free(s);
     return rc;
@@ -146,12 +149,12 @@ enum { CLOCK_EVERY = 8 };
 
 /* Record the latency of batch[from..to) at the time now, and let them go. */
 static void
-settle(weir_sub *s, void **batch, long from, long to)
+settle(weiri_worker *w, void **batch, long from, long to)
 {
     int64_t now = weiri_now_ns();
     for (long j = from; j < to; j++) {
         weiri_body *b = batch[j];
-        weiri_hist_record(&s->latency, now - b->timestamp_ns);
+        weiri_hist_record(&w->latency, now - b->timestamp_ns);
         weiri_body_release(b, 1);
     }
 }
@@ -162,8 +165,9 @@ settle(weir_sub *s, void **batch, long from, long to)
  * the messages not yet handled were released and count as queued again.
  */
 static bool
-handle_batch(weir_sub *s, void **batch, long n)
+handle_batch(weiri_worker *w, void **batch, long n)
 {
+    weir_sub *s = w->sub;
     uint64_t ok = 0;
     long i, settled = 0;
     for (i = 0; i < n; i++) {
@@ -173,12 +177,12 @@ handle_batch(weir_sub *s, void **batch, long n)
         weir_msg m = { batch[i], 1 };
         ok += s->fn(&m, s->ctx) == 0;
         if (i + 1 - settled == CLOCK_EVERY) {
-            settle(s, batch, settled, i + 1);
+            settle(w, batch, settled, i + 1);
             settled = i + 1;
         }
     }
     if (settled < i)
-        settle(s, batch, settled, i);
+        settle(w, batch, settled, i);
     /* Relaxed: statistics; their consistency comes from the read order. */
     atomic_fetch_add_explicit(&s->delivered, (uint64_t)i, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->acked, ok, memory_order_release);
@@ -194,7 +198,8 @@ handle_batch(weir_sub *s, void **batch, long n)
 static void *
 worker_main(void *arg)
 {
-    weir_sub *s = arg;
+    weiri_worker *w = arg;
+    weir_sub *s = w->sub;
     void *batch[SOLO_BATCH];
     size_t want = s->nworkers == 1 ? SOLO_BATCH : 1;
     current_sub = s;
@@ -212,7 +217,7 @@ worker_main(void *arg)
          */
         note_high_water(s, (size_t)n < want ? (uint64_t)n
                                : (uint64_t)n + weir_queue_size(s->queue));
-        if (!handle_batch(s, batch, n))
+        if (!handle_batch(w, batch, n))
             break;
     }
     current_sub = NULL;
@@ -225,11 +230,11 @@ int
 weiri_sub_start(weir_sub *s)
 {
     atomic_store(&s->live, s->nworkers);
-    for (unsigned i = 0; i < s->nworkers; i++) {
-        if (weiri_thread_start(&s->threads[i], worker_main, s) != 0) {
+    for (unsigned i = 0; i < s->nworkers; i++, s->running++) {
+        if (weiri_thread_start(&s->workers[i].thread, worker_main,
+                               &s->workers[i]) != 0) {
             /* Stop the ones already running; they have nothing to do. */
             atomic_fetch_sub(&s->live, s->nworkers - i);
-            s->nworkers = i;
             weir_queue_close(s->queue);
             weiri_sub_drain(s, WEIRI_NO_DEADLINE);
             return WEIR_ENOMEM;
@@ -314,9 +319,9 @@ weiri_sub_drain(weir_sub *s, int64_t deadline)
             break;
         }
     }
-    for (unsigned i = 0; i < s->nworkers; i++)
-        weiri_thread_join(s->threads[i]);
-    s->nworkers = 0;
+    for (unsigned i = 0; i < s->running; i++)
+        weiri_thread_join(s->workers[i].thread);
+    s->running = 0;
     void *left;
     while (weir_queue_pop(s->queue, &left, WEIR_NOWAIT) == 0) {
         rc = WEIR_ETIMEDOUT;
@@ -330,7 +335,7 @@ weiri_sub_free(weir_sub *s)
 {
     weir_queue_destroy(s->queue);
     weiri_event_destroy(&s->wake);
-    free(s->threads);
+    weiri_free(s->workers);
     free(s->name);
     weiri_free(s);
 }
@@ -393,8 +398,11 @@ weir_sub_get_stats(const weir_sub *sub, weir_sub_stats *out)
     out->in_flight = started > done ? started - done : 0;
     uint64_t gone = started + out->dropped;
     out->queued = out->routed > gone ? out->routed - gone : 0;
-    out->latency_p50_ns = weiri_hist_percentile(&s->latency, 0.50);
-    out->latency_p99_ns = weiri_hist_percentile(&s->latency, 0.99);
-    out->latency_max_ns = weiri_hist_max(&s->latency);
+    /* Workers' histograms are fixed at subscribe and freed only with s. */
+    out->latency_p50_ns = weiri_hist_percentile(&s->workers[0].latency,
+                                                s->nworkers, 0.50);
+    out->latency_p99_ns = weiri_hist_percentile(&s->workers[0].latency,
+                                                s->nworkers, 0.99);
+    out->latency_max_ns = weiri_hist_max(&s->workers[0].latency, s->nworkers);
     return 0;
 }
