@@ -118,7 +118,9 @@ typedef struct weir_sub_stats {
     uint64_t in_flight;  /* taken by a worker, handler not yet returned */
     int64_t  latency_p50_ns, latency_p99_ns, latency_max_ns;
                          /* publish to handler return, over all handled messages;
-                            p50/p99 to within 1/4 of a power of two */
+                            p50/p99 to within 1/4 of a power of two; the clock is
+                            read after every 8th handler of a worker's batch, so a
+                            value may include up to 7 later handlers of the batch */
 } weir_sub_stats;
 
 /* weir_bus_stats - counters of the whole bus. */

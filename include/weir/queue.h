@@ -4,9 +4,10 @@
  * Any number of threads may push and pop at once.  A push or pop that can
  * complete at once is lock-free (an MPMC ring underneath) and makes no
  * system call unless a thread of the other side is asleep; a call that
- * must wait spins for a moment and then sleeps (futex on Linux, a
- * condition variable elsewhere) without using CPU, until the queue
- * changes, the queue is closed or its timeout expires.
+ * must wait pauses, yields the CPU a few times (microseconds in all) and
+ * then sleeps (futex on Linux, a condition variable elsewhere) without
+ * using CPU, until the queue changes, the queue is closed or its timeout
+ * expires.
  *
  * Timeouts are nanoseconds on CLOCK_MONOTONIC: WEIR_NOWAIT (0) tries once,
  * a positive value waits at most that long, WEIR_FOREVER (-1) waits without
