@@ -27,6 +27,7 @@
 #include <weir/bus.h>
 
 #include "bus_harness.h"
+#include "textbook.h"
 
 #define TOPIC "bench.orders"
 
@@ -110,7 +111,7 @@ weir_run(const struct bus_case *c, struct bus_sub_state *subs,
         return 1;
     }
 
-    uint64_t t0 = bus_now_ns();
+    uint64_t t0 = bench_now_ns();
     for (uint64_t i = 0; i < c->count; i++) {
         if (c->kind == BUS_PACED)
             bus_pace(t0 + i * BUS_PACE_NS);
@@ -145,49 +146,19 @@ struct tb_msg {
     alignas(16) unsigned char data[];
 };
 
+/* A subscription: its queue (bench/textbook.h) and its consumer. */
 struct tb_queue {
-    alignas(64) pthread_mutex_t lock;
-    pthread_cond_t not_full;  /* signalled after each pop */
-    pthread_cond_t not_empty; /* signalled after each push */
-    size_t head;              /* next slot to pop; guarded by lock */
-    size_t count;             /* items queued; guarded by lock */
-    struct tb_msg *slots[BUS_CAPACITY];
+    alignas(64) struct textbook ring;
     struct bus_sub_state *state;
     pthread_t thread;
 };
-
-static void
-tb_push(struct tb_queue *q, struct tb_msg *m)
-{
-    pthread_mutex_lock(&q->lock);
-    while (q->count == BUS_CAPACITY)
-        pthread_cond_wait(&q->not_full, &q->lock);
-    q->slots[(q->head + q->count) % BUS_CAPACITY] = m;
-    q->count++;
-    pthread_cond_signal(&q->not_empty);
-    pthread_mutex_unlock(&q->lock);
-}
-
-static struct tb_msg *
-tb_pop(struct tb_queue *q)
-{
-    pthread_mutex_lock(&q->lock);
-    while (q->count == 0)
-        pthread_cond_wait(&q->not_empty, &q->lock);
-    struct tb_msg *m = q->slots[q->head];
-    q->head = (q->head + 1) % BUS_CAPACITY;
-    q->count--;
-    pthread_cond_signal(&q->not_full);
-    pthread_mutex_unlock(&q->lock);
-    return m;
-}
 
 static void *
 tb_consumer(void *arg)
 {
     struct tb_queue *q = arg;
     for (uint64_t i = 0; i < q->state->target; i++) {
-        struct tb_msg *m = tb_pop(q);
+        struct tb_msg *m = textbook_pop(&q->ring);
         bus_handle(q->state, m->data);
         /* acq_rel: the last one's free must follow every other reader. */
         if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
@@ -214,10 +185,10 @@ textbook_run(const struct bus_case *c, struct bus_sub_state *subs,
     }
     for (unsigned i = 0; i < c->subs; i++) {
         struct tb_queue *q = &qs[i];
-        pthread_mutex_init(&q->lock, NULL);
-        pthread_cond_init(&q->not_full, NULL);
-        pthread_cond_init(&q->not_empty, NULL);
-        q->head = q->count = 0;
+        if (textbook_init(&q->ring, BUS_CAPACITY) != 0) {
+            fprintf(stderr, "bench: out of memory\n");
+            exit(1);
+        }
         q->state = &subs[i];
         if (pthread_create(&q->thread, NULL, tb_consumer, q) != 0) {
             fprintf(stderr, "bench: cannot start threads\n");
@@ -226,7 +197,7 @@ textbook_run(const struct bus_case *c, struct bus_sub_state *subs,
         started++;
     }
 
-    uint64_t t0 = bus_now_ns();
+    uint64_t t0 = bench_now_ns();
     for (uint64_t i = 0; i < c->count; i++) {
         if (c->kind == BUS_PACED)
             bus_pace(t0 + i * BUS_PACE_NS);
@@ -240,15 +211,13 @@ textbook_run(const struct bus_case *c, struct bus_sub_state *subs,
         m->len = c->bytes;
         memcpy(m->data, payload, c->bytes);
         for (unsigned s = 0; s < c->subs; s++)
-            tb_push(&qs[s], m);
+            textbook_push(&qs[s].ring, m);
     }
     *span_ns = bus_done_wait(done) - t0;
 
     for (unsigned i = 0; i < started; i++) {
         pthread_join(qs[i].thread, NULL);
-        pthread_cond_destroy(&qs[i].not_empty);
-        pthread_cond_destroy(&qs[i].not_full);
-        pthread_mutex_destroy(&qs[i].lock);
+        textbook_destroy(&qs[i].ring);
     }
     free(qs);
     free(payload);

@@ -14,7 +14,7 @@
 void
 bus_done_mark(struct bus_sub_state *s)
 {
-    uint64_t now = bus_now_ns();
+    uint64_t now = bench_now_ns();
     struct bus_done *d = s->done;
     pthread_mutex_lock(&d->lock);
     if (now > d->last_ns)
@@ -44,7 +44,7 @@ uint64_t
 bus_pace(uint64_t next_ns)
 {
     uint64_t now;
-    while ((now = bus_now_ns()) < next_ns)
+    while ((now = bench_now_ns()) < next_ns)
         if (next_ns - now > 5000)
             sched_yield();
     return now;
@@ -102,31 +102,21 @@ parse_case(const char *s, struct bus_case *c)
     return 0;
 }
 
-static int
-usage(const struct bus_impl *impls, size_t nimpls)
-{
-    fprintf(stderr, "usage: IMPL CASE COUNT\n  IMPL:");
-    for (size_t i = 0; i < nimpls; i++)
-        fprintf(stderr, " %s", impls[i].name);
-    fprintf(stderr, "\n  CASE: {t,s,l}SUBSxBYTES, e.g. t4x256\n");
-    return 2;
-}
-
 int
 bus_main(int argc, char **argv, const struct bus_impl *impls,
          size_t nimpls)
 {
-    const struct bus_impl *impl = NULL;
+    struct bench_cli cli = { .impls = impls, .nimpls = nimpls,
+        .impl_size = sizeof(*impls),
+        .case_help = "{t,s,l}SUBSxBYTES, e.g. t4x256" };
     struct bus_case c;
 
-    if (argc != 4)
-        return usage(impls, nimpls);
-    for (size_t i = 0; i < nimpls; i++)
-        if (strcmp(argv[1], impls[i].name) == 0)
-            impl = &impls[i];
-    c.count = strtoull(argv[3], NULL, 10);
-    if (impl == NULL || parse_case(argv[2], &c) != 0 || c.count == 0)
-        return usage(impls, nimpls);
+    if (bench_cli_parse(&cli, argc, argv) != 0)
+        return 2;
+    if (parse_case(argv[2], &c) != 0)
+        return bench_cli_usage(&cli);
+    const struct bus_impl *impl = &impls[cli.impl];
+    c.count = cli.count;
 
     struct bus_sub_state *subs = calloc(c.subs, sizeof(*subs));
     struct bus_done done;

@@ -31,7 +31,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#include <time.h>
+
+#include "common.h"
 
 #define BUS_MAX_SUBS 64
 #define BUS_MAX_BYTES 4096
@@ -87,14 +88,6 @@ struct bus_done {
     uint64_t last_ns;   /* latest finish; guarded by lock */
 };
 
-static inline uint64_t
-bus_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static inline unsigned
 bus_hist_index(uint64_t v)
 {
@@ -127,7 +120,7 @@ bus_handle(struct bus_sub_state *s, const void *payload)
     if (s->latency) {
         uint64_t sent;
         memcpy(&sent, payload, sizeof(sent));
-        bus_hist_add(&s->hist, bus_now_ns() - sent);
+        bus_hist_add(&s->hist, bench_now_ns() - sent);
     }
     if (++s->handled == s->target)
         bus_done_mark(s);
@@ -137,7 +130,7 @@ bus_handle(struct bus_sub_state *s, const void *payload)
 static inline void
 bus_stamp(unsigned char *payload)
 {
-    uint64_t now = bus_now_ns();
+    uint64_t now = bench_now_ns();
     memcpy(payload, &now, sizeof(now));
 }
 

@@ -111,13 +111,12 @@ zmq_run(const struct bus_case *c, struct bus_sub_state *subs,
     while (atomic_load(&joined) < c->subs) {
         if (zmq_send(pub, payload, c->bytes, 0) < 0)
             fail("zmq_send");
-        struct timespec gap = { 0, 100000 };
-        nanosleep(&gap, NULL);
+        bench_sleep_ns(100000);
     }
     for (size_t i = 8; i < c->bytes; i++)
         payload[i] = (unsigned char)(i * 7 + 1);
 
-    uint64_t t0 = bus_now_ns();
+    uint64_t t0 = bench_now_ns();
     for (uint64_t i = 0; i < c->count; i++) {
         if (c->kind == BUS_PACED)
             bus_pace(t0 + i * BUS_PACE_NS);

@@ -1,85 +1,20 @@
 /*
- * bench/harness.c - the parts of the benchmark harness that are not on
- * the per-item path: command line, ring and thread setup, the start line,
- * timing and the printed result.  See harness.h.
+ * bench/harness.c - the parts of the ring benchmark harness that are not
+ * on the per-item path: the cases' workers, the run and the printed
+ * result.  See harness.h; threads, clocks and the command line are
+ * common.c's.
  */
 #include "harness.h"
 
-#include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define BENCH_CAPACITY 1024
-#define BENCH_MAX_THREADS 4
 
-/*
- * Threads check in at the gate and then wait for go, which the main
- * thread sets only after it has read the clock, so the timed span holds
- * every item and no thread start-up.  Waiters yield rather than spin: the
- * main thread needs a core to set go, and pinned waiters hold both.
- */
-struct bench_gate {
-    atomic_uint arrived;
-    atomic_bool go;
-};
-
-void
-bench_gate_wait(struct bench_gate *gate)
-{
-    atomic_fetch_add(&gate->arrived, 1);
-    while (!atomic_load(&gate->go))
-        sched_yield();
-}
-
-static const char *const case_names[BENCH_NCASES] = {
-    "spsc", "burst", "mpmc1", "mpmc2", "rtt",
-};
-
-static uint64_t
-clock_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/*
- * Starts a thread, pinned to w->cpu if that is not -1.  A machine with
- * fewer CPUs refuses the pin; the run then goes on unpinned and says so,
- * rather than measuring nothing.
- */
-static int
-start_thread(pthread_t *t, const struct bench_impl *impl,
-             struct bench_worker *w)
-{
-    pthread_attr_t attr;
-    int err;
-
-    pthread_attr_init(&attr);
-    if (w->cpu >= 0) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(w->cpu, &set);
-        pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
-    }
-    err = pthread_create(t, &attr, impl->thread, w);
-    pthread_attr_destroy(&attr);
-    if (err == EINVAL && w->cpu >= 0) {
-        fprintf(stderr, "bench: cannot pin to CPU %d; running unpinned\n",
-                w->cpu);
-        err = pthread_create(t, NULL, impl->thread, w);
-    }
-    return err;
-}
-
-struct bench_span {
-    uint64_t ns;
-    uint64_t ticks;
+static const char *const case_names[BENCH_NCASES + 1] = {
+    "spsc", "burst", "mpmc1", "mpmc2", "rtt", NULL,
 };
 
 /* Runs the n workers from one go to the last join.  Returns 0 or errno. */
@@ -87,42 +22,11 @@ static int
 run_workers(const struct bench_impl *impl, struct bench_worker *w, int n,
             struct bench_span *span)
 {
-    struct bench_gate gate;
-    pthread_t t[BENCH_MAX_THREADS];
-    int started, err = 0;
-
-    atomic_init(&gate.arrived, 0);
-    atomic_init(&gate.go, false);
-    for (started = 0; started < n; started++) {
-        w[started].gate = &gate;
-        err = start_thread(&t[started], impl, &w[started]);
-        if (err != 0)
-            break;
-    }
-    while (atomic_load(&gate.arrived) < (unsigned)started)
-        sched_yield();
-    uint64_t ns0 = clock_ns(), ticks0 = bench_ticks();
-    /*
-     * A failed start leaves fewer threads than the case needs, which
-     * could wait forever on each other; they are released with nothing
-     * to do instead.
-     */
-    if (err != 0)
-        for (int i = 0; i < started; i++)
-            w[i].count = w[i].warmup = 0;
-    atomic_store(&gate.go, true);
-    for (int i = 0; i < started; i++)
-        pthread_join(t[i], NULL);
-    span->ns = clock_ns() - ns0;
-    span->ticks = bench_ticks() - ticks0;
-    return err;
-}
-
-static int
-cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
+    struct bench_thread t[BENCH_MAX_THREADS];
+    for (int i = 0; i < n; i++)
+        t[i] = (struct bench_thread){ .fn = impl->thread, .arg = &w[i],
+                                      .cpu = w[i].cpu };
+    return bench_run_threads(t, n, NULL, NULL, span);
 }
 
 /* The producers and consumers of a throughput case, items 1..count. */
@@ -156,13 +60,7 @@ report_throughput(const struct bench_worker *w, int n, uint64_t count,
     uint64_t sum = 0;
     for (int i = 0; i < n; i++)
         sum += w[i].sum;
-    if (sum != count * (count + 1) / 2) {
-        fprintf(stderr, "bench: items lost or duplicated: sum %" PRIu64
-                " instead of %" PRIu64 "\n", sum, count * (count + 1) / 2);
-        return 1;
-    }
-    printf("%.0f\n", (double)count * 1e9 / (double)span->ns);
-    return 0;
+    return bench_check_rate(sum, count, span->ns);
 }
 
 /*
@@ -177,43 +75,27 @@ report_rtt(const struct bench_worker *ping, const struct bench_span *span)
         fprintf(stderr, "bench: %" PRIu64 " wrong replies\n", ping->bad);
         return 1;
     }
-    qsort(ping->samples, n, sizeof(uint64_t), cmp_u64);
+    bench_sort_u64(ping->samples, n);
     double ns_per_tick = (double)span->ns / (double)span->ticks;
     printf("%.1f %.1f\n", (double)ping->samples[n / 2] * ns_per_tick,
            (double)ping->samples[n * 99 / 100] * ns_per_tick);
     return 0;
 }
 
-static int
-usage(const struct bench_impl *impls, size_t nimpls)
-{
-    fprintf(stderr, "usage: IMPL CASE COUNT\n  IMPL:");
-    for (size_t i = 0; i < nimpls; i++)
-        fprintf(stderr, " %s", impls[i].name);
-    fprintf(stderr, "\n  CASE:");
-    for (int c = 0; c < BENCH_NCASES; c++)
-        fprintf(stderr, " %s", case_names[c]);
-    fprintf(stderr, "\n");
-    return 2;
-}
-
 int
 bench_main(int argc, char **argv, const struct bench_impl *impls,
            size_t nimpls)
 {
-    const struct bench_impl *impl = NULL;
-    int c = 0;
-
-    if (argc != 4)
-        return usage(impls, nimpls);
-    for (size_t i = 0; i < nimpls; i++)
-        if (strcmp(argv[1], impls[i].name) == 0)
-            impl = &impls[i];
-    while (c < BENCH_NCASES && strcmp(argv[2], case_names[c]) != 0)
-        c++;
-    uint64_t count = strtoull(argv[3], NULL, 10) & ~(uint64_t)1;
-    if (impl == NULL || c == BENCH_NCASES || count == 0)
-        return usage(impls, nimpls);
+    struct bench_cli cli = { .impls = impls, .nimpls = nimpls,
+                             .impl_size = sizeof(*impls),
+                             .cases = case_names };
+    if (bench_cli_parse(&cli, argc, argv) != 0)
+        return 2;
+    const struct bench_impl *impl = &impls[cli.impl];
+    int c = cli.kase;
+    uint64_t count = cli.count & ~(uint64_t)1;
+    if (count == 0)
+        return bench_cli_usage(&cli);
     if (!(impl->cases & BENCH_CASE_BIT(c))) {
         fprintf(stderr, "bench: %s does not run %s\n", argv[1], argv[2]);
         return 2;

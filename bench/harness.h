@@ -1,7 +1,7 @@
 /*
  * bench/harness.h - what every ring benchmark program shares: the thread
- * bodies, the retry policy, threads with optional pinning, the clock, and
- * the command line.  Usable from C11 and C++ alike.
+ * bodies, the retry policy and the cases; threads, clocks and the command
+ * line come from common.h.  Usable from C11 and C++ alike.
  *
  * Each program wraps every implementation in four tiny adapters (push,
  * pop and, where there is one, burst push and pop) and hands them to
@@ -20,7 +20,8 @@
 #include <sched.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <time.h>
+
+#include "common.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -70,8 +71,6 @@ enum bench_case {
 
 enum bench_role { BENCH_PRODUCE, BENCH_CONSUME, BENCH_PING, BENCH_PONG };
 
-struct bench_gate; /* the start line all threads of a run wait at */
-
 /* What one thread of a run does; filled by the harness. */
 struct bench_worker {
     enum bench_role role;
@@ -86,7 +85,6 @@ struct bench_worker {
     uint64_t sum;        /* consumer: sum of the items it popped */
     uint64_t bad;        /* ping: replies that were not the item sent */
     uint64_t *samples;   /* ping: bench_ticks per timed round trip */
-    struct bench_gate *gate;
 };
 
 typedef int (*bench_push_fn)(void *ring, void *item);   /* nonzero: pushed */
@@ -106,11 +104,8 @@ struct bench_impl {
      */
     void *(*create)(size_t capacity, void *peer);
     void (*destroy)(void *ring);
-    void *(*thread)(void *worker); /* returns bench_role(worker, ...) */
+    void *(*thread)(void *self); /* returns bench_role(self, ...) */
 };
-
-/* Waits at the start line: every thread of a run starts at once. */
-void bench_gate_wait(struct bench_gate *gate);
 
 /*
  * Parses IMPL CASE COUNT, runs that case once with capacity 1024 and
@@ -119,19 +114,6 @@ void bench_gate_wait(struct bench_gate *gate);
  */
 int bench_main(int argc, char **argv, const struct bench_impl *impls,
                size_t nimpls);
-
-/* A fast clock: TSC ticks on x86, else ns; the harness converts to ns. */
-BENCH_ALWAYS_INLINE uint64_t
-bench_ticks(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    return __builtin_ia32_rdtsc();
-#else
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-#endif
-}
 
 /* One more failed try: see BENCH_SPIN_STEPS.  *step is 0 after a success. */
 BENCH_ALWAYS_INLINE void
@@ -269,16 +251,19 @@ bench_pong(struct bench_worker *w, bench_push_fn push, bench_pop_fn pop)
 }
 
 /*
- * The body of every benchmark thread.  push_burst and pop_burst may be
- * NULL for an implementation without bursts, which then never gets a
- * worker with a non-zero burst.
+ * The body of every benchmark thread: self is the struct bench_thread
+ * whose arg is the thread's struct bench_worker.  push_burst and
+ * pop_burst may be NULL for an implementation without bursts, which then
+ * never gets a worker with a non-zero burst.
  */
 BENCH_ALWAYS_INLINE void *
-bench_role(void *arg, bench_push_fn push, bench_pop_fn pop,
+bench_role(void *self, bench_push_fn push, bench_pop_fn pop,
            bench_push_burst_fn push_burst, bench_pop_burst_fn pop_burst)
 {
-    struct bench_worker *w = (struct bench_worker *)arg;
-    bench_gate_wait(w->gate);
+    struct bench_worker *w =
+        (struct bench_worker *)bench_wait_go((struct bench_thread *)self);
+    if (w == NULL)
+        return NULL;
     switch (w->role) {
     case BENCH_PRODUCE:
         if (w->burst > 0 && push_burst != NULL)

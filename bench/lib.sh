@@ -2,14 +2,26 @@
 # bench/lib.sh - what every suite of bench/run shares: finding or
 # installing peers, the tables a suite fills, the rounds and the report.
 # Sourced by bench/run, from the repository root, with out, rounds, div,
-# CC, CXX, cargo and warn set.
+# CC, CXX, cflags, cxxflags, cargo and rustc set.
 #
 # A suite (bench/suite-*.sh) calls suite_begin, declares its
 # implementations with impl and fills cases, impls, count and, where it
-# needs them, limit and na; it builds its programs, prints its
-# configuration, then calls suite_rounds and suite_report.
+# needs them, limit and na; it builds its programs (build_peer), prints
+# its configuration (print_heading ... print_runs), then calls suite_run
+# with its notes.
 
 declare -A have
+
+# apt_install PACKAGE...: installs the Debian PACKAGEs quietly where
+# this runs as root with apt-get, else does nothing; the caller checks
+# afterwards whether what it wanted is there.
+apt_install() {
+    if [[ $(id -u) != 0 ]] || ! command -v apt-get >/dev/null; then
+        return 0
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" \
+        >/dev/null 2>&1 || true
+}
 
 # peer NAME LANG HEADER PACKAGE...: have[NAME] says whether HEADER is
 # there, after installing PACKAGEs if it was not and that is possible.
@@ -32,12 +44,10 @@ crate_peer() {
         done
     }
     have[$name]=0
-    if ! crates_there "$@" && [[ $(id -u) == 0 ]] &&
-        command -v apt-get >/dev/null; then
+    if ! crates_there "$@"; then
         echo "weir: crates for $name not found; installing $pkgs" >&2
         # shellcheck disable=SC2086 # pkgs is a list of package names
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $pkgs \
-            >/dev/null 2>&1 || true
+        apt_install $pkgs
     fi
     if ! crates_there "$@"; then
         echo "weir: install $pkgs; $name is missing" >&2
@@ -52,11 +62,9 @@ crate_peer() {
 tool_peer() {
     local name=$1 tool=$2 pkg=$3
     have[$name]=0
-    if ! command -v "$tool" >/dev/null && [[ $(id -u) == 0 ]] &&
-        command -v apt-get >/dev/null; then
+    if ! command -v "$tool" >/dev/null; then
         echo "weir: $tool not found; installing $pkg" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" \
-            >/dev/null 2>&1 || true
+        apt_install "$pkg"
     fi
     if command -v "$tool" >/dev/null; then
         have[$name]=1
@@ -78,16 +86,62 @@ suite_begin() {
     floor_case=
 }
 
+# build_peer NAME COMMAND...: runs COMMAND, which builds NAME's peer,
+# if the peer is there; if COMMAND fails, the peer is missing from then
+# on.
+build_peer() {
+    local name=$1
+    shift
+    ((have[$name])) || return 0
+    "$@" && return 0
+    echo "weir: the $name peer did not build; it is missing" >&2
+    have[$name]=0
+}
+
+# cargo_build NAME: the crate bench/NAME, built offline (see
+# bench/.cargo/config.toml) into $out/NAME.
+cargo_build() {
+    (cd "bench/$1" && "$cargo" build --release --offline --quiet \
+        --target-dir "../../$out/$1")
+}
+
 impl() { # name binary peer-it-needs label
     bin[$1]=$2 need[$1]=$3 label[$1]=$4
 }
 
-# The machine and the compilers, the first lines of every suite's
-# configuration.
-print_machine() {
+# print_heading WHAT: the first lines of every suite's configuration,
+# what it measures, when and on what machine.
+print_heading() {
     local model
     model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+    echo "weir $1 benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "machine:   $(nproc) CPUs, $model, $(uname -sr)"
+}
+
+# print_compilers TOOL...: a line per TOOL (cc, c++, rustc or go), the
+# version it gives or that it is missing, under one "compilers:" label.
+print_compilers() {
+    local tool line tag=compilers:
+    for tool; do
+        case $tool in
+        cc) line=$("$CC" --version | head -1) ;;
+        c++) line=$("$CXX" --version | head -1) ;;
+        rustc) line=$("$rustc" --version 2>/dev/null) || line="rustc missing"
+            ;;
+        go) line=$(go version 2>/dev/null) || line="go missing" ;;
+        esac
+        printf '%-10s %s\n' "$tag" "$line"
+        tag=
+    done
+}
+
+# The last lines of every suite's configuration: how the rounds go.
+print_runs() {
+    cat <<EOT
+runs:      $rounds rounds; each: floor round trip, then every case with its
+           implementations interleaved (order rotated each round), then
+           the floor again; ratios within a round, median across rounds
+EOT
 }
 
 # run_one ROUND CASE IMPL: one run, appended to the results as ok or
@@ -151,9 +205,11 @@ suite_rounds() {
     done
 }
 
-# The tables (bench/report.awk); rows of the suite in the order given.
+# The tables (bench/report.awk, then any AWK files given, which may use
+# its functions); rows of the suite in the order given.
 suite_report() {
-    local rows=$out/$suite-rows.tsv c m state
+    local rows=$out/$suite-rows.tsv c m state f
+    local -a extra=()
     : >"$rows"
     for c in "${cases[@]}"; do
         for m in ${impls[$c]}; do
@@ -167,5 +223,17 @@ suite_report() {
                 "$state" "${kind[$c]}" "${title[$c]}" >>"$rows"
         done
     done
-    awk -f bench/report.awk "$rows" "$results"
+    for f; do extra+=(-f "$f"); done
+    awk -f bench/report.awk "${extra[@]}" "$rows" "$results"
+}
+
+# suite_run [AWK...] <<NOTES: the rounds, the report (with the AWK files
+# of suite_report), then the notes read from stdin and where the figures
+# of every run are.
+suite_run() {
+    local notes
+    notes=$(cat)
+    suite_rounds </dev/null
+    suite_report "$@"
+    printf '\n%s\nPer-run figures: %s\n' "$notes" "$results"
 }

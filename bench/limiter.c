@@ -15,24 +15,15 @@
  * here asks for more than a few hundred million permits in its first
  * second, so every call is due and takes the lock-free fast path.
  */
-#include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
-#include <sched.h>
 #include <stdalign.h>
 #include <stdatomic.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
 
 #include <weir/limiter.h>
 
-struct gate {
-    atomic_uint arrived;
-    atomic_bool go;
-};
+#include "common.h"
 
 struct shared {
     weir_limiter limiter;
@@ -40,42 +31,24 @@ struct shared {
 };
 
 struct worker {
-    const struct impl *impl;
     struct shared *shared;
-    struct gate *gate;
-    int cpu;
     uint64_t count;
     uint64_t refused; /* out */
 };
 
 struct impl {
     const char *name;
-    void *(*thread)(void *worker);
+    void *(*thread)(void *self); /* self: its struct bench_thread */
 };
 
-static void
-gate_wait(struct gate *g)
-{
-    atomic_fetch_add(&g->arrived, 1);
-    while (!atomic_load(&g->go))
-        sched_yield();
-}
-
-static uint64_t
-now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void *
-weir_thread(void *arg)
+weir_thread(void *self)
 {
-    struct worker *w = arg;
+    struct worker *w = bench_wait_go(self);
+    if (w == NULL)
+        return NULL;
     weir_limiter *l = &w->shared->limiter;
     uint64_t refused = 0;
-    gate_wait(w->gate);
     for (uint64_t i = 0; i < w->count; i++)
         refused += weir_limiter_acquire(l, 1, WEIR_NOWAIT) != 0;
     w->refused = refused;
@@ -83,11 +56,12 @@ weir_thread(void *arg)
 }
 
 static void *
-atomic_thread(void *arg)
+atomic_thread(void *self)
 {
-    struct worker *w = arg;
+    struct worker *w = bench_wait_go(self);
+    if (w == NULL)
+        return NULL;
     atomic_uint_fast64_t *word = &w->shared->word;
-    gate_wait(w->gate);
     /*
      * Relaxed: only the cost of owning the line is wanted, and an x86
      * fetch-and-add is a full barrier whatever order is asked for.
@@ -99,13 +73,14 @@ atomic_thread(void *arg)
 
 /* A second reference: the clock read every acquire makes, and nothing. */
 static void *
-clock_thread(void *arg)
+clock_thread(void *self)
 {
-    struct worker *w = arg;
+    struct worker *w = bench_wait_go(self);
+    if (w == NULL)
+        return NULL;
     uint64_t sum = 0;
-    gate_wait(w->gate);
     for (uint64_t i = 0; i < w->count; i++)
-        sum += now_ns();
+        sum += bench_now_ns();
     w->refused = sum == 0; /* keeps the reads; never true */
     return NULL;
 }
@@ -116,51 +91,23 @@ static const struct impl impls[] = {
     { "clock", clock_thread },
 };
 
-static int
-start_pinned(pthread_t *t, struct worker *w)
-{
-    pthread_attr_t attr;
-    cpu_set_t set;
-    int err;
-
-    CPU_ZERO(&set);
-    CPU_SET(w->cpu, &set);
-    pthread_attr_init(&attr);
-    pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
-    err = pthread_create(t, &attr, w->impl->thread, w);
-    pthread_attr_destroy(&attr);
-    if (err == EINVAL) {
-        fprintf(stderr, "bench: cannot pin to CPU %d; running unpinned\n",
-                w->cpu);
-        err = pthread_create(t, NULL, w->impl->thread, w);
-    }
-    return err;
-}
+static const char *const case_names[] = { "one", "two", NULL };
 
 int
 main(int argc, char **argv)
 {
-    const struct impl *impl = NULL;
-    int nthreads = 0;
-
-    if (argc == 4) {
-        for (size_t i = 0; i < sizeof(impls) / sizeof(impls[0]); i++)
-            if (strcmp(argv[1], impls[i].name) == 0)
-                impl = &impls[i];
-        nthreads = strcmp(argv[2], "one") == 0   ? 1
-                   : strcmp(argv[2], "two") == 0 ? 2
-                                                 : 0;
-    }
-    uint64_t count = argc == 4 ? strtoull(argv[3], NULL, 10) : 0;
-    if (impl == NULL || nthreads == 0 || count == 0) {
-        fprintf(stderr, "usage: weir|atomic|clock one|two COUNT\n");
+    struct bench_cli cli = { .impls = impls,
+        .nimpls = sizeof(impls) / sizeof(impls[0]),
+        .impl_size = sizeof(impls[0]), .cases = case_names,
+        .case_help = "one two (COUNT: calls per thread)" };
+    if (bench_cli_parse(&cli, argc, argv) != 0)
         return 2;
-    }
+    int nthreads = cli.kase + 1;
 
     struct shared *s = aligned_alloc(64, sizeof(*s));
-    struct gate gate;
     struct worker w[2];
-    pthread_t t[2];
+    struct bench_thread t[2];
+    struct bench_span span;
     int rc;
 
     if (s == NULL) {
@@ -172,27 +119,20 @@ main(int argc, char **argv)
         return 1;
     }
     atomic_init(&s->word, 0);
-    atomic_init(&gate.arrived, 0);
-    atomic_init(&gate.go, false);
     for (int i = 0; i < nthreads; i++) {
-        w[i] = (struct worker){ .impl = impl, .shared = s, .gate = &gate,
-                                .cpu = i, .count = count };
-        if ((rc = start_pinned(&t[i], &w[i])) != 0) {
-            fprintf(stderr, "bench: pthread_create: %d\n", rc);
-            return 1;
-        }
+        w[i] = (struct worker){ .shared = s, .count = cli.count };
+        t[i] = (struct bench_thread){ .fn = impls[cli.impl].thread,
+                                      .arg = &w[i], .cpu = i };
     }
-    while (atomic_load(&gate.arrived) < (unsigned)nthreads)
-        sched_yield();
-    uint64_t t0 = now_ns();
-    atomic_store(&gate.go, true);
+    if ((rc = bench_run_threads(t, nthreads, NULL, NULL, &span)) != 0) {
+        fprintf(stderr, "bench: pthread_create: %d\n", rc);
+        return 1;
+    }
     uint64_t refused = 0;
-    for (int i = 0; i < nthreads; i++) {
-        pthread_join(t[i], NULL);
+    for (int i = 0; i < nthreads; i++)
         refused += w[i].refused;
-    }
-    uint64_t ns = now_ns() - t0;
-    printf("%.2f %" PRIu64 "\n", (double)ns / (double)count, refused);
+    printf("%.2f %" PRIu64 "\n", (double)span.ns / (double)cli.count,
+           refused);
     free(s);
     return 0;
 }

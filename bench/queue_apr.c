@@ -52,7 +52,7 @@ aprq_push(void *q, void *item)
            == APR_EINTR)
         continue;
     if (rc != APR_SUCCESS)
-        qbench_fail("apr_queue_push", rc);
+        bench_fail("apr_queue_push", rc);
 }
 
 static void *
@@ -64,7 +64,7 @@ aprq_pop(void *q)
            == APR_EINTR)
         continue;
     if (rc != APR_SUCCESS)
-        qbench_fail("apr_queue_pop", rc);
+        bench_fail("apr_queue_pop", rc);
     return item;
 }
 

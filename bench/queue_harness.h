@@ -1,7 +1,7 @@
 /*
  * bench/queue_harness.h - what every blocking-queue benchmark program in C
- * or C++ shares: the thread bodies of the four cases, threads with
- * optional pinning, the clocks and the command line.  The Go and Rust
+ * or C++ shares: the thread bodies of the four cases and their clocks;
+ * threads and the command line come from common.h.  The Go and Rust
  * peers (bench/queue_go/main.go, bench/channel/src/main.rs) repeat the
  * same steps in their own language.
  *
@@ -32,6 +32,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+
+#include "common.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -67,8 +69,6 @@ enum qbench_role {
     QBENCH_IDLE_RECV  /* pops one item */
 };
 
-struct qbench_gate; /* the start line all threads of a run wait at */
-
 /* What one thread of a run does; filled by the harness. */
 struct qbench_worker {
     enum qbench_role role;
@@ -89,10 +89,9 @@ struct qbench_worker {
     uint64_t cpu_before;       /* idle receiver: its CPU ns just before
                                   pop, never 0; __atomic, see below */
     struct qbench_worker *peer; /* idle sender: the receiver */
-    struct qbench_gate *gate;
 };
 
-/* Blocking adapters; a failure ends the program (qbench_fail). */
+/* Blocking adapters; a failure ends the program (bench_fail). */
 typedef void (*qbench_push_fn)(void *queue, void *item);
 typedef void *(*qbench_pop_fn)(void *queue);
 
@@ -100,18 +99,10 @@ struct qbench_impl {
     const char *name;            /* as named on the command line */
     void *(*create)(size_t capacity); /* NULL on failure */
     void (*destroy)(void *queue);
-    void *(*thread)(void *worker); /* returns qbench_role(worker, ...) */
+    void *(*thread)(void *self); /* returns qbench_role(self, ...) */
 };
 
-void qbench_gate_wait(struct qbench_gate *gate);
-
-/* Reports a failed queue call and exits 1: a run with a broken queue
- * has no figure to give, and its other threads may be blocked for ever. */
-void qbench_fail(const char *what, long code);
-
-uint64_t qbench_now_ns(void);              /* CLOCK_MONOTONIC */
 uint64_t qbench_cpu_ns(clockid_t clock);   /* a thread's CPU clock */
-void qbench_sleep_ns(uint64_t ns);
 
 /* Both halves of the idle case's hand-over, see qbench_role. */
 void qbench_idle_send(struct qbench_worker *w, qbench_push_fn push);
@@ -150,7 +141,7 @@ qbench_wake_send(struct qbench_worker *w, qbench_push_fn push)
     uint64_t awake = 0;
     for (uint64_t i = 0; i < w->warmup + w->count; i++) {
         qbench_wake_pause(w, i >= w->warmup ? &awake : NULL);
-        push(w->queue, (void *)(uintptr_t)qbench_now_ns());
+        push(w->queue, (void *)(uintptr_t)bench_now_ns());
     }
     w->awake = awake;
 }
@@ -160,18 +151,23 @@ qbench_wake_recv(struct qbench_worker *w, qbench_pop_fn pop)
 {
     for (uint64_t i = 0; i < w->warmup + w->count; i++) {
         uint64_t sent = (uintptr_t)pop(w->queue);
-        uint64_t now = qbench_now_ns();
+        uint64_t now = bench_now_ns();
         if (i >= w->warmup)
             w->samples[i - w->warmup] = now - sent;
     }
 }
 
-/* The body of every benchmark thread. */
+/*
+ * The body of every benchmark thread: self is the struct bench_thread
+ * whose arg is the thread's struct qbench_worker.
+ */
 QBENCH_INLINE void *
-qbench_role(void *arg, qbench_push_fn push, qbench_pop_fn pop)
+qbench_role(void *self, qbench_push_fn push, qbench_pop_fn pop)
 {
-    struct qbench_worker *w = (struct qbench_worker *)arg;
-    qbench_gate_wait(w->gate);
+    struct qbench_worker *w =
+        (struct qbench_worker *)bench_wait_go((struct bench_thread *)self);
+    if (w == NULL)
+        return NULL;
     switch (w->role) {
     case QBENCH_PRODUCE:
         qbench_produce(w, push);

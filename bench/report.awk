@@ -23,7 +23,20 @@
 # row: items/s divided for throughput, the peer's ns over weir's for
 # times.  A CPU figure gets no ratio: weir's is meant to be zero.
 
-BEGIN { FS = "\t" }
+BEGIN {
+    FS = "\t"
+    # Each kind's first value: its format in the table, the divisor that
+    # gives the table's unit, and whether higher is better (a rate).
+    split("rtt wake cpu pub lat cost ns rate", kinds, " ")
+    split("%.0f %.1f %.1f %.2f %.1f %.0f %.1f %.1f", fmts, " ")
+    split("1 1e3 1 1e6 1e3 1 1 1e6", scales, " ")
+    split("0 0 0 1 0 0 0 1", highs, " ")
+    for (i = 1; i in kinds; i++) {
+        fmtof[kinds[i]] = fmts[i]
+        scaleof[kinds[i]] = scales[i]
+        higher[kinds[i]] = highs[i] + 0
+    }
+}
 
 FILENAME == ARGV[1] {
     nrows++
@@ -39,11 +52,12 @@ FILENAME == ARGV[1] {
         badhow[key] = $4
         next
     }
-    val[key, $1] = $5
-    p99[key, $1] = $6
-    third[key, $1] = $7
-    if (NF >= 8) fourth[key, $1] = $8
-    if (NF >= 9) fifth[key, $1] = $9
+    # fig[key, round, i]: the i-th value of the run (1 to 5); the first
+    # always, the others where the program printed them.
+    fig[key, $1, 1] = $5
+    for (i = 2; i <= 5 && i + 4 <= NF; i++)
+        if ($(i + 4) != "")
+            fig[key, $1, i] = $(i + 4)
     if ($1 > rounds)
         rounds = $1
 }
@@ -56,46 +70,13 @@ function median(a, n,    i, j, t) {
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
 
-# Collects the rounds in which key has a result into v[1..n]; returns n.
-function gather(key, v,    r, n) {
+# Collects the i-th value of key, in the rounds that have it, into
+# v[1..n]; returns n.
+function gather(key, i, v,    r, n) {
     split("", v)
     for (r = 1; r <= rounds; r++)
-        if ((key, r) in val)
-            v[++n] = val[key, r]
-    return n
-}
-
-# The same for the second value.
-function gather2(key, v,    r, n) {
-    split("", v)
-    for (r = 1; r <= rounds; r++)
-        if ((key, r) in p99)
-            v[++n] = p99[key, r]
-    return n
-}
-
-# The same for the third, fourth and fifth values, when there.
-function gather3(key, v,    r, n) {
-    split("", v)
-    for (r = 1; r <= rounds; r++)
-        if ((key, r) in third && third[key, r] != "")
-            v[++n] = third[key, r]
-    return n
-}
-
-function gather4(key, v,    r, n) {
-    split("", v)
-    for (r = 1; r <= rounds; r++)
-        if ((key, r) in fourth)
-            v[++n] = fourth[key, r]
-    return n
-}
-
-function gather5(key, v,    r, n) {
-    split("", v)
-    for (r = 1; r <= rounds; r++)
-        if ((key, r) in fifth)
-            v[++n] = fifth[key, r]
+        if ((key, r, i) in fig)
+            v[++n] = fig[key, r, i]
     return n
 }
 
@@ -105,29 +86,28 @@ function own(a, na, b, nb) {
                               median(b, nb) / 1e3) : ""
 }
 
-# The sum over rounds of the third value.
-function total3(key,    r, s) {
+# The sum over rounds of the i-th value (wake-ups not asleep, refusals).
+function total(key, i,    r, s) {
     for (r = 1; r <= rounds; r++)
-        if ((key, r) in third)
-            s += third[key, r]
+        if ((key, r, i) in fig)
+            s += fig[key, r, i]
     return s + 0
 }
 
-# The sum over rounds of the second value (the ns kind's refusals).
-function total2(key,    r, s) {
-    for (r = 1; r <= rounds; r++)
-        if ((key, r) in p99)
-            s += p99[key, r]
-    return s + 0
-}
-
-# The median over rounds of num / den, each a key, in the rounds with both.
-function ratio(num, den,    r, n, q) {
+# The median over rounds of num / den, each a key, in the rounds with
+# both; "" if there is none.
+function ratio_of(num, den,    r, n, q) {
     split("", q)
     for (r = 1; r <= rounds; r++)
-        if ((num, r) in val && (den, r) in val && val[den, r] > 0)
-            q[++n] = val[num, r] / val[den, r]
-    return n ? sprintf("%.2f", median(q, n)) : "-"
+        if ((num, r, 1) in fig && (den, r, 1) in fig && fig[den, r, 1] > 0)
+            q[++n] = fig[num, r, 1] / fig[den, r, 1]
+    return n ? median(q, n) : ""
+}
+
+# The same as printed in a table.
+function ratio(num, den,    m) {
+    m = ratio_of(num, den)
+    return m == "" ? "-" : sprintf("%.2f", m)
 }
 
 function minmax(v, n,    i, lo, hi) {
@@ -144,7 +124,7 @@ function failures(key) {
                                 bad[key] + n_ok(key), badhow[key]) : ""
 }
 
-function n_ok(key,    v) { return gather(key, v) }
+function n_ok(key,    v) { return gather(key, 1, v) }
 
 function header(k) {
     if (k == "rtt")
@@ -176,7 +156,7 @@ function header(k) {
 END {
     for (i = 1; i <= nrows; i++) {
         c = rcase[i]
-        k = kind[c]
+        k = (kind[c] in fmtof) ? kind[c] : "rate"
         if (c != lastcase) {
             printf "\n%s\n", title[c]
             header(k)
@@ -191,66 +171,49 @@ END {
             printf "  %-30s %s\n", rlabel[i], rstate[i]
             continue
         }
-        n = gather(key, v)
+        n = gather(key, 1, v)
         if (n == 0) {
             printf "  %-30s %s%s\n", rlabel[i], "no result", failures(key)
             continue
         }
         isweir = key == weir
         isfloor = rimpl[i] == "floor"
-        np = gather2(key, pv)
+        np = gather(key, 2, pv)
+        fmt = fmtof[k]; scale = scaleof[k]
+        cell = sprintf(fmt " (%s)", median(v, n) / scale, minmax(v, n))
+        # weir/peer: weir's speed over the peer's, whichever way is up.
+        vs = isweir ? "-" : higher[k] ? ratio(weir, key) : ratio(key, weir)
         if (k == "rtt") {
-            fmt = "%.0f"; scale = 1
-            floorkey = c SUBSEP "floor"
-            cell = sprintf("%.0f (%s)", median(v, n), minmax(v, n))
             printf "  %-30s %-22s %6.0f %7s %9s%s\n", rlabel[i], cell,
                    median(pv, np),
-                   isfloor ? "1.00" : ratio(key, floorkey),
-                   isweir || isfloor ? "-" : ratio(key, weir), failures(key)
+                   isfloor ? "1.00" : ratio(key, c SUBSEP "floor"),
+                   isfloor ? "-" : vs, failures(key)
         } else if (k == "wake") {
-            fmt = "%.1f"; scale = 1e3
-            cell = sprintf("%.1f (%s)", median(v, n) / 1e3, minmax(v, n))
             printf "  %-30s %-22s %7.1f %10d %9s%s\n", rlabel[i], cell,
-                   median(pv, np) / 1e3, total3(key),
-                   isweir ? "-" : ratio(key, weir), failures(key)
+                   median(pv, np) / 1e3, total(key, 3), vs, failures(key)
         } else if (k == "cpu") {
-            fmt = "%.1f"; scale = 1
-            cell = sprintf("%.1f (%s)", median(v, n), minmax(v, n))
             printf "  %-30s %-37s %17.1f%s\n", rlabel[i], cell,
                    median(pv, np), failures(key)
         } else if (k == "pub") {
-            fmt = "%.2f"; scale = 1e6
-            cell = sprintf("%.2f (%s)", median(v, n) / 1e6, minmax(v, n))
-            n3 = gather3(key, v3); n4 = gather4(key, v4)
-            n5 = gather5(key, v5)
+            n3 = gather(key, 3, v3); n4 = gather(key, 4, v4)
+            n5 = gather(key, 5, v5)
             printf "  %-30s %-25s %8.1f %8.1f %9s%s%s\n", rlabel[i], cell,
-                   median(pv, np) / 1e3, median(v3, n3) / 1e3,
-                   isweir ? "-" : ratio(weir, key), own(v4, n4, v5, n5),
-                   failures(key)
+                   median(pv, np) / 1e3, median(v3, n3) / 1e3, vs,
+                   own(v4, n4, v5, n5), failures(key)
         } else if (k == "lat") {
-            fmt = "%.1f"; scale = 1e3
-            cell = sprintf("%.1f (%s)", median(v, n) / 1e3, minmax(v, n))
-            n3 = gather3(key, v3); n4 = gather4(key, v4)
+            n3 = gather(key, 3, v3); n4 = gather(key, 4, v4)
             printf "  %-30s %-25s %8.1f %9s%s%s\n", rlabel[i], cell,
-                   median(pv, np) / 1e3, isweir ? "-" : ratio(key, weir),
-                   own(v3, n3, v4, n4), failures(key)
+                   median(pv, np) / 1e3, vs, own(v3, n3, v4, n4),
+                   failures(key)
         } else if (k == "cost") {
-            fmt = "%.0f"; scale = 1
-            cell = sprintf("%.0f (%s)", median(v, n), minmax(v, n))
             printf "  %-30s %-28s %9.1f %9s%s\n", rlabel[i], cell,
-                   median(pv, np), isweir ? "-" : ratio(key, weir),
-                   failures(key)
+                   median(pv, np), vs, failures(key)
         } else if (k == "ns") {
-            fmt = "%.1f"; scale = 1
-            cell = sprintf("%.1f (%s)", median(v, n), minmax(v, n))
             printf "  %-30s %-25s %7d %9s%s\n", rlabel[i], cell,
-                   total2(key), isweir ? "-" : ratio(key, weir),
-                   failures(key)
+                   total(key, 2), vs, failures(key)
         } else {
-            fmt = "%.1f"; scale = 1e6
-            cell = sprintf("%.1f (%s)", median(v, n) / 1e6, minmax(v, n))
-            printf "  %-30s %-26s %9s%s\n", rlabel[i], cell,
-                   isweir ? "-" : ratio(weir, key), failures(key)
+            printf "  %-30s %-26s %9s%s\n", rlabel[i], cell, vs,
+                   failures(key)
         }
     }
 }

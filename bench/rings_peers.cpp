@@ -140,8 +140,8 @@ using cq = moodycamel::ConcurrentQueue<void *>;
 /*
  * ConcurrentQueue is fastest through per-thread tokens, which the harness
  * does not know about; so each thread swaps its ring pointer for one to
- * this, made before the start line.  Room for 1024 items per producer,
- * two producers at most.
+ * this, made before the start line (in bench_role), and back after the
+ * run.  Room for 1024 items per producer, two producers at most.
  */
 struct cq_end {
     cq *q;
@@ -170,20 +170,22 @@ cq_pop(void *e, void **item)
 }
 
 BENCH_THREAD void *
-cq_thread(void *arg)
+cq_thread(void *self)
 {
-    bench_worker *w = static_cast<bench_worker *>(arg);
+    bench_worker *w = static_cast<bench_worker *>(
+        static_cast<bench_thread *>(self)->arg);
+    bool produce = w->role == BENCH_PRODUCE;
+    void *&ring = produce ? w->out : w->in;
     cq_end end;
-    if (w->role == BENCH_PRODUCE) {
-        end.q = static_cast<cq *>(w->out);
+    end.q = static_cast<cq *>(ring);
+    if (produce)
         end.producer.emplace(*end.q);
-        w->out = &end;
-    } else {
-        end.q = static_cast<cq *>(w->in);
+    else
         end.consumer.emplace(*end.q);
-        w->in = &end;
-    }
-    return bench_role(w, cq_push, cq_pop, nullptr, nullptr);
+    ring = &end;
+    void *rc = bench_role(self, cq_push, cq_pop, nullptr, nullptr);
+    ring = end.q;
+    return rc;
 }
 #endif
 

@@ -31,11 +31,9 @@ java_peer() {
     command -v javac >/dev/null && command -v java >/dev/null ||
         pkgs+=(default-jdk-headless)
     [[ -n $disruptor_jar ]] || pkgs+=(libdisruptor-java)
-    if ((${#pkgs[@]})) && [[ $(id -u) == 0 ]] &&
-        command -v apt-get >/dev/null; then
+    if ((${#pkgs[@]})); then
         echo "weir: installing ${pkgs[*]} for the Disruptor" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" \
-            >/dev/null 2>&1 || true
+        apt_install "${pkgs[@]}"
         find_jar
     fi
     have[disruptor]=0
@@ -51,34 +49,27 @@ java_peer
 
 # --- build -----------------------------------------------------------------
 
-cflags=(-std=c11 -O2 -DNDEBUG "${warn[@]}" -D_GNU_SOURCE -Iinclude)
 "$CC" "${cflags[@]}" -c bench/bus_harness.c -o "$out/bus_harness.o"
-"$CC" "${cflags[@]}" bench/bus.c "$out/bus_harness.o" build/libweir.a \
+bharness=("$out/bus_harness.o" "$out/common.o")
+"$CC" "${cflags[@]}" bench/bus.c "${bharness[@]}" build/libweir.a \
     -pthread -o "$out/bus"
 
 # shellcheck disable=SC2046 # pkg-config prints word lists
-if ((have[zmq])) &&
-    ! "$CC" "${cflags[@]}" bench/bus_zmq.c "$out/bus_harness.o" \
-        $(pkg-config --cflags --libs libzmq 2>/dev/null || echo -lzmq) \
-        -pthread -o "$out/bus_zmq"; then
-    echo "weir: the ZeroMQ peer did not build; it is missing" >&2
-    have[zmq]=0
-fi
+build_peer zmq "$CC" "${cflags[@]}" bench/bus_zmq.c "${bharness[@]}" \
+    $(pkg-config --cflags --libs libzmq 2>/dev/null || echo -lzmq) \
+    -pthread -o "$out/bus_zmq"
 
 # The Java program, and a launcher run_one can call like the others.
-jclasses=$PWD/$out/bus_disruptor
-if ((have[disruptor])); then
-    rm -rf "$jclasses" && mkdir -p "$jclasses"
-    if javac -Xlint:all -Werror -d "$jclasses" -cp "$disruptor_jar" \
-        bench/bus_disruptor/BusDisruptor.java; then
-        printf '#!/bin/sh\nexec java -cp "%s:%s" BusDisruptor "$@"\n' \
-            "$jclasses" "$disruptor_jar" >"$out/bus_disruptor.sh"
-        chmod +x "$out/bus_disruptor.sh"
-    else
-        echo "weir: the Disruptor peer did not build; it is missing" >&2
-        have[disruptor]=0
-    fi
-fi
+disruptor_build() {
+    local classes=$PWD/$out/bus_disruptor
+    rm -rf "$classes" && mkdir -p "$classes" &&
+        javac -Xlint:all -Werror -d "$classes" -cp "$disruptor_jar" \
+            bench/bus_disruptor/BusDisruptor.java || return 1
+    printf '#!/bin/sh\nexec java -cp "%s:%s" BusDisruptor "$@"\n' \
+        "$classes" "$disruptor_jar" >"$out/bus_disruptor.sh"
+    chmod +x "$out/bus_disruptor.sh"
+}
+build_peer disruptor disruptor_build
 
 # --- what runs where -------------------------------------------------------
 
@@ -118,9 +109,8 @@ done
 # --- configuration ----------------------------------------------------------
 
 java_version=$(java -version 2>&1 | head -1 || true)
+print_heading "publish/subscribe bus"
 cat <<EOT
-weir publish/subscribe bus benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')
-$(print_machine)
 compilers: $("$CC" --version | head -1), -std=c11 -O2 -DNDEBUG
            ${java_version:-java missing}, javac, default JVM options
 peers:     Disruptor $(dpkg-query -W -f '${Version}' libdisruptor-java \
@@ -177,54 +167,14 @@ counts:    throughput $n_msgs messages per run (ZeroMQ and textbook
 cost:      span / count = ns per publish, the publisher's and handlers'
            CPU time together when threads outnumber CPUs; ns/sub = that
            over N.  No latency recorded in these runs.
-runs:      $rounds rounds; each: floor round trip, then every case with its
-           implementations interleaved (order rotated each round), then
-           the floor again; ratios within a round, median across rounds
+$(print_runs)
 EOT
 
 # --- rounds and report ------------------------------------------------------
 
-suite_rounds
-suite_report
-
-# The issue's targets, from the within-round ratios of the report.
-awk -F '\t' '
-    $4 == "ok" { v[$2, $3, $1] = $5; if ($1 > rounds) rounds = $1 }
-    function median(a, n,    i, j, t) {
-        for (i = 2; i <= n; i++)
-            for (j = i; j > 1 && a[j - 1] > a[j]; j--) {
-                t = a[j]; a[j] = a[j - 1]; a[j - 1] = t
-            }
-        return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-    }
-    function check(c, peer, want, what,    r, n, q, m) {
-        split("", q)
-        for (r = 1; r <= rounds; r++)
-            if ((c, "weir", r) in v && (c, peer, r) in v && v[c, peer, r] > 0)
-                q[++n] = v[c, "weir", r] / v[c, peer, r]
-        if (!n) {
-            printf "  %-7s weir / %-9s no result\n", c, peer
-            return
-        }
-        m = median(q, n)
-        printf "  %-7s weir / %-9s %5.2f, target >= %s%s: %s\n", c, peer,
-               m, want, what, (m >= want ? "met" : \
-               sprintf("missed by %.0f %%", (1 - m / want) * 100))
-    }
-    END {
-        print "\ntargets (throughput, median of within-round ratios):"
-        split("t4x8 t4x256 t1x8 t1x256", cs, " ")
-        for (i = 1; i <= 4; i++) {
-            check(cs[i], "dis-block", 1)
-            check(cs[i], "zmq", 3)
-            check(cs[i], "dis-sleep", 1, " (stretch)")
-        }
-    }' "$results"
-
-cat <<EOT
-
+# The issue's targets (bench/bus-targets.awk) follow the tables.
+suite_run bench/bus-targets.awk <<EOT
 weir/peer: weir's throughput over the peer's (for latency and cost: the
 peer's ns over weir's) in the same round, median over rounds; above 1
 means weir is better.  p50, p99: medians over rounds of each run's.
-Per-run figures: $results
 EOT

@@ -9,8 +9,8 @@ suite_begin limiter limiter-results.tsv
 
 n_one=$((5000000 / div)) n_two=$((1000000 / div))
 
-"$CC" -std=c11 -O2 -DNDEBUG "${warn[@]}" -D_GNU_SOURCE -Iinclude \
-    bench/limiter.c build/libweir.a -pthread -o "$out/limiter"
+"$CC" "${cflags[@]}" bench/limiter.c "$out/common.o" build/libweir.a \
+    -pthread -o "$out/limiter"
 
 impl weir   "$out/limiter" "" "weir_limiter_acquire"
 impl atomic "$out/limiter" "" "ref: atomic fetch_add"
@@ -28,9 +28,8 @@ count[one]=$n_one count[two]=$n_two
 count[one atomic]=$((n_one * 4)) count[two atomic]=$((n_two * 5))
 count[one clock]=$((n_one * 2)) count[two clock]=$((n_two * 8))
 
+print_heading rate-limiter
 cat <<EOT
-weir rate-limiter benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')
-$(print_machine)
 compiler:  $("$CC" --version | head -1), -std=c11 -O2 -DNDEBUG
 limiter:   weir_limiter_init(&l, 1e9, 1e9) (CLOCK_MONOTONIC), then
            weir_limiter_acquire(&l, 1, WEIR_NOWAIT) in a loop: always due,
@@ -41,16 +40,10 @@ calls:     weir $n_one per run alone, $n_two per thread with two threads;
            $((n_one * 2)) / $((n_two * 8))
 figure:    ns per call per thread: the span from the start line to the
            last join, over the calls each thread made
-runs:      $rounds rounds; each: floor round trip, then every case with its
-           implementations interleaved (order rotated each round), then
-           the floor again; ratios within a round, median across rounds
+$(print_runs)
 EOT
 
-suite_rounds
-suite_report
-cat <<EOT
-
+suite_run <<EOT
 weir/peer: the reference's ns over weir's in the same round, median over
 rounds (below 1: weir's call costs more than the reference alone).
-Per-run figures: $results
 EOT

@@ -30,55 +30,37 @@ pkgflags() {
     pkg-config "$@" 2>/dev/null || echo "$fallback"
 }
 
-cflags=(-std=c11 -O2 -DNDEBUG "${warn[@]}" -D_GNU_SOURCE -Iinclude)
 "$CC" "${cflags[@]}" -c bench/queue_harness.c -o "$out/queue_harness.o"
-"$CC" "${cflags[@]}" bench/queue_weir.c "$out/queue_harness.o" \
-    build/libweir.a -pthread -o "$out/queue_weir"
+qharness=("$out/queue_harness.o" "$out/common.o")
+"$CC" "${cflags[@]}" bench/queue_weir.c "${qharness[@]}" build/libweir.a \
+    -pthread -o "$out/queue_weir"
 
-# build_c_peer NAME SOURCE CFLAGS LIBS: a C peer, missing if it fails.
-build_c_peer() {
-    local name=$1 src=$2 pcflags=$3 libs=$4
-    ((have[$name])) || return 0
+# c_peer NAME CFLAGS LIBS: the C peer bench/queue_NAME.c.
+c_peer() {
     # shellcheck disable=SC2086 # flags from pkg-config are word lists
-    if ! "$CC" "${cflags[@]}" $pcflags "$src" "$out/queue_harness.o" \
-            $libs -pthread -o "$out/queue_$name"; then
-        echo "weir: the $name peer did not build; it is missing" >&2
-        have[$name]=0
-    fi
+    "$CC" "${cflags[@]}" $2 "bench/queue_$1.c" "${qharness[@]}" $3 \
+        -pthread -o "$out/queue_$1"
 }
-build_c_peer apr bench/queue_apr.c \
+build_peer apr c_peer apr \
     "$(pkgflags -I/usr/include/apr-1.0 --cflags apr-util-1 apr-1)" \
     "$(pkgflags "-laprutil-1 -lapr-1" --libs apr-util-1 apr-1)"
-build_c_peer glib bench/queue_glib.c \
+build_peer glib c_peer glib \
     "$(pkgflags "-I/usr/include/glib-2.0
         -I/usr/lib/$multiarch/glib-2.0/include" --cflags glib-2.0)" \
     "$(pkgflags -lglib-2.0 --libs glib-2.0)"
-
-if ((have[tbb])) &&
-    ! "$CXX" -std=c++17 -O2 -DNDEBUG "${warn[@]}" -D_GNU_SOURCE \
-        bench/queue_tbb.cpp "$out/queue_harness.o" -ltbb -pthread \
-        -o "$out/queue_tbb"; then
-    echo "weir: the tbb peer did not build; it is missing" >&2
-    have[tbb]=0
-fi
+build_peer tbb "$CXX" "${cxxflags[@]}" bench/queue_tbb.cpp \
+    "${qharness[@]}" -ltbb -pthread -o "$out/queue_tbb"
 
 # Go writes its caches under build/ only, and fetches nothing.
-mkdir -p "$out/go/tmp"
-if ((have[go])) &&
-    ! (cd bench/queue_go && gobuild=$PWD/../../$out/go &&
-        GOCACHE=$gobuild/cache GOPATH=$gobuild/path GOTMPDIR=$gobuild/tmp \
-        GOFLAGS="" GOPROXY=off GO111MODULE=on GOWORK=off \
-        go build -o ../../"$out"/queue_go .); then
-    echo "weir: the Go peer did not build; it is missing" >&2
-    have[go]=0
-fi
-
-if ((have[channel])) &&
-    ! (cd bench/channel && "$cargo" build --release --offline --quiet \
-        --target-dir ../../"$out"/channel); then
-    echo "weir: the crossbeam-channel peer did not build; it is missing" >&2
-    have[channel]=0
-fi
+go_build() {
+    local dest=$PWD/$out
+    mkdir -p "$dest/go/tmp"
+    (cd bench/queue_go && GOCACHE=$dest/go/cache GOPATH=$dest/go/path \
+        GOTMPDIR=$dest/go/tmp GOFLAGS="" GOPROXY=off GO111MODULE=on \
+        GOWORK=off go build -o "$dest/queue_go" .)
+}
+build_peer go go_build
+build_peer channel cargo_build channel
 
 # --- what runs where -------------------------------------------------------
 
@@ -111,14 +93,9 @@ count[q2 tbb]=$((n_items / 4))
 
 # --- configuration ----------------------------------------------------------
 
-go_version=$(go version 2>/dev/null || echo "go missing")
+print_heading blocking-queue
+print_compilers cc c++ rustc go
 cat <<EOT
-weir blocking-queue benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')
-$(print_machine)
-compilers: $("$CC" --version | head -1)
-           $("$CXX" --version | head -1)
-           $("$rustc" --version 2>/dev/null || echo "rustc missing")
-           $go_version
 flags:     C -std=c11 -O2 -DNDEBUG, C++ -std=c++17 -O2 -DNDEBUG,
            Rust cargo --release, go build; each C/C++ thread function
            flattened (the queue's inline code inlined into the loop)
@@ -151,21 +128,15 @@ idle:      the consumer blocks in pop on an empty queue; the producer reads
            same clock id in Go and Rust) at the start, after 20 ms and
            $idle_ms ms later, then pushes one item; CPU us per s asleep
            is over the last $idle_ms ms, "us to fall asleep" the first 20
-runs:      $rounds rounds; each: floor round trip, then every case with its
-           implementations interleaved (order rotated each round), then
-           the floor again; ratios within a round, median across rounds
+$(print_runs)
 EOT
 
 # --- rounds and report ------------------------------------------------------
 
-suite_rounds
-suite_report
-cat <<EOT
-
+suite_run <<EOT
 weir/peer: weir's speed over the peer's in the same round, median over
 rounds; above 1 means weir is faster (for wake-ups: the peer's latency
 over weir's).  p99: median over rounds of each run's p99.
 GLib's throughput is that of an unbounded queue and compares with the
 others only loosely: its producer never blocks.
-Per-run figures: $results
 EOT

@@ -18,29 +18,22 @@ crate_peer crossbeam "librust-crossbeam-queue-dev librust-libc-dev" \
 
 # --- build -----------------------------------------------------------------
 
-cflags=(-std=c11 -O2 -DNDEBUG "${warn[@]}" -D_GNU_SOURCE -Iinclude)
-((have[ck])) || cflags+=(-DBENCH_NO_CK)
-"$CC" "${cflags[@]}" bench/rings.c bench/harness.c build/libweir.a \
-    -pthread -o "$out/rings"
-
-cxxflags=(-std=c++17 -O2 -DNDEBUG "${warn[@]}" -D_GNU_SOURCE)
-((have[boost])) || cxxflags+=(-DBENCH_NO_BOOST)
-((have[rwq])) || cxxflags+=(-DBENCH_NO_RWQ)
-((have[cq])) || cxxflags+=(-DBENCH_NO_CQ)
-"$CC" -std=c11 -O2 "${warn[@]}" -D_GNU_SOURCE -c bench/harness.c \
-    -o "$out/harness.o"
-if ! "$CXX" "${cxxflags[@]}" bench/rings_peers.cpp "$out/harness.o" \
-        -pthread -o "$out/rings_peers"; then
+# A peer whose headers are missing is left out of its program.
+no_peers=()
+((have[ck])) || no_peers+=(-DBENCH_NO_CK)
+((have[boost])) || no_peers+=(-DBENCH_NO_BOOST)
+((have[rwq])) || no_peers+=(-DBENCH_NO_RWQ)
+((have[cq])) || no_peers+=(-DBENCH_NO_CQ)
+"$CC" "${cflags[@]}" -c bench/harness.c -o "$out/harness.o"
+"$CC" "${cflags[@]}" "${no_peers[@]}" bench/rings.c "$out/harness.o" \
+    "$out/common.o" build/libweir.a -pthread -o "$out/rings"
+if ! "$CXX" "${cxxflags[@]}" "${no_peers[@]}" bench/rings_peers.cpp \
+        "$out/harness.o" "$out/common.o" -pthread -o "$out/rings_peers"; then
     echo "weir: the C++ peers did not build; they are missing" >&2
     have[boost]=0 have[rwq]=0 have[cq]=0
 fi
 
-if ((have[crossbeam])) &&
-    ! (cd bench/crossbeam && "$cargo" build --release --offline --quiet \
-        --target-dir ../../"$out"/crossbeam); then
-    echo "weir: the crossbeam peer did not build; it is missing" >&2
-    have[crossbeam]=0
-fi
+build_peer crossbeam cargo_build crossbeam
 
 # --- what runs where -------------------------------------------------------
 
@@ -77,8 +70,8 @@ na=(
     [burst ck-spsc]="n/a: ck_ring has no burst call"
     [burst rwq]="n/a: ReaderWriterQueue has no burst call"
 )
-for c in spsc burst; do count[$c]=$n_spsc; done
-for c in mpmc1 mpmc2; do count[$c]=$n_mpmc; done
+for c in spsc burst; do count["$c"]=$n_spsc; done
+for c in mpmc1 mpmc2; do count["$c"]=$n_mpmc; done
 count[rtt]=$n_rtt
 # Slower peers run fewer items, so that no run takes seconds; a rate does
 # not depend on the count once a run is well past its start.
@@ -95,12 +88,9 @@ limit[mpmc2 cq]=5
 
 # --- configuration ----------------------------------------------------------
 
+print_heading ring
+print_compilers cc c++ rustc
 cat <<EOT
-weir ring benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')
-$(print_machine)
-compilers: $("$CC" --version | head -1)
-           $("$CXX" --version | head -1)
-           $("$rustc" --version 2>/dev/null || echo "rustc missing")
 flags:     C -std=c11 -O2 -DNDEBUG, C++ -std=c++17 -O2 -DNDEBUG,
            Rust cargo --release; each thread function flattened (the
            queue's code inlined into the loop)
@@ -117,21 +107,15 @@ retry:     after a failed push or pop, 1, 2, 4, ... 64 pause instructions
            on successive failures, then sched_yield() on each further one
            (same in C, C++ and Rust); the round trip retries at once after
            one pause, floor included
-runs:      $rounds rounds; each: floor round trip, then every case with its
-           implementations interleaved (order rotated each round), then
-           the floor again; ratios within a round, median across rounds
+$(print_runs)
 EOT
 
 # --- rounds and report ------------------------------------------------------
 
-suite_rounds
-suite_report
-cat <<EOT
-
+suite_run <<EOT
 weir/peer: weir's speed over the peer's in the same round, median over
 rounds; above 1 means weir is faster.  x floor: round trip over the
 floor's in the same round.  p99: median over rounds of each run's p99.
-Per-run figures: $results
 ck_ring mpmc: its producers publish in claim order, each waiting for the
 one before; a producer preempted in between stalls the other for a time
 slice when 4 threads share 2 cores.  2P2C runs are cut after

@@ -8,27 +8,18 @@
 //! the numbers compare.
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize,
-                        Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+
+#[allow(dead_code)] // shared with bench/crossbeam, which uses other parts
+#[path = "../../common.rs"]
+mod common;
+
+use common::{now_ns, read_clock, run, Job};
 
 const CAPACITY: usize = 1024;
 /// As QBENCH_WAKE_GAP_NS and QBENCH_IDLE_SETTLE_NS.
 const WAKE_GAP_NS: u64 = 1_000_000;
 const IDLE_SETTLE_NS: u64 = 20_000_000;
-
-fn read_clock(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: ts is a valid timespec for the call to fill.
-    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
-        eprintln!("bench: clock_gettime failed");
-        std::process::exit(1);
-    }
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn now_ns() -> u64 {
-    read_clock(libc::CLOCK_MONOTONIC)
-}
 
 fn sleep_ns(ns: u64) {
     std::thread::sleep(std::time::Duration::from_nanos(ns));
@@ -47,19 +38,6 @@ fn own_cpu_clock() -> libc::clockid_t {
     id
 }
 
-fn pin(cpu: Option<usize>) {
-    let Some(cpu) = cpu else { return };
-    // SAFETY: set is a plain bit mask that outlives the call.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        let size = std::mem::size_of::<libc::cpu_set_t>();
-        if libc::sched_setaffinity(0, size, &set) != 0 {
-            eprintln!("bench: cannot pin to CPU {cpu}; running unpinned");
-        }
-    }
-}
-
 fn send(tx: &Sender<u64>, v: u64) {
     if tx.send(v).is_err() {
         eprintln!("bench: send failed");
@@ -74,55 +52,12 @@ fn recv(rx: &Receiver<u64>) -> u64 {
     })
 }
 
-struct Gate {
-    arrived: AtomicUsize,
-    go: AtomicBool,
-}
-
-impl Gate {
-    fn wait(&self) {
-        self.arrived.fetch_add(1, Ordering::SeqCst);
-        while !self.go.load(Ordering::SeqCst) {
-            std::thread::yield_now();
-        }
-    }
-}
-
-/// Runs each closure on its own thread (pinned as given), all released
-/// at once; returns their results and the ns from go to the last join.
-fn run<T: Send>(jobs: Vec<(Option<usize>, Box<dyn FnOnce() -> T + Send + '_>)>)
-    -> (Vec<T>, u64) {
-    let gate = Gate { arrived: AtomicUsize::new(0), go: AtomicBool::new(false) };
-    let n = jobs.len();
-    std::thread::scope(|s| {
-        let gate = &gate;
-        let handles: Vec<_> = jobs.into_iter()
-            .map(|(cpu, job)| s.spawn(move || {
-                pin(cpu);
-                gate.wait();
-                job()
-            }))
-            .collect();
-        while gate.arrived.load(Ordering::SeqCst) < n {
-            std::thread::yield_now();
-        }
-        let t0 = now_ns();
-        gate.go.store(true, Ordering::SeqCst);
-        let out = handles.into_iter()
-            .map(|h| h.join().expect("bench thread panicked"))
-            .collect();
-        (out, now_ns() - t0)
-    })
-}
-
-type Job<'a> = (Option<usize>, Box<dyn FnOnce() -> u64 + Send + 'a>);
-
 fn throughput(pairs: u64, count: u64) -> Result<(), String> {
     let (tx, rx) = bounded::<u64>(CAPACITY);
     let per = count / pairs;
     // The 2P2C case is oversubscribed on purpose, so nobody is pinned.
     let cpu = |c| if pairs == 1 { Some(c) } else { None };
-    let mut jobs: Vec<Job> = Vec::new();
+    let mut jobs: Vec<Job<u64>> = Vec::new();
     for i in 0..pairs {
         let tx = tx.clone();
         jobs.push((cpu(0), Box::new(move || {
@@ -142,15 +77,8 @@ fn throughput(pairs: u64, count: u64) -> Result<(), String> {
             sum
         })));
     }
-    let (sums, ns) = run(jobs);
-    let sum: u64 = sums.iter().sum();
-    let want = count * (count + 1) / 2;
-    if sum != want {
-        return Err(format!("items lost or duplicated: sum {sum} \
-                            instead of {want}"));
-    }
-    println!("{:.0}", count as f64 * 1e9 / ns as f64);
-    Ok(())
+    let (sums, span) = run(jobs);
+    common::check_rate(sums.iter().sum(), count, span.ns)
 }
 
 /// The receiver publishes its CPU clock in a slot holding 0 (a thread's
@@ -175,7 +103,7 @@ fn wake(count: u64) -> Result<(), String> {
     let warmup = count / 10 + 1;
     let clock = AtomicI32::new(0);
     let samples = std::sync::Mutex::new(Vec::new());
-    let jobs: Vec<Job> = vec![
+    let jobs: Vec<Job<u64>> = vec![
         (Some(0), Box::new(|| {
             let peer = peer_clock(&clock);
             let mut awake = 0;
@@ -218,7 +146,7 @@ fn idle(ms: u64) -> Result<(), String> {
     let clock = AtomicI32::new(0);
     // The receiver's CPU ns just before recv, never 0 once set.
     let before = AtomicU64::new(0);
-    let jobs: Vec<Job> = vec![
+    let jobs: Vec<Job<u64>> = vec![
         (Some(0), Box::new(|| {
             let peer = peer_clock(&clock);
             let c0 = loop {
@@ -248,22 +176,10 @@ fn idle(ms: u64) -> Result<(), String> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let count = args.get(3).and_then(|s| s.parse::<u64>().ok())
-        .map_or(0, |n| n & !1);
-    let result = match (args.len(), args.get(1).map(String::as_str),
-                        args.get(2).map(String::as_str)) {
-        (4, Some("crossbeam"), Some("q1")) if count > 0 => throughput(1, count),
-        (4, Some("crossbeam"), Some("q2")) if count > 0 => throughput(2, count),
-        (4, Some("crossbeam"), Some("wake")) if count > 0 => wake(count),
-        (4, Some("crossbeam"), Some("idle")) if count > 0 => idle(count),
-        _ => {
-            eprintln!("usage: crossbeam q1|q2|wake|idle COUNT");
-            std::process::exit(2);
-        }
-    };
-    if let Err(e) = result {
-        eprintln!("bench: {e}");
-        std::process::exit(1);
-    }
+    common::main("crossbeam", &[
+        ("q1", |count| throughput(1, count)),
+        ("q2", |count| throughput(2, count)),
+        ("wake", wake),
+        ("idle", idle),
+    ]);
 }
