@@ -27,13 +27,6 @@
 #define WEIRI_RELAX() ((void)0)
 #endif
 
-/* Start loading a cache line we are about to read; only a hint. */
-#if defined(__GNUC__) || defined(__clang__)
-#define WEIRI_PREFETCH(p) __builtin_prefetch(p)
-#else
-#define WEIRI_PREFETCH(p) ((void)0)
-#endif
-
 /*
  * How many times an MPMC call re-reads a slot held by a thread that is in
  * the middle of its operation before giving up with WEIR_EAGAIN.  Long
@@ -82,12 +75,6 @@ weir_spsc_pop(weir_spsc *r, void **item)
     /* Relaxed: only this thread writes head. */
     size_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
     if (h == r->tail_cache) {
-        /*
-         * Start fetching the slot before reading tail: when the producer
-         * has just written both, the two cache misses overlap instead of
-         * following each other, which is most of a round trip's cost.
-         */
-        WEIRI_PREFETCH(&r->slots[h & r->mask]);
         /* Acquire pairs with the producer's release of tail: slots are filled. */
         r->tail_cache = atomic_load_explicit(&r->tail, memory_order_acquire);
         if (h == r->tail_cache)
@@ -134,8 +121,7 @@ weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n)
     size_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
     size_t avail = r->tail_cache - h;
     if (avail < n) {
-        /* Prefetch, then acquire: as in weir_spsc_pop. */
-        WEIRI_PREFETCH(&r->slots[(h + avail) & r->mask]);
+        /* Acquire: as in weir_spsc_pop. */
         r->tail_cache = atomic_load_explicit(&r->tail, memory_order_acquire);
         avail = r->tail_cache - h;
         if (avail == 0)
