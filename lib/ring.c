@@ -29,21 +29,24 @@ extern inline size_t weir_mpmc_pop_burst(weir_mpmc *r, void **items, size_t n);
 extern inline size_t weiri_mpmc_room(weir_mpmc *r, size_t pos);
 
 /*
- * Round capacity up to a power of two.  The MPMC ring compares doubled
- * positions by signed difference, so twice the capacity must stay well
- * inside half the index space; a larger request is treated as a rounding
- * overflow.  No machine has the memory for such a ring anyway.
+ * Zero the ring struct r (size bytes), round capacity up to a power of
+ * two and allocate that many slots of slot_size bytes, zeroed.  The MPMC
+ * ring compares doubled positions by signed difference, so twice the
+ * capacity must stay well inside half the index space; a larger request
+ * is treated as a rounding overflow.  No machine has the memory for such
+ * a ring anyway.
  */
 static int
-ring_round(size_t capacity, size_t *out)
+ring_alloc(void *r, size_t size, size_t capacity, size_t slot_size,
+           void **slots, size_t *cap)
 {
+    memset(r, 0, size);
     if (capacity == 0 || capacity > (SIZE_MAX >> 3) + 1)
         return WEIR_EINVAL;
-    size_t cap = 1;
-    while (cap < capacity)
-        cap <<= 1;
-    *out = cap;
-    return 0;
+    for (*cap = 1; *cap < capacity; *cap <<= 1)
+        ;
+    *slots = weiri_alloc_array(*cap, slot_size);
+    return *slots == NULL ? WEIR_ENOMEM : 0;
 }
 
 int
@@ -51,14 +54,11 @@ weir_spsc_init(weir_spsc *r, size_t capacity)
 {
     if (r == NULL)
         return WEIR_EINVAL;
-    memset(r, 0, sizeof(*r));
     size_t cap;
-    int rc = ring_round(capacity, &cap);
+    void *slots;
+    int rc = ring_alloc(r, sizeof(*r), capacity, sizeof(void *), &slots, &cap);
     if (rc != 0)
         return rc;
-    void **slots = weiri_alloc_array(cap, sizeof(void *));
-    if (slots == NULL)
-        return WEIR_ENOMEM;
     r->slots = slots;
     r->mask = cap - 1;
     /* Before any thread sees r, so plain initialisation is enough. */
@@ -116,15 +116,13 @@ weir_mpmc_init(weir_mpmc *r, size_t capacity)
 {
     if (r == NULL)
         return WEIR_EINVAL;
-    memset(r, 0, sizeof(*r));
     size_t cap;
-    int rc = ring_round(capacity, &cap);
+    void *mem;
+    int rc = ring_alloc(r, sizeof(*r), capacity, sizeof(struct weir_mpmc_slot),
+                        &mem, &cap);
     if (rc != 0)
         return rc;
-    struct weir_mpmc_slot *slots =
-        weiri_alloc_array(cap, sizeof(struct weir_mpmc_slot));
-    if (slots == NULL)
-        return WEIR_ENOMEM;
+    struct weir_mpmc_slot *slots = mem;
     for (size_t i = 0; i < cap; i++) {
         atomic_init(&slots[i].seq, 2 * i);
         slots[i].item = NULL;
