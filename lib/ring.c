@@ -27,6 +27,7 @@ extern inline size_t weir_mpmc_push_burst(weir_mpmc *r, void *const *items,
                                           size_t n);
 extern inline size_t weir_mpmc_pop_burst(weir_mpmc *r, void **items, size_t n);
 extern inline size_t weiri_mpmc_room(weir_mpmc *r, size_t pos);
+extern inline size_t weiri_spsc_room(weir_spsc *r, size_t t, size_t want);
 
 /*
  * Zero the ring struct r (size bytes), round capacity up to a power of
@@ -55,10 +56,20 @@ weir_spsc_init(weir_spsc *r, size_t capacity)
     if (r == NULL)
         return WEIR_EINVAL;
     size_t cap;
-    void *slots;
-    int rc = ring_alloc(r, sizeof(*r), capacity, sizeof(void *), &slots, &cap);
+    void *mem;
+    int rc = ring_alloc(r, sizeof(*r), capacity, sizeof(struct weir_spsc_slot),
+                        &mem, &cap);
     if (rc != 0)
         return rc;
+    struct weir_spsc_slot *slots = mem;
+    /*
+     * Slot i waits for seq i + 1.  Starting at i rather than 0 keeps an
+     * empty slot from matching a position before the counters wrap.
+     */
+    for (size_t i = 0; i < cap; i++) {
+        atomic_init(&slots[i].seq, i);
+        slots[i].item = NULL;
+    }
     r->slots = slots;
     r->mask = cap - 1;
     /* Before any thread sees r, so plain initialisation is enough. */

@@ -49,7 +49,10 @@ spsc_seek(void *rp, size_t pos)
     weir_spsc *r = rp;
     atomic_store(&r->head, pos);
     atomic_store(&r->tail, pos);
-    r->head_cache = r->tail_cache = pos;
+    r->head_cache = pos;
+    /* The slot of position p must not read "filled" (p + 1) yet. */
+    for (size_t i = 0; i <= r->mask; i++)
+        atomic_store(&r->slots[(pos + i) & r->mask].seq, pos + i);
 }
 
 static int mpmc_init(void *r, size_t c) { return weir_mpmc_init(r, c); }

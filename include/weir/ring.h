@@ -65,23 +65,30 @@ extern "C" {
  * a ring and the hot paths can be inlined; use the functions below.
  *
  * Three cache lines: the consumer's, the producer's and a read-only one.
- * Each side also keeps its last reading of the other side's index on its
- * own line, and reads the real index only when that stale copy says the
- * ring is empty (consumer) or full (producer).  So a push or pop that does
- * not hit either edge touches its own line and the slot, nothing shared.
- * The indices run freely and wrap at SIZE_MAX + 1; they are only ever
- * compared by difference, which stays correct across the wrap because the
- * capacity is far below SIZE_MAX.
+ * Every slot carries a sequence number next to its item: the producer
+ * writes the item, then the sequence; the consumer polls the sequence of
+ * the slot it wants next.  So the consumer never reads the producer's
+ * index, and an item travels to the consumer in the one cache line it
+ * sits in: half the cross-core transfers of a ring whose consumer reads
+ * the producer's index and then the slot, which is what a round trip and
+ * a nearly empty ring pay for.  The producer learns of free slots from
+ * head, through its own stale copy, only when that copy says full.  The
+ * indices run freely and wrap at SIZE_MAX + 1; they are only ever compared
+ * by difference or equality, which stays correct across the wrap.
  */
+struct weir_spsc_slot {
+    WEIR_ATOMIC(size_t) seq;   /* pos + 1 once the item pushed at pos is in */
+    void *item;
+};
+
 typedef struct weir_spsc {
     WEIR_ALIGNAS(WEIR_CACHELINE)
     WEIR_ATOMIC(size_t) head;  /* next index to pop; written by the consumer */
-    size_t tail_cache;         /* consumer's last reading of tail */
     WEIR_ALIGNAS(WEIR_CACHELINE)
     WEIR_ATOMIC(size_t) tail;  /* next index to push; written by the producer */
     size_t head_cache;         /* producer's last reading of head */
     WEIR_ALIGNAS(WEIR_CACHELINE)
-    void **slots;              /* capacity entries; set at init, then read-only */
+    struct weir_spsc_slot *slots; /* capacity entries; set at init, then read-only */
     size_t mask;               /* capacity - 1 */
 } weir_spsc;
 

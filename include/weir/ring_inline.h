@@ -16,8 +16,6 @@
 #error "include weir/ring.h, not weir/ring_inline.h"
 #endif
 
-#include <string.h>
-
 /* Tell the core we are spinning, so a sibling hyperthread gets the pipeline. */
 #if defined(__x86_64__) || defined(__i386__)
 #define WEIRI_RELAX() __builtin_ia32_pause()
@@ -46,6 +44,23 @@
  */
 #define WEIRI_MPMC_CLOSED (~(SIZE_MAX >> 1))
 
+/*
+ * weiri_spsc_room - PRIVATE: free slots for a push at t, re-reading head
+ * only when the producer's copy of it shows fewer than want.  Acquire
+ * pairs with the consumer's release of head: its reads of the slots it
+ * freed are done before we overwrite them.
+ */
+inline size_t
+weiri_spsc_room(weir_spsc *r, size_t t, size_t want)
+{
+    size_t room = r->mask + 1 - (t - r->head_cache);
+    if (room < want) {
+        r->head_cache = atomic_load_explicit(&r->head, memory_order_acquire);
+        room = r->mask + 1 - (t - r->head_cache);
+    }
+    return room;
+}
+
 inline int
 weir_spsc_push(weir_spsc *r, void *item)
 {
@@ -53,18 +68,14 @@ weir_spsc_push(weir_spsc *r, void *item)
         return WEIR_EINVAL;
     /* Relaxed: only this thread writes tail. */
     size_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
-    if (t - r->head_cache > r->mask) {
-        /*
-         * Acquire pairs with the consumer's release store of head: its
-         * reads of the slots it freed are done before we overwrite them.
-         */
-        r->head_cache = atomic_load_explicit(&r->head, memory_order_acquire);
-        if (t - r->head_cache > r->mask)
-            return WEIR_EAGAIN;
-    }
-    r->slots[t & r->mask] = item;
-    /* Release: the slot (and what the caller wrote before) precede the index. */
-    atomic_store_explicit(&r->tail, t + 1, memory_order_release);
+    if (weiri_spsc_room(r, t, 1) == 0)
+        return WEIR_EAGAIN;
+    struct weir_spsc_slot *s = &r->slots[t & r->mask];
+    s->item = item;
+    /* Release: the item (and what the caller wrote before) precede seq. */
+    atomic_store_explicit(&s->seq, t + 1, memory_order_release);
+    /* Relaxed: tail only feeds size() and this thread's next push. */
+    atomic_store_explicit(&r->tail, t + 1, memory_order_relaxed);
     return 0;
 }
 
@@ -75,14 +86,12 @@ weir_spsc_pop(weir_spsc *r, void **item)
         return WEIR_EINVAL;
     /* Relaxed: only this thread writes head. */
     size_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
-    if (h == r->tail_cache) {
-        /* Acquire pairs with the producer's release of tail: slots are filled. */
-        r->tail_cache = atomic_load_explicit(&r->tail, memory_order_acquire);
-        if (h == r->tail_cache)
-            return WEIR_EAGAIN;
-    }
-    *item = r->slots[h & r->mask];
-    /* Release: our read of the slot finishes before the producer may reuse it. */
+    struct weir_spsc_slot *s = &r->slots[h & r->mask];
+    /* Acquire pairs with the producer's release of seq: the item is in. */
+    if (atomic_load_explicit(&s->seq, memory_order_acquire) != h + 1)
+        return WEIR_EAGAIN;
+    *item = s->item;
+    /* Release: our read of the slot finishes before the producer reuses it. */
     atomic_store_explicit(&r->head, h + 1, memory_order_release);
     return 0;
 }
@@ -92,24 +101,17 @@ weir_spsc_push_burst(weir_spsc *r, void *const *items, size_t n)
 {
     if (r == NULL || items == NULL || n == 0)
         return 0;
-    size_t cap = r->mask + 1;
     size_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
-    size_t room = cap - (t - r->head_cache);
-    if (room < n) {
-        /* Acquire: as in weir_spsc_push. */
-        r->head_cache = atomic_load_explicit(&r->head, memory_order_acquire);
-        room = cap - (t - r->head_cache);
-        if (room == 0)
-            return 0;
-        if (n > room)
-            n = room;
+    size_t room = weiri_spsc_room(r, t, n);
+    if (n > room)
+        n = room;
+    for (size_t k = 0; k < n; k++) {
+        struct weir_spsc_slot *s = &r->slots[(t + k) & r->mask];
+        s->item = items[k];
+        /* Release, per slot: the consumer may take the first ones at once. */
+        atomic_store_explicit(&s->seq, t + k + 1, memory_order_release);
     }
-    size_t i = t & r->mask;
-    size_t first = cap - i < n ? cap - i : n;
-    memcpy(&r->slots[i], items, first * sizeof(void *));
-    memcpy(&r->slots[0], items + first, (n - first) * sizeof(void *));
-    /* Release: as in weir_spsc_push, for all n slots at once. */
-    atomic_store_explicit(&r->tail, t + n, memory_order_release);
+    atomic_store_explicit(&r->tail, t + n, memory_order_relaxed);
     return n;
 }
 
@@ -118,25 +120,18 @@ weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n)
 {
     if (r == NULL || items == NULL || n == 0)
         return 0;
-    size_t cap = r->mask + 1;
     size_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
-    size_t avail = r->tail_cache - h;
-    if (avail < n) {
-        /* Acquire: as in weir_spsc_pop. */
-        r->tail_cache = atomic_load_explicit(&r->tail, memory_order_acquire);
-        avail = r->tail_cache - h;
-        if (avail == 0)
-            return 0;
-        if (n > avail)
-            n = avail;
+    size_t k = 0;
+    /* Acquire per slot, as in weir_spsc_pop; stop at the first not yet in. */
+    for (; k < n; k++) {
+        struct weir_spsc_slot *s = &r->slots[(h + k) & r->mask];
+        if (atomic_load_explicit(&s->seq, memory_order_acquire) != h + k + 1)
+            break;
+        items[k] = s->item;
     }
-    size_t i = h & r->mask;
-    size_t first = cap - i < n ? cap - i : n;
-    memcpy(items, &r->slots[i], first * sizeof(void *));
-    memcpy(items + first, &r->slots[0], (n - first) * sizeof(void *));
-    /* Release: as in weir_spsc_pop, for all n slots at once. */
-    atomic_store_explicit(&r->head, h + n, memory_order_release);
-    return n;
+    if (k > 0)
+        atomic_store_explicit(&r->head, h + k, memory_order_release);
+    return k;
 }
 
 /*
