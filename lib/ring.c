@@ -28,26 +28,29 @@ extern inline size_t weir_mpmc_push_burst(weir_mpmc *r, void *const *items,
 extern inline size_t weir_mpmc_pop_burst(weir_mpmc *r, void **items, size_t n);
 extern inline size_t weiri_mpmc_room(weir_mpmc *r, size_t pos);
 extern inline size_t weiri_spsc_room(weir_spsc *r, size_t t, size_t want);
+extern inline size_t weiri_spsc_ready(const weir_spsc *r, size_t h, size_t want);
 
 /*
- * Zero the ring struct r (size bytes), round capacity up to a power of
- * two and allocate that many slots of slot_size bytes, zeroed.  The MPMC
- * ring compares doubled positions by signed difference, so twice the
- * capacity must stay well inside half the index space; a larger request
- * is treated as a rounding overflow.  No machine has the memory for such
- * a ring anyway.
+ * Allocate n blocks of size bytes, zeroed, for a ring whose struct r
+ * (rsize bytes) is zeroed first, so a failed init leaves it harmless to
+ * destroy.  *cap receives capacity rounded up to a power of two, and
+ * blocks_for(*cap) says how many blocks that takes.  The MPMC ring
+ * compares doubled positions by signed difference, so twice the capacity
+ * must stay well inside half the index space; a larger request is treated
+ * as a rounding overflow.  No machine has the memory for such a ring
+ * anyway.
  */
 static int
-ring_alloc(void *r, size_t size, size_t capacity, size_t slot_size,
-           void **slots, size_t *cap)
+ring_alloc(void *r, size_t rsize, size_t capacity, size_t per_block,
+           size_t size, void **blocks, size_t *cap)
 {
-    memset(r, 0, size);
+    memset(r, 0, rsize);
     if (capacity == 0 || capacity > (SIZE_MAX >> 3) + 1)
         return WEIR_EINVAL;
     for (*cap = 1; *cap < capacity; *cap <<= 1)
         ;
-    *slots = weiri_alloc_array(*cap, slot_size);
-    return *slots == NULL ? WEIR_ENOMEM : 0;
+    *blocks = weiri_alloc_array((*cap + per_block - 1) / per_block, size);
+    return *blocks == NULL ? WEIR_ENOMEM : 0;
 }
 
 int
@@ -57,20 +60,15 @@ weir_spsc_init(weir_spsc *r, size_t capacity)
         return WEIR_EINVAL;
     size_t cap;
     void *mem;
-    int rc = ring_alloc(r, sizeof(*r), capacity, sizeof(struct weir_spsc_slot),
-                        &mem, &cap);
+    int rc = ring_alloc(r, sizeof(*r), capacity, WEIRI_SPSC_PER_LINE,
+                        sizeof(struct weir_spsc_line), &mem, &cap);
     if (rc != 0)
         return rc;
-    struct weir_spsc_slot *slots = mem;
     /*
-     * Slot i waits for seq i + 1.  Starting at i rather than 0 keeps an
-     * empty slot from matching a position before the counters wrap.
+     * Zeroed words read "filled through position 0": nothing of the
+     * first lap is in yet, as the consumer compares by signed difference.
      */
-    for (size_t i = 0; i < cap; i++) {
-        atomic_init(&slots[i].seq, i);
-        slots[i].item = NULL;
-    }
-    r->slots = slots;
+    r->lines = mem;
     r->mask = cap - 1;
     /* Before any thread sees r, so plain initialisation is enough. */
     atomic_init(&r->head, 0);
@@ -90,13 +88,13 @@ void
 weir_spsc_destroy(weir_spsc *r)
 {
     if (r != NULL)
-        ring_clear(r, sizeof(*r), r->slots);
+        ring_clear(r, sizeof(*r), r->lines);
 }
 
 size_t
 weir_spsc_capacity(const weir_spsc *r)
 {
-    return r == NULL || r->slots == NULL ? 0 : r->mask + 1;
+    return r == NULL || r->lines == NULL ? 0 : r->mask + 1;
 }
 
 /*
@@ -115,7 +113,7 @@ span(size_t h, size_t t, size_t cap)
 size_t
 weir_spsc_size(const weir_spsc *r)
 {
-    if (r == NULL || r->slots == NULL)
+    if (r == NULL || r->lines == NULL)
         return 0;
     size_t h = atomic_load_explicit(&r->head, memory_order_acquire);
     return span(h, atomic_load_explicit(&r->tail, memory_order_acquire),
@@ -129,8 +127,8 @@ weir_mpmc_init(weir_mpmc *r, size_t capacity)
         return WEIR_EINVAL;
     size_t cap;
     void *mem;
-    int rc = ring_alloc(r, sizeof(*r), capacity, sizeof(struct weir_mpmc_slot),
-                        &mem, &cap);
+    int rc = ring_alloc(r, sizeof(*r), capacity, 1,
+                        sizeof(struct weir_mpmc_slot), &mem, &cap);
     if (rc != 0)
         return rc;
     struct weir_mpmc_slot *slots = mem;

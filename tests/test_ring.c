@@ -50,9 +50,10 @@ spsc_seek(void *rp, size_t pos)
     atomic_store(&r->head, pos);
     atomic_store(&r->tail, pos);
     r->head_cache = pos;
-    /* The slot of position p must not read "filled" (p + 1) yet. */
-    for (size_t i = 0; i <= r->mask; i++)
-        atomic_store(&r->slots[(pos + i) & r->mask].seq, pos + i);
+    /* Every line reads "filled through pos": nothing from pos on is in. */
+    size_t lines = (r->mask + WEIRI_SPSC_PER_LINE) / WEIRI_SPSC_PER_LINE;
+    for (size_t i = 0; i < lines; i++)
+        atomic_store(&r->lines[i].seq, pos);
 }
 
 static int mpmc_init(void *r, size_t c) { return weir_mpmc_init(r, c); }

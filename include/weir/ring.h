@@ -64,32 +64,37 @@ extern "C" {
  * struct weir_spsc - PRIVATE.  Declared here only so that callers can embed
  * a ring and the hot paths can be inlined; use the functions below.
  *
- * Three cache lines: the consumer's, the producer's and a read-only one.
- * Every slot carries a sequence number next to its item: the producer
- * writes the item, then the sequence; the consumer polls the sequence of
- * the slot it wants next.  So the consumer never reads the producer's
- * index, and an item travels to the consumer in the one cache line it
- * sits in: half the cross-core transfers of a ring whose consumer reads
- * the producer's index and then the slot, which is what a round trip and
- * a nearly empty ring pay for.  The producer learns of free slots from
- * head, through its own stale copy, only when that copy says full.  The
- * indices run freely and wrap at SIZE_MAX + 1; they are only ever compared
- * by difference or equality, which stays correct across the wrap.
+ * Three cache lines of bookkeeping: the consumer's, the producer's and a
+ * read-only one.  The slots are packed in cache lines of
+ * WEIRI_SPSC_PER_LINE items plus a sequence word saying how far the
+ * producer has filled: it writes the items, then the word.  The consumer
+ * polls the word of the line it wants next, so it never reads the
+ * producer's index, and an item reaches it in the one cache line it sits
+ * in: half the cross-core transfers of a ring whose consumer reads the
+ * producer's index and then the slot, which is what a round trip and a
+ * nearly empty ring pay for.  A burst fills several items of a line with
+ * one word update.  The producer learns of free slots from head, through
+ * its own stale copy, only when that copy says full.  Positions run freely
+ * and wrap at SIZE_MAX + 1; they are only ever compared by difference.
  */
-struct weir_spsc_slot {
-    WEIR_ATOMIC(size_t) seq;   /* pos + 1 once the item pushed at pos is in */
-    void *item;
+#define WEIRI_SPSC_PER_LINE \
+    ((WEIR_CACHELINE - sizeof(size_t)) / sizeof(void *))
+
+struct weir_spsc_line {
+    WEIR_ALIGNAS(WEIR_CACHELINE)
+    WEIR_ATOMIC(size_t) seq;   /* 1 + the last position written into this line */
+    void *item[WEIRI_SPSC_PER_LINE];
 };
 
 typedef struct weir_spsc {
     WEIR_ALIGNAS(WEIR_CACHELINE)
-    WEIR_ATOMIC(size_t) head;  /* next index to pop; written by the consumer */
+    WEIR_ATOMIC(size_t) head;  /* next position to pop; written by the consumer */
     WEIR_ALIGNAS(WEIR_CACHELINE)
-    WEIR_ATOMIC(size_t) tail;  /* next index to push; written by the producer */
+    WEIR_ATOMIC(size_t) tail;  /* next position to push; written by the producer */
     size_t head_cache;         /* producer's last reading of head */
     WEIR_ALIGNAS(WEIR_CACHELINE)
-    struct weir_spsc_slot *slots; /* capacity entries; set at init, then read-only */
-    size_t mask;               /* capacity - 1 */
+    struct weir_spsc_line *lines; /* set at init, then read-only */
+    size_t mask;               /* capacity - 1; position p is slot p & mask */
 } weir_spsc;
 
 /*

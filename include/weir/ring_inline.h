@@ -61,6 +61,38 @@ weiri_spsc_room(weir_spsc *r, size_t t, size_t want)
     return room;
 }
 
+/* PRIVATE: the line and the place in it of position pos. */
+#define WEIRI_SPSC_LINE(r, pos) (&(r)->lines[((pos) & (r)->mask) / WEIRI_SPSC_PER_LINE])
+#define WEIRI_SPSC_OFF(r, pos) (((pos) & (r)->mask) % WEIRI_SPSC_PER_LINE)
+
+/*
+ * weiri_spsc_ready - PRIVATE: how many items from position h on are in the
+ * line holding h (at most want).  The line's word counts how far the
+ * producer filled it this lap; acquire pairs with its release, so those
+ * items are visible.  A word from an earlier lap is below h + 1.
+ */
+inline size_t
+weiri_spsc_ready(const weir_spsc *r, size_t h, size_t want)
+{
+    size_t filled = atomic_load_explicit(&WEIRI_SPSC_LINE(r, h)->seq,
+                                         memory_order_acquire);
+    ptrdiff_t in = (ptrdiff_t)(filled - h);
+    if (in <= 0)
+        return 0;
+    /*
+     * Stay within the line, and within the ring: its last line may be
+     * short.  The word may already count a later lap's first slots of this
+     * line; every position from h up to it was pushed all the same, and
+     * those of this lap are not yet popped, so are still in their slots.
+     */
+    size_t room = WEIRI_SPSC_PER_LINE - WEIRI_SPSC_OFF(r, h);
+    size_t to_end = r->mask + 1 - (h & r->mask);
+    if (room > to_end)
+        room = to_end;
+    size_t n = (size_t)in < room ? (size_t)in : room;
+    return n < want ? n : want;
+}
+
 inline int
 weir_spsc_push(weir_spsc *r, void *item)
 {
@@ -70,10 +102,10 @@ weir_spsc_push(weir_spsc *r, void *item)
     size_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
     if (weiri_spsc_room(r, t, 1) == 0)
         return WEIR_EAGAIN;
-    struct weir_spsc_slot *s = &r->slots[t & r->mask];
-    s->item = item;
+    struct weir_spsc_line *l = WEIRI_SPSC_LINE(r, t);
+    l->item[WEIRI_SPSC_OFF(r, t)] = item;
     /* Release: the item (and what the caller wrote before) precede seq. */
-    atomic_store_explicit(&s->seq, t + 1, memory_order_release);
+    atomic_store_explicit(&l->seq, t + 1, memory_order_release);
     /* Relaxed: tail only feeds size() and this thread's next push. */
     atomic_store_explicit(&r->tail, t + 1, memory_order_relaxed);
     return 0;
@@ -86,11 +118,9 @@ weir_spsc_pop(weir_spsc *r, void **item)
         return WEIR_EINVAL;
     /* Relaxed: only this thread writes head. */
     size_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
-    struct weir_spsc_slot *s = &r->slots[h & r->mask];
-    /* Acquire pairs with the producer's release of seq: the item is in. */
-    if (atomic_load_explicit(&s->seq, memory_order_acquire) != h + 1)
+    if (weiri_spsc_ready(r, h, 1) == 0)
         return WEIR_EAGAIN;
-    *item = s->item;
+    *item = WEIRI_SPSC_LINE(r, h)->item[WEIRI_SPSC_OFF(r, h)];
     /* Release: our read of the slot finishes before the producer reuses it. */
     atomic_store_explicit(&r->head, h + 1, memory_order_release);
     return 0;
@@ -105,11 +135,19 @@ weir_spsc_push_burst(weir_spsc *r, void *const *items, size_t n)
     size_t room = weiri_spsc_room(r, t, n);
     if (n > room)
         n = room;
-    for (size_t k = 0; k < n; k++) {
-        struct weir_spsc_slot *s = &r->slots[(t + k) & r->mask];
-        s->item = items[k];
-        /* Release, per slot: the consumer may take the first ones at once. */
-        atomic_store_explicit(&s->seq, t + k + 1, memory_order_release);
+    /* Fill line by line; each line's word moves once, after its items. */
+    for (size_t done = 0; done < n;) {
+        size_t pos = t + done, off = WEIRI_SPSC_OFF(r, pos);
+        size_t k = WEIRI_SPSC_PER_LINE - off;
+        if (k > n - done)
+            k = n - done;
+        if (k > r->mask + 1 - (pos & r->mask)) /* the ring wraps mid-line */
+            k = r->mask + 1 - (pos & r->mask);
+        struct weir_spsc_line *l = WEIRI_SPSC_LINE(r, pos);
+        for (size_t i = 0; i < k; i++)
+            l->item[off + i] = items[done + i];
+        atomic_store_explicit(&l->seq, pos + k, memory_order_release);
+        done += k;
     }
     atomic_store_explicit(&r->tail, t + n, memory_order_relaxed);
     return n;
@@ -121,17 +159,18 @@ weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n)
     if (r == NULL || items == NULL || n == 0)
         return 0;
     size_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
-    size_t k = 0;
-    /* Acquire per slot, as in weir_spsc_pop; stop at the first not yet in. */
-    for (; k < n; k++) {
-        struct weir_spsc_slot *s = &r->slots[(h + k) & r->mask];
-        if (atomic_load_explicit(&s->seq, memory_order_acquire) != h + k + 1)
-            break;
-        items[k] = s->item;
+    size_t got = 0, k;
+    while (got < n && (k = weiri_spsc_ready(r, h + got, n - got)) > 0) {
+        size_t pos = h + got;
+        struct weir_spsc_line *l = WEIRI_SPSC_LINE(r, pos);
+        size_t off = WEIRI_SPSC_OFF(r, pos);
+        for (size_t i = 0; i < k; i++)
+            items[got + i] = l->item[off + i];
+        got += k;
     }
-    if (k > 0)
-        atomic_store_explicit(&r->head, h + k, memory_order_release);
-    return k;
+    if (got > 0)
+        atomic_store_explicit(&r->head, h + got, memory_order_release);
+    return got;
 }
 
 /*
