@@ -107,19 +107,36 @@ weir_bus_subscribe(weir_bus *bus, const char *topic, weir_handler fn,
     return 0;
 }
 
+/*
+ * The argument checks of every publish, routed or not: 0 or WEIR_EINVAL.
+ * *key_len receives the key's length (0 without a key).
+ */
+static int
+check_publish(const void *data, size_t len, const weir_pub_opts *opts,
+              size_t *key_len)
+{
+    *key_len = 0;
+    if ((data == NULL && len > 0) || len > WEIR_MAX_PAYLOAD)
+        return WEIR_EINVAL;
+    if (opts == NULL)
+        return 0;
+    if (opts->timeout_ns < 0)
+        return WEIR_EINVAL;
+    if (opts->key != NULL &&
+        (*key_len = strnlen(opts->key, WEIR_KEY_MAX + 1)) > WEIR_KEY_MAX)
+        return WEIR_EINVAL;
+    return 0;
+}
+
 int
 weir_topic_publish(weir_topic *topic, const void *data, size_t len,
                    const weir_pub_opts *opts)
 {
-    if (topic == NULL || (data == NULL && len > 0) || len > WEIR_MAX_PAYLOAD)
+    size_t key_len;
+    if (topic == NULL || check_publish(data, len, opts, &key_len) != 0)
         return WEIR_EINVAL;
     const char *key = opts != NULL ? opts->key : NULL;
     int64_t timeout = opts != NULL ? opts->timeout_ns : 0;
-    size_t key_len = 0;
-    if (key != NULL && (key_len = strnlen(key, WEIR_KEY_MAX + 1)) > WEIR_KEY_MAX)
-        return WEIR_EINVAL;
-    if (timeout < 0)
-        return WEIR_EINVAL;
     weir_bus *bus = topic->bus;
     if (atomic_load_explicit(&bus->closed, memory_order_acquire))
         return WEIR_ECLOSED;
@@ -162,10 +179,8 @@ weir_bus_publish(weir_bus *bus, const char *topic, const void *data,
     if (t != NULL)
         return weir_topic_publish(t, data, len, opts);
     /* No topic means no subscription: validate as a publish would, count. */
-    if ((data == NULL && len > 0) || len > WEIR_MAX_PAYLOAD ||
-        (opts != NULL && (opts->timeout_ns < 0 ||
-                          (opts->key != NULL &&
-                           strnlen(opts->key, WEIR_KEY_MAX + 1) > WEIR_KEY_MAX))))
+    size_t key_len;
+    if (check_publish(data, len, opts, &key_len) != 0)
         return WEIR_EINVAL;
     if (atomic_load_explicit(&bus->closed, memory_order_acquire))
         return WEIR_ECLOSED;

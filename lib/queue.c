@@ -126,10 +126,26 @@ back_off(unsigned step)
 }
 
 /*
- * The shared shape of every blocking call: try, spin, then sleep on the
- * event of the side that can make the try succeed.  Pushes pass in, pops
- * pass out (see try_once).  Returns how many items moved or a negative
- * code.
+ * One try and what follows from it: how many items moved (the other side
+ * notified), WEIR_ECLOSED if the close decides the call, else 0.
+ */
+static long
+attempt(weir_queue *q, void *const *in, void **out, size_t n)
+{
+    size_t k = try_once(q, in, out, n);
+    if (k > 0) {
+        weiri_event_notify(in != NULL ? &q->not_empty : &q->not_full,
+                           (uint32_t)k);
+        return (long)k;
+    }
+    return closed_for(q, in != NULL) ? WEIR_ECLOSED : 0;
+}
+
+/*
+ * The shared shape of every blocking call: try, back off, then sleep on
+ * the event of the side that can make the try succeed.  Pushes pass in,
+ * pops pass out (see try_once).  Returns how many items moved or a
+ * negative code.
  */
 static long
 transfer(weir_queue *q, void *const *in, void **out, size_t n,
@@ -137,16 +153,11 @@ transfer(weir_queue *q, void *const *in, void **out, size_t n,
 {
     bool put = in != NULL;
     weiri_event *mine = put ? &q->not_full : &q->not_empty;
-    weiri_event *theirs = put ? &q->not_empty : &q->not_full;
     int64_t deadline = 0;
     for (unsigned step = 0;; step++) {
-        size_t k = try_once(q, in, out, n);
-        if (k > 0) {
-            weiri_event_notify(theirs, (uint32_t)k);
-            return (long)k;
-        }
-        if (closed_for(q, put))
-            return WEIR_ECLOSED;
+        long rc = attempt(q, in, out, n);
+        if (rc != 0)
+            return rc;
         if (timeout_ns == WEIR_NOWAIT)
             return WEIR_EAGAIN;
         if (step == 0)
@@ -157,15 +168,9 @@ transfer(weir_queue *q, void *const *in, void **out, size_t n,
         }
         /* Announce ourselves, then try once more before sleeping. */
         uint32_t e = weiri_event_prepare(mine);
-        k = try_once(q, in, out, n);
-        if (k > 0) {
+        if ((rc = attempt(q, in, out, n)) != 0) {
             weiri_event_cancel(mine);
-            weiri_event_notify(theirs, (uint32_t)k);
-            return (long)k;
-        }
-        if (closed_for(q, put)) {
-            weiri_event_cancel(mine);
-            return WEIR_ECLOSED;
+            return rc;
         }
         /*
          * Sleep only if the counters say full (empty): a try that failed
@@ -181,14 +186,8 @@ transfer(weir_queue *q, void *const *in, void **out, size_t n,
         }
         if (weiri_event_wait(mine, e, deadline) == WEIR_ETIMEDOUT) {
             /* The deadline passed; one last look decides. */
-            k = try_once(q, in, out, n);
-            if (k > 0) {
-                weiri_event_notify(theirs, (uint32_t)k);
-                return (long)k;
-            }
-            if (closed_for(q, put))
-                return WEIR_ECLOSED;
-            return WEIR_ETIMEDOUT;
+            rc = attempt(q, in, out, n);
+            return rc != 0 ? rc : WEIR_ETIMEDOUT;
         }
     }
 }

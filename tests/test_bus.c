@@ -762,5 +762,5 @@ main(void)
         cmocka_unit_test(test_bus_rejects_bad_input),
         cmocka_unit_test(test_bus_subscribe_unsubscribe_under_publishing),
     };
-    return cmocka_run_group_tests_name("bus", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("bus", tests, ts_watchdog_group, NULL);
 }

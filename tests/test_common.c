@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "support/support.h"
 #include "weir.h"
 
 static void
@@ -90,5 +91,5 @@ main(void)
         cmocka_unit_test(test_common_version_matches_macros),
         cmocka_unit_test(test_common_time_constants),
     };
-    return cmocka_run_group_tests_name("common", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("common", tests, ts_watchdog_group, NULL);
 }

@@ -13,6 +13,7 @@ extern "C" {
 #include <cmocka.h>
 }
 
+#include "support/support.h"
 #include "weir.h"
 
 static void
@@ -98,5 +99,5 @@ main(void)
         cmocka_unit_test(test_cxx_layout_matches_c),
         cmocka_unit_test(test_cxx_queue_limiter_bus),
     };
-    return cmocka_run_group_tests_name("cxx", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("cxx", tests, ts_watchdog_group, NULL);
 }

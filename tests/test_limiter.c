@@ -288,5 +288,5 @@ main(void)
         cmocka_unit_test(test_limiter_threads_never_exceed_bound),
         cmocka_unit_test(test_limiter_real_clock_four_threads),
     };
-    return cmocka_run_group_tests_name("limiter", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("limiter", tests, ts_watchdog_group, NULL);
 }

@@ -463,5 +463,5 @@ main(void)
         cmocka_unit_test(test_queue_4p4c_capacity_3),
         cmocka_unit_test(test_queue_4p4c_capacity_64),
     };
-    return cmocka_run_group_tests_name("queue", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("queue", tests, ts_watchdog_group, NULL);
 }

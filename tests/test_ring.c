@@ -500,5 +500,5 @@ main(void)
         cmocka_unit_test(test_ring_mpmc_4p4c_exactly_once_in_order),
         cmocka_unit_test(test_ring_mpmc_4p4c_small_capacity),
     };
-    return cmocka_run_group_tests_name("ring", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("ring", tests, ts_watchdog_group, NULL);
 }

@@ -9,7 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifndef __cplusplus
 #include <stdatomic.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -23,6 +25,14 @@ extern "C" {
  */
 void ts_watchdog_arm(const char *what, unsigned seconds);
 void ts_watchdog_disarm(void);
+
+/*
+ * ts_watchdog_group - a cmocka group setup: arms a default watchdog of
+ * TS_DEFAULT_WATCHDOG seconds that every test without its own runs under;
+ * ts_watchdog_disarm re-arms it rather than leaving the process unguarded.
+ */
+#define TS_DEFAULT_WATCHDOG 120
+int ts_watchdog_group(void **state);
 
 /*
  * ts_backoff - what a test thread does after a failed try: spin briefly,
@@ -46,6 +56,7 @@ int64_t ts_now_ns(void);
 /* ts_sleep_ms - sleep at least ms milliseconds. */
 void ts_sleep_ms(unsigned ms);
 
+#ifndef __cplusplus
 /*
  * A virtual clock for weir_clock hooks: time moves only when a test
  * advances it or a sleeper sleeps (which jumps it to the deadline), so
@@ -58,6 +69,7 @@ typedef struct ts_vclock {
 int64_t ts_vclock_now(void *vclock);
 void ts_vclock_sleep_until(void *vclock, int64_t deadline_ns);
 void ts_vclock_advance(ts_vclock *c, int64_t ns);
+#endif
 
 #ifdef __cplusplus
 }
