@@ -28,7 +28,11 @@ extern inline size_t weir_mpmc_push_burst(weir_mpmc *r, void *const *items,
 extern inline size_t weir_mpmc_pop_burst(weir_mpmc *r, void **items, size_t n);
 extern inline size_t weiri_mpmc_room(weir_mpmc *r, size_t pos);
 extern inline size_t weiri_spsc_room(weir_spsc *r, size_t t, size_t want);
-extern inline size_t weiri_spsc_ready(const weir_spsc *r, size_t h, size_t want);
+extern inline void weiri_spsc_copy(void **dst, void *const *src, size_t k);
+extern inline struct weir_spsc_line *weiri_spsc_next(const weir_spsc *r,
+                                                     struct weir_spsc_line *l);
+extern inline size_t weiri_spsc_ready(const struct weir_spsc_line *l, size_t h,
+                                      size_t off);
 
 /*
  * Allocate n blocks of size bytes, zeroed, for a ring whose struct r
@@ -68,8 +72,9 @@ weir_spsc_init(weir_spsc *r, size_t capacity)
      * Zeroed words read "filled through position 0": nothing of the
      * first lap is in yet, as the consumer compares by signed difference.
      */
-    r->lines = mem;
-    r->mask = cap - 1;
+    r->lines = r->head_line = r->tail_line = mem;
+    r->end = r->lines + (cap + WEIRI_SPSC_PER_LINE - 1) / WEIRI_SPSC_PER_LINE;
+    r->capacity = cap;
     /* Before any thread sees r, so plain initialisation is enough. */
     atomic_init(&r->head, 0);
     atomic_init(&r->tail, 0);
@@ -94,7 +99,7 @@ weir_spsc_destroy(weir_spsc *r)
 size_t
 weir_spsc_capacity(const weir_spsc *r)
 {
-    return r == NULL || r->lines == NULL ? 0 : r->mask + 1;
+    return r == NULL || r->lines == NULL ? 0 : r->capacity;
 }
 
 /*
@@ -117,7 +122,7 @@ weir_spsc_size(const weir_spsc *r)
         return 0;
     size_t h = atomic_load_explicit(&r->head, memory_order_acquire);
     return span(h, atomic_load_explicit(&r->tail, memory_order_acquire),
-                r->mask + 1);
+                r->capacity);
 }
 
 int

@@ -50,10 +50,13 @@ spsc_seek(void *rp, size_t pos)
     atomic_store(&r->head, pos);
     atomic_store(&r->tail, pos);
     r->head_cache = pos;
-    /* Every line reads "filled through pos": nothing from pos on is in. */
-    size_t lines = (r->mask + WEIRI_SPSC_PER_LINE) / WEIRI_SPSC_PER_LINE;
-    for (size_t i = 0; i < lines; i++)
-        atomic_store(&r->lines[i].seq, pos);
+    /*
+     * Every line reads "filled through pos": nothing from pos on is in.
+     * The cursors stay where init put them: slots are found by walking
+     * the lines, not from positions.
+     */
+    for (struct weir_spsc_line *l = r->lines; l != r->end; l++)
+        atomic_store(&l->seq, pos);
 }
 
 static int mpmc_init(void *r, size_t c) { return weir_mpmc_init(r, c); }

@@ -39,6 +39,7 @@
 #define WEIR_RING_H
 
 #include <stddef.h>
+#include <string.h>
 
 #include "common.h"
 
@@ -74,8 +75,14 @@ extern "C" {
  * producer's index and then the slot, which is what a round trip and a
  * nearly empty ring pay for.  A burst fills several items of a line with
  * one word update.  The producer learns of free slots from head, through
- * its own stale copy, only when that copy says full.  Positions run freely
- * and wrap at SIZE_MAX + 1; they are only ever compared by difference.
+ * its own stale copy, only when that copy says full.
+ *
+ * Positions count items and run freely, wrapping at SIZE_MAX + 1; they
+ * are only ever compared by difference.  They do not locate slots: each
+ * side walks the lines in a cycle with its own cursor (line and slot), so
+ * no position is ever divided by the line's item count.  The cycle has
+ * whole lines, at least capacity slots; capacity, not the slot count,
+ * bounds how far the producer runs ahead.
  */
 #define WEIRI_SPSC_PER_LINE \
     ((WEIR_CACHELINE - sizeof(size_t)) / sizeof(void *))
@@ -89,12 +96,17 @@ struct weir_spsc_line {
 typedef struct weir_spsc {
     WEIR_ALIGNAS(WEIR_CACHELINE)
     WEIR_ATOMIC(size_t) head;  /* next position to pop; written by the consumer */
+    struct weir_spsc_line *head_line; /* consumer's cursor: the line of head */
+    size_t head_off;                  /* and head's slot in it */
     WEIR_ALIGNAS(WEIR_CACHELINE)
     WEIR_ATOMIC(size_t) tail;  /* next position to push; written by the producer */
     size_t head_cache;         /* producer's last reading of head */
+    struct weir_spsc_line *tail_line; /* producer's cursor: the line of tail */
+    size_t tail_off;                  /* and tail's slot in it */
     WEIR_ALIGNAS(WEIR_CACHELINE)
-    struct weir_spsc_line *lines; /* set at init, then read-only */
-    size_t mask;               /* capacity - 1; position p is slot p & mask */
+    struct weir_spsc_line *lines; /* first line; set at init, then read-only */
+    struct weir_spsc_line *end;   /* one past the last line */
+    size_t capacity;              /* the rounded capacity */
 } weir_spsc;
 
 /*

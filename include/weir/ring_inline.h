@@ -53,44 +53,62 @@
 inline size_t
 weiri_spsc_room(weir_spsc *r, size_t t, size_t want)
 {
-    size_t room = r->mask + 1 - (t - r->head_cache);
+    size_t room = r->capacity - (t - r->head_cache);
     if (room < want) {
         r->head_cache = atomic_load_explicit(&r->head, memory_order_acquire);
-        room = r->mask + 1 - (t - r->head_cache);
+        room = r->capacity - (t - r->head_cache);
     }
     return room;
 }
 
-/* PRIVATE: the line and the place in it of position pos. */
-#define WEIRI_SPSC_LINE(r, pos) (&(r)->lines[((pos) & (r)->mask) / WEIRI_SPSC_PER_LINE])
-#define WEIRI_SPSC_OFF(r, pos) (((pos) & (r)->mask) % WEIRI_SPSC_PER_LINE)
+/*
+ * weiri_spsc_copy - PRIVATE: copy k items, k at most a line's worth, from
+ * one array to another that does not overlap it.  Copies of a constant
+ * size, which compilers turn into a vector move or two: a loop to k
+ * becomes a call to memmove or a string instruction, whose start-up costs
+ * more than the few items of a line.  Two such copies cover k items when
+ * they overlap in the middle, so nothing outside the k is read or written.
+ */
+inline void
+weiri_spsc_copy(void **dst, void *const *src, size_t k)
+{
+    if (k >= 4 && k <= 8) {
+        memcpy(dst, src, 4 * sizeof(void *));
+        memcpy(dst + k - 4, src + k - 4, 4 * sizeof(void *));
+    } else if (k >= 2 && k <= 3) {
+        memcpy(dst, src, 2 * sizeof(void *));
+        memcpy(dst + k - 2, src + k - 2, 2 * sizeof(void *));
+    } else {
+        for (size_t i = 0; i < k; i++) /* 1, or more than 8 with 4-byte pointers */
+            dst[i] = src[i];
+    }
+}
+
+/* weiri_spsc_next - PRIVATE: the line after l in the cycle. */
+inline struct weir_spsc_line *
+weiri_spsc_next(const weir_spsc *r, struct weir_spsc_line *l)
+{
+    return l + 1 == r->end ? r->lines : l + 1;
+}
 
 /*
- * weiri_spsc_ready - PRIVATE: how many items from position h on are in the
- * line holding h (at most want).  The line's word counts how far the
- * producer filled it this lap; acquire pairs with its release, so those
- * items are visible.  A word from an earlier lap is below h + 1.
+ * weiri_spsc_ready - PRIVATE: how many items from position h on are in
+ * line l, where h sits at slot off.  The line's word counts how far the
+ * producer filled it; acquire pairs with its release, so those items are
+ * visible.  A word from an earlier lap is below h + 1.  The word may
+ * already count a later lap's first slots of this line, when the ring is
+ * nearly full; every position from h up to it was pushed all the same,
+ * and the slots from off on still hold this lap's items, unpopped, so the
+ * count is capped at the line's end.
  */
 inline size_t
-weiri_spsc_ready(const weir_spsc *r, size_t h, size_t want)
+weiri_spsc_ready(const struct weir_spsc_line *l, size_t h, size_t off)
 {
-    size_t filled = atomic_load_explicit(&WEIRI_SPSC_LINE(r, h)->seq,
-                                         memory_order_acquire);
-    ptrdiff_t in = (ptrdiff_t)(filled - h);
+    ptrdiff_t in = (ptrdiff_t)(atomic_load_explicit(&l->seq, memory_order_acquire) - h);
     if (in <= 0)
         return 0;
-    /*
-     * Stay within the line, and within the ring: its last line may be
-     * short.  The word may already count a later lap's first slots of this
-     * line; every position from h up to it was pushed all the same, and
-     * those of this lap are not yet popped, so are still in their slots.
-     */
-    size_t room = WEIRI_SPSC_PER_LINE - WEIRI_SPSC_OFF(r, h);
-    size_t to_end = r->mask + 1 - (h & r->mask);
-    if (room > to_end)
-        room = to_end;
-    size_t n = (size_t)in < room ? (size_t)in : room;
-    return n < want ? n : want;
+    return (size_t)in < WEIRI_SPSC_PER_LINE - off ? (size_t)in
+                                                  : WEIRI_SPSC_PER_LINE - off;
 }
 
 inline int
@@ -102,10 +120,14 @@ weir_spsc_push(weir_spsc *r, void *item)
     size_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
     if (weiri_spsc_room(r, t, 1) == 0)
         return WEIR_EAGAIN;
-    struct weir_spsc_line *l = WEIRI_SPSC_LINE(r, t);
-    l->item[WEIRI_SPSC_OFF(r, t)] = item;
+    struct weir_spsc_line *l = r->tail_line;
+    l->item[r->tail_off] = item;
     /* Release: the item (and what the caller wrote before) precede seq. */
     atomic_store_explicit(&l->seq, t + 1, memory_order_release);
+    if (++r->tail_off == WEIRI_SPSC_PER_LINE) {
+        r->tail_off = 0;
+        r->tail_line = weiri_spsc_next(r, l);
+    }
     /* Relaxed: tail only feeds size() and this thread's next push. */
     atomic_store_explicit(&r->tail, t + 1, memory_order_relaxed);
     return 0;
@@ -118,9 +140,14 @@ weir_spsc_pop(weir_spsc *r, void **item)
         return WEIR_EINVAL;
     /* Relaxed: only this thread writes head. */
     size_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
-    if (weiri_spsc_ready(r, h, 1) == 0)
+    struct weir_spsc_line *l = r->head_line;
+    if (weiri_spsc_ready(l, h, r->head_off) == 0)
         return WEIR_EAGAIN;
-    *item = WEIRI_SPSC_LINE(r, h)->item[WEIRI_SPSC_OFF(r, h)];
+    *item = l->item[r->head_off];
+    if (++r->head_off == WEIRI_SPSC_PER_LINE) {
+        r->head_off = 0;
+        r->head_line = weiri_spsc_next(r, l);
+    }
     /* Release: our read of the slot finishes before the producer reuses it. */
     atomic_store_explicit(&r->head, h + 1, memory_order_release);
     return 0;
@@ -136,19 +163,23 @@ weir_spsc_push_burst(weir_spsc *r, void *const *items, size_t n)
     if (n > room)
         n = room;
     /* Fill line by line; each line's word moves once, after its items. */
+    struct weir_spsc_line *l = r->tail_line;
+    size_t off = r->tail_off;
     for (size_t done = 0; done < n;) {
-        size_t pos = t + done, off = WEIRI_SPSC_OFF(r, pos);
         size_t k = WEIRI_SPSC_PER_LINE - off;
         if (k > n - done)
             k = n - done;
-        if (k > r->mask + 1 - (pos & r->mask)) /* the ring wraps mid-line */
-            k = r->mask + 1 - (pos & r->mask);
-        struct weir_spsc_line *l = WEIRI_SPSC_LINE(r, pos);
-        for (size_t i = 0; i < k; i++)
-            l->item[off + i] = items[done + i];
-        atomic_store_explicit(&l->seq, pos + k, memory_order_release);
+        weiri_spsc_copy(l->item + off, items + done, k);
         done += k;
+        atomic_store_explicit(&l->seq, t + done, memory_order_release);
+        off += k;
+        if (off == WEIRI_SPSC_PER_LINE) {
+            off = 0;
+            l = weiri_spsc_next(r, l);
+        }
     }
+    r->tail_line = l;
+    r->tail_off = off;
     atomic_store_explicit(&r->tail, t + n, memory_order_relaxed);
     return n;
 }
@@ -159,17 +190,25 @@ weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n)
     if (r == NULL || items == NULL || n == 0)
         return 0;
     size_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
-    size_t got = 0, k;
-    while (got < n && (k = weiri_spsc_ready(r, h + got, n - got)) > 0) {
-        size_t pos = h + got;
-        struct weir_spsc_line *l = WEIRI_SPSC_LINE(r, pos);
-        size_t off = WEIRI_SPSC_OFF(r, pos);
-        for (size_t i = 0; i < k; i++)
-            items[got + i] = l->item[off + i];
+    struct weir_spsc_line *l = r->head_line;
+    size_t off = r->head_off, got = 0;
+    while (got < n) {
+        size_t k = weiri_spsc_ready(l, h + got, off);
+        if (k > n - got)
+            k = n - got;
+        weiri_spsc_copy(items + got, l->item + off, k);
         got += k;
+        off += k;
+        if (off < WEIRI_SPSC_PER_LINE)
+            break; /* done, or the producer has not filled this line further */
+        off = 0;
+        l = weiri_spsc_next(r, l);
     }
-    if (got > 0)
+    if (got > 0) {
+        r->head_line = l;
+        r->head_off = off;
         atomic_store_explicit(&r->head, h + got, memory_order_release);
+    }
     return got;
 }
 
