@@ -9,5 +9,6 @@
 #include "weir/queue.h"
 #include "weir/limiter.h"
 #include "weir/bus.h"
+#include "weir/dedup.h"
 
 #endif /* WEIR_H */

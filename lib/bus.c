@@ -41,6 +41,13 @@ weir_bus_create(weir_bus **bus, const weir_bus_opts *opts)
         weiri_free(b);
         return WEIR_ENOMEM;
     }
+    if (weiri_timer_init(&b->timer, b) != 0) {
+        weir_mpmc_destroy(&b->bodies);
+        pthread_mutex_destroy(&b->grace_mu);
+        pthread_mutex_destroy(&b->mu);
+        weiri_free(b);
+        return WEIR_ENOMEM;
+    }
     *bus = b;
     return 0;
 }
@@ -107,12 +114,8 @@ weir_bus_subscribe(weir_bus *bus, const char *topic, weir_handler fn,
     return 0;
 }
 
-/*
- * The argument checks of every publish, routed or not: 0 or WEIR_EINVAL.
- * *key_len receives the key's length (0 without a key).
- */
-static int
-check_publish(const void *data, size_t len, const weir_pub_opts *opts,
+int
+weiri_check_publish(const void *data, size_t len, const weir_pub_opts *opts,
               size_t *key_len)
 {
     *key_len = 0;
@@ -120,7 +123,7 @@ check_publish(const void *data, size_t len, const weir_pub_opts *opts,
         return WEIR_EINVAL;
     if (opts == NULL)
         return 0;
-    if (opts->timeout_ns < 0)
+    if (opts->timeout_ns < 0 || opts->delay_ns < 0)
         return WEIR_EINVAL;
     if (opts->key != NULL &&
         (*key_len = strnlen(opts->key, WEIR_KEY_MAX + 1)) > WEIR_KEY_MAX)
@@ -129,35 +132,23 @@ check_publish(const void *data, size_t len, const weir_pub_opts *opts,
 }
 
 int
-weir_topic_publish(weir_topic *topic, const void *data, size_t len,
-                   const weir_pub_opts *opts)
+weiri_bus_fanout(weir_topic *topic, weiri_body *b, int64_t deadline, bool count)
 {
-    size_t key_len;
-    if (topic == NULL || check_publish(data, len, opts, &key_len) != 0)
-        return WEIR_EINVAL;
-    const char *key = opts != NULL ? opts->key : NULL;
-    int64_t timeout = opts != NULL ? opts->timeout_ns : 0;
     weir_bus *bus = topic->bus;
-    if (atomic_load_explicit(&bus->closed, memory_order_acquire))
-        return WEIR_ECLOSED;
-
     unsigned ticket;
     const weiri_subset *set = weiri_topic_enter(topic, &ticket);
     if (set == NULL || set->n == 0) {
         weiri_topic_leave(topic, ticket);
-        atomic_fetch_add_explicit(&bus->unrouted, 1, memory_order_relaxed);
+        if (count)
+            atomic_fetch_add_explicit(&bus->unrouted, 1, memory_order_relaxed);
+        atomic_store_explicit(&b->refs, 1, memory_order_relaxed);
+        weiri_body_release(b, 1);
         return 0;
     }
-    int64_t now = weiri_now_ns();
-    weiri_body *b = weiri_body_create(&bus->bodies, topic->name, data, len,
-                                      key, key_len, now, (uint32_t)set->n);
-    if (b == NULL) {
-        weiri_topic_leave(topic, ticket);
-        return WEIR_ENOMEM;
-    }
-    /* The body is not shared yet: a plain write of its id is enough. */
-    b->id = atomic_fetch_add_explicit(&bus->next_id, 1, memory_order_relaxed) + 1;
-    int64_t deadline = timeout == 0 ? WEIRI_NO_DEADLINE : now + timeout;
+    /* The body is not shared yet: plain writes are enough. */
+    atomic_store_explicit(&b->refs, (uint32_t)set->n, memory_order_relaxed);
+    if (count)
+        b->id = atomic_fetch_add_explicit(&bus->next_id, 1, memory_order_relaxed) + 1;
     int result = 0;
     for (size_t i = 0; i < set->n; i++) {
         int rc = weiri_sub_offer(set->subs[i], b, deadline);
@@ -166,6 +157,58 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
     }
     weiri_topic_leave(topic, ticket);
     return result;
+}
+
+/* A delayed publish: the body waits in the timer, routed when due. */
+static int
+publish_later(weir_topic *topic, weiri_body *b, const weir_pub_opts *opts)
+{
+    weiri_timed e = { .due = b->timestamp_ns + opts->delay_ns,
+                      .kind = WEIRI_TIMED_DELAYED, .target = topic, .item = b,
+                      .timeout_ns = opts->timeout_ns };
+    if (opts->delay_ns > WEIRI_NO_DEADLINE - b->timestamp_ns)
+        e.due = WEIRI_NO_DEADLINE;
+    if (weiri_timer_add(&topic->bus->timer, e) == 0)
+        return 0;
+    free(b); /* never shared, never pooled: see weir_topic_publish */
+    return WEIR_ENOMEM;
+}
+
+void
+weiri_bus_deliver_delayed(void *bus, void *topic, void *body, int64_t timeout_ns)
+{
+    (void)bus;
+    int64_t deadline = timeout_ns == 0 ? WEIRI_NO_DEADLINE
+                                       : weiri_deadline(timeout_ns);
+    weiri_bus_fanout(topic, body, deadline, true);
+}
+
+int
+weir_topic_publish(weir_topic *topic, const void *data, size_t len,
+                   const weir_pub_opts *opts)
+{
+    size_t key_len;
+    if (topic == NULL || weiri_check_publish(data, len, opts, &key_len) != 0)
+        return WEIR_EINVAL;
+    const char *key = opts != NULL ? opts->key : NULL;
+    int64_t timeout = opts != NULL ? opts->timeout_ns : 0;
+    bool delayed = opts != NULL && opts->delay_ns > 0;
+    weir_bus *bus = topic->bus;
+    if (atomic_load_explicit(&bus->closed, memory_order_acquire))
+        return WEIR_ECLOSED;
+    /*
+     * A delayed body may outlive the bus's pool (it is freed at close if
+     * never due), so it never comes from it.
+     */
+    int64_t now = weiri_now_ns();
+    weiri_body *b = weiri_body_create(delayed ? NULL : &bus->bodies, topic->name,
+                                      data, len, key, key_len, now, 0);
+    if (b == NULL)
+        return WEIR_ENOMEM;
+    if (delayed)
+        return publish_later(topic, b, opts);
+    return weiri_bus_fanout(topic, b, timeout == 0 ? WEIRI_NO_DEADLINE : now + timeout,
+                            true);
 }
 
 int
@@ -178,14 +221,34 @@ weir_bus_publish(weir_bus *bus, const char *topic, const void *data,
     weir_topic *t = weiri_topic_find(bus, topic, name_len);
     if (t != NULL)
         return weir_topic_publish(t, data, len, opts);
+    /* A delayed message goes to whoever subscribes by the time it is due. */
+    if (opts != NULL && opts->delay_ns > 0) {
+        int rc = weir_bus_topic(bus, topic, &t);
+        return rc != 0 ? rc : weir_topic_publish(t, data, len, opts);
+    }
     /* No topic means no subscription: validate as a publish would, count. */
     size_t key_len;
-    if (check_publish(data, len, opts, &key_len) != 0)
+    if (weiri_check_publish(data, len, opts, &key_len) != 0)
         return WEIR_EINVAL;
     if (atomic_load_explicit(&bus->closed, memory_order_acquire))
         return WEIR_ECLOSED;
     atomic_fetch_add_explicit(&bus->unrouted, 1, memory_order_relaxed);
     return 0;
+}
+
+static bool
+not_delayed(const weiri_timed *e, void *bus)
+{
+    (void)bus;
+    return e->kind != WEIRI_TIMED_DELAYED;
+}
+
+static void
+give_up_delayed(weiri_timed *e, void *bus)
+{
+    atomic_fetch_add_explicit(&((weir_bus *)bus)->delayed_left, 1,
+                              memory_order_relaxed);
+    free(e->item);
 }
 
 int
@@ -205,10 +268,18 @@ weir_bus_close(weir_bus *bus, int64_t drain_timeout_ns)
     atomic_store(&bus->closed, true);
     pthread_mutex_unlock(&bus->mu);
 
-    /* Refuse new messages everywhere first, then drain under one deadline. */
+    /*
+     * Delayed messages due before the deadline are still delivered; the
+     * rest are given up and counted.  Then refuse new messages everywhere,
+     * and drain under the same deadline.
+     */
+    int rc = 0;
+    if (!weiri_timer_await_delayed(&bus->timer, deadline)) {
+        weiri_timer_take(&bus->timer, not_delayed, give_up_delayed, bus);
+        rc = WEIR_ETIMEDOUT;
+    }
     for (weir_sub *s = bus->all; s != NULL; s = s->next)
         weir_queue_close(s->queue);
-    int rc = 0;
     for (weir_sub *s = bus->all; s != NULL; s = s->next)
         if (weiri_sub_drain(s, deadline) != 0)
             rc = WEIR_ETIMEDOUT;
@@ -226,6 +297,8 @@ weir_bus_destroy(weir_bus *bus)
         next = s->next;
         weiri_sub_free(s);
     }
+    /* Every subscription is drained: the timer holds nothing any more. */
+    weiri_timer_stop(&bus->timer);
     weiri_topic_free_all(bus);
     weiri_body_pool_drain(&bus->bodies);
     weir_mpmc_destroy(&bus->bodies);
@@ -242,7 +315,10 @@ weir_bus_get_stats(const weir_bus *bus, weir_bus_stats *out)
     weir_bus *b = (weir_bus *)bus; /* atomics are read-only here */
     uint64_t unrouted = atomic_load_explicit(&b->unrouted, memory_order_relaxed);
     out->published = atomic_load_explicit(&b->next_id, memory_order_relaxed) +
-                     unrouted;
+                     unrouted -
+                     atomic_load_explicit(&b->unused_ids, memory_order_relaxed);
     out->unrouted = unrouted;
+    out->delayed = weiri_timer_delayed(&b->timer);
+    out->delayed_left = atomic_load_explicit(&b->delayed_left, memory_order_relaxed);
     return 0;
 }

@@ -16,11 +16,13 @@
 #include <stdint.h>
 
 #include "weir/bus.h"
+#include "weir/dedup.h"
 #include "weir/limiter.h"
 #include "weir/queue.h"
 
 #include "histogram_internal.h"
 #include "msg_internal.h"
+#include "timer_internal.h"
 #include "wait_internal.h"
 
 /*
@@ -59,10 +61,13 @@ struct weir_bus {
     _Atomic(weir_topic *) buckets[WEIRI_TOPIC_BUCKETS]; /* chains only grow; read lock-free */
     weir_sub *all;                 /* every subscription not closed on its own; under mu */
     weir_mpmc bodies;              /* free small message bodies (msg_internal.h) */
+    weiri_timer timer;             /* delayed publishes and retries */
     _Atomic bool closed;
+    _Atomic uint64_t delayed_left; /* delayed publishes given up at close */
     WEIR_ALIGNAS(WEIR_CACHELINE)
     _Atomic uint64_t next_id;      /* message ids handed out; written by every routed publish */
     _Atomic uint64_t unrouted;     /* publishes to a topic with no subscription */
+    _Atomic uint64_t unused_ids;   /* ids handed to batches that then aborted */
 };
 
 struct weir_sub {
@@ -89,6 +94,30 @@ struct weir_sub {
     /* Written by workers. */
     WEIR_ALIGNAS(WEIR_CACHELINE)
     _Atomic uint64_t started, delivered, acked, failed, high_water;
+    _Atomic uint64_t retried, dead_lettered, duplicates;
+    _Atomic uint64_t voided;       /* placed by a batch commit that then aborted */
+
+    /*
+     * Delivery guarantees (deliver.c), fixed at subscribe.  careful: any
+     * of them is on, and the workers run deliver.c's loop, one message
+     * at a time, instead of sub.c's batches.
+     */
+    bool careful;
+    bool ordered;                  /* ordered_by_key */
+    bool jitter;
+    unsigned max_attempts;         /* at least 1 */
+    int64_t backoff, backoff_max;  /* ns */
+    double multiplier;
+    weir_topic *dead_letter;       /* or NULL */
+    weir_dedup *dedup;             /* or NULL */
+    pthread_mutex_t mu;            /* careful only: guards ready and keys */
+    pthread_mutex_t take_mu;       /* ordered: one worker at a time takes from the queue */
+    weiri_delivery *ready, *ready_tail; /* retries that came due, oldest first */
+    _Atomic size_t ready_n;        /* how many are on ready */
+    _Atomic size_t pending;        /* retries scheduled and not yet taken off ready */
+    _Atomic uint32_t kick;         /* moves when ready gains one; see deliver.c */
+    struct weiri_key **keys;       /* ordered: keys with a message in hand */
+    size_t nkeys, key_buckets;
 };
 
 /* One worker thread of a subscription, with the histogram it alone writes. */
@@ -126,5 +155,34 @@ int weiri_sub_offer(weir_sub *s, weiri_body *b, int64_t deadline);
 int weiri_sub_drain(weir_sub *s, int64_t deadline);
 void weiri_sub_free(weir_sub *s);
 bool weiri_in_handler_of(const weir_bus *bus, const weir_sub *sub);
+bool weiri_sub_await_permit(weir_sub *s);
+void weiri_sub_note_high_water(weir_sub *s, uint64_t depth);
+/* A message of an aborted batch (already counted voided): let it go. */
+void weiri_sub_discard(weir_sub *s, weiri_body *b, bool started);
+
+/* deliver.c: the careful workers (see weir_sub.careful) */
+int weiri_deliver_setup(weir_sub *s, const weir_sub_opts *o);
+void weiri_deliver_teardown(weir_sub *s);
+/* A careful worker's life: returns when it is to exit. */
+void weiri_deliver_run(weiri_worker *w);
+/* After the workers are joined: release what they left, counted as queued. */
+void weiri_deliver_release_left(weir_sub *s);
+
+/* bus.c */
+/*
+ * weiri_check_publish - the argument checks of every publish, routed or
+ * not: 0 or WEIR_EINVAL.  *key_len receives the key's length (0 without
+ * a key).
+ */
+int weiri_check_publish(const void *data, size_t len, const weir_pub_opts *opts,
+                        size_t *key_len);
+/*
+ * weiri_bus_fanout - offer b (refs 0, not yet shared) to every
+ * subscription of t, giving it one reference each; frees it if there is
+ * none.  count: a user's publish, given an id and counted in the bus's
+ * statistics; otherwise (a dead letter) b keeps its id and counts
+ * nowhere.  Returns as weir_topic_publish.
+ */
+int weiri_bus_fanout(weir_topic *t, weiri_body *b, int64_t deadline, bool count);
 
 #endif /* WEIR_BUS_INTERNAL_H */

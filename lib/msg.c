@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock_internal.h"
 #include "msg_internal.h"
 
 weiri_body *
@@ -29,6 +30,10 @@ weiri_body_create(weir_mpmc *pool, const char *topic, const void *data,
     b->timestamp_ns = timestamp_ns;
     b->topic = topic;
     b->size = size;
+    b->gate = NULL;
+    b->origin = NULL;
+    b->attempt_base = 1;
+    b->origin_error = 0;
     if (size > 0)
         memcpy(b->data, data, size);
     if (key != NULL) {
@@ -54,6 +59,8 @@ weiri_body_release(weiri_body *b, uint32_t n)
      */
     if (atomic_fetch_sub_explicit(&b->refs, n, memory_order_acq_rel) != n)
         return;
+    if (b->gate != NULL)
+        weiri_gate_release(b->gate);
     if (b->pool == NULL || weir_mpmc_push(b->pool, b) != 0)
         free(b);
 }
@@ -102,8 +109,47 @@ weir_msg_timestamp_ns(const weir_msg *m)
     return m == NULL ? 0 : m->body->timestamp_ns;
 }
 
+/* A dead letter counts on from the attempts its original had. */
 unsigned
 weir_msg_attempt(const weir_msg *m)
 {
-    return m == NULL ? 0 : m->attempt;
+    return m == NULL ? 0 : m->body->attempt_base + m->attempt - 1;
+}
+
+const char *
+weir_msg_origin_topic(const weir_msg *m)
+{
+    return m == NULL ? NULL : m->body->origin;
+}
+
+int
+weir_msg_last_error(const weir_msg *m)
+{
+    if (m == NULL)
+        return 0;
+    return m->attempt > 1 ? m->last_error : m->body->origin_error;
+}
+
+bool
+weiri_gate_wait(weiri_gate *g)
+{
+    int st;
+    while ((st = atomic_load_explicit(&g->state, memory_order_acquire)) ==
+           WEIRI_GATE_PENDING) {
+        uint32_t e = weiri_event_prepare(&g->decided);
+        if (atomic_load(&g->state) != WEIRI_GATE_PENDING)
+            weiri_event_cancel(&g->decided);
+        else
+            weiri_event_wait(&g->decided, e, WEIRI_NO_DEADLINE);
+    }
+    return st == WEIRI_GATE_COMMITTED;
+}
+
+void
+weiri_gate_release(weiri_gate *g)
+{
+    if (atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    weiri_event_destroy(&g->decided);
+    free(g);
 }

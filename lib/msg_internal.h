@@ -13,12 +13,35 @@
 #define WEIR_MSG_INTERNAL_H
 
 #include <stdalign.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "weir/bus.h"
 #include "weir/ring.h"
+
+#include "wait_internal.h"
+
+/*
+ * weiri_gate - the commit of an atomic batch (weir_batch_commit).  Its
+ * messages enter the queues while the commit is PENDING; a worker that
+ * takes one waits for the decision and handles it only if COMMITTED, so
+ * no handler sees a batch before all of it is placed, or a batch that was
+ * aborted.  Each body of the batch holds a reference, the commit one.
+ */
+enum { WEIRI_GATE_PENDING, WEIRI_GATE_COMMITTED, WEIRI_GATE_ABORTED };
+
+typedef struct weiri_gate {
+    _Atomic int state;
+    _Atomic uint32_t refs;
+    weiri_event decided;     /* workers wait here while PENDING */
+} weiri_gate;
+
+/* weiri_gate_wait - wait for g's decision: true if committed. */
+bool weiri_gate_wait(weiri_gate *g);
+/* weiri_gate_release - drop a reference; the last frees g. */
+void weiri_gate_release(weiri_gate *g);
 
 typedef struct weiri_body {
     _Atomic uint32_t refs;   /* holders: one per subscription queue it sits in */
@@ -28,13 +51,30 @@ typedef struct weiri_body {
     const char *topic;       /* the topic's name; lives as long as the bus */
     const char *key;         /* NULL, or a copy inside this allocation */
     size_t size;             /* payload bytes */
+    weiri_gate *gate;        /* the batch it belongs to, or NULL */
+    const char *origin;      /* dead letters: the topic it failed on; else NULL */
+    unsigned attempt_base;   /* 1, or for a dead letter the attempts it had */
+    int origin_error;        /* dead letters: the handler's last return */
     alignas(max_align_t) unsigned char data[]; /* payload, then the key */
 } weiri_body;
 
 struct weir_msg {
     const weiri_body *body;
     unsigned attempt;        /* 1 on the first delivery */
+    int last_error;          /* what the previous delivery's handler returned */
 };
+
+/*
+ * weiri_delivery - a message between deliveries: parked behind an
+ * earlier message of its key, or waiting for its retry.  Holds one
+ * reference to body.
+ */
+typedef struct weiri_delivery {
+    struct weiri_delivery *next;
+    weiri_body *body;
+    unsigned attempt;        /* the delivery it waits for, from 1 */
+    int last_error;          /* the previous delivery's return; 0 if none */
+} weiri_delivery;
 
 /*
  * Small bodies are recycled through a pool (a weir_mpmc of free bodies

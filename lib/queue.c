@@ -145,11 +145,12 @@ attempt(weir_queue *q, void *const *in, void **out, size_t n)
  * The shared shape of every blocking call: try, back off, then sleep on
  * the event of the side that can make the try succeed.  Pushes pass in,
  * pops pass out (see try_once).  Returns how many items moved or a
- * negative code.
+ * negative code; 0 only if kick is not NULL and *kick moved from seen
+ * (see weiri_queue_pop_kickable).
  */
 static long
 transfer(weir_queue *q, void *const *in, void **out, size_t n,
-         int64_t timeout_ns)
+         int64_t timeout_ns, const _Atomic uint32_t *kick, uint32_t seen)
 {
     bool put = in != NULL;
     weiri_event *mine = put ? &q->not_full : &q->not_empty;
@@ -158,6 +159,8 @@ transfer(weir_queue *q, void *const *in, void **out, size_t n,
         long rc = attempt(q, in, out, n);
         if (rc != 0)
             return rc;
+        if (kick != NULL && atomic_load(kick) != seen)
+            return 0;
         if (timeout_ns == WEIR_NOWAIT)
             return WEIR_EAGAIN;
         if (step == 0)
@@ -168,7 +171,8 @@ transfer(weir_queue *q, void *const *in, void **out, size_t n,
         }
         /* Announce ourselves, then try once more before sleeping. */
         uint32_t e = weiri_event_prepare(mine);
-        if ((rc = attempt(q, in, out, n)) != 0) {
+        if ((rc = attempt(q, in, out, n)) != 0 ||
+            (kick != NULL && atomic_load(kick) != seen)) {
             weiri_event_cancel(mine);
             return rc;
         }
@@ -208,7 +212,7 @@ weir_queue_push(weir_queue *q, void *item, int64_t timeout_ns)
         weiri_event_notify(&q->not_empty, 1);
         return 0;
     }
-    long rc = transfer(q, &item, NULL, 1, timeout_ns);
+    long rc = transfer(q, &item, NULL, 1, timeout_ns, NULL, 0);
     return rc < 0 ? (int)rc : 0;
 }
 
@@ -221,7 +225,7 @@ weir_queue_pop(weir_queue *q, void **item, int64_t timeout_ns)
         weiri_event_notify(&q->not_full, 1);
         return 0;
     }
-    long rc = transfer(q, NULL, item, 1, timeout_ns);
+    long rc = transfer(q, NULL, item, 1, timeout_ns, NULL, 0);
     return rc < 0 ? (int)rc : 0;
 }
 
@@ -233,7 +237,7 @@ burst(weir_queue *q, void *const *in, void **out, size_t n, int64_t timeout_ns)
         return WEIR_EINVAL;
     if (n == 0)
         return 0;
-    return transfer(q, in, out, n > LONG_MAX ? LONG_MAX : n, timeout_ns);
+    return transfer(q, in, out, n > LONG_MAX ? LONG_MAX : n, timeout_ns, NULL, 0);
 }
 
 long
@@ -285,4 +289,17 @@ weiri_queue_pushed(const weir_queue *q)
     /* Acquire: a stats reader sees what led to the pushes it counts. */
     return atomic_load_explicit(&q->ring.tail, memory_order_acquire) &
            ~WEIRI_MPMC_CLOSED;
+}
+
+long
+weiri_queue_pop_kickable(weir_queue *q, void **items, size_t n,
+                         const _Atomic uint32_t *kick, uint32_t seen)
+{
+    return transfer(q, NULL, items, n, WEIR_FOREVER, kick, seen);
+}
+
+void
+weiri_queue_wake_consumers(weir_queue *q)
+{
+    weiri_event_notify(&q->not_empty, UINT32_MAX);
 }

@@ -5,6 +5,8 @@
 #ifndef WEIR_QUEUE_INTERNAL_H
 #define WEIR_QUEUE_INTERNAL_H
 
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "weir/queue.h"
@@ -14,5 +16,18 @@
  * (completed or in progress).  Never decreases.  Any thread.
  */
 uint64_t weiri_queue_pushed(const weir_queue *q);
+
+/*
+ * weiri_queue_pop_kickable - as weir_queue_pop_burst with WEIR_FOREVER,
+ * except that it returns 0 once *kick differs from seen: the caller has
+ * other work, and whoever moves *kick calls weiri_queue_wake_consumers
+ * after.  A sleeper checks *kick after announcing itself, so the wake
+ * cannot be missed.
+ */
+long weiri_queue_pop_kickable(weir_queue *q, void **items, size_t n,
+                              const _Atomic uint32_t *kick, uint32_t seen);
+
+/* weiri_queue_wake_consumers - wake every consumer asleep in q. */
+void weiri_queue_wake_consumers(weir_queue *q);
 
 #endif /* WEIR_QUEUE_INTERNAL_H */

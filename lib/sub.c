@@ -5,12 +5,14 @@
  * Accounting.  Every counter only grows and each moves at one point:
  * routed is the queue's own count of pushes plus the messages dropped on
  * the way in (DROP_NEWEST), so a publish pays no extra atomic for it;
- * started moves when a worker takes messages off the queue, acked or
- * failed when a handler returns, dropped when an overflow policy discards
- * one.  queued and in_flight are derived:
+ * started moves when a worker takes messages off the queue, acked,
+ * failed or dead_lettered when a message is finished with (deliver.c:
+ * after its last attempt), dropped when an overflow policy discards one.
+ * The messages an aborted batch placed (voided) are taken back out of
+ * routed by the abort, and out of started by a worker that took one.  queued and in_flight are derived:
  *     queued    = routed - started - dropped
- *     in_flight = started - acked - failed
- * so routed = acked + failed + dropped + queued + in_flight by
+ *     in_flight = started - acked - failed - dead_lettered
+ * so routed = acked + failed + dead_lettered + dropped + queued + in_flight by
  * construction, and what the tests check is that the derived values match
  * reality (the queue is empty after a drain, nothing is in flight).  A
  * snapshot reads the counters in the reverse of the order a message moves
@@ -67,6 +69,26 @@ weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn, void *ctx,
         bad_number(o.rate_per_sec) || bad_number(o.burst) ||
         o.rate_per_sec > 1e9 || (o.rate_per_sec > 0 && o.burst < 1))
         return WEIR_EINVAL;
+    /* Delivery guarantees; 0 means the default for each. */
+    int64_t first = o.retry_backoff_ns > 0 ? o.retry_backoff_ns : 10 * WEIR_MSEC;
+    if (o.max_attempts > WEIR_MAX_ATTEMPTS || o.retry_backoff_ns < 0 ||
+        o.retry_backoff_max_ns < 0 || o.dedup_window_ns < 0 ||
+        bad_number(o.retry_multiplier) ||
+        (o.retry_multiplier != 0 && o.retry_multiplier < 1) ||
+        (o.retry_backoff_max_ns != 0 && o.retry_backoff_max_ns < first) ||
+        o.dedup_max_keys > WEIR_DEDUP_MAX_KEYS)
+        return WEIR_EINVAL;
+    weir_topic *dead_letter = NULL;
+    if (o.dead_letter_topic != NULL) {
+        size_t len;
+        if (!weiri_topic_name_ok(o.dead_letter_topic, &len) ||
+            strcmp(o.dead_letter_topic, t->name) == 0)
+            return WEIR_EINVAL;
+        /* Under bus->mu (weir_bus_subscribe); topics live as long as the bus. */
+        int rc = weiri_topic_get(bus, o.dead_letter_topic, len, &dead_letter);
+        if (rc != 0)
+            return rc;
+    }
 
     weir_sub *s = weiri_alloc_array(1, sizeof(*s));
     if (s == NULL)
@@ -77,6 +99,7 @@ weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn, void *ctx,
     s->ctx = ctx;
     s->overflow = o.overflow;
     s->nworkers = o.workers;
+    s->dead_letter = dead_letter;
     const char *name = o.name != NULL ? o.name : t->name;
     s->name = malloc(strlen(name) + 1);
     /* Aligned: each worker's histogram is written by that worker alone. */
@@ -96,6 +119,8 @@ weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn, void *ctx,
         if ((rc = weir_limiter_init(&s->limiter, o.rate_per_sec, o.burst)) != 0)
             goto fail_event;
     }
+    if ((rc = weiri_deliver_setup(s, &o)) != 0)
+        goto fail_event;
     *out = s;
     return 0;
 fail_event:
@@ -112,8 +137,8 @@ fail:
  * Wait for a permit to start a handler, sleeping on s->wake so that an
  * aborting close can cut the wait short.  false: aborted.
  */
-static bool
-await_permit(weir_sub *s)
+bool
+weiri_sub_await_permit(weir_sub *s)
 {
     while (weir_limiter_acquire(&s->limiter, 1, WEIR_NOWAIT) != 0) {
         int64_t wait = weir_limiter_wait_ns(&s->limiter, 1);
@@ -127,8 +152,8 @@ await_permit(weir_sub *s)
     return true;
 }
 
-static void
-note_high_water(weir_sub *s, uint64_t depth)
+void
+weiri_sub_note_high_water(weir_sub *s, uint64_t depth)
 {
     uint64_t hw = atomic_load_explicit(&s->high_water, memory_order_relaxed);
     while (depth > hw && !atomic_compare_exchange_weak_explicit(&s->high_water,
@@ -172,9 +197,18 @@ handle_batch(weiri_worker *w, void **batch, long n)
     long i, settled = 0;
     for (i = 0; i < n; i++) {
         if (atomic_load_explicit(&s->abort, memory_order_relaxed) ||
-            (s->limited && !await_permit(s)))
+            (s->limited && !weiri_sub_await_permit(s)))
             break;
-        weir_msg m = { batch[i], 1 };
+        weiri_body *b = batch[i];
+        if (b->gate != NULL && !weiri_gate_wait(b->gate)) {
+            /* Out of the batch, as if never taken: shift the rest down. */
+            weiri_sub_discard(s, b, true);
+            memmove(&batch[i], &batch[i + 1], (size_t)(n - i - 1) * sizeof(*batch));
+            n--;
+            i--;
+            continue;
+        }
+        weir_msg m = { b, 1, 0 };
         ok += s->fn(&m, s->ctx) == 0;
         if (i + 1 - settled == CLOCK_EVERY) {
             settle(w, batch, settled, i + 1);
@@ -203,7 +237,9 @@ worker_main(void *arg)
     void *batch[SOLO_BATCH];
     size_t want = s->nworkers == 1 ? SOLO_BATCH : 1;
     current_sub = s;
-    for (;;) {
+    if (s->careful)
+        weiri_deliver_run(w);
+    while (!s->careful) {
         long n = weir_queue_pop_burst(s->queue, batch, want, WEIR_FOREVER);
         if (n < 0)
             break; /* closed and drained */
@@ -215,7 +251,7 @@ worker_main(void *arg)
          * producers' line: one cache miss per batch saved while the
          * worker keeps up.
          */
-        note_high_water(s, (size_t)n < want ? (uint64_t)n
+        weiri_sub_note_high_water(s, (size_t)n < want ? (uint64_t)n
                                : (uint64_t)n + weir_queue_size(s->queue));
         if (!handle_batch(w, batch, n))
             break;
@@ -241,6 +277,32 @@ weiri_sub_start(weir_sub *s)
         }
     }
     return 0;
+}
+
+void
+weiri_sub_discard(weir_sub *s, weiri_body *b, bool started)
+{
+    if (started)
+        atomic_fetch_sub_explicit(&s->started, 1, memory_order_release);
+    weiri_body_release(b, 1);
+}
+
+/*
+ * A message taken off the queue without a worker (dropped by DROP_OLDEST,
+ * or left by a close): counted as dropped or left queued, unless its
+ * batch was aborted (then the abort counted it voided).  Waits for a
+ * batch still being committed: a try never waits, so it decides soon.
+ */
+static void
+drop_queued(weir_sub *s, weiri_body *b, bool left)
+{
+    if (b->gate != NULL && !weiri_gate_wait(b->gate)) {
+        weiri_sub_discard(s, b, false);
+        return;
+    }
+    if (!left)
+        atomic_fetch_add_explicit(&s->dropped, 1, memory_order_release);
+    weiri_body_release(b, 1);
 }
 
 /*
@@ -270,10 +332,8 @@ weiri_sub_offer(weir_sub *s, weiri_body *b, int64_t deadline)
     case WEIR_OVERFLOW_DROP_OLDEST:
         while ((rc = weir_queue_push(s->queue, b, WEIR_NOWAIT)) == WEIR_EAGAIN) {
             void *victim;
-            if (weir_queue_pop(s->queue, &victim, WEIR_NOWAIT) == 0) {
-                atomic_fetch_add_explicit(&s->dropped, 1, memory_order_release);
-                weiri_body_release(victim, 1);
-            }
+            if (weir_queue_pop(s->queue, &victim, WEIR_NOWAIT) == 0)
+                drop_queued(s, victim, false);
         }
         break;
     default: /* REJECT and DROP_NEWEST */
@@ -322,10 +382,11 @@ weiri_sub_drain(weir_sub *s, int64_t deadline)
     for (unsigned i = 0; i < s->running; i++)
         weiri_thread_join(s->workers[i].thread);
     s->running = 0;
+    weiri_deliver_release_left(s);
     void *left;
     while (weir_queue_pop(s->queue, &left, WEIR_NOWAIT) == 0) {
         rc = WEIR_ETIMEDOUT;
-        weiri_body_release(left, 1);
+        drop_queued(s, left, true);
     }
     return rc;
 }
@@ -333,6 +394,7 @@ weiri_sub_drain(weir_sub *s, int64_t deadline)
 void
 weiri_sub_free(weir_sub *s)
 {
+    weiri_deliver_teardown(s);
     weir_queue_destroy(s->queue);
     weiri_event_destroy(&s->wake);
     weiri_free(s->workers);
@@ -387,14 +449,20 @@ weir_sub_get_stats(const weir_sub *sub, weir_sub_stats *out)
     /* Reverse of the path a message takes; see the top of this file. */
     out->acked = atomic_load_explicit(&s->acked, memory_order_acquire);
     out->failed = atomic_load_explicit(&s->failed, memory_order_acquire);
+    out->dead_lettered = atomic_load_explicit(&s->dead_lettered, memory_order_acquire);
     out->delivered = atomic_load_explicit(&s->delivered, memory_order_relaxed);
+    out->retried = atomic_load_explicit(&s->retried, memory_order_relaxed);
+    out->duplicates = atomic_load_explicit(&s->duplicates, memory_order_relaxed);
+    /* voided before started: a voided message leaves started afterwards. */
+    uint64_t voided = atomic_load_explicit(&s->voided, memory_order_acquire);
     uint64_t started = atomic_load_explicit(&s->started, memory_order_acquire);
     out->dropped = atomic_load_explicit(&s->dropped, memory_order_acquire);
     out->routed = weiri_queue_pushed(s->queue) +
                   atomic_load_explicit(&s->dropped_in, memory_order_acquire);
+    out->routed = out->routed > voided ? out->routed - voided : 0;
     out->rejected = atomic_load_explicit(&s->rejected, memory_order_relaxed);
     out->high_water = atomic_load_explicit(&s->high_water, memory_order_relaxed);
-    uint64_t done = out->acked + out->failed;
+    uint64_t done = out->acked + out->failed + out->dead_lettered;
     out->in_flight = started > done ? started - done : 0;
     uint64_t gone = started + out->dropped;
     out->queued = out->routed > gone ? out->routed - gone : 0;

@@ -15,6 +15,7 @@
 
 #include "alloc_internal.h"
 #include "bus_internal.h"
+#include "hash_internal.h"
 #include "clock_internal.h"
 
 bool
@@ -33,14 +34,10 @@ weiri_topic_name_ok(const char *name, size_t *len)
     return n > 0;
 }
 
-/* FNV-1a: short names, few topics; any decent spread will do. */
 static size_t
 bucket_of(const char *name, size_t len)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)name[i]) * 16777619u;
-    return h % WEIRI_TOPIC_BUCKETS;
+    return weiri_hash(name, len) % WEIRI_TOPIC_BUCKETS;
 }
 
 weir_topic *

@@ -186,7 +186,7 @@ test_bus_message_carries_copies(void **state)
     assert_int_equal(weir_bus_subscribe(bus, "stock/reserved", inspect, &s,
                                         NULL, NULL), 0);
     char key[16] = "sku-42", data[16] = "payload";
-    weir_pub_opts po = { key, 0 };
+    weir_pub_opts po = { .key = key };
     int64_t before = ts_now_ns();
     assert_int_equal(weir_topic_publish(t, data, 8, &po), 0);
     memset(key, 'x', sizeof(key) - 1); /* the bus kept its own copies */
@@ -274,7 +274,7 @@ overflow_case(weir_overflow policy, const int *want_rc, uint64_t want_dropped,
     uint64_t seq = 0;
     assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL), 0);
     wait_until(entered_one, &g);
-    weir_pub_opts po = { NULL, 20 * WEIR_MSEC };
+    weir_pub_opts po = { .timeout_ns = 20 * WEIR_MSEC };
     for (seq = 1; seq < 10; seq++)
         assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), &po),
                          seq < 5 ? 0 : want_rc[seq - 5]);
@@ -650,12 +650,12 @@ test_bus_rejects_bad_input(void **state)
     assert_int_equal(weir_bus_publish(bus, "t", NULL, 1, NULL), WEIR_EINVAL);
     assert_int_equal(weir_bus_publish(bus, "t", "x", WEIR_MAX_PAYLOAD + 1, NULL),
                      WEIR_EINVAL);
-    weir_pub_opts neg = { NULL, -5 };
+    weir_pub_opts neg = { .timeout_ns = -5 };
     assert_int_equal(weir_bus_publish(bus, "t", "x", 1, &neg), WEIR_EINVAL);
     char long_key[WEIR_KEY_MAX + 2];
     memset(long_key, 'k', sizeof(long_key) - 1);
     long_key[sizeof(long_key) - 1] = '\0';
-    weir_pub_opts lk = { long_key, 0 };
+    weir_pub_opts lk = { .key = long_key };
     assert_int_equal(weir_bus_publish(bus, long_name, "x", 1, &lk), WEIR_EINVAL);
     assert_int_equal(weir_bus_publish(bus, "unknown", "x", 1, &lk), WEIR_EINVAL);
     assert_int_equal(weir_topic_publish(NULL, "x", 1, NULL), WEIR_EINVAL);

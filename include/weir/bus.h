@@ -17,14 +17,53 @@
  *     may finish in any order.
  *   - Isolation: a slow or failing subscription holds up no other; only
  *     the BLOCK overflow policy makes a publisher wait, within its timeout.
- *   - A handler returns 0 to acknowledge; any other value is a failure,
- *     counted, and the worker goes on with the next message.
+ *   - A handler returns 0 to acknowledge; any other value is a failure.
+ *     Without retries the message is then counted failed (or dead-lettered)
+ *     and the worker goes on with the next one.
  *   - Nothing disappears uncounted: per subscription, whenever statistics
  *     are read with no publish in progress,
- *         routed = acked + failed + dropped + queued + in_flight.
+ *         routed = acked + failed + dead_lettered + dropped + queued + in_flight.
  *   - Close drains: queued messages are handled within the drain timeout;
  *     what is left is reported in the statistics as queued.  Messages in
  *     memory are lost if the process dies.
+ *
+ * Retries, dead letters, order, duplicates (weir_sub_opts):
+ *   - Retry with backoff.  With max_attempts > 1, a message whose handler
+ *     fails is delivered again after retry_backoff_ns * retry_multiplier^(k-1)
+ *     (k: the attempt that failed), capped at retry_backoff_max_ns, drawn
+ *     from [backoff/2, backoff] with retry_jitter; weir_msg_attempt says
+ *     which delivery it is and weir_msg_last_error what the previous one
+ *     returned.  While it waits it holds no worker: the bus has one timer
+ *     thread for every waiting message.  It counts as in flight, and each
+ *     retry in retried.
+ *   - Dead letters.  After its last attempt a message is published to
+ *     dead_letter_topic if set (counted dead_lettered), else counted
+ *     failed.  The dead letter keeps the original's payload, key and id;
+ *     its handlers also see weir_msg_origin_topic, weir_msg_attempt = the
+ *     attempts made, and weir_msg_last_error.  Dead letters are not
+ *     counted in the bus's published.  After weir_bus_close has begun, a
+ *     message given up is counted failed: the dead-letter queues are closed.
+ *   - Per-key order.  With ordered_by_key, messages with the same key are
+ *     handled one at a time, in publish order, retries included, while
+ *     other keys run in parallel on the other workers; messages without a
+ *     key go to any worker.  Head-of-line blocking: a message waiting for
+ *     its retry holds back every later message of its key (not of other
+ *     keys) until it is acked or given up.
+ *   - Duplicate suppression.  With dedup_window_ns, a message whose key
+ *     was seen within the window (among the last dedup_max_keys keys) is
+ *     not handled: it is counted acked and duplicates.  The key is
+ *     remembered when its first message is taken, before the handler runs.
+ *   - At least once, at most once.  A handler may see a message more than
+ *     once: retries re-deliver after a failure, even one that happened
+ *     after the handler did its work (at-least-once).  With duplicate
+ *     suppression a key is handled at most once per window, even if that
+ *     handling failed for good (at-most-once per key).  Messages in memory
+ *     are lost if the process dies.
+ *   - Delayed delivery (weir_pub_opts.delay_ns): the message is routed
+ *     when due, to the subscriptions the topic has then; equal due times
+ *     keep publish order.  It gets its id, and counts in published, then.
+ *   - Atomic batches (weir_batch_*): the messages of a batch become
+ *     visible to handlers all at once on commit, or never.
  *
  * Locks: the bus has one mutex, taken by subscribe, close and topic
  * creation, never by a publish of an existing topic and never while a
@@ -59,6 +98,7 @@ typedef struct weir_msg weir_msg;
 #define WEIR_MAX_WORKERS   64
 #define WEIR_MAX_CAPACITY  ((size_t)1 << 24)
 #define WEIR_MAX_PAYLOAD   ((size_t)1 << 30)
+#define WEIR_MAX_ATTEMPTS  1000
 
 /*
  * weir_handler - called on a subscription's worker thread for each
@@ -91,6 +131,17 @@ typedef struct weir_sub_opts {
     weir_overflow overflow;      /* 0 = WEIR_OVERFLOW_BLOCK */
     double        rate_per_sec;  /* handler starts per second; 0 = unlimited */
     double        burst;         /* 0 = 1 when a rate is set */
+    /* Delivery guarantees (see "Retries, dead letters, order, duplicates" above). */
+    unsigned      max_attempts;          /* deliveries at most; 0 or 1 = no retry;
+                                            at most WEIR_MAX_ATTEMPTS */
+    int64_t       retry_backoff_ns;      /* first backoff; 0 = 10 ms */
+    double        retry_multiplier;      /* 0 = 2.0; at least 1 */
+    int64_t       retry_backoff_max_ns;  /* 0 = 1 s; at least the first backoff */
+    bool          retry_jitter;          /* spread retries over [backoff/2, backoff] */
+    const char   *dead_letter_topic;     /* NULL = none; copied */
+    bool          ordered_by_key;        /* same key: one at a time, in publish order */
+    int64_t       dedup_window_ns;       /* 0 = no duplicate suppression */
+    size_t        dedup_max_keys;        /* bound on remembered keys; 0 = 65536 */
 } weir_sub_opts;
 
 /* weir_pub_opts - options for a publish; NULL or zeroed = defaults. */
@@ -99,6 +150,7 @@ typedef struct weir_pub_opts {
     int64_t     timeout_ns;      /* how long a publish may block on a full BLOCK queue:
                                     0 = no limit (the default), > 0 = that many ns,
                                     then WEIR_ETIMEDOUT */
+    int64_t     delay_ns;        /* deliver no earlier than this; 0 = now */
 } weir_pub_opts;
 
 /*
@@ -112,7 +164,8 @@ typedef struct weir_sub_stats {
     uint64_t failed;     /* handler calls that returned non-zero */
     uint64_t dropped;    /* by DROP_OLDEST or DROP_NEWEST */
     uint64_t rejected;   /* publishes turned away (REJECT full, or BLOCK timed out); not routed */
-    uint64_t retried, dead_lettered;  /* delivery guarantees: 0 for now */
+    uint64_t retried;    /* deliveries that failed and were scheduled again */
+    uint64_t dead_lettered; /* given up and published to the dead-letter topic */
     uint64_t queued;     /* routed, not yet taken by a worker; after a close, left unhandled */
     uint64_t high_water; /* most messages ever seen queued */
     uint64_t in_flight;  /* taken by a worker, handler not yet returned */
@@ -121,12 +174,16 @@ typedef struct weir_sub_stats {
                             p50/p99 to within 1/4 of a power of two; the clock is
                             read after every 8th handler of a worker's batch, so a
                             value may include up to 7 later handlers of the batch */
+    uint64_t duplicates; /* skipped by duplicate suppression; counted in acked too */
 } weir_sub_stats;
 
 /* weir_bus_stats - counters of the whole bus. */
 typedef struct weir_bus_stats {
     uint64_t published;  /* publishes accepted (routed anywhere or not) */
     uint64_t unrouted;   /* of those, published to a topic with no subscription */
+    uint64_t delayed;    /* delayed publishes accepted and not yet due */
+    uint64_t delayed_left; /* delayed publishes given up by weir_bus_close
+                              because they were not due within its timeout */
 } weir_bus_stats;
 
 /*
@@ -196,10 +253,11 @@ int weir_topic_publish(weir_topic *topic, const void *data, size_t len,
 
 /*
  * weir_bus_close - stop accepting publishes (they return WEIR_ECLOSED),
- * let every subscription handle what is queued within drain_timeout_ns
- * (one deadline for all), join every worker thread.  Returns 0, or
- * WEIR_ETIMEDOUT if messages were left unhandled (see each
- * subscription's queued count), WEIR_ECLOSED if already closed,
+ * deliver the delayed messages that come due within drain_timeout_ns,
+ * let every subscription handle what is queued and finish its retries
+ * within the same timeout (one deadline for all), join every worker
+ * thread.  Returns 0, or WEIR_ETIMEDOUT if messages were left unhandled
+ * (see each subscription's queued count, and the bus's delayed_left), WEIR_ECLOSED if already closed,
  * WEIR_EDEADLK from a handler of this bus, WEIR_EINVAL for NULL or a bad
  * timeout.  Statistics stay readable until weir_bus_destroy.
  */
@@ -235,6 +293,50 @@ const char *weir_msg_key(const weir_msg *m);
 uint64_t weir_msg_id(const weir_msg *m);
 int64_t weir_msg_timestamp_ns(const weir_msg *m);
 unsigned weir_msg_attempt(const weir_msg *m);
+
+/*
+ * Dead letters (see above): weir_msg_origin_topic is the topic the
+ * message failed on, NULL for a message that is not a dead letter;
+ * weir_msg_last_error is what the handler returned on the previous
+ * delivery (on a dead letter: on the original's last), 0 if none.
+ */
+const char *weir_msg_origin_topic(const weir_msg *m);
+int weir_msg_last_error(const weir_msg *m);
+
+/*
+ * Atomic batches: the in-process form of a transactional publish.
+ *
+ * weir_batch_begin - start an empty batch on bus in *batch.  Returns 0,
+ * WEIR_EINVAL (NULL argument), WEIR_ECLOSED or WEIR_ENOMEM.  A batch
+ * belongs to one thread at a time; commit or abort it before
+ * weir_bus_destroy.
+ *
+ * weir_batch_publish - stage a copy of the message, as weir_bus_publish
+ * would publish it (creating the topic if needed); nothing is visible
+ * yet.  Returns 0, WEIR_EINVAL (as for weir_bus_publish, or a delay:
+ * delay_ns must be 0 in a batch), WEIR_ECLOSED or WEIR_ENOMEM; the batch
+ * stays usable either way.  opts->timeout_ns is ignored: the commit's
+ * timeout applies.
+ *
+ * weir_batch_commit - place every staged message in the queue of every
+ * subscription of its topic, so that handlers see all of them or none.
+ * Waits up to timeout_ns (WEIR_NOWAIT, ns, WEIR_FOREVER) for room in
+ * BLOCK queues.  Returns 0 (all placed; overflow policies that drop still
+ * apply), or places none and returns WEIR_EAGAIN (a REJECT queue was full,
+ * or one subscription's share of the batch exceeds its capacity),
+ * WEIR_ETIMEDOUT (a BLOCK queue stayed full), WEIR_ECLOSED (the bus is
+ * closed), WEIR_ENOMEM; WEIR_EINVAL for NULL or a bad timeout.  Frees
+ * the batch whatever it returns.
+ *
+ * weir_batch_abort - drop the staged messages and free the batch; no
+ * trace is left.  Accepts NULL.
+ */
+typedef struct weir_batch weir_batch;
+int weir_batch_begin(weir_bus *bus, weir_batch **batch);
+int weir_batch_publish(weir_batch *batch, const char *topic, const void *data,
+                       size_t len, const weir_pub_opts *opts);
+int weir_batch_commit(weir_batch *batch, int64_t timeout_ns);
+void weir_batch_abort(weir_batch *batch);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,283 @@
+/*
+ * batch.c - atomic batches: messages staged, then placed all at once or
+ * not at all (weir_batch_commit).
+ *
+ * A commit places every staged message in every subscription's queue
+ * under a gate (msg_internal.h): workers that take one wait for the
+ * decision, so no handler sees part of a batch.  If a message cannot be
+ * placed, the gate is aborted and what was placed is voided: workers
+ * discard it uncounted (sub.c).
+ *
+ * The commit never waits while it holds placed messages.  Were it to wait
+ * for room in a full queue, a worker of that queue could be waiting on
+ * the gate with the message that would make room, for ever.  So each try
+ * places everything without waiting; a full queue aborts the try, the
+ * commit waits for room there, holding nothing, and tries again until its
+ * timeout.  A full REJECT queue fails the commit at once.  Batch messages
+ * neither drop others nor are dropped (DROP_* queues are waited on like
+ * BLOCK ones), so an abort knows exactly what to take back.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc_internal.h"
+#include "bus_internal.h"
+#include "clock_internal.h"
+
+typedef struct staged {
+    weir_topic *topic;
+    weiri_body *body;              /* the copy each try's bodies are made from */
+} staged;
+
+struct weir_batch {
+    weir_bus *bus;
+    staged *items;
+    size_t n, cap;
+};
+
+int
+weir_batch_begin(weir_bus *bus, weir_batch **batch)
+{
+    if (bus == NULL || batch == NULL)
+        return WEIR_EINVAL;
+    *batch = NULL;
+    if (atomic_load(&bus->closed))
+        return WEIR_ECLOSED;
+    weir_batch *b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        return WEIR_ENOMEM;
+    b->bus = bus;
+    *batch = b;
+    return 0;
+}
+
+int
+weir_batch_publish(weir_batch *batch, const char *topic, const void *data,
+                   size_t len, const weir_pub_opts *opts)
+{
+    size_t key_len;
+    if (batch == NULL || topic == NULL ||
+        weiri_check_publish(data, len, opts, &key_len) != 0 ||
+        (opts != NULL && opts->delay_ns != 0))
+        return WEIR_EINVAL;
+    weir_topic *t;
+    int rc = weir_bus_topic(batch->bus, topic, &t);
+    if (rc != 0)
+        return rc;
+    if (batch->n == batch->cap) {
+        size_t cap = batch->cap == 0 ? 8 : 2 * batch->cap;
+        staged *items = realloc(batch->items, cap * sizeof(*items));
+        if (items == NULL)
+            return WEIR_ENOMEM;
+        batch->items = items;
+        batch->cap = cap;
+    }
+    weiri_body *body = weiri_body_create(NULL, t->name, data, len,
+                                         opts != NULL ? opts->key : NULL,
+                                         key_len, 0, 0);
+    if (body == NULL)
+        return WEIR_ENOMEM;
+    batch->items[batch->n++] = (staged){ t, body };
+    return 0;
+}
+
+void
+weir_batch_abort(weir_batch *batch)
+{
+    if (batch == NULL)
+        return;
+    for (size_t i = 0; i < batch->n; i++)
+        free(batch->items[i].body); /* never shared, never pooled */
+    free(batch->items);
+    free(batch);
+}
+
+/* How many of the batch's messages go to subscription s. */
+static size_t
+count_for(const weir_sub *s, const weiri_subset *const *sets, size_t n)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < sets[i]->n; j++)
+            c += sets[i]->subs[j] == s;
+    return c;
+}
+
+/*
+ * Place b, holding one reference for s, without waiting and whatever s's
+ * overflow policy: a batch message never drops another, nor is dropped,
+ * so that an abort can take back exactly what it placed.  0, WEIR_EAGAIN
+ * (full; the reference is released and nothing counted) or WEIR_ECLOSED.
+ */
+static int
+place(weir_sub *s, weiri_body *b)
+{
+    int rc = weir_queue_push(s->queue, b, WEIR_NOWAIT);
+    if (rc != 0)
+        weiri_body_release(b, 1);
+    return rc;
+}
+
+/* The outcome of one try. */
+typedef struct outcome {
+    int rc;           /* 0, WEIR_EAGAIN (REJECT full), WEIR_ETIMEDOUT (another
+                         policy, full), WEIR_ECLOSED or WEIR_ENOMEM */
+    weir_sub *full;   /* the subscription that was full */
+    size_t need;      /* how many of ours it must take */
+    uint64_t unrouted;
+} outcome;
+
+/*
+ * One try: place everything under a new gate, then decide it.  placed
+ * has room for every placement; an abort takes each back out of its
+ * subscription's routed count at once (workers then discard the messages
+ * uncounted, see sub.c).
+ */
+static outcome
+try_commit(weir_batch *batch, const weiri_subset *const *sets, weir_sub **placed)
+{
+    weir_bus *bus = batch->bus;
+    outcome o = { 0 };
+    uint64_t ids = 0;
+    size_t np = 0;
+    weiri_gate *g = malloc(sizeof(*g));
+    if (g == NULL || weiri_event_init(&g->decided) != 0) {
+        free(g);
+        o.rc = WEIR_ENOMEM;
+        return o;
+    }
+    atomic_init(&g->state, WEIRI_GATE_PENDING);
+    atomic_init(&g->refs, 1); /* ours, until decided */
+    for (size_t i = 0; i < batch->n && o.rc == 0; i++) {
+        const weiri_body *tpl = batch->items[i].body;
+        const weiri_subset *set = sets[i];
+        if (set == NULL || set->n == 0) {
+            o.unrouted++;
+            continue;
+        }
+        weiri_body *b = weiri_body_create(&bus->bodies, tpl->topic, tpl->data,
+                                          tpl->size, tpl->key,
+                                          tpl->key ? strlen(tpl->key) : 0,
+                                          weiri_now_ns(), (uint32_t)set->n);
+        if (b == NULL) {
+            o.rc = WEIR_ENOMEM;
+            break;
+        }
+        b->id = atomic_fetch_add_explicit(&bus->next_id, 1, memory_order_relaxed) + 1;
+        ids++;
+        atomic_fetch_add(&g->refs, 1);
+        b->gate = g;
+        for (size_t j = 0; j < set->n; j++) {
+            weir_sub *s = set->subs[j];
+            int rc = place(s, b);
+            if (rc == 0) {
+                placed[np++] = s;
+                continue;
+            }
+            if (rc == WEIR_ECLOSED && !atomic_load(&bus->closed))
+                continue; /* s is being closed: as for a publish, skip it */
+            if (rc != 0) {
+                if (set->n - j - 1 > 0)
+                    weiri_body_release(b, (uint32_t)(set->n - j - 1));
+                o.rc = rc == WEIR_EAGAIN && s->overflow != WEIR_OVERFLOW_REJECT
+                           ? WEIR_ETIMEDOUT : rc;
+                o.full = s;
+                o.need = count_for(s, sets, batch->n);
+                break;
+            }
+        }
+    }
+    /* A close that overtook us closed queues we counted as skipped. */
+    if (o.rc == 0 && atomic_load(&bus->closed))
+        o.rc = WEIR_ECLOSED;
+    if (o.rc != 0) {
+        atomic_fetch_add_explicit(&bus->unused_ids, ids, memory_order_relaxed);
+        for (size_t i = 0; i < np; i++)
+            atomic_fetch_add_explicit(&placed[i]->voided, 1, memory_order_release);
+    }
+    /* seq_cst: a waker's store must precede its look for sleepers (wait_internal.h). */
+    atomic_store(&g->state, o.rc == 0 ? WEIRI_GATE_COMMITTED : WEIRI_GATE_ABORTED);
+    weiri_event_notify(&g->decided, UINT32_MAX);
+    weiri_gate_release(g);
+    return o;
+}
+
+/* Wait, holding nothing, until s has room for need more, or the deadline. */
+static bool
+await_room(weir_sub *s, size_t need, int64_t deadline)
+{
+    int64_t pause = 20 * WEIR_USEC;
+    for (;;) {
+        if (weir_queue_size(s->queue) + need <= weir_queue_capacity(s->queue))
+            return true;
+        int64_t now = weiri_now_ns();
+        if (now >= deadline)
+            return false;
+        weiri_sleep_until(deadline - now < pause ? deadline : now + pause);
+        if (pause < WEIR_MSEC)
+            pause *= 2;
+    }
+}
+
+int
+weir_batch_commit(weir_batch *batch, int64_t timeout_ns)
+{
+    if (batch == NULL)
+        return WEIR_EINVAL;
+    int rc;
+    weir_bus *bus = batch->bus;
+    const weiri_subset **sets = NULL;
+    unsigned *tickets = NULL;
+    weir_sub **placed = NULL;
+    if (timeout_ns < WEIR_FOREVER) {
+        rc = WEIR_EINVAL;
+        goto out;
+    }
+    int64_t deadline = weiri_deadline(timeout_ns);
+    sets = calloc(batch->n + 1, sizeof(*sets));
+    tickets = calloc(batch->n + 1, sizeof(*tickets));
+    if (sets == NULL || tickets == NULL) {
+        rc = WEIR_ENOMEM;
+        goto out;
+    }
+    for (;;) {
+        if (atomic_load_explicit(&bus->closed, memory_order_acquire)) {
+            rc = WEIR_ECLOSED;
+            break;
+        }
+        /* The subscriptions of every topic stay put for the whole try. */
+        for (size_t i = 0; i < batch->n; i++)
+            sets[i] = weiri_topic_enter(batch->items[i].topic, &tickets[i]);
+        /* A queue too small for our share could never take it. */
+        rc = 0;
+        for (size_t i = 0; i < batch->n && rc == 0; i++)
+            for (size_t j = 0; sets[i] != NULL && j < sets[i]->n && rc == 0; j++)
+                if (count_for(sets[i]->subs[j], sets, batch->n) >
+                    weir_queue_capacity(sets[i]->subs[j]->queue))
+                    rc = WEIR_EAGAIN;
+        size_t places = 0;
+        for (size_t i = 0; i < batch->n; i++)
+            places += sets[i] != NULL ? sets[i]->n : 0;
+        weir_sub **more = realloc(placed, (places + 1) * sizeof(*placed));
+        if (more == NULL && rc == 0)
+            rc = WEIR_ENOMEM;
+        else if (more != NULL)
+            placed = more;
+        outcome o = { .rc = rc };
+        if (rc == 0)
+            o = try_commit(batch, sets, placed);
+        for (size_t i = batch->n; i-- > 0;)
+            weiri_topic_leave(batch->items[i].topic, tickets[i]);
+        rc = o.rc;
+        if (rc == 0)
+            atomic_fetch_add_explicit(&bus->unrouted, o.unrouted, memory_order_relaxed);
+        if (rc != WEIR_ETIMEDOUT || !await_room(o.full, o.need, deadline))
+            break;
+    }
+out:
+    free(placed);
+    free(sets);
+    free(tickets);
+    weir_batch_abort(batch);
+    return rc;
+}

@@ -1,0 +1,451 @@
+/*
+ * deliver.c - the careful workers: retries with backoff, dead letters,
+ * per-key order and duplicate suppression (weir_sub.careful).
+ *
+ * A careful worker takes one message at a time, from two sources: the
+ * subscription's ready list (retries whose backoff has passed, put there
+ * by the bus's timer thread) first, then its queue.  A worker asleep in
+ * the queue is woken for a ready retry through s->kick (see
+ * weiri_queue_pop_kickable).  A failed delivery with attempts left goes
+ * to the timer and the worker moves on: no worker ever sleeps through a
+ * backoff.
+ *
+ * Per-key order.  A key with a message in hand (being handled, or
+ * waiting for its retry) has an entry in s->keys; a worker that takes a
+ * later message of that key parks it on the entry, in arrival order,
+ * which is publish order since one queue feeds every worker.  Whoever
+ * finishes the message in hand takes the next parked one itself, so a
+ * key is handled one message at a time, in order, retries included; the
+ * entry goes when nothing of its key is left in hand.
+ *
+ * Accounting (see sub.c).  A message is started when taken off the
+ * queue and stays in flight, through parking and retries, until acked,
+ * failed or dead-lettered.  A message a close leaves behind is un-started
+ * and released, so it counts as queued, as in sub.c.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus_internal.h"
+#include "clock_internal.h"
+#include "hash_internal.h"
+#include "queue_internal.h"
+
+typedef struct weiri_key {
+    struct weiri_key *next;        /* hash chain */
+    uint64_t hash;
+    weiri_delivery *head, *tail;   /* parked, oldest first */
+    char name[];
+} weiri_key;
+
+int
+weiri_deliver_setup(weir_sub *s, const weir_sub_opts *o)
+{
+    s->max_attempts = o->max_attempts > 1 ? o->max_attempts : 1;
+    s->backoff = o->retry_backoff_ns > 0 ? o->retry_backoff_ns : 10 * WEIR_MSEC;
+    s->backoff_max = o->retry_backoff_max_ns > 0 ? o->retry_backoff_max_ns : WEIR_SEC;
+    s->multiplier = o->retry_multiplier > 0 ? o->retry_multiplier : 2.0;
+    s->jitter = o->retry_jitter;
+    s->ordered = o->ordered_by_key;
+    s->careful = s->max_attempts > 1 || o->dead_letter_topic != NULL ||
+                 s->ordered || o->dedup_window_ns > 0;
+    if (!s->careful)
+        return 0;
+    if (pthread_mutex_init(&s->mu, NULL) != 0)
+        return WEIR_ENOMEM;
+    if (pthread_mutex_init(&s->take_mu, NULL) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        return WEIR_ENOMEM;
+    }
+    if (o->dedup_window_ns > 0 &&
+        weir_dedup_create(&s->dedup, o->dedup_max_keys, o->dedup_window_ns) != 0) {
+        pthread_mutex_destroy(&s->take_mu);
+        pthread_mutex_destroy(&s->mu);
+        return WEIR_ENOMEM;
+    }
+    return 0;
+}
+
+void
+weiri_deliver_teardown(weir_sub *s)
+{
+    if (!s->careful)
+        return;
+    weir_dedup_destroy(s->dedup);
+    free(s->keys);
+    pthread_mutex_destroy(&s->take_mu);
+    pthread_mutex_destroy(&s->mu);
+}
+
+/* --- the ready list, fed by the timer -------------------------------------- */
+
+void
+weiri_sub_retry_due(void *sub, void *delivery)
+{
+    weir_sub *s = sub;
+    weiri_delivery *d = delivery;
+    d->next = NULL;
+    pthread_mutex_lock(&s->mu);
+    if (s->ready_tail != NULL)
+        s->ready_tail->next = d;
+    else
+        s->ready = d;
+    s->ready_tail = d;
+    atomic_fetch_add(&s->ready_n, 1);
+    pthread_mutex_unlock(&s->mu);
+    /* seq_cst, before the wakes: pairs with the sleepers' re-check. */
+    atomic_fetch_add(&s->kick, 1);
+    weiri_queue_wake_consumers(s->queue);
+    weiri_event_notify(&s->wake, UINT32_MAX);
+}
+
+static weiri_delivery *
+take_ready(weir_sub *s)
+{
+    if (atomic_load(&s->ready_n) == 0)
+        return NULL;
+    pthread_mutex_lock(&s->mu);
+    weiri_delivery *d = s->ready;
+    if (d != NULL) {
+        s->ready = d->next;
+        if (s->ready == NULL)
+            s->ready_tail = NULL;
+        atomic_fetch_sub(&s->ready_n, 1);
+    }
+    pthread_mutex_unlock(&s->mu);
+    /* The last retry in hand: workers waiting only for it may now exit. */
+    if (d != NULL && atomic_fetch_sub(&s->pending, 1) == 1)
+        weiri_event_notify(&s->wake, UINT32_MAX);
+    return d;
+}
+
+/*
+ * The queue is closed and drained: wait while retries are pending.  true:
+ * one is ready; false: exit (none pending, or aborting).
+ */
+static bool
+await_retries(weir_sub *s)
+{
+    for (;;) {
+        uint32_t e = weiri_event_prepare(&s->wake);
+        if (atomic_load(&s->abort) || atomic_load(&s->ready_n) > 0 ||
+            atomic_load(&s->pending) == 0) {
+            weiri_event_cancel(&s->wake);
+            return !atomic_load(&s->abort) && atomic_load(&s->pending) > 0;
+        }
+        weiri_event_wait(&s->wake, e, WEIRI_NO_DEADLINE);
+    }
+}
+
+/* --- keys in hand (ordered_by_key) ----------------------------------------- */
+
+static weiri_key **
+key_slot(weir_sub *s, const char *key, uint64_t h)
+{
+    weiri_key **link = &s->keys[h & (s->key_buckets - 1)];
+    while (*link != NULL && ((*link)->hash != h || strcmp((*link)->name, key) != 0))
+        link = &(*link)->next;
+    return link;
+}
+
+/* Double the buckets when the table is as full as it is wide.  Under mu. */
+static void
+key_grow(weir_sub *s)
+{
+    size_t nb = s->key_buckets == 0 ? 64 : 2 * s->key_buckets;
+    weiri_key **nk = calloc(nb, sizeof(*nk));
+    if (nk == NULL)
+        return; /* longer chains, still correct */
+    for (size_t i = 0; i < s->key_buckets; i++) {
+        for (weiri_key *k = s->keys[i], *next; k != NULL; k = next) {
+            next = k->next;
+            k->next = nk[k->hash & (nb - 1)];
+            nk[k->hash & (nb - 1)] = k;
+        }
+    }
+    free(s->keys);
+    s->keys = nk;
+    s->key_buckets = nb;
+}
+
+/*
+ * Claim b's key for the caller, or park d (holding b) behind the message
+ * of that key in hand.  true: claimed, handle it now.  Under no lock.
+ * Without memory for an entry the message is handled at once, out of
+ * order rather than lost.
+ */
+static bool
+key_claim(weir_sub *s, weiri_delivery *d)
+{
+    const char *key = d->body->key;
+    uint64_t h = weiri_hash(key, strlen(key));
+    bool claimed = true;
+    pthread_mutex_lock(&s->mu);
+    if (s->nkeys >= s->key_buckets)
+        key_grow(s);
+    if (s->key_buckets > 0) {
+        weiri_key **link = key_slot(s, key, h);
+        if (*link != NULL) {
+            weiri_key *k = *link;
+            d->next = NULL;
+            if (k->tail != NULL)
+                k->tail->next = d;
+            else
+                k->head = d;
+            k->tail = d;
+            claimed = false;
+        } else {
+            size_t len = strlen(key);
+            weiri_key *k = malloc(sizeof(*k) + len + 1);
+            if (k != NULL) {
+                *k = (weiri_key){ .hash = h };
+                memcpy(k->name, key, len + 1);
+                *link = k;
+                s->nkeys++;
+            }
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return claimed;
+}
+
+/* The message of key in hand is finished: the next parked one, or NULL. */
+static weiri_delivery *
+key_next(weir_sub *s, const char *key)
+{
+    uint64_t h = weiri_hash(key, strlen(key));
+    weiri_delivery *d = NULL;
+    pthread_mutex_lock(&s->mu);
+    if (s->key_buckets > 0) {
+        weiri_key **link = key_slot(s, key, h);
+        weiri_key *k = *link;
+        if (k != NULL && (d = k->head) != NULL) {
+            k->head = d->next;
+            if (k->head == NULL)
+                k->tail = NULL;
+        } else if (k != NULL) {
+            *link = k->next;
+            s->nkeys--;
+            free(k);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return d;
+}
+
+/* --- one delivery ---------------------------------------------------------- */
+
+/* The backoff after the attempt-th delivery failed. */
+static int64_t
+backoff_after(const weir_sub *s, unsigned attempt)
+{
+    double b = (double)s->backoff;
+    for (unsigned i = 1; i < attempt && b < (double)s->backoff_max; i++)
+        b *= s->multiplier;
+    if (b > (double)s->backoff_max)
+        b = (double)s->backoff_max;
+    if (s->jitter) {
+        /* xorshift64: a private, lock-free stream per worker thread. */
+        static _Thread_local uint64_t x;
+        if (x == 0)
+            x = (uint64_t)weiri_now_ns() | 1;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b = b / 2 + b / 2 * (double)(x >> 11) / (double)(1ull << 53);
+    }
+    return (int64_t)b;
+}
+
+/* After the last attempt: dead letter if possible, else failed. */
+static void
+give_up(weir_sub *s, const weiri_body *b, unsigned attempts, int rc)
+{
+    weir_bus *bus = s->bus;
+    if (s->dead_letter != NULL && !atomic_load(&bus->closed)) {
+        weiri_body *dl = weiri_body_create(&bus->bodies, s->dead_letter->name,
+                                           b->data, b->size, b->key,
+                                           b->key ? strlen(b->key) : 0,
+                                           weiri_now_ns(), 0);
+        if (dl != NULL) {
+            dl->id = b->id;
+            dl->origin = b->topic;
+            dl->attempt_base = attempts;
+            dl->origin_error = rc;
+            int prc = weiri_bus_fanout(s->dead_letter, dl, WEIRI_NO_DEADLINE, false);
+            if (prc == 0 || prc == WEIR_EAGAIN) {
+                atomic_fetch_add_explicit(&s->dead_lettered, 1, memory_order_release);
+                return;
+            }
+        }
+    }
+    atomic_fetch_add_explicit(&s->failed, 1, memory_order_release);
+}
+
+/* A message the worker cannot handle because the subscription aborts. */
+static void
+leave(weir_sub *s, weiri_delivery *d)
+{
+    atomic_fetch_sub(&s->started, 1);
+    weiri_body_release(d->body, 1);
+    free(d);
+}
+
+/*
+ * Handle d until it is acked, given up or scheduled for a retry; then, if
+ * it held its key, go on with the key's next parked message.  d is owned
+ * by the caller's worker and freed or handed on here.
+ */
+static void
+handle(weiri_worker *w, weiri_delivery *d)
+{
+    weir_sub *s = w->sub;
+    while (d != NULL) {
+        weiri_body *b = d->body;
+        if (atomic_load_explicit(&s->abort, memory_order_relaxed) ||
+            (s->limited && !weiri_sub_await_permit(s))) {
+            leave(s, d);
+            return;
+        }
+        int rc = 0;
+        if (d->attempt == 1 && s->dedup != NULL && b->key != NULL &&
+            weir_dedup_check_and_insert(s->dedup, b->key, strlen(b->key)) == 0) {
+            atomic_fetch_add_explicit(&s->duplicates, 1, memory_order_relaxed);
+        } else {
+            weir_msg m = { b, d->attempt, d->last_error };
+            rc = s->fn(&m, s->ctx);
+            atomic_fetch_add_explicit(&s->delivered, 1, memory_order_relaxed);
+        }
+        if (rc != 0 && d->attempt < s->max_attempts) {
+            weiri_timed e = { .due = weiri_now_ns() + backoff_after(s, d->attempt),
+                              .kind = WEIRI_TIMED_RETRY, .target = s, .item = d };
+            d->attempt++;
+            d->last_error = rc;
+            atomic_fetch_add(&s->pending, 1);
+            if (weiri_timer_add(&s->bus->timer, e) == 0) {
+                atomic_fetch_add_explicit(&s->retried, 1, memory_order_relaxed);
+                return; /* its key, if any, stays in hand */
+            }
+            atomic_fetch_sub(&s->pending, 1);
+            d->attempt--;
+        }
+        if (rc == 0)
+            atomic_fetch_add_explicit(&s->acked, 1, memory_order_release);
+        else
+            give_up(s, b, d->attempt, rc);
+        weiri_hist_record(&w->latency, weiri_now_ns() - b->timestamp_ns);
+        weiri_delivery *next = s->ordered && b->key != NULL ? key_next(s, b->key) : NULL;
+        weiri_body_release(b, 1);
+        free(d);
+        d = next;
+    }
+}
+
+/*
+ * A message just taken off the queue: wrap it and mind its key.  Returns
+ * it to handle now, or NULL (voided, or parked behind its key).
+ */
+static weiri_delivery *
+arrive(weir_sub *s, weiri_body *b)
+{
+    if (b->gate != NULL && !weiri_gate_wait(b->gate)) {
+        weiri_sub_discard(s, b, true);
+        return NULL;
+    }
+    weiri_delivery *d;
+    /* Never lose a message to a failed malloc: wait for memory instead. */
+    while ((d = malloc(sizeof(*d))) == NULL) {
+        if (atomic_load(&s->abort)) {
+            atomic_fetch_sub(&s->started, 1);
+            weiri_body_release(b, 1);
+            return NULL;
+        }
+        weiri_yield();
+    }
+    *d = (weiri_delivery){ .body = b, .attempt = 1 };
+    if (s->ordered && b->key != NULL && !key_claim(s, d))
+        return NULL; /* parked: the key's current holder will handle it */
+    return d;
+}
+
+void
+weiri_deliver_run(weiri_worker *w)
+{
+    weir_sub *s = w->sub;
+    while (!atomic_load(&s->abort)) {
+        weiri_delivery *d = take_ready(s);
+        if (d != NULL) {
+            handle(w, d);
+            continue;
+        }
+        
+        uint32_t seen = atomic_load(&s->kick);
+        if (atomic_load(&s->ready_n) > 0)
+            continue;
+        /*
+         * With per-key order, taking a message and claiming its key are
+         * one step, so keys are claimed in queue order: otherwise a
+         * worker preempted between the two would let a later message of
+         * the key overtake it.  One worker at a time waits in the queue.
+         */
+        if (s->ordered)
+            pthread_mutex_lock(&s->take_mu);
+        void *item;
+        long n = weiri_queue_pop_kickable(s->queue, &item, 1, &s->kick, seen);
+        if (n > 0) {
+            /* Release: pairs with the acquire read of started in the stats. */
+            atomic_fetch_add_explicit(&s->started, 1, memory_order_release);
+            weiri_sub_note_high_water(s, 1 + weir_queue_size(s->queue));
+            d = arrive(s, item);
+        }
+        if (s->ordered)
+            pthread_mutex_unlock(&s->take_mu);
+        if (d != NULL)
+            handle(w, d);
+        if (n < 0 && !await_retries(s))
+            break;
+    }
+}
+
+/* --- after the workers are gone -------------------------------------------- */
+
+static bool
+not_ours(const weiri_timed *e, void *sub)
+{
+    return e->kind != WEIRI_TIMED_RETRY || e->target != sub;
+}
+
+static void
+drop_retry(weiri_timed *e, void *sub)
+{
+    weir_sub *s = sub;
+    atomic_fetch_sub(&s->pending, 1);
+    leave(s, e->item);
+}
+
+void
+weiri_deliver_release_left(weir_sub *s)
+{
+    if (!s->careful)
+        return;
+    weiri_timer_take(&s->bus->timer, not_ours, drop_retry, s);
+    for (weiri_delivery *d = s->ready, *next; d != NULL; d = next) {
+        next = d->next;
+        atomic_fetch_sub(&s->pending, 1);
+        leave(s, d);
+    }
+    s->ready = s->ready_tail = NULL;
+    atomic_store(&s->ready_n, 0);
+    for (size_t i = 0; i < s->key_buckets; i++) {
+        for (weiri_key *k = s->keys[i], *next; k != NULL; k = next) {
+            next = k->next;
+            for (weiri_delivery *d = k->head, *dn; d != NULL; d = dn) {
+                dn = d->next;
+                leave(s, d);
+            }
+            free(k);
+        }
+        s->keys[i] = NULL;
+    }
+    s->nkeys = 0;
+}

@@ -1,0 +1,199 @@
+/*
+ * timer.c - the bus's timer thread and its min-heap (timer_internal.h).
+ *
+ * The thread sleeps on an event count until the earliest entry is due or
+ * an add makes an earlier one; it is started by the first add, so a bus
+ * that never delays or retries has no such thread.
+ */
+#include <stdlib.h>
+
+#include "weir/common.h"
+
+#include "clock_internal.h"
+#include "thread_internal.h"
+#include "timer_internal.h"
+
+int
+weiri_timer_init(weiri_timer *t, void *bus)
+{
+    *t = (weiri_timer){ .bus = bus };
+    if (pthread_mutex_init(&t->mu, NULL) != 0)
+        return WEIR_ENOMEM;
+    if (weiri_event_init(&t->changed) != 0) {
+        pthread_mutex_destroy(&t->mu);
+        return WEIR_ENOMEM;
+    }
+    return 0;
+}
+
+static bool
+before(const weiri_timed *a, const weiri_timed *b)
+{
+    return a->due != b->due ? a->due < b->due : a->seq < b->seq;
+}
+
+static void
+sift_up(weiri_timed *h, size_t i)
+{
+    weiri_timed e = h[i];
+    for (; i > 0 && before(&e, &h[(i - 1) / 2]); i = (i - 1) / 2)
+        h[i] = h[(i - 1) / 2];
+    h[i] = e;
+}
+
+static void
+sift_down(weiri_timed *h, size_t n, size_t i)
+{
+    weiri_timed e = h[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && before(&h[c + 1], &h[c]))
+            c++;
+        if (!before(&h[c], &e))
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = e;
+}
+
+static weiri_timed
+pop_min(weiri_timer *t)
+{
+    weiri_timed e = t->heap[0];
+    if (--t->n > 0) {
+        t->heap[0] = t->heap[t->n];
+        sift_down(t->heap, t->n, 0);
+    }
+    return e;
+}
+
+static void *
+timer_main(void *arg)
+{
+    weiri_timer *t = arg;
+    pthread_mutex_lock(&t->mu);
+    while (!t->stop) {
+        int64_t now = weiri_now_ns();
+        if (t->n == 0 || t->heap[0].due > now) {
+            int64_t until = t->n == 0 ? WEIRI_NO_DEADLINE : t->heap[0].due;
+            uint32_t e = weiri_event_prepare(&t->changed);
+            pthread_mutex_unlock(&t->mu);
+            weiri_event_wait(&t->changed, e, until);
+            pthread_mutex_lock(&t->mu);
+            continue;
+        }
+        weiri_timed e = pop_min(t);
+        if (e.kind == WEIRI_TIMED_RETRY) {
+            weiri_sub_retry_due(e.target, e.item);
+            continue;
+        }
+        pthread_mutex_unlock(&t->mu);
+        weiri_bus_deliver_delayed(t->bus, e.target, e.item, e.timeout_ns);
+        pthread_mutex_lock(&t->mu);
+        t->delayed--;
+        weiri_event_notify(&t->changed, UINT32_MAX); /* a close may wait */
+    }
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
+}
+
+int
+weiri_timer_add(weiri_timer *t, weiri_timed e)
+{
+    pthread_mutex_lock(&t->mu);
+    int rc = 0;
+    if (t->n == t->cap) {
+        size_t cap = t->cap == 0 ? 64 : 2 * t->cap;
+        weiri_timed *h = realloc(t->heap, cap * sizeof(*h));
+        if (h == NULL) {
+            rc = WEIR_ENOMEM;
+            goto out;
+        }
+        t->heap = h;
+        t->cap = cap;
+    }
+    if (!t->running) {
+        if (weiri_thread_start(&t->thread, timer_main, t) != 0) {
+            rc = WEIR_ENOMEM;
+            goto out;
+        }
+        t->running = true;
+    }
+    e.seq = t->seq++;
+    t->heap[t->n] = e;
+    sift_up(t->heap, t->n++);
+    if (e.kind == WEIRI_TIMED_DELAYED)
+        t->delayed++;
+out:
+    pthread_mutex_unlock(&t->mu);
+    if (rc == 0)
+        weiri_event_notify(&t->changed, UINT32_MAX);
+    return rc;
+}
+
+size_t
+weiri_timer_take(weiri_timer *t, bool (*keep)(const weiri_timed *, void *),
+                 void (*drop)(weiri_timed *, void *), void *arg)
+{
+    pthread_mutex_lock(&t->mu);
+    size_t kept = 0, n = t->n;
+    for (size_t i = 0; i < n; i++) {
+        if (keep(&t->heap[i], arg)) {
+            t->heap[kept++] = t->heap[i];
+            continue;
+        }
+        if (t->heap[i].kind == WEIRI_TIMED_DELAYED)
+            t->delayed--;
+        drop(&t->heap[i], arg);
+    }
+    t->n = kept;
+    /* Floyd's construction: O(n), and taking is rare (close, abort). */
+    for (size_t i = kept / 2; i-- > 0;)
+        sift_down(t->heap, kept, i);
+    pthread_mutex_unlock(&t->mu);
+    return n - kept;
+}
+
+bool
+weiri_timer_await_delayed(weiri_timer *t, int64_t deadline)
+{
+    pthread_mutex_lock(&t->mu);
+    while (t->delayed > 0) {
+        uint32_t e = weiri_event_prepare(&t->changed);
+        pthread_mutex_unlock(&t->mu);
+        int rc = weiri_event_wait(&t->changed, e, deadline);
+        pthread_mutex_lock(&t->mu);
+        if (rc == WEIR_ETIMEDOUT)
+            break;
+    }
+    bool none = t->delayed == 0;
+    pthread_mutex_unlock(&t->mu);
+    return none;
+}
+
+size_t
+weiri_timer_delayed(weiri_timer *t)
+{
+    pthread_mutex_lock(&t->mu);
+    size_t n = t->delayed;
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
+void
+weiri_timer_stop(weiri_timer *t)
+{
+    pthread_mutex_lock(&t->mu);
+    t->stop = true;
+    bool running = t->running;
+    pthread_mutex_unlock(&t->mu);
+    weiri_event_notify(&t->changed, UINT32_MAX);
+    if (running)
+        weiri_thread_join(t->thread);
+    free(t->heap);
+    weiri_event_destroy(&t->changed);
+    pthread_mutex_destroy(&t->mu);
+}

@@ -1,0 +1,863 @@
+/*
+ * test_deliver.c - delivery guarantees on the bus: retries with backoff,
+ * dead letters, per-key order, delayed messages, duplicate suppression
+ * and atomic batches, with exact accounting.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "support/support.h"
+#include "weir.h"
+
+static weir_bus *
+make_bus(void)
+{
+    weir_bus *bus = NULL;
+    assert_int_equal(weir_bus_create(&bus, NULL), 0);
+    return bus;
+}
+
+static weir_sub_stats
+stats_of(const weir_sub *s)
+{
+    weir_sub_stats st;
+    assert_int_equal(weir_sub_get_stats(s, &st), 0);
+    return st;
+}
+
+/* The books of a subscription balance. */
+static void
+assert_balanced(const weir_sub_stats *st)
+{
+    assert_int_equal(st->routed, st->acked + st->failed + st->dead_lettered +
+                                     st->dropped + st->queued + st->in_flight);
+}
+
+/* Whether delivery `attempt` of message seq fails: about 3 in 10, fixed. */
+static bool
+flaky(uint64_t seq, unsigned attempt)
+{
+    uint64_t x = (seq + 1) * 0x9E3779B97F4A7C15u ^ attempt * 0xC2B2AE3D27D4EB4Fu;
+    x ^= x >> 29;
+    x *= 0xBF58476D1CE4E5B9u;
+    x ^= x >> 32;
+    return x % 10 < 3;
+}
+
+static uint64_t
+seq_of(const weir_msg *m)
+{
+    uint64_t seq = UINT64_MAX;
+    if (weir_msg_size(m) >= sizeof(seq))
+        memcpy(&seq, weir_msg_data(m), sizeof(seq));
+    return seq;
+}
+
+/* ---- retries and dead letters under random failures ---------------------- */
+
+typedef struct ledger {
+    size_t n;
+    _Atomic uint32_t *attempts;   /* deliveries per message */
+    _Atomic uint32_t *acked;      /* 1 once acked */
+    _Atomic uint32_t *dead;       /* dead letters received per message */
+    _Atomic uint64_t *id;         /* id seen on the first delivery */
+    _Atomic int bad;              /* anything a handler found wrong */
+} ledger;
+
+static int
+flaky_handler(const weir_msg *m, void *ctx)
+{
+    ledger *l = ctx;
+    uint64_t seq = seq_of(m);
+    if (seq >= l->n) {
+        atomic_fetch_add(&l->bad, 1);
+        return 0;
+    }
+    unsigned attempt = weir_msg_attempt(m);
+    uint32_t before = atomic_fetch_add(&l->attempts[seq], 1);
+    if (before + 1 != attempt || atomic_load(&l->acked[seq]) != 0)
+        atomic_fetch_add(&l->bad, 1);
+    if (attempt == 1)
+        atomic_store(&l->id[seq], weir_msg_id(m));
+    else if (weir_msg_last_error(m) != -(int)(attempt - 1) ||
+             weir_msg_id(m) != atomic_load(&l->id[seq]))
+        atomic_fetch_add(&l->bad, 1);
+    if (flaky(seq, attempt))
+        return -(int)attempt;
+    atomic_store(&l->acked[seq], 1);
+    return 0;
+}
+
+static int
+dead_handler(const weir_msg *m, void *ctx)
+{
+    ledger *l = ctx;
+    uint64_t seq = seq_of(m);
+    if (seq >= l->n || weir_msg_origin_topic(m) == NULL ||
+        strcmp(weir_msg_origin_topic(m), "orders") != 0 ||
+        strcmp(weir_msg_topic(m), "orders.dead") != 0 ||
+        weir_msg_attempt(m) != 5 || weir_msg_last_error(m) != -5 ||
+        weir_msg_id(m) != atomic_load(&l->id[seq])) {
+        atomic_fetch_add(&l->bad, 1);
+        return 0;
+    }
+    atomic_fetch_add(&l->dead[seq], 1);
+    return 0;
+}
+
+static int
+all_finished(const weir_sub *s, uint64_t n)
+{
+    weir_sub_stats st = stats_of(s);
+    return st.acked + st.failed + st.dead_lettered == n;
+}
+
+static void
+test_retries_and_dead_letters_account_exactly(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 90);
+    size_t n = ts_scale(100000);
+    ledger l = { .n = n };
+    l.attempts = calloc(n, sizeof(*l.attempts));
+    l.acked = calloc(n, sizeof(*l.acked));
+    l.dead = calloc(n, sizeof(*l.dead));
+    l.id = calloc(n, sizeof(*l.id));
+    assert_non_null(l.attempts);
+    assert_non_null(l.acked);
+    assert_non_null(l.dead);
+    assert_non_null(l.id);
+
+    weir_bus *bus = make_bus();
+    weir_sub *main_sub, *dead_sub;
+    weir_sub_opts o = { .workers = 8, .capacity = 4096, .max_attempts = 5,
+                        .retry_backoff_ns = 20 * WEIR_USEC,
+                        .retry_backoff_max_ns = 200 * WEIR_USEC,
+                        .retry_jitter = true,
+                        .dead_letter_topic = "orders.dead" };
+    assert_int_equal(weir_bus_subscribe(bus, "orders", flaky_handler, &l, &o,
+                                        &main_sub), 0);
+    weir_sub_opts d = { .workers = 2 };
+    assert_int_equal(weir_bus_subscribe(bus, "orders.dead", dead_handler, &l,
+                                        &d, &dead_sub), 0);
+    for (uint64_t i = 0; i < n; i++)
+        assert_int_equal(weir_bus_publish(bus, "orders", &i, sizeof(i), NULL), 0);
+    while (!all_finished(main_sub, n))
+        ts_sleep_ms(1);
+    while (stats_of(dead_sub).acked != stats_of(main_sub).dead_lettered)
+        ts_sleep_ms(1);
+
+    uint64_t acked = 0, dead = 0, deliveries = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t a = atomic_load(&l.acked[i]), dl = atomic_load(&l.dead[i]);
+        assert_int_equal(a + dl, 1); /* acked once or dead-lettered once */
+        if (dl)
+            assert_int_equal(atomic_load(&l.attempts[i]), 5);
+        acked += a;
+        dead += dl;
+        deliveries += atomic_load(&l.attempts[i]);
+    }
+    assert_int_equal(atomic_load(&l.bad), 0);
+    weir_sub_stats st = stats_of(main_sub);
+    assert_int_equal(st.routed, n);
+    assert_int_equal(st.acked, acked);
+    assert_int_equal(st.dead_lettered, dead);
+    assert_int_equal(st.failed, 0);
+    assert_int_equal(st.delivered, deliveries);
+    assert_int_equal(st.retried, deliveries - n);
+    assert_int_equal(st.queued, 0);
+    assert_int_equal(st.in_flight, 0);
+    assert_balanced(&st);
+    assert_true(dead > 0 && st.retried > 0); /* the test exercised both */
+    weir_bus_stats bs;
+    assert_int_equal(weir_bus_get_stats(bus, &bs), 0);
+    assert_int_equal(bs.published, n); /* dead letters are not publishes */
+    assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
+    weir_bus_destroy(bus);
+    free(l.attempts);
+    free(l.acked);
+    free(l.dead);
+    free(l.id);
+    ts_watchdog_disarm();
+}
+
+/* ---- backoff timing, attempt fields, the worker is not held -------------- */
+
+typedef struct trace {
+    pthread_mutex_t mu;
+    char order[16];               /* "A1 B1 A2 ..." compressed: one letter per delivery */
+    size_t len;
+    int64_t at[8];                /* delivery times of A */
+    int last_error[8];
+    size_t na;
+} trace;
+
+static int
+trace_handler(const weir_msg *m, void *ctx)
+{
+    trace *t = ctx;
+    pthread_mutex_lock(&t->mu);
+    const char *name = weir_msg_data(m);
+    if (t->len < sizeof(t->order) - 1)
+        t->order[t->len++] = name[0];
+    int rc = 0;
+    if (name[0] == 'A' && t->na < 8) {
+        t->at[t->na] = ts_now_ns();
+        t->last_error[t->na] = weir_msg_last_error(m);
+        t->na++;
+        rc = weir_msg_attempt(m) < 3 ? -6 - (int)weir_msg_attempt(m) : 0;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+static void
+test_backoff_grows_and_frees_the_worker(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    trace t = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    weir_sub *s;
+    weir_sub_opts o = { .max_attempts = 4, .retry_backoff_ns = 30 * WEIR_MSEC,
+                        .retry_multiplier = 2.0 };
+    assert_int_equal(weir_bus_subscribe(bus, "t", trace_handler, &t, &o, &s), 0);
+    assert_int_equal(weir_bus_publish(bus, "t", "A", 2, NULL), 0);
+    assert_int_equal(weir_bus_publish(bus, "t", "B", 2, NULL), 0);
+    while (stats_of(s).acked < 2)
+        ts_sleep_ms(1);
+    pthread_mutex_lock(&t.mu);
+    /* B ran while A waited for its retry: one worker, not held. */
+    assert_string_equal(t.order, "ABAA");
+    assert_int_equal(t.na, 3);
+    /* Never early: 30 ms after the first failure, 60 ms after the second. */
+    assert_true(t.at[1] - t.at[0] >= 30 * WEIR_MSEC);
+    assert_true(t.at[2] - t.at[1] >= 60 * WEIR_MSEC);
+    assert_int_equal(t.last_error[0], 0);
+    assert_int_equal(t.last_error[1], -7);
+    assert_int_equal(t.last_error[2], -8);
+    pthread_mutex_unlock(&t.mu);
+    weir_sub_stats st = stats_of(s);
+    assert_int_equal(st.retried, 2);
+    assert_int_equal(st.delivered, 4);
+    assert_int_equal(st.acked, 2);
+    assert_balanced(&st);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+static int
+always_fail(const weir_msg *m, void *ctx)
+{
+    (void)m;
+    atomic_fetch_add((_Atomic int *)ctx, 1);
+    return -42;
+}
+
+/* Without a dead-letter topic, a message given up counts as failed. */
+static void
+test_given_up_without_dead_letter_is_failed(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    _Atomic int calls = 0;
+    weir_sub *s;
+    weir_sub_opts o = { .max_attempts = 3, .retry_backoff_ns = WEIR_MSEC };
+    assert_int_equal(weir_bus_subscribe(bus, "x", always_fail, &calls, &o, &s), 0);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(weir_bus_publish(bus, "x", &i, sizeof(i), NULL), 0);
+    assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
+    weir_sub_stats st = stats_of(s);
+    assert_int_equal(atomic_load(&calls), 30);
+    assert_int_equal(st.failed, 10);
+    assert_int_equal(st.retried, 20);
+    assert_int_equal(st.dead_lettered, 0);
+    assert_int_equal(st.in_flight, 0);
+    assert_balanced(&st);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+/* A close that times out with retries pending reports them as left. */
+static void
+test_close_with_pending_retries_reports_them(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    _Atomic int calls = 0;
+    weir_sub *s;
+    weir_sub_opts o = { .max_attempts = 2, .retry_backoff_ns = 10 * WEIR_SEC,
+                        .retry_backoff_max_ns = 10 * WEIR_SEC };
+    assert_int_equal(weir_bus_subscribe(bus, "x", always_fail, &calls, &o, &s), 0);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(weir_bus_publish(bus, "x", &i, sizeof(i), NULL), 0);
+    while (stats_of(s).retried < 5)
+        ts_sleep_ms(1);
+    assert_int_equal(weir_bus_close(bus, 20 * WEIR_MSEC), WEIR_ETIMEDOUT);
+    weir_sub_stats st = stats_of(s);
+    assert_int_equal(st.queued, 5);
+    assert_int_equal(st.in_flight, 0);
+    assert_balanced(&st);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+/* ---- per-key order ------------------------------------------------------- */
+
+#define NKEYS 1000
+
+typedef struct keyed {
+    _Atomic int busy[NKEYS];
+    _Atomic int64_t last[NKEYS];  /* last sequence handled per key, -1 none */
+    _Atomic int overlap, disorder;
+} keyed;
+
+static int
+keyed_handler(const weir_msg *m, void *ctx)
+{
+    keyed *k = ctx;
+    uint32_t v[2]; /* key, sequence within the key */
+    memcpy(v, weir_msg_data(m), sizeof(v));
+    if (atomic_exchange(&k->busy[v[0]], 1) != 0)
+        atomic_fetch_add(&k->overlap, 1);
+    int64_t last = atomic_load(&k->last[v[0]]);
+    bool retry = weir_msg_attempt(m) > 1;
+    if (retry ? v[1] != last : v[1] != last + 1)
+        atomic_fetch_add(&k->disorder, 1);
+    atomic_store(&k->last[v[0]], v[1]);
+    int rc = flaky(v[0] * 100000u + v[1], weir_msg_attempt(m)) ? -1 : 0;
+    atomic_store(&k->busy[v[0]], 0);
+    return rc;
+}
+
+static void
+test_per_key_order_with_retries(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 90);
+    keyed *k = calloc(1, sizeof(*k));
+    assert_non_null(k);
+    for (int i = 0; i < NKEYS; i++)
+        atomic_store(&k->last[i], -1);
+    weir_bus *bus = make_bus();
+    weir_sub *s;
+    weir_sub_opts o = { .workers = 8, .capacity = 4096, .ordered_by_key = true,
+                        .max_attempts = 4, .retry_backoff_ns = 20 * WEIR_USEC,
+                        .retry_backoff_max_ns = 100 * WEIR_USEC };
+    assert_int_equal(weir_bus_subscribe(bus, "acct", keyed_handler, k, &o, &s), 0);
+    size_t n = ts_scale(50000);
+    uint32_t next[NKEYS] = { 0 };
+    srand(7);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t v[2];
+        v[0] = (uint32_t)rand() % NKEYS;
+        v[1] = next[v[0]]++;
+        char key[16];
+        snprintf(key, sizeof(key), "k%u", v[0]);
+        weir_pub_opts po = { .key = key };
+        assert_int_equal(weir_bus_publish(bus, "acct", v, sizeof(v), &po), 0);
+    }
+    while (!all_finished(s, n))
+        ts_sleep_ms(1);
+    assert_int_equal(atomic_load(&k->overlap), 0);
+    assert_int_equal(atomic_load(&k->disorder), 0);
+    for (int i = 0; i < NKEYS; i++)
+        assert_int_equal(atomic_load(&k->last[i]), (int64_t)next[i] - 1);
+    weir_sub_stats st = stats_of(s);
+    assert_true(st.retried > 0);
+    assert_int_equal(st.acked + st.failed, n);
+    assert_balanced(&st);
+    assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
+    weir_bus_destroy(bus);
+    free(k);
+    ts_watchdog_disarm();
+}
+
+/* ---- delayed delivery ---------------------------------------------------- */
+
+typedef struct delayed {
+    _Atomic uint64_t count, early, disorder;
+    _Atomic int64_t last; /* sequence of the last message, for order */
+} delayed;
+
+static int
+delayed_handler(const weir_msg *m, void *ctx)
+{
+    delayed *d = ctx;
+    int64_t v[2]; /* sequence, delay in ns */
+    memcpy(v, weir_msg_data(m), sizeof(v));
+    if (ts_now_ns() < weir_msg_timestamp_ns(m) + v[1])
+        atomic_fetch_add(&d->early, 1);
+    if (v[0] <= atomic_load(&d->last))
+        atomic_fetch_add(&d->disorder, 1);
+    atomic_store(&d->last, v[0]);
+    atomic_fetch_add(&d->count, 1);
+    return 0;
+}
+
+static void
+test_delays_never_early_and_keep_order(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    delayed never_early = { .last = -1 }, same_due = { .last = -1 };
+    weir_sub *s1, *s2;
+    assert_int_equal(weir_bus_subscribe(bus, "random", delayed_handler,
+                                        &never_early, NULL, &s1), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "same", delayed_handler,
+                                        &same_due, NULL, &s2), 0);
+    srand(11);
+    /* Random delays: order is not promised, only never early. */
+    for (int64_t i = 0; i < 1000; i++) {
+        int64_t v[2] = { 0, (rand() % 20000) * WEIR_USEC };
+        weir_pub_opts po = { .delay_ns = v[1] };
+        assert_int_equal(weir_bus_publish(bus, "random", v, sizeof(v), &po), 0);
+    }
+    /* One delay for all: due times in publish order, many of them equal. */
+    weir_topic *t;
+    assert_int_equal(weir_bus_topic(bus, "same", &t), 0);
+    for (int64_t i = 0; i < 1000; i++) {
+        int64_t v[2] = { i, 15 * WEIR_MSEC };
+        weir_pub_opts po = { .delay_ns = v[1] };
+        assert_int_equal(weir_topic_publish(t, v, sizeof(v), &po), 0);
+    }
+    assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
+    assert_int_equal(atomic_load(&never_early.count), 1000);
+    assert_int_equal(atomic_load(&never_early.early), 0);
+    assert_int_equal(atomic_load(&same_due.count), 1000);
+    assert_int_equal(atomic_load(&same_due.early), 0);
+    assert_int_equal(atomic_load(&same_due.disorder), 0);
+    weir_bus_stats bs;
+    assert_int_equal(weir_bus_get_stats(bus, &bs), 0);
+    assert_int_equal(bs.published, 2000);
+    assert_int_equal(bs.delayed, 0);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+static void
+test_many_pending_delays_and_close(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    weir_bus *bus = make_bus();
+    delayed d = { .last = -1 };
+    weir_sub *s;
+    assert_int_equal(weir_bus_subscribe(bus, "later", delayed_handler, &d,
+                                        NULL, &s), 0);
+    size_t n = ts_scale(100000);
+    for (size_t i = 0; i < n; i++) {
+        int64_t v[2] = { (int64_t)i, WEIR_SEC * 3600 };
+        weir_pub_opts po = { .delay_ns = v[1] };
+        assert_int_equal(weir_bus_publish(bus, "later", v, sizeof(v), &po), 0);
+    }
+    for (int64_t i = 0; i < 10; i++) {
+        int64_t v[2] = { (int64_t)n + i, 5 * WEIR_MSEC };
+        weir_pub_opts po = { .delay_ns = v[1] };
+        assert_int_equal(weir_bus_publish(bus, "later", v, sizeof(v), &po), 0);
+    }
+    weir_bus_stats bs;
+    assert_int_equal(weir_bus_get_stats(bus, &bs), 0);
+    assert_true(bs.delayed >= n && bs.delayed <= n + 10);
+    /* The soon-due ones are delivered within the drain; the rest are left. */
+    assert_int_equal(weir_bus_close(bus, 300 * WEIR_MSEC), WEIR_ETIMEDOUT);
+    assert_int_equal(atomic_load(&d.count), 10);
+    assert_int_equal(atomic_load(&d.early), 0);
+    assert_int_equal(weir_bus_get_stats(bus, &bs), 0);
+    assert_int_equal(bs.delayed, 0);
+    assert_int_equal(bs.delayed_left, n);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+/* ---- duplicate suppression ----------------------------------------------- */
+
+static void
+test_dedup_table_bound_window_and_errors(void **state)
+{
+    (void)state;
+    weir_dedup *d;
+    assert_int_equal(weir_dedup_create(&d, 4, WEIR_SEC * 60), 0);
+    assert_int_equal(weir_dedup_check_and_insert(d, "a", 1), 1);
+    assert_int_equal(weir_dedup_check_and_insert(d, "b", 1), 1);
+    assert_int_equal(weir_dedup_check_and_insert(d, "a", 1), 0);
+    assert_int_equal(weir_dedup_check_and_insert(d, "ab", 2), 1);
+    assert_int_equal(weir_dedup_check_and_insert(d, "", 0), 1);
+    assert_int_equal(weir_dedup_check_and_insert(d, "", 0), 0);
+    assert_int_equal(weir_dedup_size(d), 4);
+    assert_int_equal(weir_dedup_check_and_insert(d, "c", 1), 1); /* evicts "a" */
+    assert_int_equal(weir_dedup_size(d), 4);
+    assert_int_equal(weir_dedup_check_and_insert(d, "b", 1), 0);
+    assert_int_equal(weir_dedup_check_and_insert(d, "a", 1), 1); /* forgotten; evicts "b" */
+    assert_int_equal(weir_dedup_check_and_insert(d, "b", 1), 1);
+    weir_dedup_destroy(d);
+
+    assert_int_equal(weir_dedup_create(&d, 0, 20 * WEIR_MSEC), 0);
+    assert_int_equal(weir_dedup_check_and_insert(d, "x", 1), 1);
+    assert_int_equal(weir_dedup_check_and_insert(d, "x", 1), 0);
+    ts_sleep_ms(30);
+    assert_int_equal(weir_dedup_check_and_insert(d, "x", 1), 1); /* window over */
+    assert_int_equal(weir_dedup_check_and_insert(NULL, "x", 1), WEIR_EINVAL);
+    assert_int_equal(weir_dedup_check_and_insert(d, NULL, 1), WEIR_EINVAL);
+    weir_dedup_destroy(d);
+    weir_dedup_destroy(NULL);
+
+    assert_int_equal(weir_dedup_create(NULL, 1, 1), WEIR_EINVAL);
+    assert_int_equal(weir_dedup_create(&d, 1, 0), WEIR_EINVAL);
+    assert_null(d);
+    assert_int_equal(weir_dedup_create(&d, 1, -1), WEIR_EINVAL);
+    assert_int_equal(weir_dedup_create(&d, WEIR_DEDUP_MAX_KEYS + 1, 1), WEIR_EINVAL);
+}
+
+typedef struct dedup_run {
+    weir_dedup *d;
+    int keys;
+    _Atomic int fresh;
+} dedup_run;
+
+static void *
+dedup_worker(void *arg)
+{
+    dedup_run *r = arg;
+    for (int i = 0; i < r->keys; i++) {
+        char key[16];
+        int len = snprintf(key, sizeof(key), "key-%d", i);
+        if (weir_dedup_check_and_insert(r->d, key, (size_t)len) == 1)
+            atomic_fetch_add(&r->fresh, 1);
+    }
+    return NULL;
+}
+
+static void
+test_dedup_concurrent_inserts_count_once(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    dedup_run r = { .keys = (int)ts_scale(20000) };
+    assert_int_equal(weir_dedup_create(&r.d, 1 << 20, WEIR_SEC * 60), 0);
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, dedup_worker, &r), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(atomic_load(&r.fresh), r.keys);
+    assert_int_equal(weir_dedup_size(r.d), (size_t)r.keys);
+    weir_dedup_destroy(r.d);
+    ts_watchdog_disarm();
+}
+
+static int
+count_handler(const weir_msg *m, void *ctx)
+{
+    (void)m;
+    atomic_fetch_add((_Atomic int *)ctx, 1);
+    return 0;
+}
+
+static void
+test_dedup_subscription_skips_repeated_keys(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    _Atomic int calls = 0;
+    weir_sub *s;
+    weir_sub_opts o = { .workers = 4, .dedup_window_ns = WEIR_SEC * 60 };
+    assert_int_equal(weir_bus_subscribe(bus, "pay", count_handler, &calls, &o, &s), 0);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 50; i++) {
+            char key[16];
+            snprintf(key, sizeof(key), "req-%d", i);
+            weir_pub_opts po = { .key = key };
+            assert_int_equal(weir_bus_publish(bus, "pay", &i, sizeof(i), &po), 0);
+        }
+    }
+    for (int i = 0; i < 5; i++) /* no key: never suppressed */
+        assert_int_equal(weir_bus_publish(bus, "pay", &i, sizeof(i), NULL), 0);
+    assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
+    weir_sub_stats st = stats_of(s);
+    assert_int_equal(atomic_load(&calls), 55);
+    assert_int_equal(st.duplicates, 50);
+    assert_int_equal(st.acked, 105);
+    assert_int_equal(st.delivered, 55);
+    assert_balanced(&st);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+/* ---- atomic batches ------------------------------------------------------ */
+
+typedef struct seer {
+    weir_sub *other;       /* the other topic's subscription */
+    uint64_t expect_other; /* what it must have been routed when we see ours */
+    _Atomic int count, early;
+} seer;
+
+static int
+seer_handler(const weir_msg *m, void *ctx)
+{
+    (void)m;
+    seer *s = ctx;
+    weir_sub_stats st;
+    /* The whole batch is placed before any of it is handled. */
+    if (weir_sub_get_stats(s->other, &st) != 0 || st.routed < s->expect_other)
+        atomic_fetch_add(&s->early, 1);
+    atomic_fetch_add(&s->count, 1);
+    return 0;
+}
+
+typedef struct gate_handler {
+    _Atomic int release, count;
+} gate_handler;
+
+/* Holds its worker until told, so its queue fills. */
+static int
+held_handler(const weir_msg *m, void *ctx)
+{
+    (void)m;
+    gate_handler *g = ctx;
+    while (!atomic_load(&g->release))
+        ts_sleep_ms(1);
+    atomic_fetch_add(&g->count, 1);
+    return 0;
+}
+
+static void
+test_batch_all_at_once(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    seer a = { 0 };
+    gate_handler slow = { 0 };
+    weir_sub *sa, *sb;
+    assert_int_equal(weir_bus_subscribe(bus, "a", seer_handler, &a, NULL, &sa), 0);
+    /* b: BLOCK, capacity 2, one message held by its worker, one queued. */
+    weir_sub_opts ob = { .capacity = 2 };
+    assert_int_equal(weir_bus_subscribe(bus, "b", held_handler, &slow, &ob, &sb), 0);
+    a.other = sb;
+    a.expect_other = 4;
+    assert_int_equal(weir_bus_publish(bus, "b", "x", 1, NULL), 0);
+    while (stats_of(sb).in_flight != 1)
+        ts_sleep_ms(1);
+    assert_int_equal(weir_bus_publish(bus, "b", "y", 1, NULL), 0);
+
+    weir_batch *batch;
+    assert_int_equal(weir_batch_begin(bus, &batch), 0);
+    assert_int_equal(weir_batch_publish(batch, "a", "1", 1, NULL), 0);
+    assert_int_equal(weir_batch_publish(batch, "b", "2", 1, NULL), 0);
+    assert_int_equal(weir_batch_publish(batch, "a", "3", 1, NULL), 0);
+    assert_int_equal(weir_batch_publish(batch, "b", "4", 1, NULL), 0);
+    /* Nothing visible before the commit. */
+    assert_int_equal(stats_of(sa).routed, 0);
+    /* b is full: a NOWAIT commit places nothing. */
+    assert_int_equal(weir_batch_commit(batch, WEIR_NOWAIT), WEIR_ETIMEDOUT);
+    assert_int_equal(stats_of(sa).routed, 0);
+    assert_int_equal(atomic_load(&a.count), 0);
+
+    assert_int_equal(weir_batch_begin(bus, &batch), 0);
+    assert_int_equal(weir_batch_publish(batch, "a", "1", 1, NULL), 0);
+    assert_int_equal(weir_batch_publish(batch, "b", "2", 1, NULL), 0);
+    assert_int_equal(weir_batch_publish(batch, "a", "3", 1, NULL), 0);
+    assert_int_equal(weir_batch_publish(batch, "b", "4", 1, NULL), 0);
+    atomic_store(&slow.release, 1); /* b drains: room comes */
+    assert_int_equal(weir_batch_commit(batch, WEIR_FOREVER), 0);
+    assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
+    assert_int_equal(atomic_load(&a.count), 2);
+    assert_int_equal(atomic_load(&a.early), 0);
+    assert_int_equal(atomic_load(&slow.count), 4);
+    weir_sub_stats st = stats_of(sa);
+    assert_int_equal(st.routed, 2);
+    assert_balanced(&st);
+    st = stats_of(sb);
+    assert_int_equal(st.routed, 4);
+    assert_int_equal(st.acked, 4);
+    assert_balanced(&st);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+static void
+test_batch_reject_full_fails_whole_and_abort_leaves_no_trace(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    _Atomic int seen = 0;
+    gate_handler held = { 0 };
+    weir_sub *sa, *sr;
+    assert_int_equal(weir_bus_subscribe(bus, "a", count_handler, &seen, NULL, &sa), 0);
+    weir_sub_opts orj = { .capacity = 1, .overflow = WEIR_OVERFLOW_REJECT };
+    assert_int_equal(weir_bus_subscribe(bus, "r", held_handler, &held, &orj, &sr), 0);
+    assert_int_equal(weir_bus_publish(bus, "r", "x", 1, NULL), 0);
+    while (stats_of(sr).in_flight != 1)
+        ts_sleep_ms(1);
+    assert_int_equal(weir_bus_publish(bus, "r", "y", 1, NULL), 0); /* now full */
+
+    weir_batch *batch;
+    assert_int_equal(weir_batch_begin(bus, &batch), 0);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(weir_batch_publish(batch, "a", &i, sizeof(i), NULL), 0);
+    assert_int_equal(weir_batch_publish(batch, "r", "z", 1, NULL), 0);
+    assert_int_equal(weir_batch_commit(batch, WEIR_FOREVER), WEIR_EAGAIN);
+
+    /* A share larger than a queue could never fit. */
+    assert_int_equal(weir_batch_begin(bus, &batch), 0);
+    assert_int_equal(weir_batch_publish(batch, "r", "1", 1, NULL), 0);
+    assert_int_equal(weir_batch_publish(batch, "r", "2", 1, NULL), 0);
+    assert_int_equal(weir_batch_commit(batch, WEIR_FOREVER), WEIR_EAGAIN);
+
+    /* Abort: no trace. */
+    weir_bus_stats before, after;
+    assert_int_equal(weir_bus_get_stats(bus, &before), 0);
+    assert_int_equal(weir_batch_begin(bus, &batch), 0);
+    assert_int_equal(weir_batch_publish(batch, "a", "1", 1, NULL), 0);
+    weir_batch_abort(batch);
+    weir_batch_abort(NULL);
+
+    atomic_store(&held.release, 1);
+    assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
+    assert_int_equal(atomic_load(&seen), 0);
+    assert_int_equal(weir_bus_get_stats(bus, &after), 0);
+    assert_int_equal(after.published, before.published);
+    assert_int_equal(after.published, 2);
+    weir_sub_stats st = stats_of(sa);
+    assert_int_equal(st.routed, 0);
+    assert_balanced(&st);
+    st = stats_of(sr);
+    assert_int_equal(st.routed, 2);
+    assert_int_equal(st.acked, 2);
+    assert_balanced(&st);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+/* Concurrent batches and publishers: each batch is seen whole or not at all. */
+typedef struct batcher {
+    weir_bus *bus;
+    int id, batches;
+} batcher;
+
+static void *
+batch_thread(void *arg)
+{
+    batcher *b = arg;
+    for (int i = 0; i < b->batches; i++) {
+        weir_batch *batch;
+        if (weir_batch_begin(b->bus, &batch) != 0)
+            return NULL;
+        for (int j = 0; j < 4; j++) {
+            int v[2] = { b->id, i };
+            weir_batch_publish(batch, j % 2 ? "left" : "right", v, sizeof(v), NULL);
+        }
+        weir_batch_commit(batch, WEIR_FOREVER);
+    }
+    return NULL;
+}
+
+static void
+test_batch_concurrent_commits(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    weir_bus *bus = make_bus();
+    _Atomic int left = 0, right = 0;
+    weir_sub *sl, *sr;
+    weir_sub_opts o = { .workers = 3, .capacity = 16 };
+    assert_int_equal(weir_bus_subscribe(bus, "left", count_handler, &left, &o, &sl), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "right", count_handler, &right, &o, &sr), 0);
+    batcher b[4];
+    pthread_t t[4];
+    int per = (int)ts_scale(2000);
+    for (int i = 0; i < 4; i++) {
+        b[i] = (batcher){ bus, i, per };
+        assert_int_equal(pthread_create(&t[i], NULL, batch_thread, &b[i]), 0);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
+    assert_int_equal(atomic_load(&left), 4 * per * 2);
+    assert_int_equal(atomic_load(&right), 4 * per * 2);
+    weir_sub_stats st = stats_of(sl);
+    assert_int_equal(st.routed, (uint64_t)(4 * per * 2));
+    assert_balanced(&st);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+/* ---- bad input ----------------------------------------------------------- */
+
+static void
+test_delivery_options_reject_bad_input(void **state)
+{
+    (void)state;
+    weir_bus *bus = make_bus();
+    _Atomic int n = 0;
+    weir_sub_opts bad[] = {
+        { .max_attempts = WEIR_MAX_ATTEMPTS + 1 },
+        { .retry_backoff_ns = -1 },
+        { .retry_multiplier = 0.5 },
+        { .retry_backoff_ns = 10 * WEIR_MSEC, .retry_backoff_max_ns = WEIR_MSEC },
+        { .dead_letter_topic = "bad topic" },
+        { .dead_letter_topic = "t" }, /* its own topic */
+        { .dedup_window_ns = -1 },
+        { .dedup_window_ns = 1, .dedup_max_keys = WEIR_DEDUP_MAX_KEYS + 1 },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(weir_bus_subscribe(bus, "t", count_handler, &n, &bad[i], NULL),
+                         WEIR_EINVAL);
+    weir_pub_opts neg = { .delay_ns = -1 };
+    assert_int_equal(weir_bus_publish(bus, "t", "x", 1, &neg), WEIR_EINVAL);
+    weir_batch *batch;
+    assert_int_equal(weir_batch_begin(NULL, &batch), WEIR_EINVAL);
+    assert_int_equal(weir_batch_begin(bus, NULL), WEIR_EINVAL);
+    assert_int_equal(weir_batch_begin(bus, &batch), 0);
+    weir_pub_opts later = { .delay_ns = WEIR_MSEC };
+    assert_int_equal(weir_batch_publish(batch, "t", "x", 1, &later), WEIR_EINVAL);
+    assert_int_equal(weir_batch_publish(batch, "bad topic", "x", 1, NULL), WEIR_EINVAL);
+    assert_int_equal(weir_batch_publish(NULL, "t", "x", 1, NULL), WEIR_EINVAL);
+    assert_int_equal(weir_batch_commit(batch, -5), WEIR_EINVAL); /* and freed */
+    assert_int_equal(weir_batch_commit(NULL, 0), WEIR_EINVAL);
+    assert_null(weir_msg_origin_topic(NULL));
+    assert_int_equal(weir_msg_last_error(NULL), 0);
+    assert_int_equal(weir_batch_begin(bus, &batch), 0);
+    assert_int_equal(weir_batch_publish(batch, "t", "x", 1, NULL), 0);
+    assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
+    assert_int_equal(weir_batch_commit(batch, WEIR_FOREVER), WEIR_ECLOSED);
+    assert_int_equal(weir_batch_begin(bus, &batch), WEIR_ECLOSED);
+    weir_bus_destroy(bus);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_retries_and_dead_letters_account_exactly),
+        cmocka_unit_test(test_backoff_grows_and_frees_the_worker),
+        cmocka_unit_test(test_given_up_without_dead_letter_is_failed),
+        cmocka_unit_test(test_close_with_pending_retries_reports_them),
+        cmocka_unit_test(test_per_key_order_with_retries),
+        cmocka_unit_test(test_delays_never_early_and_keep_order),
+        cmocka_unit_test(test_many_pending_delays_and_close),
+        cmocka_unit_test(test_dedup_table_bound_window_and_errors),
+        cmocka_unit_test(test_dedup_concurrent_inserts_count_once),
+        cmocka_unit_test(test_dedup_subscription_skips_repeated_keys),
+        cmocka_unit_test(test_batch_all_at_once),
+        cmocka_unit_test(test_batch_reject_full_fails_whole_and_abort_leaves_no_trace),
+        cmocka_unit_test(test_batch_concurrent_commits),
+        cmocka_unit_test(test_delivery_options_reject_bad_input),
+    };
+    return cmocka_run_group_tests_name("deliver", tests, ts_watchdog_group, NULL);
+}
