@@ -132,13 +132,16 @@ weiri_check_publish(const void *data, size_t len, const weir_pub_opts *opts,
 }
 
 int
-weiri_bus_fanout(weir_topic *topic, weiri_body *b, int64_t deadline, bool count)
+weiri_bus_fanout(weir_topic *topic, weiri_body *b, int64_t deadline, bool count,
+                 size_t *placed)
 {
     weir_bus *bus = topic->bus;
     unsigned ticket;
     const weiri_subset *set = weiri_topic_enter(topic, &ticket);
     if (set == NULL || set->n == 0) {
         weiri_topic_leave(topic, ticket);
+        if (placed != NULL)
+            *placed = SIZE_MAX; /* nobody to take it, which is not a refusal */
         if (count)
             atomic_fetch_add_explicit(&bus->unrouted, 1, memory_order_relaxed);
         atomic_store_explicit(&b->refs, 1, memory_order_relaxed);
@@ -150,12 +153,16 @@ weiri_bus_fanout(weir_topic *topic, weiri_body *b, int64_t deadline, bool count)
     if (count)
         b->id = atomic_fetch_add_explicit(&bus->next_id, 1, memory_order_relaxed) + 1;
     int result = 0;
+    size_t took = 0;
     for (size_t i = 0; i < set->n; i++) {
         int rc = weiri_sub_offer(set->subs[i], b, deadline);
+        took += rc == 0;
         if (rc == WEIR_ETIMEDOUT || (rc == WEIR_EAGAIN && result == 0))
             result = rc;
     }
     weiri_topic_leave(topic, ticket);
+    if (placed != NULL)
+        *placed = took;
     return result;
 }
 
@@ -180,7 +187,7 @@ weiri_bus_deliver_delayed(void *bus, void *topic, void *body, int64_t timeout_ns
     (void)bus;
     int64_t deadline = timeout_ns == 0 ? WEIRI_NO_DEADLINE
                                        : weiri_deadline(timeout_ns);
-    weiri_bus_fanout(topic, body, deadline, true);
+    weiri_bus_fanout(topic, body, deadline, true, NULL);
 }
 
 int
@@ -208,7 +215,7 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
     if (delayed)
         return publish_later(topic, b, opts);
     return weiri_bus_fanout(topic, b, timeout == 0 ? WEIRI_NO_DEADLINE : now + timeout,
-                            true);
+                            true, NULL);
 }
 
 int
@@ -278,11 +285,19 @@ weir_bus_close(weir_bus *bus, int64_t drain_timeout_ns)
         weiri_timer_take(&bus->timer, not_delayed, give_up_delayed, bus);
         rc = WEIR_ETIMEDOUT;
     }
-    for (weir_sub *s = bus->all; s != NULL; s = s->next)
-        weir_queue_close(s->queue);
-    for (weir_sub *s = bus->all; s != NULL; s = s->next)
-        if (weiri_sub_drain(s, deadline) != 0)
-            rc = WEIR_ETIMEDOUT;
+    /*
+     * Subscriptions with a dead-letter topic first, while the queues their
+     * dead letters go to still take them; then the rest.
+     */
+    for (int with_dead_letters = 1; with_dead_letters >= 0; with_dead_letters--) {
+        for (weir_sub *s = bus->all; s != NULL; s = s->next)
+            if ((s->dead_letter != NULL) == with_dead_letters)
+                weir_queue_close(s->queue);
+        for (weir_sub *s = bus->all; s != NULL; s = s->next)
+            if ((s->dead_letter != NULL) == with_dead_letters &&
+                weiri_sub_drain(s, deadline) != 0)
+                rc = WEIR_ETIMEDOUT;
+    }
     return rc;
 }
 

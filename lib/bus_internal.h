@@ -181,8 +181,11 @@ int weiri_check_publish(const void *data, size_t len, const weir_pub_opts *opts,
  * subscription of t, giving it one reference each; frees it if there is
  * none.  count: a user's publish, given an id and counted in the bus's
  * statistics; otherwise (a dead letter) b keeps its id and counts
- * nowhere.  Returns as weir_topic_publish.
+ * nowhere.  Whatever the bus's state: its callers check for a close.
+ * Returns as weir_topic_publish; *placed (if not NULL) receives how many
+ * subscriptions took it, SIZE_MAX if the topic has none.
  */
-int weiri_bus_fanout(weir_topic *t, weiri_body *b, int64_t deadline, bool count);
+int weiri_bus_fanout(weir_topic *t, weiri_body *b, int64_t deadline, bool count,
+                     size_t *placed);
 
 #endif /* WEIR_BUS_INTERNAL_H */

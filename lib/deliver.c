@@ -257,12 +257,17 @@ backoff_after(const weir_sub *s, unsigned attempt)
     return (int64_t)b;
 }
 
-/* After the last attempt: dead letter if possible, else failed. */
+/*
+ * After the last attempt: a dead letter if one is set and some
+ * subscription of its topic (or none: nobody listens) takes it; else
+ * failed.  Its subscriptions are closed only after this one is drained
+ * (weir_bus_close), unless they have dead-letter topics of their own.
+ */
 static void
 give_up(weir_sub *s, const weiri_body *b, unsigned attempts, int rc)
 {
     weir_bus *bus = s->bus;
-    if (s->dead_letter != NULL && !atomic_load(&bus->closed)) {
+    if (s->dead_letter != NULL) {
         weiri_body *dl = weiri_body_create(&bus->bodies, s->dead_letter->name,
                                            b->data, b->size, b->key,
                                            b->key ? strlen(b->key) : 0,
@@ -272,8 +277,9 @@ give_up(weir_sub *s, const weiri_body *b, unsigned attempts, int rc)
             dl->origin = b->topic;
             dl->attempt_base = attempts;
             dl->origin_error = rc;
-            int prc = weiri_bus_fanout(s->dead_letter, dl, WEIRI_NO_DEADLINE, false);
-            if (prc == 0 || prc == WEIR_EAGAIN) {
+            size_t placed;
+            weiri_bus_fanout(s->dead_letter, dl, WEIRI_NO_DEADLINE, false, &placed);
+            if (placed > 0) {
                 atomic_fetch_add_explicit(&s->dead_lettered, 1, memory_order_release);
                 return;
             }

@@ -42,6 +42,8 @@ assert_balanced(const weir_sub_stats *st)
                                      st->dropped + st->queued + st->in_flight);
 }
 
+static int count_handler(const weir_msg *m, void *ctx);
+
 /* Whether delivery `attempt` of message seq fails: about 3 in 10, fixed. */
 static bool
 flaky(uint64_t seq, unsigned attempt)
@@ -283,6 +285,34 @@ test_given_up_without_dead_letter_is_failed(void **state)
     assert_int_equal(st.retried, 20);
     assert_int_equal(st.dead_lettered, 0);
     assert_int_equal(st.in_flight, 0);
+    assert_balanced(&st);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+/* A close drains retries first, then the dead letters they end in. */
+static void
+test_close_delivers_last_dead_letters(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    _Atomic int calls = 0, dead = 0;
+    weir_sub *s, *d;
+    weir_sub_opts o = { .workers = 2, .max_attempts = 2,
+                        .retry_backoff_ns = 2 * WEIR_MSEC,
+                        .dead_letter_topic = "x.dead" };
+    assert_int_equal(weir_bus_subscribe(bus, "x", always_fail, &calls, &o, &s), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "x.dead", count_handler, &dead,
+                                        NULL, &d), 0);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(weir_bus_publish(bus, "x", &i, sizeof(i), NULL), 0);
+    assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
+    assert_int_equal(atomic_load(&calls), 40);
+    assert_int_equal(atomic_load(&dead), 20);
+    weir_sub_stats st = stats_of(s);
+    assert_int_equal(st.dead_lettered, 20);
+    assert_int_equal(st.failed, 0);
     assert_balanced(&st);
     weir_bus_destroy(bus);
     ts_watchdog_disarm();
@@ -847,6 +877,7 @@ main(void)
         cmocka_unit_test(test_retries_and_dead_letters_account_exactly),
         cmocka_unit_test(test_backoff_grows_and_frees_the_worker),
         cmocka_unit_test(test_given_up_without_dead_letter_is_failed),
+        cmocka_unit_test(test_close_delivers_last_dead_letters),
         cmocka_unit_test(test_close_with_pending_retries_reports_them),
         cmocka_unit_test(test_per_key_order_with_retries),
         cmocka_unit_test(test_delays_never_early_and_keep_order),

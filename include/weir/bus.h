@@ -41,8 +41,12 @@
  *     failed.  The dead letter keeps the original's payload, key and id;
  *     its handlers also see weir_msg_origin_topic, weir_msg_attempt = the
  *     attempts made, and weir_msg_last_error.  Dead letters are not
- *     counted in the bus's published.  After weir_bus_close has begun, a
- *     message given up is counted failed: the dead-letter queues are closed.
+ *     counted in the bus's published.  A dead letter that no subscription
+ *     takes (all of them full with REJECT, or closed) counts as failed.
+ *     weir_bus_close drains the subscriptions that have a dead-letter
+ *     topic before the others, so their last dead letters still arrive
+ *     (one level deep: a dead-letter subscription with a dead-letter
+ *     topic of its own is drained in the first round).
  *   - Per-key order.  With ordered_by_key, messages with the same key are
  *     handled one at a time, in publish order, retries included, while
  *     other keys run in parallel on the other workers; messages without a
@@ -77,6 +81,7 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "dedup.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -201,7 +206,10 @@ int weir_bus_create(weir_bus **bus, const weir_bus_opts *opts);
  * topic if needed.  Returns 0; WEIR_EINVAL (NULL bus, topic or fn, a bad
  * topic name, options out of range: workers or capacity over the maximum,
  * an unknown overflow policy, a rate or burst that is negative, NaN or
- * infinite, or a rate above 1e9); WEIR_ECLOSED (the bus is closed);
+ * infinite, or a rate above 1e9; max_attempts over WEIR_MAX_ATTEMPTS, a
+ * negative backoff or dedup window, a multiplier below 1, a backoff cap
+ * below the first backoff, dedup_max_keys over WEIR_DEDUP_MAX_KEYS, a bad
+ * dead-letter topic name or the subscription's own topic); WEIR_ECLOSED (the bus is closed);
  * WEIR_ENOMEM (memory or threads).  On failure nothing was subscribed.
  * Any thread, also from a handler.
  */
@@ -240,9 +248,16 @@ int weir_bus_topic(weir_bus *bus, const char *topic, weir_topic **out);
  * both happen); the other subscriptions still got the message.
  * WEIR_ECLOSED after weir_bus_close; WEIR_EINVAL for NULL bus or topic, a
  * bad name or key, len over WEIR_MAX_PAYLOAD, NULL data with len > 0, or
- * a negative timeout; WEIR_ENOMEM.  The caller keeps data and the key.
- * Any thread, also from a handler.  Message ids are unique and increasing
- * per bus.
+ * a negative timeout or delay; WEIR_ENOMEM.  The caller keeps data and
+ * the key.  Any thread, also from a handler.  Message ids are unique and
+ * increasing per bus, in the order messages are routed.
+ *
+ * With opts->delay_ns > 0 the call copies the message and returns 0 at
+ * once (or WEIR_ECLOSED, WEIR_EINVAL, WEIR_ENOMEM); when it is due, the
+ * bus's timer thread routes it to the topic's subscriptions of that
+ * moment, each by its policy (a BLOCK queue waits up to timeout_ns, on
+ * the timer thread).  A delayed publish to a topic that does not exist
+ * creates it.
  */
 int weir_bus_publish(weir_bus *bus, const char *topic, const void *data,
                      size_t len, const weir_pub_opts *opts);
