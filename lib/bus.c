@@ -312,7 +312,11 @@ weir_bus_destroy(weir_bus *bus)
         next = s->next;
         weiri_sub_free(s);
     }
-    /* Every subscription is drained: the timer holds nothing any more. */
+    /*
+     * Every subscription is drained, so no retry is left in the timer; a
+     * delayed publish that raced with the close may be.
+     */
+    weiri_timer_take(&bus->timer, not_delayed, give_up_delayed, bus);
     weiri_timer_stop(&bus->timer);
     weiri_topic_free_all(bus);
     weiri_body_pool_drain(&bus->bodies);
