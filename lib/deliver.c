@@ -294,7 +294,8 @@ leave(weir_sub *s, weiri_delivery *d)
 {
     atomic_fetch_sub(&s->started, 1);
     weiri_body_release(d->body, 1);
-    free(d);
+    if (d->heap)
+        free(d);
 }
 
 /*
@@ -322,7 +323,17 @@ handle(weiri_worker *w, weiri_delivery *d)
             rc = s->fn(&m, s->ctx);
             atomic_fetch_add_explicit(&s->delivered, 1, memory_order_relaxed);
         }
-        if (rc != 0 && d->attempt < s->max_attempts) {
+        /* A delivery on the worker's stack moves to the heap to wait. */
+        if (rc != 0 && d->attempt < s->max_attempts && !d->heap) {
+            weiri_delivery *h = malloc(sizeof(*h));
+            if (h != NULL) {
+                *h = *d;
+                h->heap = true;
+                d = h;
+            }
+        }
+        /* Without memory to wait in, the message is given up, counted. */
+        if (rc != 0 && d->attempt < s->max_attempts && d->heap) {
             weiri_timed e = { .due = weiri_now_ns() + backoff_after(s, d->attempt),
                               .kind = WEIRI_TIMED_RETRY, .target = s, .item = d };
             d->attempt++;
@@ -342,21 +353,27 @@ handle(weiri_worker *w, weiri_delivery *d)
         weiri_hist_record(&w->latency, weiri_now_ns() - b->timestamp_ns);
         weiri_delivery *next = s->ordered && b->key != NULL ? key_next(s, b->key) : NULL;
         weiri_body_release(b, 1);
-        free(d);
+        if (d->heap)
+            free(d);
         d = next;
     }
 }
 
 /*
- * A message just taken off the queue: wrap it and mind its key.  Returns
- * it to handle now, or NULL (voided, or parked behind its key).
+ * A message just taken off the queue: wrap it (in *local unless it may
+ * have to wait behind its key) and mind its key.  Returns it to handle
+ * now, or NULL (voided, or parked behind its key).
  */
 static weiri_delivery *
-arrive(weir_sub *s, weiri_body *b)
+arrive(weir_sub *s, weiri_body *b, weiri_delivery *local)
 {
     if (b->gate != NULL && !weiri_gate_wait(b->gate)) {
         weiri_sub_discard(s, b, true);
         return NULL;
+    }
+    if (!s->ordered || b->key == NULL) {
+        *local = (weiri_delivery){ .body = b, .attempt = 1 };
+        return local;
     }
     weiri_delivery *d;
     /* Never lose a message to a failed malloc: wait for memory instead. */
@@ -368,46 +385,56 @@ arrive(weir_sub *s, weiri_body *b)
         }
         weiri_yield();
     }
-    *d = (weiri_delivery){ .body = b, .attempt = 1 };
-    if (s->ordered && b->key != NULL && !key_claim(s, d))
-        return NULL; /* parked: the key's current holder will handle it */
-    return d;
+    *d = (weiri_delivery){ .body = b, .attempt = 1, .heap = true };
+    return key_claim(s, d) ? d : NULL; /* NULL: parked behind its key */
 }
+
+/* A lone worker takes this many messages per pop, as in sub.c. */
+enum { SOLO_BATCH = 64 };
 
 void
 weiri_deliver_run(weiri_worker *w)
 {
     weir_sub *s = w->sub;
+    void *items[SOLO_BATCH];
+    size_t want = s->nworkers == 1 ? SOLO_BATCH : 1;
+    /*
+     * With per-key order and several workers, taking a message and
+     * claiming its key are one step, so keys are claimed in queue order:
+     * otherwise a worker preempted between the two would let a later
+     * message of the key overtake it.  One worker at a time waits in the
+     * queue.  A lone worker claims in order anyway.
+     */
+    bool serial = s->ordered && s->nworkers > 1;
     while (!atomic_load(&s->abort)) {
-        weiri_delivery *d = take_ready(s);
+        weiri_delivery local, *d = take_ready(s);
         if (d != NULL) {
             handle(w, d);
             continue;
         }
-        
         uint32_t seen = atomic_load(&s->kick);
         if (atomic_load(&s->ready_n) > 0)
             continue;
-        /*
-         * With per-key order, taking a message and claiming its key are
-         * one step, so keys are claimed in queue order: otherwise a
-         * worker preempted between the two would let a later message of
-         * the key overtake it.  One worker at a time waits in the queue.
-         */
-        if (s->ordered)
+        if (serial)
             pthread_mutex_lock(&s->take_mu);
-        void *item;
-        long n = weiri_queue_pop_kickable(s->queue, &item, 1, &s->kick, seen);
+        long n = weiri_queue_pop_kickable(s->queue, items, want, &s->kick, seen);
         if (n > 0) {
             /* Release: pairs with the acquire read of started in the stats. */
-            atomic_fetch_add_explicit(&s->started, 1, memory_order_release);
-            weiri_sub_note_high_water(s, 1 + weir_queue_size(s->queue));
-            d = arrive(s, item);
+            atomic_fetch_add_explicit(&s->started, (uint64_t)n, memory_order_release);
+            weiri_sub_note_high_water(s, (size_t)n < want ? (uint64_t)n
+                                   : (uint64_t)n + weir_queue_size(s->queue));
         }
-        if (s->ordered)
+        if (serial) {
+            d = n > 0 ? arrive(s, items[0], &local) : NULL;
             pthread_mutex_unlock(&s->take_mu);
-        if (d != NULL)
-            handle(w, d);
+            if (d != NULL)
+                handle(w, d);
+        } else {
+            for (long i = 0; i < n; i++) {
+                if ((d = arrive(s, items[i], &local)) != NULL)
+                    handle(w, d); /* leaves the message if aborting */
+            }
+        }
         if (n < 0 && !await_retries(s))
             break;
     }

@@ -74,6 +74,7 @@ typedef struct weiri_delivery {
     weiri_body *body;
     unsigned attempt;        /* the delivery it waits for, from 1 */
     int last_error;          /* the previous delivery's return; 0 if none */
+    bool heap;               /* malloc'ed; else on a worker's stack, for one call */
 } weiri_delivery;
 
 /*

@@ -32,13 +32,15 @@ before(const weiri_timed *a, const weiri_timed *b)
     return a->due != b->due ? a->due < b->due : a->seq < b->seq;
 }
 
-static void
+/* Returns where the entry ended up: 0 if it is now the earliest. */
+static size_t
 sift_up(weiri_timed *h, size_t i)
 {
     weiri_timed e = h[i];
     for (; i > 0 && before(&e, &h[(i - 1) / 2]); i = (i - 1) / 2)
         h[i] = h[(i - 1) / 2];
     h[i] = e;
+    return i;
 }
 
 static void
@@ -105,6 +107,7 @@ weiri_timer_add(weiri_timer *t, weiri_timed e)
 {
     pthread_mutex_lock(&t->mu);
     int rc = 0;
+    bool earliest = false;
     if (t->n == t->cap) {
         size_t cap = t->cap == 0 ? 64 : 2 * t->cap;
         weiri_timed *h = realloc(t->heap, cap * sizeof(*h));
@@ -124,12 +127,13 @@ weiri_timer_add(weiri_timer *t, weiri_timed e)
     }
     e.seq = t->seq++;
     t->heap[t->n] = e;
-    sift_up(t->heap, t->n++);
+    /* Only a new earliest entry changes when the thread must wake. */
+    earliest = sift_up(t->heap, t->n++) == 0;
     if (e.kind == WEIRI_TIMED_DELAYED)
         t->delayed++;
 out:
     pthread_mutex_unlock(&t->mu);
-    if (rc == 0)
+    if (rc == 0 && earliest)
         weiri_event_notify(&t->changed, UINT32_MAX);
     return rc;
 }
