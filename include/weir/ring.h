@@ -218,8 +218,8 @@ WEIRI_INLINE size_t weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n);
  * That slot is not free when the ring is full, and also for a moment when
  * the consumer that took the item one lap earlier has claimed it but not
  * yet finished copying it out.  If that consumer is preempted in between,
- * pushes report EAGAIN until it runs again (pops of other slots continue);
- * push spins briefly before saying so.  Likewise a producer preempted
+ * pushes report EAGAIN until it runs again (pops of other slots continue).
+ * Likewise a producer preempted
  * between claiming a slot and filling it makes pops report EAGAIN until it
  * runs again, even if later pushes have completed, because the ring hands
  * items out strictly in claim order.  No thread is ever blocked by a lock;

@@ -26,16 +26,6 @@
 #endif
 
 /*
- * How many times an MPMC call re-reads a slot held by a thread that is in
- * the middle of its operation before giving up with WEIR_EAGAIN.  A
- * running thread needs a few instructions between claim and release, so a
- * few pauses cover it; a preempted one needs a time slice, and then the
- * caller is better off getting control back at once to yield.  With more
- * threads than cores, 8 did as well as 64 on 1P1C and better on 2P2C.
- */
-#define WEIRI_MPMC_SPINS 8
-
-/*
  * The queue layer (weir/queue.h) closes its ring by setting the top bit of
  * tail, which makes every later claim fail, so that "refused" and "queued"
  * are decided by the same atomic operation.  Plain rings are never closed
@@ -217,7 +207,12 @@ weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n)
  * its sequence says whether it is ready for this side at this lap (claim
  * it with a CAS on the counter), still in use from the lap before (the
  * ring is full or empty, or a thread of the other side is mid-operation on
- * it), or already taken by a peer (re-read the counter).  The acquire load
+ * it: WEIR_EAGAIN at once), or already taken by a peer (re-read the
+ * counter).  Telling full or empty from mid-operation would take a read
+ * of the other side's counter, the line it writes on every call: a
+ * caller polling an empty ring would pull that line away from the
+ * producer on every try.  The slot alone decides, and a caller that must
+ * know (weir_queue, before it sleeps) asks weiri_mpmc_empty or _full.  The acquire load
  * of the slot's sequence before the CAS and the release store after it
  * carry the item.  The CAS is seq_cst although the ring needs no order
  * from it: weir_queue's sleepers check the counters after announcing
@@ -255,7 +250,6 @@ weir_mpmc_push(weir_mpmc *r, void *item)
         return WEIR_EINVAL;
     struct weir_mpmc_slot *slots = r->slots;
     size_t mask = r->mask;
-    unsigned spins = 0;
     size_t pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
     for (;;) {
         if ((pos & WEIRI_MPMC_CLOSED) && r->closable)
@@ -282,10 +276,7 @@ weir_mpmc_push(weir_mpmc *r, void *item)
              * consumer has claimed it, the ring is full.  Relaxed: the
              * answer is advisory, and a stale head can only say full.
              */
-            size_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-            if (head + mask + 1 == pos || ++spins > WEIRI_MPMC_SPINS)
-                return WEIR_EAGAIN;
-            WEIRI_RELAX();
+            return WEIR_EAGAIN;
         }
         pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
     }
@@ -298,7 +289,6 @@ weir_mpmc_pop(weir_mpmc *r, void **item)
         return WEIR_EINVAL;
     struct weir_mpmc_slot *slots = r->slots;
     size_t mask = r->mask;
-    unsigned spins = 0;
     size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
     for (;;) {
         struct weir_mpmc_slot *s = &slots[pos & mask];
@@ -318,10 +308,7 @@ weir_mpmc_pop(weir_mpmc *r, void **item)
         }
         if (dif < 0) {
             /* Not yet filled for this lap: empty unless a push has claimed it. */
-            size_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
-            if ((tail & ~WEIRI_MPMC_CLOSED) == pos || ++spins > WEIRI_MPMC_SPINS)
-                return WEIR_EAGAIN;
-            WEIRI_RELAX();
+            return WEIR_EAGAIN;
         }
         pos = atomic_load_explicit(&r->head, memory_order_relaxed);
     }
