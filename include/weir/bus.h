@@ -218,9 +218,9 @@ int weir_bus_subscribe(weir_bus *bus, const char *topic, weir_handler fn,
 
 /*
  * weir_sub_close - unsubscribe: no message published after the call
- * starts reaches sub; those already queued are handled within
- * drain_timeout_ns (WEIR_FOREVER, WEIR_NOWAIT, or ns), then the workers
- * are joined and sub is freed.  Returns 0 (everything drained) or
+ * starts reaches sub; those already queued, and the retries pending, are
+ * handled within drain_timeout_ns (WEIR_FOREVER, WEIR_NOWAIT, or ns),
+ * then the workers are joined and sub is freed.  Returns 0 (everything drained) or
  * WEIR_ETIMEDOUT (workers stopped after their current message; the rest
  * were released unhandled).  Either way sub is freed.  Returns
  * WEIR_EINVAL for NULL sub or a bad timeout, WEIR_EDEADLK from one of
