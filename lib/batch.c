@@ -98,7 +98,7 @@ count_for(const weir_sub *s, const weiri_subset *const *sets, size_t n)
 {
     size_t c = 0;
     for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < sets[i]->n; j++)
+        for (size_t j = 0; sets[i] != NULL && j < sets[i]->n; j++)
             c += sets[i]->subs[j] == s;
     return c;
 }

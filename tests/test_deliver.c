@@ -749,6 +749,12 @@ test_batch_reject_full_fails_whole_and_abort_leaves_no_trace(void **state)
     assert_int_equal(weir_batch_publish(batch, "r", "2", 1, NULL), 0);
     assert_int_equal(weir_batch_commit(batch, WEIR_FOREVER), WEIR_EAGAIN);
 
+    /* A message to a topic nobody listens to is part of the batch too. */
+    assert_int_equal(weir_batch_begin(bus, &batch), 0);
+    assert_int_equal(weir_batch_publish(batch, "nobody", "0", 1, NULL), 0);
+    assert_int_equal(weir_batch_publish(batch, "r", "z", 1, NULL), 0);
+    assert_int_equal(weir_batch_commit(batch, WEIR_FOREVER), WEIR_EAGAIN);
+
     /* Abort: no trace. */
     weir_bus_stats before, after;
     assert_int_equal(weir_bus_get_stats(bus, &before), 0);
@@ -757,14 +763,25 @@ test_batch_reject_full_fails_whole_and_abort_leaves_no_trace(void **state)
     weir_batch_abort(batch);
     weir_batch_abort(NULL);
 
-    atomic_store(&held.release, 1);
-    assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
-    assert_int_equal(atomic_load(&seen), 0);
     assert_int_equal(weir_bus_get_stats(bus, &after), 0);
     assert_int_equal(after.published, before.published);
     assert_int_equal(after.published, 2);
+    assert_int_equal(atomic_load(&seen), 0);
+    assert_int_equal(stats_of(sa).routed, 0);
+
+    /* Committed: one message routed, one unrouted, both published. */
+    atomic_store(&held.release, 1);
+    assert_int_equal(weir_batch_begin(bus, &batch), 0);
+    assert_int_equal(weir_batch_publish(batch, "nobody", "0", 1, NULL), 0);
+    assert_int_equal(weir_batch_publish(batch, "a", "1", 1, NULL), 0);
+    assert_int_equal(weir_batch_commit(batch, WEIR_FOREVER), 0);
+    assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
+    assert_int_equal(atomic_load(&seen), 1);
+    assert_int_equal(weir_bus_get_stats(bus, &after), 0);
+    assert_int_equal(after.published, 4);
+    assert_int_equal(after.unrouted, before.unrouted + 1);
     weir_sub_stats st = stats_of(sa);
-    assert_int_equal(st.routed, 0);
+    assert_int_equal(st.routed, 1);
     assert_balanced(&st);
     st = stats_of(sr);
     assert_int_equal(st.routed, 2);
