@@ -123,6 +123,7 @@ typedef struct outcome {
     int rc;           /* 0, WEIR_EAGAIN (REJECT full), WEIR_ETIMEDOUT (another
                          policy, full), WEIR_ECLOSED or WEIR_ENOMEM */
     weir_sub *full;   /* the subscription that was full */
+    weir_topic *full_topic; /* a topic of it: topics live as long as the bus */
     size_t need;      /* how many of ours it must take */
     uint64_t unrouted;
 } outcome;
@@ -182,6 +183,7 @@ try_commit(weir_batch *batch, const weiri_subset *const *sets, weir_sub **placed
                 o.rc = rc == WEIR_EAGAIN && s->overflow != WEIR_OVERFLOW_REJECT
                            ? WEIR_ETIMEDOUT : rc;
                 o.full = s;
+                o.full_topic = batch->items[i].topic;
                 o.need = count_for(s, sets, batch->n);
                 break;
             }
@@ -202,13 +204,27 @@ try_commit(weir_batch *batch, const weiri_subset *const *sets, weir_sub **placed
     return o;
 }
 
-/* Wait, holding nothing, until s has room for need more, or the deadline. */
+/*
+ * Wait, holding nothing between looks, until s has room for need more,
+ * or the deadline.  s may be closed and freed meanwhile: each look
+ * enters its topic and touches s only if s is still subscribed there.
+ * true: try again (room, or s is gone or closing).
+ */
 static bool
-await_room(weir_sub *s, size_t need, int64_t deadline)
+await_room(weir_topic *topic, const weir_sub *s, size_t need, int64_t deadline)
 {
     int64_t pause = 20 * WEIR_USEC;
     for (;;) {
-        if (weir_queue_size(s->queue) + need <= weir_queue_capacity(s->queue))
+        unsigned ticket;
+        const weiri_subset *set = weiri_topic_enter(topic, &ticket);
+        bool member = false, room = false;
+        for (size_t j = 0; set != NULL && j < set->n; j++)
+            member |= set->subs[j] == s;
+        if (member)
+            room = weir_queue_is_closed(s->queue) ||
+                   weir_queue_size(s->queue) + need <= weir_queue_capacity(s->queue);
+        weiri_topic_leave(topic, ticket);
+        if (!member || room)
             return true;
         int64_t now = weiri_now_ns();
         if (now >= deadline)
@@ -219,6 +235,32 @@ await_room(weir_sub *s, size_t need, int64_t deadline)
     }
 }
 
+/*
+ * Enter the topic of every staged message, each distinct topic once, so
+ * that all messages of a topic meet the same subscriptions.  sets[i]:
+ * item i's snapshot; distinct/dsets/tickets: the topics entered.  Returns
+ * how many.
+ */
+static size_t
+enter_all(const weir_batch *batch, const weiri_subset **sets,
+          weir_topic **distinct, const weiri_subset **dsets, unsigned *tickets)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < batch->n; i++) {
+        weir_topic *t = batch->items[i].topic;
+        size_t j = 0;
+        while (j < k && distinct[j] != t)
+            j++;
+        if (j == k) {
+            distinct[k] = t;
+            dsets[k] = weiri_topic_enter(t, &tickets[k]);
+            k++;
+        }
+        sets[i] = dsets[j];
+    }
+    return k;
+}
+
 int
 weir_batch_commit(weir_batch *batch, int64_t timeout_ns)
 {
@@ -226,7 +268,8 @@ weir_batch_commit(weir_batch *batch, int64_t timeout_ns)
         return WEIR_EINVAL;
     int rc;
     weir_bus *bus = batch->bus;
-    const weiri_subset **sets = NULL;
+    const weiri_subset **sets = NULL, **dsets = NULL;
+    weir_topic **distinct = NULL;
     unsigned *tickets = NULL;
     weir_sub **placed = NULL;
     if (timeout_ns < WEIR_FOREVER) {
@@ -235,8 +278,10 @@ weir_batch_commit(weir_batch *batch, int64_t timeout_ns)
     }
     int64_t deadline = weiri_deadline(timeout_ns);
     sets = calloc(batch->n + 1, sizeof(*sets));
+    dsets = calloc(batch->n + 1, sizeof(*dsets));
+    distinct = calloc(batch->n + 1, sizeof(*distinct));
     tickets = calloc(batch->n + 1, sizeof(*tickets));
-    if (sets == NULL || tickets == NULL) {
+    if (sets == NULL || dsets == NULL || distinct == NULL || tickets == NULL) {
         rc = WEIR_ENOMEM;
         goto out;
     }
@@ -246,8 +291,7 @@ weir_batch_commit(weir_batch *batch, int64_t timeout_ns)
             break;
         }
         /* The subscriptions of every topic stay put for the whole try. */
-        for (size_t i = 0; i < batch->n; i++)
-            sets[i] = weiri_topic_enter(batch->items[i].topic, &tickets[i]);
+        size_t k = enter_all(batch, sets, distinct, dsets, tickets);
         /* A queue too small for our share could never take it. */
         rc = 0;
         for (size_t i = 0; i < batch->n && rc == 0; i++)
@@ -266,16 +310,18 @@ weir_batch_commit(weir_batch *batch, int64_t timeout_ns)
         outcome o = { .rc = rc };
         if (rc == 0)
             o = try_commit(batch, sets, placed);
-        for (size_t i = batch->n; i-- > 0;)
-            weiri_topic_leave(batch->items[i].topic, tickets[i]);
+        while (k-- > 0)
+            weiri_topic_leave(distinct[k], tickets[k]);
         rc = o.rc;
         if (rc == 0)
             atomic_fetch_add_explicit(&bus->unrouted, o.unrouted, memory_order_relaxed);
-        if (rc != WEIR_ETIMEDOUT || !await_room(o.full, o.need, deadline))
+        if (rc != WEIR_ETIMEDOUT || !await_room(o.full_topic, o.full, o.need, deadline))
             break;
     }
 out:
     free(placed);
+    free(dsets);
+    free(distinct);
     free(sets);
     free(tickets);
     weir_batch_abort(batch);

@@ -41,7 +41,15 @@ weir_bus_create(weir_bus **bus, const weir_bus_opts *opts)
         weiri_free(b);
         return WEIR_ENOMEM;
     }
-    if (weiri_timer_init(&b->timer, b) != 0) {
+    if (weiri_timer_init(&b->retries, b) != 0) {
+        weir_mpmc_destroy(&b->bodies);
+        pthread_mutex_destroy(&b->grace_mu);
+        pthread_mutex_destroy(&b->mu);
+        weiri_free(b);
+        return WEIR_ENOMEM;
+    }
+    if (weiri_timer_init(&b->delays, b) != 0) {
+        weiri_timer_stop(&b->retries);
         weir_mpmc_destroy(&b->bodies);
         pthread_mutex_destroy(&b->grace_mu);
         pthread_mutex_destroy(&b->mu);
@@ -131,38 +139,35 @@ weiri_check_publish(const void *data, size_t len, const weir_pub_opts *opts,
     return 0;
 }
 
-int
-weiri_bus_fanout(weir_topic *topic, weiri_body *b, int64_t deadline, bool count,
-                 size_t *placed)
+/*
+ * Offer b (refs 0, not yet shared) to every subscription of topic, giving
+ * it one reference each and an id, or free it and count it unrouted if
+ * there is none.  Whatever the bus's state: callers check for a close.
+ * Returns as weir_topic_publish.
+ */
+static int
+fanout(weir_topic *topic, weiri_body *b, int64_t deadline)
 {
     weir_bus *bus = topic->bus;
     unsigned ticket;
     const weiri_subset *set = weiri_topic_enter(topic, &ticket);
     if (set == NULL || set->n == 0) {
         weiri_topic_leave(topic, ticket);
-        if (placed != NULL)
-            *placed = SIZE_MAX; /* nobody to take it, which is not a refusal */
-        if (count)
-            atomic_fetch_add_explicit(&bus->unrouted, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&bus->unrouted, 1, memory_order_relaxed);
         atomic_store_explicit(&b->refs, 1, memory_order_relaxed);
         weiri_body_release(b, 1);
         return 0;
     }
     /* The body is not shared yet: plain writes are enough. */
     atomic_store_explicit(&b->refs, (uint32_t)set->n, memory_order_relaxed);
-    if (count)
-        b->id = atomic_fetch_add_explicit(&bus->next_id, 1, memory_order_relaxed) + 1;
+    b->id = atomic_fetch_add_explicit(&bus->next_id, 1, memory_order_relaxed) + 1;
     int result = 0;
-    size_t took = 0;
     for (size_t i = 0; i < set->n; i++) {
         int rc = weiri_sub_offer(set->subs[i], b, deadline);
-        took += rc == 0;
         if (rc == WEIR_ETIMEDOUT || (rc == WEIR_EAGAIN && result == 0))
             result = rc;
     }
     weiri_topic_leave(topic, ticket);
-    if (placed != NULL)
-        *placed = took;
     return result;
 }
 
@@ -170,12 +175,11 @@ weiri_bus_fanout(weir_topic *topic, weiri_body *b, int64_t deadline, bool count,
 static int
 publish_later(weir_topic *topic, weiri_body *b, const weir_pub_opts *opts)
 {
-    weiri_timed e = { .due = b->timestamp_ns + opts->delay_ns,
-                      .kind = WEIRI_TIMED_DELAYED, .target = topic, .item = b,
-                      .timeout_ns = opts->timeout_ns };
-    if (opts->delay_ns > WEIRI_NO_DEADLINE - b->timestamp_ns)
-        e.due = WEIRI_NO_DEADLINE;
-    if (weiri_timer_add(&topic->bus->timer, e) == 0)
+    weiri_timed e = { .due = WEIRI_NO_DEADLINE, .kind = WEIRI_TIMED_DELAYED,
+                      .target = topic, .item = b, .timeout_ns = opts->timeout_ns };
+    if (opts->delay_ns < WEIRI_NO_DEADLINE - b->timestamp_ns)
+        e.due = b->timestamp_ns + opts->delay_ns;
+    if (weiri_timer_add(&topic->bus->delays, e) == 0)
         return 0;
     free(b); /* never shared, never pooled: see weir_topic_publish */
     return WEIR_ENOMEM;
@@ -184,10 +188,16 @@ publish_later(weir_topic *topic, weiri_body *b, const weir_pub_opts *opts)
 void
 weiri_bus_deliver_delayed(void *bus, void *topic, void *body, int64_t timeout_ns)
 {
-    (void)bus;
+    weir_bus *b = bus;
+    /* A publish that raced with close, come due after close gave up the rest. */
+    if (atomic_load(&b->delays_over)) {
+        atomic_fetch_add_explicit(&b->delayed_left, 1, memory_order_relaxed);
+        free(body);
+        return;
+    }
     int64_t deadline = timeout_ns == 0 ? WEIRI_NO_DEADLINE
                                        : weiri_deadline(timeout_ns);
-    weiri_bus_fanout(topic, body, deadline, true, NULL);
+    fanout(topic, body, deadline);
 }
 
 int
@@ -214,8 +224,10 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
         return WEIR_ENOMEM;
     if (delayed)
         return publish_later(topic, b, opts);
-    return weiri_bus_fanout(topic, b, timeout == 0 ? WEIRI_NO_DEADLINE : now + timeout,
-                            true, NULL);
+    int64_t deadline = WEIRI_NO_DEADLINE;
+    if (timeout != 0 && timeout < WEIRI_NO_DEADLINE - now)
+        deadline = now + timeout;
+    return fanout(topic, b, deadline);
 }
 
 int
@@ -258,13 +270,13 @@ give_up_delayed(weiri_timed *e, void *bus)
     free(e->item);
 }
 
-int
-weir_bus_close(weir_bus *bus, int64_t drain_timeout_ns)
+/*
+ * weir_bus_close; wait_delayed false (destroy): give up the delayed
+ * messages and the retries not yet due at once rather than wait for them.
+ */
+static int
+close_bus(weir_bus *bus, int64_t drain_timeout_ns, bool wait_delayed)
 {
-    if (bus == NULL || bad_timeout(drain_timeout_ns))
-        return WEIR_EINVAL;
-    if (weiri_in_handler_of(bus, NULL))
-        return WEIR_EDEADLK;
     int64_t deadline = weiri_deadline(drain_timeout_ns);
     pthread_mutex_lock(&bus->mu);
     if (atomic_load(&bus->closed)) {
@@ -281,10 +293,13 @@ weir_bus_close(weir_bus *bus, int64_t drain_timeout_ns)
      * and drain under the same deadline.
      */
     int rc = 0;
-    if (!weiri_timer_await_delayed(&bus->timer, deadline)) {
-        weiri_timer_take(&bus->timer, not_delayed, give_up_delayed, bus);
+    if (!weiri_timer_await_delayed(&bus->delays,
+                                   wait_delayed ? deadline : weiri_now_ns()) &&
+        weiri_timer_take(&bus->delays, not_delayed, give_up_delayed, bus) > 0)
         rc = WEIR_ETIMEDOUT;
-    }
+    atomic_store(&bus->delays_over, true);
+    if (!wait_delayed)
+        weiri_deliver_give_up_retries(bus);
     /*
      * Subscriptions with a dead-letter topic first, while the queues their
      * dead letters go to still take them; then the rest.
@@ -301,23 +316,35 @@ weir_bus_close(weir_bus *bus, int64_t drain_timeout_ns)
     return rc;
 }
 
+int
+weir_bus_close(weir_bus *bus, int64_t drain_timeout_ns)
+{
+    if (bus == NULL || bad_timeout(drain_timeout_ns))
+        return WEIR_EINVAL;
+    if (weiri_in_handler_of(bus, NULL))
+        return WEIR_EDEADLK;
+    return close_bus(bus, drain_timeout_ns, true);
+}
+
 void
 weir_bus_destroy(weir_bus *bus)
 {
     if (bus == NULL)
         return;
     if (!atomic_load(&bus->closed))
-        weir_bus_close(bus, WEIR_FOREVER);
+        close_bus(bus, WEIR_FOREVER, false);
+    /*
+     * Every subscription is drained, so no retry is left; a delayed
+     * publish that raced with the close may be.  Both timers stop before
+     * any subscription is freed.
+     */
+    weiri_timer_take(&bus->delays, not_delayed, give_up_delayed, bus);
+    weiri_timer_stop(&bus->delays);
+    weiri_timer_stop(&bus->retries);
     for (weir_sub *s = bus->all, *next; s != NULL; s = next) {
         next = s->next;
         weiri_sub_free(s);
     }
-    /*
-     * Every subscription is drained, so no retry is left in the timer; a
-     * delayed publish that raced with the close may be.
-     */
-    weiri_timer_take(&bus->timer, not_delayed, give_up_delayed, bus);
-    weiri_timer_stop(&bus->timer);
     weiri_topic_free_all(bus);
     weiri_body_pool_drain(&bus->bodies);
     weir_mpmc_destroy(&bus->bodies);
@@ -337,7 +364,7 @@ weir_bus_get_stats(const weir_bus *bus, weir_bus_stats *out)
                      unrouted -
                      atomic_load_explicit(&b->unused_ids, memory_order_relaxed);
     out->unrouted = unrouted;
-    out->delayed = weiri_timer_delayed(&b->timer);
+    out->delayed = weiri_timer_delayed(&b->delays);
     out->delayed_left = atomic_load_explicit(&b->delayed_left, memory_order_relaxed);
     return 0;
 }

@@ -61,8 +61,15 @@ struct weir_bus {
     _Atomic(weir_topic *) buckets[WEIRI_TOPIC_BUCKETS]; /* chains only grow; read lock-free */
     weir_sub *all;                 /* every subscription not closed on its own; under mu */
     weir_mpmc bodies;              /* free small message bodies (msg_internal.h) */
-    weiri_timer timer;             /* delayed publishes and retries */
+    /*
+     * Two timers, so that a retry never waits behind a delayed message: a
+     * due delayed message may wait for room in a BLOCK queue on its
+     * timer's thread, a due retry only joins a list.
+     */
+    weiri_timer retries;           /* retries after a backoff */
+    weiri_timer delays;            /* delayed publishes */
     _Atomic bool closed;
+    _Atomic bool delays_over;      /* close has given up what was not due */
     _Atomic uint64_t delayed_left; /* delayed publishes given up at close */
     WEIR_ALIGNAS(WEIR_CACHELINE)
     _Atomic uint64_t next_id;      /* message ids handed out; written by every routed publish */
@@ -167,6 +174,12 @@ void weiri_deliver_teardown(weir_sub *s);
 void weiri_deliver_run(weiri_worker *w);
 /* After the workers are joined: release what they left, counted as queued. */
 void weiri_deliver_release_left(weir_sub *s);
+/*
+ * weiri_deliver_give_up_retries - refuse new retries on bus (a failure
+ * is then given up at once) and release the pending ones, counted as
+ * queued: weir_bus_destroy does not wait for backoffs.
+ */
+void weiri_deliver_give_up_retries(weir_bus *bus);
 
 /* bus.c */
 /*
@@ -176,16 +189,5 @@ void weiri_deliver_release_left(weir_sub *s);
  */
 int weiri_check_publish(const void *data, size_t len, const weir_pub_opts *opts,
                         size_t *key_len);
-/*
- * weiri_bus_fanout - offer b (refs 0, not yet shared) to every
- * subscription of t, giving it one reference each; frees it if there is
- * none.  count: a user's publish, given an id and counted in the bus's
- * statistics; otherwise (a dead letter) b keeps its id and counts
- * nowhere.  Whatever the bus's state: its callers check for a close.
- * Returns as weir_topic_publish; *placed (if not NULL) receives how many
- * subscriptions took it, SIZE_MAX if the topic has none.
- */
-int weiri_bus_fanout(weir_topic *t, weiri_body *b, int64_t deadline, bool count,
-                     size_t *placed);
 
 #endif /* WEIR_BUS_INTERNAL_H */

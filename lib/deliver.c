@@ -43,7 +43,10 @@ weiri_deliver_setup(weir_sub *s, const weir_sub_opts *o)
 {
     s->max_attempts = o->max_attempts > 1 ? o->max_attempts : 1;
     s->backoff = o->retry_backoff_ns > 0 ? o->retry_backoff_ns : 10 * WEIR_MSEC;
-    s->backoff_max = o->retry_backoff_max_ns > 0 ? o->retry_backoff_max_ns : WEIR_SEC;
+    /* The default cap never undercuts a first backoff set above it. */
+    s->backoff_max = o->retry_backoff_max_ns > 0 ? o->retry_backoff_max_ns
+                     : s->backoff > WEIR_SEC      ? s->backoff
+                                                  : WEIR_SEC;
     s->multiplier = o->retry_multiplier > 0 ? o->retry_multiplier : 2.0;
     s->jitter = o->retry_jitter;
     s->ordered = o->ordered_by_key;
@@ -172,7 +175,8 @@ key_grow(weir_sub *s)
  * Claim b's key for the caller, or park d (holding b) behind the message
  * of that key in hand.  true: claimed, handle it now.  Under no lock.
  * Without memory for an entry the message is handled at once, out of
- * order rather than lost.
+ * order rather than lost, and without holding the key (d->holds_key
+ * stays false), so finishing it leaves the key's entry alone.
  */
 static bool
 key_claim(weir_sub *s, weiri_delivery *d)
@@ -202,6 +206,7 @@ key_claim(weir_sub *s, weiri_delivery *d)
                 memcpy(k->name, key, len + 1);
                 *link = k;
                 s->nkeys++;
+                d->holds_key = true;
             }
         }
     }
@@ -223,6 +228,7 @@ key_next(weir_sub *s, const char *key)
             k->head = d->next;
             if (k->head == NULL)
                 k->tail = NULL;
+            d->holds_key = true; /* handed on with the key */
         } else if (k != NULL) {
             *link = k->next;
             s->nkeys--;
@@ -254,7 +260,27 @@ backoff_after(const weir_sub *s, unsigned attempt)
         x ^= x << 17;
         b = b / 2 + b / 2 * (double)(x >> 11) / (double)(1ull << 53);
     }
-    return (int64_t)b;
+    /* 2^62 ns is 146 years: a cap that keeps the conversion defined. */
+    return b < 0x1p62 ? (int64_t)b : (int64_t)1 << 62;
+}
+
+/*
+ * Place a dead letter with subscription dst (one reference of dl for it).
+ * A full BLOCK queue is waited on in short steps, so that a close of src
+ * that runs out of time (abort) is not held up by it.  true: placed.
+ */
+static bool
+place_dead_letter(const weir_sub *src, weir_sub *dst, weiri_body *dl)
+{
+    if (dst->overflow != WEIR_OVERFLOW_BLOCK)
+        return weiri_sub_offer(dst, dl, WEIRI_NO_DEADLINE) == 0;
+    int rc;
+    while ((rc = weir_queue_push(dst->queue, dl, 5 * WEIR_MSEC)) == WEIR_ETIMEDOUT &&
+           !atomic_load(&src->abort))
+        ;
+    if (rc != 0)
+        weiri_body_release(dl, 1);
+    return rc == 0;
 }
 
 /*
@@ -267,22 +293,28 @@ static void
 give_up(weir_sub *s, const weiri_body *b, unsigned attempts, int rc)
 {
     weir_bus *bus = s->bus;
-    if (s->dead_letter != NULL) {
-        weiri_body *dl = weiri_body_create(&bus->bodies, s->dead_letter->name,
-                                           b->data, b->size, b->key,
-                                           b->key ? strlen(b->key) : 0,
-                                           weiri_now_ns(), 0);
-        if (dl != NULL) {
-            dl->id = b->id;
-            dl->origin = b->topic;
-            dl->attempt_base = attempts;
-            dl->origin_error = rc;
-            size_t placed;
-            weiri_bus_fanout(s->dead_letter, dl, WEIRI_NO_DEADLINE, false, &placed);
-            if (placed > 0) {
-                atomic_fetch_add_explicit(&s->dead_lettered, 1, memory_order_release);
-                return;
-            }
+    weiri_body *dl = NULL;
+    if (s->dead_letter != NULL)
+        dl = weiri_body_create(&bus->bodies, s->dead_letter->name, b->data,
+                               b->size, b->key, b->key ? strlen(b->key) : 0,
+                               weiri_now_ns(), 0);
+    if (dl != NULL) {
+        dl->id = b->id;
+        dl->origin = b->topic;
+        dl->attempt_base = attempts;
+        dl->origin_error = rc;
+        unsigned ticket;
+        const weiri_subset *set = weiri_topic_enter(s->dead_letter, &ticket);
+        size_t n = set != NULL ? set->n : 0, placed = 0;
+        /* One reference per subscription, and ours until the last offer. */
+        atomic_store_explicit(&dl->refs, (uint32_t)n + 1, memory_order_relaxed);
+        for (size_t i = 0; i < n; i++)
+            placed += place_dead_letter(s, set->subs[i], dl);
+        weiri_topic_leave(s->dead_letter, ticket);
+        weiri_body_release(dl, 1);
+        if (n == 0 || placed > 0) { /* none: published to nobody */
+            atomic_fetch_add_explicit(&s->dead_lettered, 1, memory_order_release);
+            return;
         }
     }
     atomic_fetch_add_explicit(&s->failed, 1, memory_order_release);
@@ -334,16 +366,18 @@ handle(weiri_worker *w, weiri_delivery *d)
         }
         /* Without memory to wait in, the message is given up, counted. */
         if (rc != 0 && d->attempt < s->max_attempts && d->heap) {
-            weiri_timed e = { .due = weiri_now_ns() + backoff_after(s, d->attempt),
+            weiri_timed e = { .due = weiri_deadline(backoff_after(s, d->attempt)),
                               .kind = WEIRI_TIMED_RETRY, .target = s, .item = d };
             d->attempt++;
             d->last_error = rc;
             atomic_fetch_add(&s->pending, 1);
-            if (weiri_timer_add(&s->bus->timer, e) == 0) {
+            if (weiri_timer_add(&s->bus->retries, e) == 0) {
                 atomic_fetch_add_explicit(&s->retried, 1, memory_order_relaxed);
                 return; /* its key, if any, stays in hand */
             }
-            atomic_fetch_sub(&s->pending, 1);
+            /* As in take_ready: workers may be waiting for this one alone. */
+            if (atomic_fetch_sub(&s->pending, 1) == 1)
+                weiri_event_notify(&s->wake, UINT32_MAX);
             d->attempt--;
         }
         if (rc == 0)
@@ -351,7 +385,7 @@ handle(weiri_worker *w, weiri_delivery *d)
         else
             give_up(s, b, d->attempt, rc);
         weiri_hist_record(&w->latency, weiri_now_ns() - b->timestamp_ns);
-        weiri_delivery *next = s->ordered && b->key != NULL ? key_next(s, b->key) : NULL;
+        weiri_delivery *next = d->holds_key ? key_next(s, b->key) : NULL;
         weiri_body_release(b, 1);
         if (d->heap)
             free(d);
@@ -449,11 +483,28 @@ not_ours(const weiri_timed *e, void *sub)
 }
 
 static void
-drop_retry(weiri_timed *e, void *sub)
+drop_retry(weiri_timed *e, void *unused)
 {
-    weir_sub *s = sub;
-    atomic_fetch_sub(&s->pending, 1);
+    (void)unused;
+    weir_sub *s = e->target;
     leave(s, e->item);
+    if (atomic_fetch_sub(&s->pending, 1) == 1)
+        weiri_event_notify(&s->wake, UINT32_MAX);
+}
+
+static bool
+keep_none(const weiri_timed *e, void *unused)
+{
+    (void)e;
+    (void)unused;
+    return false;
+}
+
+void
+weiri_deliver_give_up_retries(weir_bus *bus)
+{
+    weiri_timer_seal(&bus->retries);
+    weiri_timer_take(&bus->retries, keep_none, drop_retry, NULL);
 }
 
 void
@@ -461,7 +512,7 @@ weiri_deliver_release_left(weir_sub *s)
 {
     if (!s->careful)
         return;
-    weiri_timer_take(&s->bus->timer, not_ours, drop_retry, s);
+    weiri_timer_take(&s->bus->retries, not_ours, drop_retry, s);
     for (weiri_delivery *d = s->ready, *next; d != NULL; d = next) {
         next = d->next;
         atomic_fetch_sub(&s->pending, 1);

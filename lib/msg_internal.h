@@ -75,6 +75,7 @@ typedef struct weiri_delivery {
     unsigned attempt;        /* the delivery it waits for, from 1 */
     int last_error;          /* the previous delivery's return; 0 if none */
     bool heap;               /* malloc'ed; else on a worker's stack, for one call */
+    bool holds_key;          /* has its key's entry (ordered_by_key) */
 } weiri_delivery;
 
 /*

@@ -108,6 +108,10 @@ weiri_timer_add(weiri_timer *t, weiri_timed e)
     pthread_mutex_lock(&t->mu);
     int rc = 0;
     bool earliest = false;
+    if (t->sealed) {
+        rc = WEIR_ECLOSED;
+        goto out;
+    }
     if (t->n == t->cap) {
         size_t cap = t->cap == 0 ? 64 : 2 * t->cap;
         weiri_timed *h = realloc(t->heap, cap * sizeof(*h));
@@ -176,6 +180,14 @@ weiri_timer_await_delayed(weiri_timer *t, int64_t deadline)
     bool none = t->delayed == 0;
     pthread_mutex_unlock(&t->mu);
     return none;
+}
+
+void
+weiri_timer_seal(weiri_timer *t)
+{
+    pthread_mutex_lock(&t->mu);
+    t->sealed = true;
+    pthread_mutex_unlock(&t->mu);
 }
 
 size_t

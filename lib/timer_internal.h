@@ -38,6 +38,7 @@ typedef struct weiri_timer {
     uint64_t seq;
     size_t delayed;          /* DELAYED entries in the heap or being delivered */
     bool running, stop;      /* the thread was started; it must exit */
+    bool sealed;             /* adds are refused (weiri_timer_seal) */
     pthread_t thread;
     weiri_event changed;     /* the thread sleeps here; so does a close
                                 waiting for delayed deliveries */
@@ -54,8 +55,14 @@ int weiri_timer_init(weiri_timer *t, void *bus);
  */
 void weiri_timer_stop(weiri_timer *t);
 
-/* weiri_timer_add - queue e (its seq is assigned).  0 or WEIR_ENOMEM. */
+/*
+ * weiri_timer_add - queue e (its seq is assigned).  0, WEIR_ENOMEM, or
+ * WEIR_ECLOSED once sealed.
+ */
 int weiri_timer_add(weiri_timer *t, weiri_timed e);
+
+/* weiri_timer_seal - refuse every later add; what is queued stays. */
+void weiri_timer_seal(weiri_timer *t);
 
 /*
  * weiri_timer_take - remove every entry for which keep(entry, arg) is

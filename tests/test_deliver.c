@@ -844,6 +844,159 @@ test_batch_concurrent_commits(void **state)
     ts_watchdog_disarm();
 }
 
+/* ---- found in review: close races, stalls, overflows ---------------------- */
+
+typedef struct closer {
+    weir_bus *bus;
+    int rc;
+} closer;
+
+static void *
+commit_thread(void *arg)
+{
+    closer *c = arg;
+    weir_batch *batch;
+    c->rc = weir_batch_begin(c->bus, &batch);
+    if (c->rc == 0 && (c->rc = weir_batch_publish(batch, "full", "1", 1, NULL)) == 0)
+        c->rc = weir_batch_commit(batch, 5 * WEIR_SEC);
+    return NULL;
+}
+
+/* A commit waiting for room survives the full subscription's close. */
+static void
+test_batch_waiting_for_room_survives_close(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    gate_handler held = { 0 };
+    weir_sub *s;
+    weir_sub_opts o = { .capacity = 1 };
+    assert_int_equal(weir_bus_subscribe(bus, "full", held_handler, &held, &o, &s), 0);
+    assert_int_equal(weir_bus_publish(bus, "full", "x", 1, NULL), 0);
+    while (stats_of(s).in_flight != 1)
+        ts_sleep_ms(1);
+    assert_int_equal(weir_bus_publish(bus, "full", "y", 1, NULL), 0); /* full */
+    closer c = { bus, -1 };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, commit_thread, &c), 0);
+    ts_sleep_ms(20); /* the commit is waiting for room */
+    atomic_store(&held.release, 1);
+    int rc = weir_sub_close(s, WEIR_NOWAIT);
+    assert_true(rc == 0 || rc == WEIR_ETIMEDOUT);
+    pthread_join(t, NULL);
+    assert_int_equal(c.rc, 0); /* placed, or the topic lost its subscription */
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+/* A worker blocked on a full dead-letter queue lets a close time out. */
+static void
+test_close_not_held_by_a_full_dead_letter_queue(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    _Atomic int calls = 0;
+    gate_handler held = { 0 };
+    weir_sub *src, *dead;
+    weir_sub_opts od = { .capacity = 1 };
+    assert_int_equal(weir_bus_subscribe(bus, "d", held_handler, &held, &od, &dead), 0);
+    weir_sub_opts os = { .dead_letter_topic = "d" };
+    assert_int_equal(weir_bus_subscribe(bus, "src", always_fail, &calls, &os, &src), 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(weir_bus_publish(bus, "src", &i, sizeof(i), NULL), 0);
+    /* One dead letter held, one queued, the third blocks src's worker. */
+    while (atomic_load(&calls) < 3)
+        ts_sleep_ms(1);
+    assert_int_equal(weir_sub_close(src, 20 * WEIR_MSEC), WEIR_ETIMEDOUT);
+    atomic_store(&held.release, 1);
+    assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+/* A delayed message stuck on a full queue holds up no retry. */
+static void
+test_retries_not_held_by_a_blocked_delayed_message(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    gate_handler held = { 0 };
+    _Atomic int calls = 0;
+    weir_sub *x, *z;
+    weir_sub_opts ox = { .capacity = 1 };
+    assert_int_equal(weir_bus_subscribe(bus, "x", held_handler, &held, &ox, &x), 0);
+    assert_int_equal(weir_bus_publish(bus, "x", "1", 1, NULL), 0);
+    while (stats_of(x).in_flight != 1)
+        ts_sleep_ms(1);
+    assert_int_equal(weir_bus_publish(bus, "x", "2", 1, NULL), 0); /* full */
+    weir_pub_opts later = { .delay_ns = WEIR_MSEC };
+    assert_int_equal(weir_bus_publish(bus, "x", "3", 1, &later), 0);
+    ts_sleep_ms(10); /* the delayed message is due, and waits for room */
+    weir_sub_opts oz = { .max_attempts = 2, .retry_backoff_ns = WEIR_MSEC };
+    assert_int_equal(weir_bus_subscribe(bus, "z", always_fail, &calls, &oz, &z), 0);
+    assert_int_equal(weir_bus_publish(bus, "z", "a", 1, NULL), 0);
+    for (int i = 0; i < 5000 && stats_of(z).failed == 0; i++)
+        ts_sleep_ms(1);
+    assert_int_equal(stats_of(z).failed, 1); /* retried while x was stuck */
+    assert_int_equal(atomic_load(&calls), 2);
+    atomic_store(&held.release, 1);
+    assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
+    assert_int_equal(atomic_load(&held.count), 3);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+/* Huge backoffs and delays wait (no overflow into "now"); destroy does not. */
+static void
+test_huge_backoff_and_delay(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    _Atomic int calls = 0, seen = 0;
+    weir_sub *s, *d;
+    weir_sub_opts o = { .max_attempts = 2, .retry_backoff_ns = INT64_MAX,
+                        .retry_backoff_max_ns = INT64_MAX };
+    assert_int_equal(weir_bus_subscribe(bus, "x", always_fail, &calls, &o, &s), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "y", count_handler, &seen, NULL, &d), 0);
+    assert_int_equal(weir_bus_publish(bus, "x", "a", 1, NULL), 0);
+    weir_pub_opts never = { .delay_ns = INT64_MAX };
+    assert_int_equal(weir_bus_publish(bus, "y", "b", 1, &never), 0);
+    while (stats_of(s).retried == 0)
+        ts_sleep_ms(1);
+    ts_sleep_ms(20);
+    assert_int_equal(atomic_load(&calls), 1);
+    assert_int_equal(atomic_load(&seen), 0);
+    /* destroy gives up what is not due instead of waiting for it. */
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+/* Without a cap, a first backoff above the default cap is kept. */
+static void
+test_default_cap_keeps_a_longer_first_backoff(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    trace t = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    weir_sub *s;
+    weir_sub_opts o = { .max_attempts = 3, .retry_backoff_ns = 1200 * WEIR_MSEC };
+    assert_int_equal(weir_bus_subscribe(bus, "t", trace_handler, &t, &o, &s), 0);
+    assert_int_equal(weir_bus_publish(bus, "t", "A", 2, NULL), 0);
+    while (stats_of(s).delivered < 2)
+        ts_sleep_ms(5);
+    pthread_mutex_lock(&t.mu);
+    assert_true(t.at[1] - t.at[0] >= 1200 * WEIR_MSEC);
+    pthread_mutex_unlock(&t.mu);
+    assert_int_equal(weir_bus_close(bus, 0), WEIR_ETIMEDOUT); /* third pending */
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
 /* ---- bad input ----------------------------------------------------------- */
 
 static void
@@ -905,6 +1058,11 @@ main(void)
         cmocka_unit_test(test_batch_all_at_once),
         cmocka_unit_test(test_batch_reject_full_fails_whole_and_abort_leaves_no_trace),
         cmocka_unit_test(test_batch_concurrent_commits),
+        cmocka_unit_test(test_batch_waiting_for_room_survives_close),
+        cmocka_unit_test(test_close_not_held_by_a_full_dead_letter_queue),
+        cmocka_unit_test(test_retries_not_held_by_a_blocked_delayed_message),
+        cmocka_unit_test(test_huge_backoff_and_delay),
+        cmocka_unit_test(test_default_cap_keeps_a_longer_first_backoff),
         cmocka_unit_test(test_delivery_options_reject_bad_input),
     };
     return cmocka_run_group_tests_name("deliver", tests, ts_watchdog_group, NULL);

@@ -35,7 +35,7 @@
  *     which delivery it is and weir_msg_last_error what the previous one
  *     returned.  While it waits it holds no worker: the bus has one timer
  *     thread for every waiting message.  It counts as in flight, and each
- *     retry in retried.
+ *     retry in retried.  Retries have their own timer thread.
  *   - Dead letters.  After its last attempt a message is published to
  *     dead_letter_topic if set (counted dead_lettered), else counted
  *     failed.  The dead letter keeps the original's payload, key and id;
@@ -141,7 +141,8 @@ typedef struct weir_sub_opts {
                                             at most WEIR_MAX_ATTEMPTS */
     int64_t       retry_backoff_ns;      /* first backoff; 0 = 10 ms */
     double        retry_multiplier;      /* 0 = 2.0; at least 1 */
-    int64_t       retry_backoff_max_ns;  /* 0 = 1 s; at least the first backoff */
+    int64_t       retry_backoff_max_ns;  /* 0 = 1 s, or the first backoff if longer;
+                                            else at least the first backoff */
     bool          retry_jitter;          /* spread retries over [backoff/2, backoff] */
     const char   *dead_letter_topic;     /* NULL = none; copied */
     bool          ordered_by_key;        /* same key: one at a time, in publish order */
@@ -256,8 +257,9 @@ int weir_bus_topic(weir_bus *bus, const char *topic, weir_topic **out);
  * once (or WEIR_ECLOSED, WEIR_EINVAL, WEIR_ENOMEM); when it is due, the
  * bus's timer thread routes it to the topic's subscriptions of that
  * moment, each by its policy (a BLOCK queue waits up to timeout_ns, on
- * the timer thread).  A delayed publish to a topic that does not exist
- * creates it.
+ * the bus's delay thread, holding back later delayed messages but never
+ * retries, which have their own thread).  A delayed publish to a topic
+ * that does not exist creates it.
  */
 int weir_bus_publish(weir_bus *bus, const char *topic, const void *data,
                      size_t len, const weir_pub_opts *opts);
@@ -280,7 +282,10 @@ int weir_bus_close(weir_bus *bus, int64_t drain_timeout_ns);
 
 /*
  * weir_bus_destroy - free the bus, its topics and subscriptions.  Closes
- * it first if needed, draining without limit.  No other call on the bus
+ * it first if needed, draining queues without limit but without waiting
+ * for timers: delayed messages not yet due are given up (delayed_left),
+ * retries not yet due are left (queued), and a failure meanwhile is
+ * given up at once.  No other call on the bus
  * or its handles may run during or after it.  Accepts NULL.
  */
 void weir_bus_destroy(weir_bus *bus);
