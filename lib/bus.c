@@ -26,38 +26,29 @@ weir_bus_create(weir_bus **bus, const weir_bus_opts *opts)
     weir_bus *b = weiri_alloc_array(1, sizeof(*b));
     if (b == NULL)
         return WEIR_ENOMEM;
-    if (pthread_mutex_init(&b->mu, NULL) != 0) {
-        weiri_free(b);
-        return WEIR_ENOMEM;
-    }
-    if (pthread_mutex_init(&b->grace_mu, NULL) != 0) {
-        pthread_mutex_destroy(&b->mu);
-        weiri_free(b);
-        return WEIR_ENOMEM;
-    }
-    if (weir_mpmc_init(&b->bodies, WEIRI_BODY_POOL) != 0) {
-        pthread_mutex_destroy(&b->grace_mu);
-        pthread_mutex_destroy(&b->mu);
-        weiri_free(b);
-        return WEIR_ENOMEM;
-    }
-    if (weiri_timer_init(&b->retries, b) != 0) {
-        weir_mpmc_destroy(&b->bodies);
-        pthread_mutex_destroy(&b->grace_mu);
-        pthread_mutex_destroy(&b->mu);
-        weiri_free(b);
-        return WEIR_ENOMEM;
-    }
-    if (weiri_timer_init(&b->delays, b) != 0) {
-        weiri_timer_stop(&b->retries);
-        weir_mpmc_destroy(&b->bodies);
-        pthread_mutex_destroy(&b->grace_mu);
-        pthread_mutex_destroy(&b->mu);
-        weiri_free(b);
-        return WEIR_ENOMEM;
-    }
+    if (pthread_mutex_init(&b->mu, NULL) != 0)
+        goto fail_mu;
+    if (pthread_mutex_init(&b->grace_mu, NULL) != 0)
+        goto fail_grace;
+    if (weir_mpmc_init(&b->bodies, WEIRI_BODY_POOL) != 0)
+        goto fail_bodies;
+    if (weiri_timer_init(&b->retries, b) != 0)
+        goto fail_retries;
+    if (weiri_timer_init(&b->delays, b) != 0)
+        goto fail_delays;
     *bus = b;
     return 0;
+fail_delays:
+    weiri_timer_stop(&b->retries);
+fail_retries:
+    weir_mpmc_destroy(&b->bodies);
+fail_bodies:
+    pthread_mutex_destroy(&b->grace_mu);
+fail_grace:
+    pthread_mutex_destroy(&b->mu);
+fail_mu:
+    weiri_free(b);
+    return WEIR_ENOMEM;
 }
 
 static bool
