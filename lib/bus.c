@@ -134,16 +134,19 @@ weiri_check_publish(const void *data, size_t len, const weir_pub_opts *opts,
  * Offer b (refs 0, not yet shared) to every subscription of topic, giving
  * it one reference each and an id, or free it and count it unrouted if
  * there is none.  Whatever the bus's state: callers check for a close.
- * Returns as weir_topic_publish.
+ * stop: see weiri_sub_offer.  Returns as weir_topic_publish; *placed
+ * receives how many subscriptions took b (SIZE_MAX: there were none).
  */
 static int
-fanout(weir_topic *topic, weiri_body *b, int64_t deadline)
+fanout(weir_topic *topic, weiri_body *b, int64_t deadline,
+       const _Atomic bool *stop, size_t *placed)
 {
     weir_bus *bus = topic->bus;
     unsigned ticket;
     const weiri_subset *set = weiri_topic_enter(topic, &ticket);
     if (set == NULL || set->n == 0) {
         weiri_topic_leave(topic, ticket);
+        *placed = SIZE_MAX; /* nobody to place it with, which is no refusal */
         atomic_fetch_add_explicit(&bus->unrouted, 1, memory_order_relaxed);
         atomic_store_explicit(&b->refs, 1, memory_order_relaxed);
         weiri_body_release(b, 1);
@@ -153,8 +156,10 @@ fanout(weir_topic *topic, weiri_body *b, int64_t deadline)
     atomic_store_explicit(&b->refs, (uint32_t)set->n, memory_order_relaxed);
     b->id = atomic_fetch_add_explicit(&bus->next_id, 1, memory_order_relaxed) + 1;
     int result = 0;
+    *placed = 0;
     for (size_t i = 0; i < set->n; i++) {
-        int rc = weiri_sub_offer(set->subs[i], b, deadline);
+        int rc = weiri_sub_offer(set->subs[i], b, deadline, stop);
+        *placed += rc == 0;
         if (rc == WEIR_ETIMEDOUT || (rc == WEIR_EAGAIN && result == 0))
             result = rc;
     }
@@ -188,7 +193,17 @@ weiri_bus_deliver_delayed(void *bus, void *topic, void *body, int64_t timeout_ns
     }
     int64_t deadline = timeout_ns == 0 ? WEIRI_NO_DEADLINE
                                        : weiri_deadline(timeout_ns);
-    fanout(topic, body, deadline);
+    /*
+     * A full BLOCK queue holds it only until close gives up on delayed
+     * messages; one that then reached nobody is counted left, and its id
+     * taken back.
+     */
+    size_t placed;
+    fanout(topic, body, deadline, &b->delays_over, &placed);
+    if (placed == 0 && atomic_load(&b->delays_over)) {
+        atomic_fetch_add_explicit(&b->delayed_left, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->unused_ids, 1, memory_order_relaxed);
+    }
 }
 
 int
@@ -218,7 +233,8 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
     int64_t deadline = WEIRI_NO_DEADLINE;
     if (timeout != 0 && timeout < WEIRI_NO_DEADLINE - now)
         deadline = now + timeout;
-    return fanout(topic, b, deadline);
+    size_t placed;
+    return fanout(topic, b, deadline, NULL, &placed);
 }
 
 int
@@ -285,9 +301,11 @@ close_bus(weir_bus *bus, int64_t drain_timeout_ns, bool wait_delayed)
      */
     int rc = 0;
     if (!weiri_timer_await_delayed(&bus->delays,
-                                   wait_delayed ? deadline : weiri_now_ns()) &&
-        weiri_timer_take(&bus->delays, not_delayed, give_up_delayed, bus) > 0)
+                                   wait_delayed ? deadline : weiri_now_ns())) {
+        weiri_timer_take(&bus->delays, not_delayed, give_up_delayed, bus);
         rc = WEIR_ETIMEDOUT;
+    }
+    /* One being delivered now stops waiting for room (weiri_sub_offer). */
     atomic_store(&bus->delays_over, true);
     if (!wait_delayed)
         weiri_deliver_give_up_retries(bus);

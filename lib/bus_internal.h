@@ -158,7 +158,8 @@ void weiri_topic_leave(weir_topic *t, unsigned ticket);
 int weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn,
                      void *ctx, const weir_sub_opts *opts, weir_sub **out);
 int weiri_sub_start(weir_sub *s);
-int weiri_sub_offer(weir_sub *s, weiri_body *b, int64_t deadline);
+int weiri_sub_offer(weir_sub *s, weiri_body *b, int64_t deadline,
+                    const _Atomic bool *stop);
 int weiri_sub_drain(weir_sub *s, int64_t deadline);
 void weiri_sub_free(weir_sub *s);
 bool weiri_in_handler_of(const weir_bus *bus, const weir_sub *sub);

@@ -265,25 +265,6 @@ backoff_after(const weir_sub *s, unsigned attempt)
 }
 
 /*
- * Place a dead letter with subscription dst (one reference of dl for it).
- * A full BLOCK queue is waited on in short steps, so that a close of src
- * that runs out of time (abort) is not held up by it.  true: placed.
- */
-static bool
-place_dead_letter(const weir_sub *src, weir_sub *dst, weiri_body *dl)
-{
-    if (dst->overflow != WEIR_OVERFLOW_BLOCK)
-        return weiri_sub_offer(dst, dl, WEIRI_NO_DEADLINE) == 0;
-    int rc;
-    while ((rc = weir_queue_push(dst->queue, dl, 5 * WEIR_MSEC)) == WEIR_ETIMEDOUT &&
-           !atomic_load(&src->abort))
-        ;
-    if (rc != 0)
-        weiri_body_release(dl, 1);
-    return rc == 0;
-}
-
-/*
  * After the last attempt: a dead letter if one is set and some
  * subscription of its topic (or none: nobody listens) takes it; else
  * failed.  Its subscriptions are closed only after this one is drained
@@ -308,8 +289,9 @@ give_up(weir_sub *s, const weiri_body *b, unsigned attempts, int rc)
         size_t n = set != NULL ? set->n : 0, placed = 0;
         /* One reference per subscription, and ours until the last offer. */
         atomic_store_explicit(&dl->refs, (uint32_t)n + 1, memory_order_relaxed);
+        /* A full BLOCK queue holds us only until our close runs out of time. */
         for (size_t i = 0; i < n; i++)
-            placed += place_dead_letter(s, set->subs[i], dl);
+            placed += weiri_sub_offer(set->subs[i], dl, WEIRI_NO_DEADLINE, &s->abort) == 0;
         weiri_topic_leave(s->dead_letter, ticket);
         weiri_body_release(dl, 1);
         if (n == 0 || placed > 0) { /* none: published to nobody */
@@ -500,11 +482,30 @@ keep_none(const weiri_timed *e, void *unused)
     return false;
 }
 
+/*
+ * As drop_retry while the workers still run (destroy): the later
+ * messages of the dropped one's key are not dropped with it, but handed
+ * to a worker as a ready delivery.  Under the timer's lock, which may be
+ * held while taking s->mu.
+ */
+static void
+drop_retry_hand_on(weiri_timed *e, void *unused)
+{
+    weir_sub *s = e->target;
+    weiri_delivery *d = e->item;
+    weiri_delivery *next = d->holds_key ? key_next(s, d->body->key) : NULL;
+    if (next != NULL) {
+        atomic_fetch_add(&s->pending, 1);
+        weiri_sub_retry_due(s, next);
+    }
+    drop_retry(e, unused);
+}
+
 void
 weiri_deliver_give_up_retries(weir_bus *bus)
 {
     weiri_timer_seal(&bus->retries);
-    weiri_timer_take(&bus->retries, keep_none, drop_retry, NULL);
+    weiri_timer_take(&bus->retries, keep_none, drop_retry_hand_on, NULL);
 }
 
 void

@@ -306,29 +306,45 @@ drop_queued(weir_sub *s, weiri_body *b, bool left)
 }
 
 /*
+ * Wait for room in a full BLOCK queue: until the deadline, and, when stop
+ * is not NULL, no longer than *stop stays false (checked every 5 ms), so
+ * that the bus's own deliveries (dead letters, delayed messages) never
+ * outlast a close.
+ */
+static int
+push_blocking(weir_sub *s, weiri_body *b, int64_t deadline, const _Atomic bool *stop)
+{
+    for (;;) {
+        int64_t now = weiri_now_ns(), wait = WEIR_FOREVER;
+        if (deadline != WEIRI_NO_DEADLINE)
+            wait = deadline > now ? deadline - now : WEIR_NOWAIT;
+        if (stop != NULL && (wait == WEIR_FOREVER || wait > 5 * WEIR_MSEC))
+            wait = 5 * WEIR_MSEC;
+        int rc = weir_queue_push(s->queue, b, wait);
+        if (rc == WEIR_EAGAIN)
+            rc = WEIR_ETIMEDOUT;
+        if (rc != WEIR_ETIMEDOUT || stop == NULL || atomic_load(stop) ||
+            weiri_now_ns() >= deadline)
+            return rc;
+    }
+}
+
+/*
  * Place b (holding one reference for s) in s's queue by its overflow
  * policy.  Returns 0 (placed or dropped), WEIR_EAGAIN (REJECT, full),
- * WEIR_ETIMEDOUT (BLOCK, still full at the deadline) or WEIR_ECLOSED (s is
- * shutting down: not counted); on every non-zero return the reference is
- * released.
+ * WEIR_ETIMEDOUT (BLOCK, still full at the deadline, or when *stop turned
+ * true; see push_blocking) or WEIR_ECLOSED (s is shutting down: not
+ * counted); on every non-zero return the reference is released.
  */
 int
-weiri_sub_offer(weir_sub *s, weiri_body *b, int64_t deadline)
+weiri_sub_offer(weir_sub *s, weiri_body *b, int64_t deadline,
+                const _Atomic bool *stop)
 {
     int rc;
     switch (s->overflow) {
-    case WEIR_OVERFLOW_BLOCK: {
-        int64_t wait = WEIR_FOREVER;
-        if (deadline != WEIRI_NO_DEADLINE) {
-            wait = deadline - weiri_now_ns();
-            if (wait <= 0)
-                wait = WEIR_NOWAIT;
-        }
-        rc = weir_queue_push(s->queue, b, wait);
-        if (rc == WEIR_EAGAIN)
-            rc = WEIR_ETIMEDOUT;
+    case WEIR_OVERFLOW_BLOCK:
+        rc = push_blocking(s, b, deadline, stop);
         break;
-    }
     case WEIR_OVERFLOW_DROP_OLDEST:
         while ((rc = weir_queue_push(s->queue, b, WEIR_NOWAIT)) == WEIR_EAGAIN) {
             void *victim;

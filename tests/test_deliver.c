@@ -997,6 +997,91 @@ test_default_cap_keeps_a_longer_first_backoff(void **state)
     ts_watchdog_disarm();
 }
 
+typedef struct keyed_once {
+    _Atomic int k, j;
+} keyed_once;
+
+/* Key "k"'s first message fails once; everything else succeeds. */
+static int
+keyed_once_handler(const weir_msg *m, void *ctx)
+{
+    keyed_once *c = ctx;
+    if (strcmp(weir_msg_key(m), "k") == 0)
+        return atomic_fetch_add(&c->k, 1) == 0 ? -1 : 0;
+    atomic_fetch_add(&c->j, 1);
+    return 0;
+}
+
+/* destroy drops a retry not yet due, not the later messages of its key. */
+static void
+test_destroy_hands_a_dropped_retrys_key_on(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    keyed_once c = { 0 };
+    weir_sub *s;
+    weir_sub_opts o = { .workers = 2, .max_attempts = 3, .ordered_by_key = true,
+                        .retry_backoff_ns = 10 * WEIR_SEC };
+    assert_int_equal(weir_bus_subscribe(bus, "t", keyed_once_handler, &c, &o, &s), 0);
+    weir_pub_opts k = { .key = "k" }, j = { .key = "j" };
+    assert_int_equal(weir_bus_publish(bus, "t", "a", 1, &k), 0);
+    while (stats_of(s).retried == 0)
+        ts_sleep_ms(1);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(weir_bus_publish(bus, "t", "b", 1, &k), 0);
+        assert_int_equal(weir_bus_publish(bus, "t", "c", 1, &j), 0);
+    }
+    while (stats_of(s).acked < 5) /* j's; k's five wait behind the retry */
+        ts_sleep_ms(1);
+    weir_bus_destroy(bus);
+    assert_int_equal(atomic_load(&c.k), 6); /* the first try, then the five */
+    assert_int_equal(atomic_load(&c.j), 5);
+    ts_watchdog_disarm();
+}
+
+static void *
+release_later(void *arg)
+{
+    ts_sleep_ms(80);
+    atomic_store(&((gate_handler *)arg)->release, 1);
+    return NULL;
+}
+
+/* A due delayed message waiting for room when close gives up is counted left. */
+static void
+test_close_counts_a_delayed_message_stuck_on_a_full_queue(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    gate_handler held = { 0 };
+    weir_sub *s;
+    weir_sub_opts o = { .capacity = 1 };
+    assert_int_equal(weir_bus_subscribe(bus, "x", held_handler, &held, &o, &s), 0);
+    assert_int_equal(weir_bus_publish(bus, "x", "1", 1, NULL), 0);
+    while (stats_of(s).in_flight != 1)
+        ts_sleep_ms(1);
+    assert_int_equal(weir_bus_publish(bus, "x", "2", 1, NULL), 0); /* full */
+    weir_pub_opts later = { .delay_ns = WEIR_MSEC };
+    assert_int_equal(weir_bus_publish(bus, "x", "3", 1, &later), 0);
+    ts_sleep_ms(10); /* due, and waiting for room */
+    /* The held handler lets go only after close has given up. */
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, release_later, &held), 0);
+    assert_int_equal(weir_bus_close(bus, 30 * WEIR_MSEC), WEIR_ETIMEDOUT);
+    pthread_join(t, NULL);
+    weir_bus_stats bs;
+    assert_int_equal(weir_bus_get_stats(bus, &bs), 0);
+    weir_sub_stats st = stats_of(s);
+    assert_int_equal(bs.delayed_left, 1);
+    assert_int_equal(bs.published, 2);
+    assert_int_equal(st.routed, 2);
+    assert_balanced(&st);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
 /* ---- bad input ----------------------------------------------------------- */
 
 static void
@@ -1063,6 +1148,8 @@ main(void)
         cmocka_unit_test(test_retries_not_held_by_a_blocked_delayed_message),
         cmocka_unit_test(test_huge_backoff_and_delay),
         cmocka_unit_test(test_default_cap_keeps_a_longer_first_backoff),
+        cmocka_unit_test(test_destroy_hands_a_dropped_retrys_key_on),
+        cmocka_unit_test(test_close_counts_a_delayed_message_stuck_on_a_full_queue),
         cmocka_unit_test(test_delivery_options_reject_bad_input),
     };
     return cmocka_run_group_tests_name("deliver", tests, ts_watchdog_group, NULL);
