@@ -664,6 +664,25 @@ held_handler(const weir_msg *m, void *ctx)
     return 0;
 }
 
+/*
+ * Subscribe a held_handler to topic with a queue of capacity, the given
+ * policy, then fill it: one message in the held handler, capacity queued.
+ */
+static weir_sub *
+full_held_sub(weir_bus *bus, const char *topic, gate_handler *held,
+              size_t capacity, weir_overflow overflow)
+{
+    weir_sub *s;
+    weir_sub_opts o = { .capacity = capacity, .overflow = overflow };
+    assert_int_equal(weir_bus_subscribe(bus, topic, held_handler, held, &o, &s), 0);
+    assert_int_equal(weir_bus_publish(bus, topic, "h", 1, NULL), 0);
+    while (stats_of(s).in_flight != 1)
+        ts_sleep_ms(1);
+    for (size_t i = 0; i < capacity; i++)
+        assert_int_equal(weir_bus_publish(bus, topic, "q", 1, NULL), 0);
+    return s;
+}
+
 static void
 test_batch_all_at_once(void **state)
 {
@@ -674,15 +693,10 @@ test_batch_all_at_once(void **state)
     gate_handler slow = { 0 };
     weir_sub *sa, *sb;
     assert_int_equal(weir_bus_subscribe(bus, "a", seer_handler, &a, NULL, &sa), 0);
-    /* b: BLOCK, capacity 2, one message held by its worker, one queued. */
-    weir_sub_opts ob = { .capacity = 2 };
-    assert_int_equal(weir_bus_subscribe(bus, "b", held_handler, &slow, &ob, &sb), 0);
+    /* b: BLOCK, capacity 2, full: one held by its worker, two queued. */
+    sb = full_held_sub(bus, "b", &slow, 2, WEIR_OVERFLOW_BLOCK);
     a.other = sb;
-    a.expect_other = 4;
-    assert_int_equal(weir_bus_publish(bus, "b", "x", 1, NULL), 0);
-    while (stats_of(sb).in_flight != 1)
-        ts_sleep_ms(1);
-    assert_int_equal(weir_bus_publish(bus, "b", "y", 1, NULL), 0);
+    a.expect_other = 5;
 
     weir_batch *batch;
     assert_int_equal(weir_batch_begin(bus, &batch), 0);
@@ -707,13 +721,13 @@ test_batch_all_at_once(void **state)
     assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
     assert_int_equal(atomic_load(&a.count), 2);
     assert_int_equal(atomic_load(&a.early), 0);
-    assert_int_equal(atomic_load(&slow.count), 4);
+    assert_int_equal(atomic_load(&slow.count), 5);
     weir_sub_stats st = stats_of(sa);
     assert_int_equal(st.routed, 2);
     assert_balanced(&st);
     st = stats_of(sb);
-    assert_int_equal(st.routed, 4);
-    assert_int_equal(st.acked, 4);
+    assert_int_equal(st.routed, 5);
+    assert_int_equal(st.acked, 5);
     assert_balanced(&st);
     weir_bus_destroy(bus);
     ts_watchdog_disarm();
@@ -729,12 +743,7 @@ test_batch_reject_full_fails_whole_and_abort_leaves_no_trace(void **state)
     gate_handler held = { 0 };
     weir_sub *sa, *sr;
     assert_int_equal(weir_bus_subscribe(bus, "a", count_handler, &seen, NULL, &sa), 0);
-    weir_sub_opts orj = { .capacity = 1, .overflow = WEIR_OVERFLOW_REJECT };
-    assert_int_equal(weir_bus_subscribe(bus, "r", held_handler, &held, &orj, &sr), 0);
-    assert_int_equal(weir_bus_publish(bus, "r", "x", 1, NULL), 0);
-    while (stats_of(sr).in_flight != 1)
-        ts_sleep_ms(1);
-    assert_int_equal(weir_bus_publish(bus, "r", "y", 1, NULL), 0); /* now full */
+    sr = full_held_sub(bus, "r", &held, 1, WEIR_OVERFLOW_REJECT);
 
     weir_batch *batch;
     assert_int_equal(weir_batch_begin(bus, &batch), 0);
@@ -870,13 +879,7 @@ test_batch_waiting_for_room_survives_close(void **state)
     ts_watchdog_arm(__func__, 30);
     weir_bus *bus = make_bus();
     gate_handler held = { 0 };
-    weir_sub *s;
-    weir_sub_opts o = { .capacity = 1 };
-    assert_int_equal(weir_bus_subscribe(bus, "full", held_handler, &held, &o, &s), 0);
-    assert_int_equal(weir_bus_publish(bus, "full", "x", 1, NULL), 0);
-    while (stats_of(s).in_flight != 1)
-        ts_sleep_ms(1);
-    assert_int_equal(weir_bus_publish(bus, "full", "y", 1, NULL), 0); /* full */
+    weir_sub *s = full_held_sub(bus, "full", &held, 1, WEIR_OVERFLOW_BLOCK);
     closer c = { bus, -1 };
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, commit_thread, &c), 0);
@@ -925,13 +928,8 @@ test_retries_not_held_by_a_blocked_delayed_message(void **state)
     weir_bus *bus = make_bus();
     gate_handler held = { 0 };
     _Atomic int calls = 0;
-    weir_sub *x, *z;
-    weir_sub_opts ox = { .capacity = 1 };
-    assert_int_equal(weir_bus_subscribe(bus, "x", held_handler, &held, &ox, &x), 0);
-    assert_int_equal(weir_bus_publish(bus, "x", "1", 1, NULL), 0);
-    while (stats_of(x).in_flight != 1)
-        ts_sleep_ms(1);
-    assert_int_equal(weir_bus_publish(bus, "x", "2", 1, NULL), 0); /* full */
+    weir_sub *z;
+    full_held_sub(bus, "x", &held, 1, WEIR_OVERFLOW_BLOCK);
     weir_pub_opts later = { .delay_ns = WEIR_MSEC };
     assert_int_equal(weir_bus_publish(bus, "x", "3", 1, &later), 0);
     ts_sleep_ms(10); /* the delayed message is due, and waits for room */
@@ -1056,13 +1054,7 @@ test_close_counts_a_delayed_message_stuck_on_a_full_queue(void **state)
     ts_watchdog_arm(__func__, 30);
     weir_bus *bus = make_bus();
     gate_handler held = { 0 };
-    weir_sub *s;
-    weir_sub_opts o = { .capacity = 1 };
-    assert_int_equal(weir_bus_subscribe(bus, "x", held_handler, &held, &o, &s), 0);
-    assert_int_equal(weir_bus_publish(bus, "x", "1", 1, NULL), 0);
-    while (stats_of(s).in_flight != 1)
-        ts_sleep_ms(1);
-    assert_int_equal(weir_bus_publish(bus, "x", "2", 1, NULL), 0); /* full */
+    weir_sub *s = full_held_sub(bus, "x", &held, 1, WEIR_OVERFLOW_BLOCK);
     weir_pub_opts later = { .delay_ns = WEIR_MSEC };
     assert_int_equal(weir_bus_publish(bus, "x", "3", 1, &later), 0);
     ts_sleep_ms(10); /* due, and waiting for room */
