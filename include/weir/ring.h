@@ -99,14 +99,14 @@ typedef struct weir_spsc {
     struct weir_spsc_line *head_line; /* consumer's cursor: the line of head */
     size_t head_off;                  /* and head's slot in it */
     WEIR_ALIGNAS(WEIR_CACHELINE)
+    struct weir_spsc_line *lines; /* first line; set at init, then read-only */
+    struct weir_spsc_line *end;   /* one past the last line */
+    size_t capacity;              /* the rounded capacity */
+    WEIR_ALIGNAS(WEIR_CACHELINE)
     WEIR_ATOMIC(size_t) tail;  /* next position to push; written by the producer */
     size_t head_cache;         /* producer's last reading of head */
     struct weir_spsc_line *tail_line; /* producer's cursor: the line of tail */
     size_t tail_off;                  /* and tail's slot in it */
-    WEIR_ALIGNAS(WEIR_CACHELINE)
-    struct weir_spsc_line *lines; /* first line; set at init, then read-only */
-    struct weir_spsc_line *end;   /* one past the last line */
-    size_t capacity;              /* the rounded capacity */
 } weir_spsc;
 
 /*

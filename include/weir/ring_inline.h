@@ -182,6 +182,35 @@ weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n)
     size_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
     struct weir_spsc_line *l = r->head_line;
     size_t off = r->head_off, got = 0;
+    /*
+     * The whole burst at once when the line of its last item says filled:
+     * the producer filled the lines in order, and the acquire on that
+     * word makes all of them visible, so no other word need be read.
+     */
+    if (n > WEIRI_SPSC_PER_LINE && n <= r->capacity) {
+        struct weir_spsc_line *last = l;
+        for (size_t k = off + n - 1; k >= WEIRI_SPSC_PER_LINE; k -= WEIRI_SPSC_PER_LINE)
+            last = weiri_spsc_next(r, last);
+        if ((ptrdiff_t)(atomic_load_explicit(&last->seq, memory_order_acquire) -
+                        (h + n)) >= 0) {
+            while (got < n) {
+                size_t k = WEIRI_SPSC_PER_LINE - off;
+                if (k > n - got)
+                    k = n - got;
+                weiri_spsc_copy(items + got, l->item + off, k);
+                got += k;
+                off += k;
+                if (off == WEIRI_SPSC_PER_LINE) {
+                    off = 0;
+                    l = weiri_spsc_next(r, l);
+                }
+            }
+            r->head_line = l;
+            r->head_off = off;
+            atomic_store_explicit(&r->head, h + n, memory_order_release);
+            return n;
+        }
+    }
     while (got < n) {
         size_t k = weiri_spsc_ready(l, h + got, off);
         if (k > n - got)
