@@ -65,8 +65,9 @@ extern "C" {
  * struct weir_spsc - PRIVATE.  Declared here only so that callers can embed
  * a ring and the hot paths can be inlined; use the functions below.
  *
- * Three cache lines of bookkeeping: the consumer's, the producer's and a
- * read-only one.  The slots are packed in cache lines of
+ * Three cache lines of bookkeeping: the consumer's, a read-only one and
+ * the producer's, in that order, so the two written lines are not
+ * neighbours (some cores fetch lines in adjacent pairs).  The slots are packed in cache lines of
  * WEIRI_SPSC_PER_LINE items plus a sequence word saying how far the
  * producer has filled: it writes the items, then the word.  The consumer
  * polls the word of the line it wants next, so it never reads the
