@@ -92,17 +92,6 @@ weir_batch_abort(weir_batch *batch)
     free(batch);
 }
 
-/* How many of the batch's messages go to subscription s. */
-static size_t
-count_for(const weir_sub *s, const weiri_subset *const *sets, size_t n)
-{
-    size_t c = 0;
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; sets[i] != NULL && j < sets[i]->n; j++)
-            c += sets[i]->subs[j] == s;
-    return c;
-}
-
 /*
  * Place b, holding one reference for s, without waiting and whatever s's
  * overflow policy: a batch message never drops another, nor is dropped,
@@ -118,6 +107,21 @@ place(weir_sub *s, weiri_body *b)
     return rc;
 }
 
+/* A staged message as one try sees it. */
+typedef struct item_in {
+    const weiri_subset *set;       /* its topic's subscriptions */
+    size_t share;                  /* staged messages of its topic: each of
+                                      those subscriptions' share */
+} item_in;
+
+/* A distinct topic a try entered. */
+typedef struct topic_in {
+    weir_topic *topic;
+    const weiri_subset *set;
+    unsigned ticket;
+    size_t count;                  /* staged messages of it */
+} topic_in;
+
 /* The outcome of one try. */
 typedef struct outcome {
     int rc;           /* 0, WEIR_EAGAIN (REJECT full), WEIR_ETIMEDOUT (another
@@ -129,13 +133,13 @@ typedef struct outcome {
 } outcome;
 
 /*
- * One try: place everything under a new gate, then decide it.  placed
- * has room for every placement; an abort takes each back out of its
+ * One try: place everything under a new gate, then decide it (see
+ * item_in).  placed has room for every placement; an abort takes each back out of its
  * subscription's routed count at once (workers then discard the messages
  * uncounted, see sub.c).
  */
 static outcome
-try_commit(weir_batch *batch, const weiri_subset *const *sets, weir_sub **placed)
+try_commit(weir_batch *batch, const item_in *in, weir_sub **placed)
 {
     weir_bus *bus = batch->bus;
     outcome o = { 0 };
@@ -149,9 +153,10 @@ try_commit(weir_batch *batch, const weiri_subset *const *sets, weir_sub **placed
     }
     atomic_init(&g->state, WEIRI_GATE_PENDING);
     atomic_init(&g->refs, 1); /* ours, until decided */
+    int64_t now = weiri_now_ns(); /* one publish time for the whole batch */
     for (size_t i = 0; i < batch->n && o.rc == 0; i++) {
         const weiri_body *tpl = batch->items[i].body;
-        const weiri_subset *set = sets[i];
+        const weiri_subset *set = in[i].set;
         if (set == NULL || set->n == 0) {
             o.unrouted++;
             continue;
@@ -159,7 +164,7 @@ try_commit(weir_batch *batch, const weiri_subset *const *sets, weir_sub **placed
         weiri_body *b = weiri_body_create(&bus->bodies, tpl->topic, tpl->data,
                                           tpl->size, tpl->key,
                                           tpl->key ? strlen(tpl->key) : 0,
-                                          weiri_now_ns(), (uint32_t)set->n);
+                                          now, (uint32_t)set->n);
         if (b == NULL) {
             o.rc = WEIR_ENOMEM;
             break;
@@ -184,7 +189,7 @@ try_commit(weir_batch *batch, const weiri_subset *const *sets, weir_sub **placed
                            ? WEIR_ETIMEDOUT : rc;
                 o.full = s;
                 o.full_topic = batch->items[i].topic;
-                o.need = count_for(s, sets, batch->n);
+                o.need = in[i].share;
                 break;
             }
         }
@@ -237,27 +242,30 @@ await_room(weir_topic *topic, const weir_sub *s, size_t need, int64_t deadline)
 
 /*
  * Enter the topic of every staged message, each distinct topic once, so
- * that all messages of a topic meet the same subscriptions.  sets[i]:
- * item i's snapshot; distinct/dsets/tickets: the topics entered.  Returns
- * how many.
+ * that all messages of a topic meet the same subscriptions.  Fills in[]
+ * and top[0..k-1]; returns k.  A subscription has one topic, so its share
+ * of the batch is its topic's count.
  */
 static size_t
-enter_all(const weir_batch *batch, const weiri_subset **sets,
-          weir_topic **distinct, const weiri_subset **dsets, unsigned *tickets)
+enter_all(const weir_batch *batch, item_in *in, topic_in *top)
 {
     size_t k = 0;
     for (size_t i = 0; i < batch->n; i++) {
         weir_topic *t = batch->items[i].topic;
         size_t j = 0;
-        while (j < k && distinct[j] != t)
+        while (j < k && top[j].topic != t)
             j++;
         if (j == k) {
-            distinct[k] = t;
-            dsets[k] = weiri_topic_enter(t, &tickets[k]);
+            top[k] = (topic_in){ .topic = t };
+            top[k].set = weiri_topic_enter(t, &top[k].ticket);
             k++;
         }
-        sets[i] = dsets[j];
+        top[j].count++;
+        in[i].set = top[j].set;
+        in[i].share = j; /* an index for now; the count below */
     }
+    for (size_t i = 0; i < batch->n; i++)
+        in[i].share = top[in[i].share].count;
     return k;
 }
 
@@ -266,42 +274,35 @@ weir_batch_commit(weir_batch *batch, int64_t timeout_ns)
 {
     if (batch == NULL)
         return WEIR_EINVAL;
-    int rc;
+    int rc = WEIR_EINVAL;
     weir_bus *bus = batch->bus;
-    const weiri_subset **sets = NULL, **dsets = NULL;
-    weir_topic **distinct = NULL;
-    unsigned *tickets = NULL;
+    item_in *in = NULL;
+    topic_in *top = NULL;
     weir_sub **placed = NULL;
-    if (timeout_ns < WEIR_FOREVER) {
-        rc = WEIR_EINVAL;
+    if (timeout_ns < WEIR_FOREVER)
         goto out;
-    }
     int64_t deadline = weiri_deadline(timeout_ns);
-    sets = calloc(batch->n + 1, sizeof(*sets));
-    dsets = calloc(batch->n + 1, sizeof(*dsets));
-    distinct = calloc(batch->n + 1, sizeof(*distinct));
-    tickets = calloc(batch->n + 1, sizeof(*tickets));
-    if (sets == NULL || dsets == NULL || distinct == NULL || tickets == NULL) {
-        rc = WEIR_ENOMEM;
+    in = calloc(batch->n + 1, sizeof(*in));
+    top = calloc(batch->n + 1, sizeof(*top));
+    rc = WEIR_ENOMEM;
+    if (in == NULL || top == NULL)
         goto out;
-    }
     for (;;) {
         if (atomic_load_explicit(&bus->closed, memory_order_acquire)) {
             rc = WEIR_ECLOSED;
             break;
         }
         /* The subscriptions of every topic stay put for the whole try. */
-        size_t k = enter_all(batch, sets, distinct, dsets, tickets);
-        /* A queue too small for our share could never take it. */
+        size_t k = enter_all(batch, in, top);
+        /* A queue too small for its share could never take it. */
         rc = 0;
-        for (size_t i = 0; i < batch->n && rc == 0; i++)
-            for (size_t j = 0; sets[i] != NULL && j < sets[i]->n && rc == 0; j++)
-                if (count_for(sets[i]->subs[j], sets, batch->n) >
-                    weir_queue_capacity(sets[i]->subs[j]->queue))
-                    rc = WEIR_EAGAIN;
         size_t places = 0;
-        for (size_t i = 0; i < batch->n; i++)
-            places += sets[i] != NULL ? sets[i]->n : 0;
+        for (size_t j = 0; j < k; j++) {
+            for (size_t m = 0; top[j].set != NULL && m < top[j].set->n; m++)
+                if (top[j].count > weir_queue_capacity(top[j].set->subs[m]->queue))
+                    rc = WEIR_EAGAIN;
+            places += top[j].set != NULL ? top[j].count * top[j].set->n : 0;
+        }
         weir_sub **more = realloc(placed, (places + 1) * sizeof(*placed));
         if (more == NULL && rc == 0)
             rc = WEIR_ENOMEM;
@@ -309,9 +310,9 @@ weir_batch_commit(weir_batch *batch, int64_t timeout_ns)
             placed = more;
         outcome o = { .rc = rc };
         if (rc == 0)
-            o = try_commit(batch, sets, placed);
+            o = try_commit(batch, in, placed);
         while (k-- > 0)
-            weiri_topic_leave(distinct[k], tickets[k]);
+            weiri_topic_leave(top[k].topic, top[k].ticket);
         rc = o.rc;
         if (rc == 0)
             atomic_fetch_add_explicit(&bus->unrouted, o.unrouted, memory_order_relaxed);
@@ -320,10 +321,8 @@ weir_batch_commit(weir_batch *batch, int64_t timeout_ns)
     }
 out:
     free(placed);
-    free(dsets);
-    free(distinct);
-    free(sets);
-    free(tickets);
+    free(top);
+    free(in);
     weir_batch_abort(batch);
     return rc;
 }

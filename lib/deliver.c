@@ -182,7 +182,8 @@ static bool
 key_claim(weir_sub *s, weiri_delivery *d)
 {
     const char *key = d->body->key;
-    uint64_t h = weiri_hash(key, strlen(key));
+    size_t len = strlen(key);
+    uint64_t h = weiri_hash(key, len);
     bool claimed = true;
     pthread_mutex_lock(&s->mu);
     if (s->nkeys >= s->key_buckets)
@@ -199,7 +200,6 @@ key_claim(weir_sub *s, weiri_delivery *d)
             k->tail = d;
             claimed = false;
         } else {
-            size_t len = strlen(key);
             weiri_key *k = malloc(sizeof(*k) + len + 1);
             if (k != NULL) {
                 *k = (weiri_key){ .hash = h };

@@ -315,16 +315,19 @@ static int
 push_blocking(weir_sub *s, weiri_body *b, int64_t deadline, const _Atomic bool *stop)
 {
     for (;;) {
-        int64_t now = weiri_now_ns(), wait = WEIR_FOREVER;
-        if (deadline != WEIRI_NO_DEADLINE)
+        /* No clock read without a deadline: the common publish has none. */
+        int64_t wait = WEIR_FOREVER;
+        if (deadline != WEIRI_NO_DEADLINE) {
+            int64_t now = weiri_now_ns();
             wait = deadline > now ? deadline - now : WEIR_NOWAIT;
+        }
         if (stop != NULL && (wait == WEIR_FOREVER || wait > 5 * WEIR_MSEC))
             wait = 5 * WEIR_MSEC;
         int rc = weir_queue_push(s->queue, b, wait);
         if (rc == WEIR_EAGAIN)
             rc = WEIR_ETIMEDOUT;
         if (rc != WEIR_ETIMEDOUT || stop == NULL || atomic_load(stop) ||
-            weiri_now_ns() >= deadline)
+            (deadline != WEIRI_NO_DEADLINE && weiri_now_ns() >= deadline))
             return rc;
     }
 }

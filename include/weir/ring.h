@@ -38,6 +38,7 @@
 #ifndef WEIR_RING_H
 #define WEIR_RING_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
 

@@ -186,33 +186,18 @@ weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n)
      * The whole burst at once when the line of its last item says filled:
      * the producer filled the lines in order, and the acquire on that
      * word makes all of them visible, so no other word need be read.
+     * Otherwise line by line, as far as the words say.
      */
+    bool whole = false;
     if (n > WEIRI_SPSC_PER_LINE && n <= r->capacity) {
         struct weir_spsc_line *last = l;
         for (size_t k = off + n - 1; k >= WEIRI_SPSC_PER_LINE; k -= WEIRI_SPSC_PER_LINE)
             last = weiri_spsc_next(r, last);
-        if ((ptrdiff_t)(atomic_load_explicit(&last->seq, memory_order_acquire) -
-                        (h + n)) >= 0) {
-            while (got < n) {
-                size_t k = WEIRI_SPSC_PER_LINE - off;
-                if (k > n - got)
-                    k = n - got;
-                weiri_spsc_copy(items + got, l->item + off, k);
-                got += k;
-                off += k;
-                if (off == WEIRI_SPSC_PER_LINE) {
-                    off = 0;
-                    l = weiri_spsc_next(r, l);
-                }
-            }
-            r->head_line = l;
-            r->head_off = off;
-            atomic_store_explicit(&r->head, h + n, memory_order_release);
-            return n;
-        }
+        whole = (ptrdiff_t)(atomic_load_explicit(&last->seq, memory_order_acquire) -
+                            (h + n)) >= 0;
     }
     while (got < n) {
-        size_t k = weiri_spsc_ready(l, h + got, off);
+        size_t k = whole ? WEIRI_SPSC_PER_LINE - off : weiri_spsc_ready(l, h + got, off);
         if (k > n - got)
             k = n - got;
         weiri_spsc_copy(items + got, l->item + off, k);
@@ -241,9 +226,9 @@ weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n)
  * of the other side's counter, the line it writes on every call: a
  * caller polling an empty ring would pull that line away from the
  * producer on every try.  The slot alone decides, and a caller that must
- * know (weir_queue, before it sleeps) asks weiri_mpmc_empty or _full.  The acquire load
- * of the slot's sequence before the CAS and the release store after it
- * carry the item.  The CAS is seq_cst although the ring needs no order
+ * know (weir_queue, before it sleeps) asks weiri_mpmc_empty or _full.
+ * The acquire load of the slot's sequence before the CAS and the release
+ * store after it carry the item.  The CAS is seq_cst although the ring needs no order
  * from it: weir_queue's sleepers check the counters after announcing
  * themselves, and a seq_cst claim lets a waker skip a separate fence (the
  * same instruction on x86; see lib/wait_internal.h).
