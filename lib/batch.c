@@ -153,7 +153,7 @@ try_commit(weir_batch *batch, const item_in *in, weir_sub **placed)
     }
     atomic_init(&g->state, WEIRI_GATE_PENDING);
     atomic_init(&g->refs, 1); /* ours, until decided */
-    int64_t now = weiri_now_ns(); /* one publish time for the whole batch */
+    int64_t now = weiri_stamp_ns(); /* one publish time for the whole batch */
     for (size_t i = 0; i < batch->n && o.rc == 0; i++) {
         const weiri_body *tpl = batch->items[i].body;
         const weiri_subset *set = in[i].set;

@@ -14,6 +14,14 @@
 int64_t weiri_now_ns(void);
 
 /*
+ * weiri_stamp_ns - CLOCK_MONOTONIC in nanoseconds, cheaply, for message
+ * timestamps and latencies: where the TSC keeps the kernel's time, read
+ * from it and within a few tens of nanoseconds of weiri_now_ns (either
+ * way), else weiri_now_ns itself.  Never for deadlines.  Any thread.
+ */
+int64_t weiri_stamp_ns(void);
+
+/*
  * weiri_deadline - turn a relative timeout (WEIR_FOREVER or > 0 ns) into
  * an absolute CLOCK_MONOTONIC deadline, once, so that retries after a
  * spurious wake-up never extend the total wait.  Saturates instead of

@@ -278,7 +278,7 @@ give_up(weir_sub *s, const weiri_body *b, unsigned attempts, int rc)
     if (s->dead_letter != NULL)
         dl = weiri_body_create(&bus->bodies, s->dead_letter->name, b->data,
                                b->size, b->key, b->key ? strlen(b->key) : 0,
-                               weiri_now_ns(), 0);
+                               weiri_stamp_ns(), 0);
     if (dl != NULL) {
         dl->id = b->id;
         dl->origin = b->topic;
@@ -366,7 +366,7 @@ handle(weiri_worker *w, weiri_delivery *d)
             atomic_fetch_add_explicit(&s->acked, 1, memory_order_release);
         else
             give_up(s, b, d->attempt, rc);
-        weiri_hist_record(&w->latency, weiri_now_ns() - b->timestamp_ns);
+        weiri_hist_record(&w->latency, weiri_stamp_ns() - b->timestamp_ns);
         weiri_delivery *next = d->holds_key ? key_next(s, b->key) : NULL;
         weiri_body_release(b, 1);
         if (d->heap)

@@ -176,7 +176,7 @@ enum { CLOCK_EVERY = 8 };
 static void
 settle(weiri_worker *w, void **batch, long from, long to)
 {
-    int64_t now = weiri_now_ns();
+    int64_t now = weiri_stamp_ns();
     for (long j = from; j < to; j++) {
         weiri_body *b = batch[j];
         weiri_hist_record(&w->latency, now - b->timestamp_ns);

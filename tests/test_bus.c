@@ -213,6 +213,69 @@ test_bus_message_carries_copies(void **state)
     ts_watchdog_disarm();
 }
 
+/*
+ * A message's timestamp lies between clock readings taken just before its
+ * publish and just after it returns, for publishes spread over long
+ * enough (~100 ms) that the bus's cheap timestamps (lib/clock.c) have
+ * measured the TSC's rate and serve from it.
+ */
+#define STAMPS 2000
+
+typedef struct stamps {
+    int64_t ts[STAMPS];
+    _Atomic unsigned done;
+} stamps;
+
+static int
+stamp_handler(const weir_msg *m, void *ctx)
+{
+    stamps *s = ctx;
+    unsigned i;
+    memcpy(&i, weir_msg_data(m), sizeof(i));
+    if (i < STAMPS)
+        s->ts[i] = weir_msg_timestamp_ns(m);
+    atomic_fetch_add(&s->done, 1);
+    return 0;
+}
+
+static int
+stamps_done(void *arg)
+{
+    return atomic_load(&((stamps *)arg)->done) == STAMPS;
+}
+
+static void
+test_bus_timestamps_within_publish(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    static stamps s;
+    static int64_t before[STAMPS], after[STAMPS];
+    memset(&s, 0, sizeof(s));
+    weir_topic *t;
+    assert_int_equal(weir_bus_topic(bus, "orders/stamped", &t), 0);
+    weir_sub_opts so = { .capacity = STAMPS };
+    assert_int_equal(weir_bus_subscribe(bus, "orders/stamped", stamp_handler,
+                                        &s, &so, NULL), 0);
+    for (unsigned i = 0; i < STAMPS; i++) {
+        if (i % 20 == 0)
+            ts_sleep_ms(1);
+        before[i] = ts_now_ns();
+        assert_int_equal(weir_topic_publish(t, &i, sizeof(i), NULL), 0);
+        after[i] = ts_now_ns();
+    }
+    wait_until(stamps_done, &s);
+    unsigned outside = 0;
+    for (unsigned i = 0; i < STAMPS; i++)
+        outside += s.ts[i] < before[i] || s.ts[i] > after[i];
+    assert_int_equal(outside, 0);
+    assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+
 /* ---- overflow policies, exact counts ------------------------------------ */
 
 typedef struct gate {
@@ -750,6 +813,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bus_fan_out_1_2_16),
         cmocka_unit_test(test_bus_message_carries_copies),
+        cmocka_unit_test(test_bus_timestamps_within_publish),
         cmocka_unit_test(test_bus_overflow_policies_exact_counts),
         cmocka_unit_test(test_bus_block_policy_waits_for_room),
         cmocka_unit_test(test_bus_handler_errors_are_counted),

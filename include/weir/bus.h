@@ -305,6 +305,14 @@ int weir_bus_get_stats(const weir_bus *bus, weir_bus_stats *out);
  * a key, weir_msg_timestamp_ns is the CLOCK_MONOTONIC time of publish,
  * weir_msg_attempt is 1 on the first delivery.  All return 0 or NULL for
  * a NULL msg.
+ *
+ * The timestamp is read as the publish starts: never before a
+ * clock_gettime(CLOCK_MONOTONIC) that returned before the publish was
+ * called, never after one made once it has returned.  Where the kernel
+ * keeps that clock with the CPU's time-stamp counter (x86-64), a publish
+ * without a timeout or a delay reads the counter itself, at less than
+ * half the cost of clock_gettime, and may then run up to a few tens of
+ * nanoseconds late; the latency statistics use the same reading.
  */
 const void *weir_msg_data(const weir_msg *m);
 size_t weir_msg_size(const weir_msg *m);
