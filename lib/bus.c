@@ -36,6 +36,11 @@ weir_bus_create(weir_bus **bus, const weir_bus_opts *opts)
         goto fail_retries;
     if (weiri_timer_init(&b->delays, b) != 0)
         goto fail_delays;
+    /*
+     * The first stamp checks whether the TSC may serve (lib/clock.c), which
+     * reads a file: better here than in the first publish.
+     */
+    (void)weiri_stamp_ns();
     *bus = b;
     return 0;
 fail_delays:

@@ -55,19 +55,23 @@ weiri_sleep_until(int64_t deadline_ns)
  * it with a base (a TSC reading and the clock at that moment) and a rate,
  * both taken from clock_gettime: the base again whenever it is
  * STAMP_WINDOW_NS old, the rate over about a second of such pairings, so
- * it follows the kernel's own adjustments.
+ * that it follows the kernel's own adjustments.
  *
  * A pairing reads the TSC, the clock, the TSC, and keeps the first TSC
- * reading: the clock read its own TSC a little after it, so a stamp
- * errs late, never early, by about the time the clock call takes to get
- * to its read (~10 ns), plus what the rate is off over one window (well
- * under a nanosecond once measured).  A stamp is thus never earlier than
- * a clock reading that returned before it began.  A base that the next
- * pairing finds off by more than STAMP_SANE_NS means the TSC does not
- * keep the clock's time after all (a migrated virtual machine, a clock
- * being slewed hard): stamps go back to clock_gettime for good.  They are
- * clock_gettime too on other CPUs and until the first rate is measured
- * (STAMP_FIRST_RATE_NS after the first stamp).
+ * reading: the clock read its own TSC a little later, so a stamp errs
+ * late, never early, by part of the pairing's width.  Only pairings
+ * about as narrow as the narrowest seen are used (~30 ns here), which
+ * keeps a stamp within that of the clock.  (Where within the pairing the
+ * clock read the TSC cannot be known, so it cannot be subtracted.)  The
+ * rate is a measure of the clock's own ticks, so a suspend (which the
+ * clock does not count) or a TSC reset only make a rate that is refused.
+ * Each new base is checked against the old one's
+ * prediction: off by more than STAMP_SANE_NS means the TSC does not keep
+ * the clock's time after all (a migrated virtual machine, a clock slewed
+ * faster than ~0.2 %), and stamps read clock_gettime from then on.  They
+ * read it too on other CPUs, until the first rate is measured
+ * (STAMP_FIRST_RATE_NS after the first stamp), and when the last base is
+ * stale: a stamp then pairs anew and returns the clock's reading.
  */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define STAMP_TSC 1
@@ -80,15 +84,15 @@ weiri_sleep_until(int64_t deadline_ns)
 #define STAMP_WINDOW_NS 100000LL       /* a base serves 100 us */
 #define STAMP_FIRST_RATE_NS 20000000LL /* first rate over 20 ms */
 #define STAMP_RATE_NS 1000000000LL     /* then re-measured over ~1 s */
-#define STAMP_PAIR_NS 100.0            /* a wider pairing is not used */
-#define STAMP_SANE_NS 1000             /* a base off by more: TSC unusable */
-#define STAMP_ONE (4294967296.0)       /* 1.0 in the rate's 32.32 format */
+#define STAMP_RATE_PPM 1000.0          /* a rate moving more is refused */
+#define STAMP_SANE_NS 200              /* a base off by more: TSC unusable */
+#define STAMP_ONE 4294967296.0         /* 1.0 in the rate's 32.32 format */
 
 /*
- * One cache line, read by every stamp and written once per window, as a
- * seqlock: seq is odd while the fields change.  mult is ns per tick in
- * 32.32 fixed point and window the ticks a base serves, both 0 while the
- * TSC is not (yet) used, which sends every stamp to the clock.
+ * Read by every stamp and written once per window, as a seqlock: seq is
+ * odd while the fields change.  mult is ns per tick in 32.32 fixed point
+ * and window the ticks a base serves, both 0 while the TSC is not (yet)
+ * used, which sends every stamp to the clock.
  */
 static struct {
     WEIR_ALIGNAS(WEIR_CACHELINE)
@@ -97,11 +101,17 @@ static struct {
     _Atomic int64_t base_ns;
     _Atomic uint64_t mult;
     _Atomic uint64_t window;
-    _Atomic int usable;        /* 0 not checked yet, 1 yes, -1 no */
+} stamp;
+
+/* The refresher's state, on a line of its own: stamps never read it. */
+static struct {
+    WEIR_ALIGNAS(WEIR_CACHELINE)
     atomic_flag busy;          /* one refresher at a time; guards the rest */
+    _Atomic int usable;        /* 0 not checked yet, 1 yes, -1 no */
+    uint64_t narrowest;        /* width a pairing must about match, ticks */
     uint64_t anchor_tsc;       /* the pairing the rate is measured from */
     int64_t anchor_ns;         /* 0: none yet */
-} stamp = { .busy = ATOMIC_FLAG_INIT };
+} refresh = { .busy = ATOMIC_FLAG_INIT };
 
 static bool
 tsc_trusted(void)
@@ -134,14 +144,17 @@ stamp_publish(uint64_t tsc, int64_t ns, uint64_t mult)
 }
 
 /*
- * The narrowest of three pairings, the first of which may pay for the
- * clock's first use (a page fault).  Returns its width in ticks.
+ * Pair the clock with the TSC: *ns, and *tsc just before it.  Returns
+ * whether the pairing is narrow enough to use.  The first pairing takes
+ * the narrowest of three, as the clock's first use may fault a page in.
+ * A refused pairing widens the bar a little, so that a machine whose
+ * clock calls got slower for good is not refused forever.
  */
-static uint64_t
+static bool
 stamp_pair(uint64_t *tsc, int64_t *ns)
 {
     uint64_t width = UINT64_MAX;
-    for (int i = 0; i < 3; i++) {
+    for (int i = refresh.narrowest == 0 ? 0 : 2; i < 3; i++) {
         uint64_t t0 = __builtin_ia32_rdtsc();
         int64_t n = weiri_now_ns();
         uint64_t t1 = __builtin_ia32_rdtsc();
@@ -151,27 +164,45 @@ stamp_pair(uint64_t *tsc, int64_t *ns)
             *ns = n;
         }
     }
-    return width;
+    if (width == UINT64_MAX)
+        return false; /* the TSC went backwards: another CPU's, or reset */
+    if (refresh.narrowest == 0 || width < refresh.narrowest)
+        refresh.narrowest = width;
+    if (width <= refresh.narrowest + refresh.narrowest / 4 + 2)
+        return true;
+    refresh.narrowest += refresh.narrowest / 16 + 1;
+    return false;
 }
 
 /*
  * Move the rate's anchor to a pairing, measuring the rate from the old
- * one when they lie far enough apart.  Returns the rate (maybe mult).
+ * anchor when they lie far enough apart, and not too far (the clock does
+ * not count a suspend, the TSC may).  A measured rate is taken only if it
+ * is plausible: a TSC between 1 MHz and 1 THz and, once a rate is known,
+ * within STAMP_RATE_PPM of it (a suspend inside the span, or a TSC reset,
+ * measures nonsense; the bases' own check catches a TSC that keeps
+ * disagreeing).  Returns the rate to use, 0 for none yet.
  */
 static uint64_t
 stamp_rate(uint64_t tsc, int64_t ns, uint64_t mult)
 {
-    if (stamp.anchor_ns != 0 &&
-        ns - stamp.anchor_ns < (mult == 0 ? STAMP_FIRST_RATE_NS : STAMP_RATE_NS))
+    int64_t span = ns - refresh.anchor_ns;
+    if (refresh.anchor_ns != 0 &&
+        span < (mult == 0 ? STAMP_FIRST_RATE_NS : STAMP_RATE_NS))
         return mult;
-    if (stamp.anchor_ns != 0 && tsc > stamp.anchor_tsc) {
-        double m = (double)(ns - stamp.anchor_ns) * STAMP_ONE /
-                   (double)(tsc - stamp.anchor_tsc);
-        /* Past 2^40 ns a tick (a tick a quarter of an hour): no TSC. */
-        mult = m >= 1.0 && m < STAMP_ONE * 1099511627776.0 ? (uint64_t)m : 0;
+    if (refresh.anchor_ns != 0 && span <= 2 * STAMP_RATE_NS &&
+        tsc > refresh.anchor_tsc) {
+        double m = (double)span * STAMP_ONE / (double)(tsc - refresh.anchor_tsc);
+        double lo = STAMP_ONE / 1000.0, hi = STAMP_ONE * 1000.0;
+        if (mult != 0) {
+            lo = (double)mult * (1.0 - STAMP_RATE_PPM * 1e-6);
+            hi = (double)mult * (1.0 + STAMP_RATE_PPM * 1e-6);
+        }
+        if (m >= lo && m <= hi)
+            mult = (uint64_t)m;
     }
-    stamp.anchor_tsc = tsc;
-    stamp.anchor_ns = ns;
+    refresh.anchor_tsc = tsc;
+    refresh.anchor_ns = ns;
     return mult;
 }
 
@@ -182,16 +213,14 @@ stamp_rate(uint64_t tsc, int64_t ns, uint64_t mult)
 static int64_t
 stamp_slow(void)
 {
-    int usable = atomic_load_explicit(&stamp.usable, memory_order_acquire);
-    if (usable < 0 || atomic_flag_test_and_set_explicit(&stamp.busy, memory_order_acquire))
+    if (atomic_load_explicit(&refresh.usable, memory_order_acquire) < 0 ||
+        atomic_flag_test_and_set_explicit(&refresh.busy, memory_order_acquire))
         return weiri_now_ns();
+    /* Again under the flag: a thread may have given up on the TSC meanwhile. */
+    int usable = atomic_load_explicit(&refresh.usable, memory_order_relaxed);
     if (usable == 0) {
         usable = tsc_trusted() ? 1 : -1;
-        atomic_store_explicit(&stamp.usable, usable, memory_order_release);
-    }
-    if (usable < 0) {
-        atomic_flag_clear_explicit(&stamp.busy, memory_order_release);
-        return weiri_now_ns();
+        atomic_store_explicit(&refresh.usable, usable, memory_order_release);
     }
     uint64_t mult = atomic_load_explicit(&stamp.mult, memory_order_relaxed);
     uint64_t base_tsc = atomic_load_explicit(&stamp.base_tsc, memory_order_relaxed);
@@ -199,29 +228,27 @@ stamp_slow(void)
     uint64_t window = atomic_load_explicit(&stamp.window, memory_order_relaxed);
     uint64_t tsc = 0;
     int64_t ns = 0;
-    /* Until the rate is known, every stamp lands here: pair once a window. */
-    if (mult == 0 && stamp.anchor_ns != 0 &&
-        (ns = weiri_now_ns()) - base_ns < STAMP_WINDOW_NS) {
-        atomic_flag_clear_explicit(&stamp.busy, memory_order_release);
-        return ns;
+    /* Until the rate is known every stamp lands here: pair once a window. */
+    if (usable < 0 || (mult == 0 && refresh.anchor_ns != 0 &&
+                       (ns = weiri_now_ns()) - base_ns < STAMP_WINDOW_NS)) {
+        atomic_flag_clear_explicit(&refresh.busy, memory_order_release);
+        return ns != 0 ? ns : weiri_now_ns();
     }
-    uint64_t width = stamp_pair(&tsc, &ns);
-    /*
-     * A wide pairing (the thread was preempted or interrupted inside it)
-     * says too little about when the clock was read: leave the base
-     * stale, to be moved by the next stamp.  Before the rate is known,
-     * "wide" is in ticks: about 2 us at 500 MHz, 0.3 us at 3 GHz.
-     */
-    bool tight = mult == 0 ? width < 1000
-                           : (double)width * (double)mult < STAMP_PAIR_NS * STAMP_ONE;
-    if (tight && mult != 0 && tsc - base_tsc < 10 * window &&
-        llabs(base_ns + (int64_t)(((tsc - base_tsc) * mult) >> 32) - ns) > STAMP_SANE_NS) {
-        atomic_store_explicit(&stamp.usable, -1, memory_order_release);
-        stamp_publish(0, 0, 0);
-    } else if (tight) {
+    if (!stamp_pair(&tsc, &ns)) {
+        atomic_flag_clear_explicit(&refresh.busy, memory_order_release);
+        return weiri_now_ns();
+    }
+    /* Only a recent base is checked: the check bounds its drift over 1 ms. */
+    bool off = mult != 0 && tsc - base_tsc < 10 * window &&
+               llabs(base_ns + (int64_t)(((tsc - base_tsc) * mult) >> 32) - ns) >
+                   STAMP_SANE_NS;
+    if (!off) {
         stamp_publish(tsc, ns, stamp_rate(tsc, ns, mult));
+    } else {
+        atomic_store_explicit(&refresh.usable, -1, memory_order_release);
+        stamp_publish(0, 0, 0);
     }
-    atomic_flag_clear_explicit(&stamp.busy, memory_order_release);
+    atomic_flag_clear_explicit(&refresh.busy, memory_order_release);
     return ns;
 }
 #endif

@@ -16,8 +16,9 @@ int64_t weiri_now_ns(void);
 /*
  * weiri_stamp_ns - CLOCK_MONOTONIC in nanoseconds, cheaply, for message
  * timestamps and latencies: where the TSC keeps the kernel's time, read
- * from it and within a few tens of nanoseconds of weiri_now_ns (either
- * way), else weiri_now_ns itself.  Never for deadlines.  Any thread.
+ * from it, never earlier than weiri_now_ns would say and at most a few
+ * tens of ns later; else weiri_now_ns itself (see lib/clock.c).  Never
+ * for deadlines.  Any thread.
  */
 int64_t weiri_stamp_ns(void);
 
