@@ -54,24 +54,24 @@ weiri_sleep_until(int64_t deadline_ns)
  * weiri_stamp_ns reads the TSC directly (~12 ns, no fence) and converts
  * it with a base (a TSC reading and the clock at that moment) and a rate,
  * both taken from clock_gettime: the base again whenever it is
- * STAMP_WINDOW_NS old, the rate over about a second of such pairings, so
- * that it follows the kernel's own adjustments.
+ * STAMP_WINDOW_NS old, the rate over about a second, so that it follows
+ * the kernel's own adjustments.
  *
- * A pairing reads the TSC, the clock, the TSC, and keeps the first TSC
- * reading: the clock read its own TSC a little later, so a stamp errs
- * late, never early, by part of the pairing's width.  Only pairings
- * about as narrow as the narrowest seen are used (~30 ns here), which
- * keeps a stamp within that of the clock.  (Where within the pairing the
- * clock read the TSC cannot be known, so it cannot be subtracted.)  The
- * rate is a measure of the clock's own ticks, so a suspend (which the
- * clock does not count) or a TSC reset only make a rate that is refused.
- * Each new base is checked against the old one's
- * prediction: off by more than STAMP_SANE_NS means the TSC does not keep
- * the clock's time after all (a migrated virtual machine, a clock slewed
- * faster than ~0.2 %), and stamps read clock_gettime from then on.  They
- * read it too on other CPUs, until the first rate is measured
- * (STAMP_FIRST_RATE_NS after the first stamp), and when the last base is
- * stale: a stamp then pairs anew and returns the clock's reading.
+ * Stamps must never be early.  A pairing reads the TSC, the clock, the
+ * TSC, and keeps the first TSC reading: the clock read its own TSC a
+ * little later, so a base errs late by part of the pairing's width; only
+ * pairings about as narrow as the narrowest seen are used (~30 ns here).
+ * Within a window a stamp also runs STAMP_SLEW_PPM fast, so the kernel
+ * may speed its clock up by that much against the measured rate (ntpd
+ * and adjtime slew at 500 ppm) and stamps stay late: by at most ~40 ns
+ * in all.  Each new base checks the old one's prediction; one that was
+ * early after all, or far late (the clock slewed faster, or the TSC
+ * misbehaved), sends every stamp back to the clock until a new rate has
+ * been measured.  A rate is measured only across a span without a
+ * suspend (CLOCK_BOOTTIME moving apart from CLOCK_MONOTONIC), which the
+ * TSC may count and the clock does not.  Stamps are clock readings, too,
+ * on other CPUs and until a rate is known (two spans of STAMP_FIRST_RATE_NS
+ * after the first stamp).
  */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define STAMP_TSC 1
@@ -81,18 +81,19 @@ weiri_sleep_until(int64_t deadline_ns)
 #endif
 
 #ifdef STAMP_TSC
-#define STAMP_WINDOW_NS 100000LL       /* a base serves 100 us */
-#define STAMP_FIRST_RATE_NS 20000000LL /* first rate over 20 ms */
+#define STAMP_WINDOW_NS 20000LL        /* a base serves 20 us */
+#define STAMP_FIRST_RATE_NS 20000000LL /* a first rate over 20 ms */
 #define STAMP_RATE_NS 1000000000LL     /* then re-measured over ~1 s */
-#define STAMP_RATE_PPM 1000.0          /* a rate moving more is refused */
-#define STAMP_SANE_NS 200              /* a base off by more: TSC unusable */
+#define STAMP_SLEW_PPM 500.0           /* stamps run this much fast */
+#define STAMP_RATE_PPM 1000.0          /* a re-measured rate moving more is refused */
+#define STAMP_LATE_NS 200              /* a base predicted later than this: re-measure */
 #define STAMP_ONE 4294967296.0         /* 1.0 in the rate's 32.32 format */
 
 /*
  * Read by every stamp and written once per window, as a seqlock: seq is
- * odd while the fields change.  mult is ns per tick in 32.32 fixed point
- * and window the ticks a base serves, both 0 while the TSC is not (yet)
- * used, which sends every stamp to the clock.
+ * odd while the fields change.  mult is ns per tick in 32.32 fixed point,
+ * STAMP_SLEW_PPM fast, and window the ticks a base serves; both are 0
+ * while no rate is known, which sends every stamp to the clock.
  */
 static struct {
     WEIR_ALIGNAS(WEIR_CACHELINE)
@@ -108,9 +109,13 @@ static struct {
     WEIR_ALIGNAS(WEIR_CACHELINE)
     atomic_flag busy;          /* one refresher at a time; guards the rest */
     _Atomic int usable;        /* 0 not checked yet, 1 yes, -1 no */
-    uint64_t narrowest;        /* width a pairing must about match, ticks */
+    uint64_t best;             /* narrowest pairing ever, ticks */
+    uint64_t bar;              /* widest pairing used now, ticks */
+    double rate;               /* measured ns per tick, 32.32; 0: none */
+    double candidate;          /* a first rate awaiting confirmation; 0: none */
     uint64_t anchor_tsc;       /* the pairing the rate is measured from */
     int64_t anchor_ns;         /* 0: none yet */
+    int64_t anchor_boot;       /* CLOCK_BOOTTIME - CLOCK_MONOTONIC then */
 } refresh = { .busy = ATOMIC_FLAG_INIT };
 
 static bool
@@ -129,81 +134,119 @@ tsc_trusted(void)
     return tsc;
 }
 
-static void
-stamp_publish(uint64_t tsc, int64_t ns, uint64_t mult)
+/* How far CLOCK_BOOTTIME is ahead of CLOCK_MONOTONIC: it grows by suspends. */
+static int64_t
+boot_offset(int64_t mono_ns)
 {
-    uint64_t window = mult == 0 ? 0 : (uint64_t)(STAMP_WINDOW_NS * STAMP_ONE / (double)mult);
+#ifdef CLOCK_BOOTTIME
+    struct timespec ts;
+    if (clock_gettime(CLOCK_BOOTTIME, &ts) == 0)
+        return (int64_t)ts.tv_sec * WEIR_SEC + ts.tv_nsec - mono_ns;
+#endif
+    (void)mono_ns;
+    return 0;
+}
+
+/* Publish a base; rate 0 sends every stamp to the clock. */
+static void
+stamp_publish(uint64_t tsc, int64_t ns, double rate)
+{
+    uint64_t mult = 0, window = 0;
+    if (rate > 0) {
+        double fast = rate * (1.0 + STAMP_SLEW_PPM * 1e-6);
+        mult = (uint64_t)fast;
+        window = (uint64_t)(STAMP_WINDOW_NS * STAMP_ONE / fast);
+    }
+    /*
+     * A seqlock without fences (ThreadSanitizer does not model them):
+     * each field's release store keeps the odd seq before it, and a
+     * reader's acquire loads of the fields keep its second look at seq
+     * after them, so a reader that saw any new field sees seq moved.
+     */
     uint64_t s = atomic_load_explicit(&stamp.seq, memory_order_relaxed);
     atomic_store_explicit(&stamp.seq, s + 1, memory_order_relaxed);
-    atomic_thread_fence(memory_order_release);
-    atomic_store_explicit(&stamp.base_tsc, tsc, memory_order_relaxed);
-    atomic_store_explicit(&stamp.base_ns, ns, memory_order_relaxed);
-    atomic_store_explicit(&stamp.mult, mult, memory_order_relaxed);
-    atomic_store_explicit(&stamp.window, window, memory_order_relaxed);
+    atomic_store_explicit(&stamp.base_tsc, tsc, memory_order_release);
+    atomic_store_explicit(&stamp.base_ns, ns, memory_order_release);
+    atomic_store_explicit(&stamp.mult, mult, memory_order_release);
+    atomic_store_explicit(&stamp.window, window, memory_order_release);
     atomic_store_explicit(&stamp.seq, s + 2, memory_order_release);
 }
 
 /*
- * Pair the clock with the TSC: *ns, and *tsc just before it.  Returns
- * whether the pairing is narrow enough to use.  The first pairing takes
- * the narrowest of three, as the clock's first use may fault a page in.
- * A refused pairing widens the bar a little, so that a machine whose
- * clock calls got slower for good is not refused forever.
+ * Pair the clock with the TSC: *ns, and *tsc just before it; *width the
+ * ticks between the TSC readings around it.  Returns whether the pairing
+ * is narrow enough to use.  The first pairing takes the narrowest of
+ * three, as the clock's first use may fault a page in.  A refused pairing
+ * raises the bar a little, up to 4 times the narrowest ever, so that a
+ * machine whose clock calls got slower for good is not refused forever.
  */
 static bool
-stamp_pair(uint64_t *tsc, int64_t *ns)
+stamp_pair(uint64_t *tsc, int64_t *ns, uint64_t *width)
 {
-    uint64_t width = UINT64_MAX;
-    for (int i = refresh.narrowest == 0 ? 0 : 2; i < 3; i++) {
+    *width = UINT64_MAX;
+    for (int i = refresh.best == 0 ? 0 : 2; i < 3; i++) {
         uint64_t t0 = __builtin_ia32_rdtsc();
         int64_t n = weiri_now_ns();
         uint64_t t1 = __builtin_ia32_rdtsc();
-        if (t1 >= t0 && t1 - t0 < width) {
-            width = t1 - t0;
+        if (t1 >= t0 && t1 - t0 < *width) {
+            *width = t1 - t0;
             *tsc = t0;
             *ns = n;
         }
     }
-    if (width == UINT64_MAX)
+    if (*width == UINT64_MAX)
         return false; /* the TSC went backwards: another CPU's, or reset */
-    if (refresh.narrowest == 0 || width < refresh.narrowest)
-        refresh.narrowest = width;
-    if (width <= refresh.narrowest + refresh.narrowest / 4 + 2)
+    if (refresh.best == 0 || *width < refresh.best)
+        refresh.best = refresh.bar = *width;
+    if (*width <= refresh.bar + refresh.bar / 4 + 2) {
+        if (*width < refresh.bar) /* the bar comes back down with narrow pairings */
+            refresh.bar = *width;
         return true;
-    refresh.narrowest += refresh.narrowest / 16 + 1;
+    }
+    if (refresh.bar < 4 * refresh.best)
+        refresh.bar += refresh.bar / 16 + 1;
     return false;
 }
 
+/* Whether rate a lies within STAMP_RATE_PPM of rate b. */
+static bool
+rate_near(double a, double b)
+{
+    return a >= b * (1.0 - STAMP_RATE_PPM * 1e-6) &&
+           a <= b * (1.0 + STAMP_RATE_PPM * 1e-6);
+}
+
 /*
- * Move the rate's anchor to a pairing, measuring the rate from the old
- * anchor when they lie far enough apart, and not too far (the clock does
- * not count a suspend, the TSC may).  A measured rate is taken only if it
- * is plausible: a TSC between 1 MHz and 1 THz and, once a rate is known,
- * within STAMP_RATE_PPM of it (a suspend inside the span, or a TSC reset,
- * measures nonsense; the bases' own check catches a TSC that keeps
- * disagreeing).  Returns the rate to use, 0 for none yet.
+ * Move the rate's anchor to a pairing, first measuring the rate from the
+ * old anchor if they lie far enough apart, not too far, and no suspend
+ * came between.  A measured rate must be that of a TSC between 1 MHz and
+ * 1 THz; it replaces a known rate only if near it, and becomes the first
+ * rate only once a second measurement agrees with it: a span whose
+ * suspend went unnoticed (no CLOCK_BOOTTIME) would otherwise make stamps
+ * early by as long as the suspend.
  */
-static uint64_t
-stamp_rate(uint64_t tsc, int64_t ns, uint64_t mult)
+static void
+stamp_rate(uint64_t tsc, int64_t ns)
 {
     int64_t span = ns - refresh.anchor_ns;
     if (refresh.anchor_ns != 0 &&
-        span < (mult == 0 ? STAMP_FIRST_RATE_NS : STAMP_RATE_NS))
-        return mult;
+        span < (refresh.rate == 0 ? STAMP_FIRST_RATE_NS : STAMP_RATE_NS))
+        return;
+    int64_t boot = boot_offset(ns);
     if (refresh.anchor_ns != 0 && span <= 2 * STAMP_RATE_NS &&
-        tsc > refresh.anchor_tsc) {
+        boot - refresh.anchor_boot < WEIR_MSEC && tsc > refresh.anchor_tsc) {
         double m = (double)span * STAMP_ONE / (double)(tsc - refresh.anchor_tsc);
-        double lo = STAMP_ONE / 1000.0, hi = STAMP_ONE * 1000.0;
-        if (mult != 0) {
-            lo = (double)mult * (1.0 - STAMP_RATE_PPM * 1e-6);
-            hi = (double)mult * (1.0 + STAMP_RATE_PPM * 1e-6);
-        }
-        if (m >= lo && m <= hi)
-            mult = (uint64_t)m;
+        if (m < STAMP_ONE / 1000.0 || m > STAMP_ONE * 1000.0)
+            refresh.candidate = 0;
+        else if (refresh.rate > 0 ? rate_near(m, refresh.rate)
+                                  : refresh.candidate > 0 && rate_near(m, refresh.candidate))
+            refresh.rate = m;
+        else if (refresh.rate == 0)
+            refresh.candidate = m;
     }
     refresh.anchor_tsc = tsc;
     refresh.anchor_ns = ns;
-    return mult;
+    refresh.anchor_boot = boot;
 }
 
 /*
@@ -216,37 +259,41 @@ stamp_slow(void)
     if (atomic_load_explicit(&refresh.usable, memory_order_acquire) < 0 ||
         atomic_flag_test_and_set_explicit(&refresh.busy, memory_order_acquire))
         return weiri_now_ns();
-    /* Again under the flag: a thread may have given up on the TSC meanwhile. */
     int usable = atomic_load_explicit(&refresh.usable, memory_order_relaxed);
     if (usable == 0) {
         usable = tsc_trusted() ? 1 : -1;
         atomic_store_explicit(&refresh.usable, usable, memory_order_release);
     }
+    int64_t ns = 0;
+    uint64_t tsc = 0, width = 0;
     uint64_t mult = atomic_load_explicit(&stamp.mult, memory_order_relaxed);
     uint64_t base_tsc = atomic_load_explicit(&stamp.base_tsc, memory_order_relaxed);
     int64_t base_ns = atomic_load_explicit(&stamp.base_ns, memory_order_relaxed);
     uint64_t window = atomic_load_explicit(&stamp.window, memory_order_relaxed);
-    uint64_t tsc = 0;
-    int64_t ns = 0;
-    /* Until the rate is known every stamp lands here: pair once a window. */
-    if (usable < 0 || (mult == 0 && refresh.anchor_ns != 0 &&
-                       (ns = weiri_now_ns()) - base_ns < STAMP_WINDOW_NS)) {
-        atomic_flag_clear_explicit(&refresh.busy, memory_order_release);
-        return ns != 0 ? ns : weiri_now_ns();
-    }
-    if (!stamp_pair(&tsc, &ns)) {
-        atomic_flag_clear_explicit(&refresh.busy, memory_order_release);
-        return weiri_now_ns();
-    }
-    /* Only a recent base is checked: the check bounds its drift over 1 ms. */
-    bool off = mult != 0 && tsc - base_tsc < 10 * window &&
-               llabs(base_ns + (int64_t)(((tsc - base_tsc) * mult) >> 32) - ns) >
-                   STAMP_SANE_NS;
-    if (!off) {
-        stamp_publish(tsc, ns, stamp_rate(tsc, ns, mult));
+    if (usable < 0) {
+        ns = weiri_now_ns();
+    } else if (refresh.rate == 0 && refresh.anchor_ns != 0 &&
+               (ns = weiri_now_ns()) - refresh.anchor_ns < STAMP_FIRST_RATE_NS) {
+        /* No rate yet, and none measurable: no use pairing. */
+    } else if (!stamp_pair(&tsc, &ns, &width)) {
+        ns = weiri_now_ns();
     } else {
-        atomic_store_explicit(&refresh.usable, -1, memory_order_release);
-        stamp_publish(0, 0, 0);
+        /*
+         * Check a recent base: had its stamps come out earlier than the
+         * clock at tsc (which lies within width ticks before ns), or far
+         * later, the rate no longer holds.  Stamps go to the clock until
+         * one is measured afresh.
+         */
+        if (mult != 0 && tsc - base_tsc < 10 * window) {
+            int64_t pred = base_ns + (int64_t)(((tsc - base_tsc) * mult) >> 32);
+            int64_t slack = (int64_t)(((double)width * (double)mult) / STAMP_ONE);
+            if (pred < ns - slack || pred > ns + STAMP_LATE_NS) {
+                refresh.rate = refresh.candidate = 0;
+                refresh.anchor_ns = 0;
+            }
+        }
+        stamp_rate(tsc, ns);
+        stamp_publish(tsc, ns, refresh.rate);
     }
     atomic_flag_clear_explicit(&refresh.busy, memory_order_release);
     return ns;
@@ -257,13 +304,13 @@ int64_t
 weiri_stamp_ns(void)
 {
 #ifdef STAMP_TSC
+    /* The seqlock's read side: see stamp_publish.  Plain loads on x86. */
     uint64_t s = atomic_load_explicit(&stamp.seq, memory_order_acquire);
     uint64_t t = __builtin_ia32_rdtsc();
-    uint64_t base_tsc = atomic_load_explicit(&stamp.base_tsc, memory_order_relaxed);
-    int64_t base_ns = atomic_load_explicit(&stamp.base_ns, memory_order_relaxed);
-    uint64_t mult = atomic_load_explicit(&stamp.mult, memory_order_relaxed);
-    uint64_t window = atomic_load_explicit(&stamp.window, memory_order_relaxed);
-    atomic_thread_fence(memory_order_acquire);
+    uint64_t base_tsc = atomic_load_explicit(&stamp.base_tsc, memory_order_acquire);
+    int64_t base_ns = atomic_load_explicit(&stamp.base_ns, memory_order_acquire);
+    uint64_t mult = atomic_load_explicit(&stamp.mult, memory_order_acquire);
+    uint64_t window = atomic_load_explicit(&stamp.window, memory_order_acquire);
     /*
      * A stale base, or a TSC read before the base's (another CPU moved it
      * meanwhile), fails the window test (t - base_tsc wraps).  Within the
