@@ -7,20 +7,30 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <stdlib.h>
 #include <time.h>
 
 #include "weir/common.h"
 
 #include "clock_internal.h"
 
+/* Read clock c in nanoseconds into *ns; false if the kernel lacks it. */
+static bool
+read_ns(clockid_t c, int64_t *ns)
+{
+    struct timespec ts;
+    if (clock_gettime(c, &ts) != 0)
+        return false;
+    *ns = (int64_t)ts.tv_sec * WEIR_SEC + ts.tv_nsec;
+    return true;
+}
+
 int64_t
 weiri_now_ns(void)
 {
-    struct timespec ts;
-    /* Cannot fail for CLOCK_MONOTONIC with a valid pointer. */
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * WEIR_SEC + ts.tv_nsec;
+    int64_t ns = 0;
+    /* Cannot fail for CLOCK_MONOTONIC. */
+    (void)read_ns(CLOCK_MONOTONIC, &ns);
+    return ns;
 }
 
 int64_t
@@ -138,13 +148,11 @@ tsc_trusted(void)
 static int64_t
 boot_offset(int64_t mono_ns)
 {
+    int64_t boot = mono_ns; /* stays so without CLOCK_BOOTTIME: no suspend seen */
 #ifdef CLOCK_BOOTTIME
-    struct timespec ts;
-    if (clock_gettime(CLOCK_BOOTTIME, &ts) == 0)
-        return (int64_t)ts.tv_sec * WEIR_SEC + ts.tv_nsec - mono_ns;
+    (void)read_ns(CLOCK_BOOTTIME, &boot);
 #endif
-    (void)mono_ns;
-    return 0;
+    return boot - mono_ns;
 }
 
 /* Publish a base; rate 0 sends every stamp to the clock. */
