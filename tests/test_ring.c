@@ -252,6 +252,52 @@ check_burst_partial(const ring_ops *o)
     o->destroy(&r);
 }
 
+/*
+ * Bursts of every length up to the capacity, pushed and popped from every
+ * starting slot: the burst calls split a burst at line ends and may wrap
+ * to the line they started in.  A run of fixed-length bursts moves the
+ * start through all the slots of the ring's lines, since a length and the
+ * slot count rarely share a factor; two single pushes between runs shift
+ * it further.
+ */
+static void
+check_burst_offsets(const ring_ops *o, size_t capacity)
+{
+    any_ring r;
+    void *in[64], *out[64];
+    assert_true(capacity <= 64);
+    assert_int_equal(o->init(&r, capacity), 0);
+    uintptr_t next_in = 0, next_out = 0;
+    for (size_t n = 1; n <= capacity; n++) {
+        for (unsigned round = 0; round < 3 * capacity; round++) {
+            for (size_t i = 0; i < n; i++)
+                in[i] = ITEM(next_in + i);
+            assert_int_equal(o->push_burst(&r, in, n), n);
+            next_in += n;
+            size_t got = o->pop_burst(&r, out, n);
+            assert_int_equal(got, n);
+            for (size_t i = 0; i < got; i++)
+                assert_ptr_equal(out[i], ITEM(next_out++));
+        }
+        /* Half-full, then a burst asking for more than is there. */
+        for (size_t i = 0; i < n; i++)
+            in[i] = ITEM(next_in + i);
+        assert_int_equal(o->push_burst(&r, in, n / 2 + 1), n / 2 + 1);
+        next_in += n / 2 + 1;
+        size_t got = o->pop_burst(&r, out, capacity);
+        assert_int_equal(got, n / 2 + 1);
+        for (size_t i = 0; i < got; i++)
+            assert_ptr_equal(out[i], ITEM(next_out++));
+        assert_int_equal(o->push(&r, ITEM(next_in++)), 0);
+        assert_int_equal(o->push(&r, ITEM(next_in++)), 0);
+        assert_int_equal(o->pop_burst(&r, out, 2), 2);
+        assert_ptr_equal(out[0], ITEM(next_out++));
+        assert_ptr_equal(out[1], ITEM(next_out++));
+    }
+    assert_int_equal(o->size(&r), 0);
+    o->destroy(&r);
+}
+
 #define BOTH(name, body)                                                     \
     static void test_ring_##name(void **state)                               \
     {                                                                        \
@@ -269,6 +315,7 @@ BOTH(capacity_one, check_capacity_one(o))
 BOTH(wraps_over_many_laps, check_laps(o, 0))
 BOTH(counters_wrap_size_max, check_laps(o, SIZE_MAX - 37))
 BOTH(burst_partial_fills, check_burst_partial(o))
+BOTH(bursts_from_every_slot, check_burst_offsets(o, 16); check_burst_offsets(o, 64))
 
 /* The C++ test checks the same sizes from the C++ side of the header. */
 static void
@@ -500,6 +547,7 @@ main(void)
         cmocka_unit_test(test_ring_wraps_over_many_laps),
         cmocka_unit_test(test_ring_counters_wrap_size_max),
         cmocka_unit_test(test_ring_burst_partial_fills),
+        cmocka_unit_test(test_ring_bursts_from_every_slot),
         cmocka_unit_test(test_ring_layout_is_three_lines),
         cmocka_unit_test(test_ring_spsc_1p1c_exactly_once_in_order),
         cmocka_unit_test(test_ring_mpmc_4p4c_exactly_once_in_order),

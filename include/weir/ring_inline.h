@@ -52,8 +52,8 @@ weiri_spsc_room(weir_spsc *r, size_t t, size_t want)
 }
 
 /*
- * weiri_spsc_copy - PRIVATE: copy k items, k at most a line's worth, from
- * one array to another that does not overlap it.  Copies of a constant
+ * weiri_spsc_copy - PRIVATE: copy k items, k at most a line's worth (0
+ * too), from one array to another that does not overlap it.  Copies of a constant
  * size, which compilers turn into a vector move or two: a loop to k
  * becomes a call to memmove or a string instruction, whose start-up costs
  * more than the few items of a line.  Two such copies cover k items when
@@ -143,6 +143,14 @@ weir_spsc_pop(weir_spsc *r, void **item)
     return 0;
 }
 
+/*
+ * The burst calls split a burst into the rest of the current line, whole
+ * lines and a start of the last one.  Whole lines are copied with a
+ * constant size, which compiles to a few vector moves with no branch on
+ * the count; a loop over the segments, each of a computed length, costs
+ * half as many instructions again and mispredicts as the offset moves from
+ * burst to burst.
+ */
 inline size_t
 weir_spsc_push_burst(weir_spsc *r, void *const *items, size_t n)
 {
@@ -152,20 +160,30 @@ weir_spsc_push_burst(weir_spsc *r, void *const *items, size_t n)
     size_t room = weiri_spsc_room(r, t, n);
     if (n > room)
         n = room;
-    /* Fill line by line; each line's word moves once, after its items. */
+    if (n == 0)
+        return 0;
+    /* Each line's word moves once, after its items. */
     struct weir_spsc_line *l = r->tail_line;
     size_t off = r->tail_off;
-    for (size_t done = 0; done < n;) {
-        size_t k = WEIRI_SPSC_PER_LINE - off;
-        if (k > n - done)
-            k = n - done;
-        weiri_spsc_copy(l->item + off, items + done, k);
-        done += k;
-        atomic_store_explicit(&l->seq, t + done, memory_order_release);
-        off += k;
-        if (off == WEIRI_SPSC_PER_LINE) {
-            off = 0;
+    size_t done = WEIRI_SPSC_PER_LINE - off;
+    if (done > n)
+        done = n;
+    weiri_spsc_copy(l->item + off, items, done);
+    atomic_store_explicit(&l->seq, t + done, memory_order_release);
+    off += done;
+    if (off == WEIRI_SPSC_PER_LINE) {
+        off = 0;
+        l = weiri_spsc_next(r, l);
+        while (n - done >= WEIRI_SPSC_PER_LINE) {
+            memcpy(l->item, items + done, sizeof(l->item));
+            done += WEIRI_SPSC_PER_LINE;
+            atomic_store_explicit(&l->seq, t + done, memory_order_release);
             l = weiri_spsc_next(r, l);
+        }
+        if (done < n) {
+            off = n - done;
+            weiri_spsc_copy(l->item, items + done, off);
+            atomic_store_explicit(&l->seq, t + n, memory_order_release);
         }
     }
     r->tail_line = l;
@@ -181,32 +199,49 @@ weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n)
         return 0;
     size_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
     struct weir_spsc_line *l = r->head_line;
-    size_t off = r->head_off, got = 0;
+    size_t off = r->head_off, got;
     /*
-     * The whole burst at once when the line of its last item says filled:
-     * the producer filled the lines in order, and the acquire on that
-     * word makes all of them visible, so no other word need be read.
-     * Otherwise line by line, as far as the words say.
+     * A burst that runs past this line is taken whole when the line of
+     * its last item says filled: the producer filled the lines in order,
+     * and the acquire on that word makes all of them visible, so no other
+     * word need be read.  That line lies at most one lap on (n is at most
+     * the capacity), so one subtraction wraps it.  Otherwise line by line,
+     * as far as the words say.
      */
     bool whole = false;
-    if (n > WEIRI_SPSC_PER_LINE && n <= r->capacity) {
-        struct weir_spsc_line *last = l;
-        for (size_t k = off + n - 1; k >= WEIRI_SPSC_PER_LINE; k -= WEIRI_SPSC_PER_LINE)
-            last = weiri_spsc_next(r, last);
+    if (n > WEIRI_SPSC_PER_LINE - off && n <= r->capacity) {
+        struct weir_spsc_line *last = l + (off + n - 1) / WEIRI_SPSC_PER_LINE;
+        if (last >= r->end)
+            last -= r->end - r->lines;
         whole = (ptrdiff_t)(atomic_load_explicit(&last->seq, memory_order_acquire) -
                             (h + n)) >= 0;
     }
-    while (got < n) {
-        size_t k = whole ? WEIRI_SPSC_PER_LINE - off : weiri_spsc_ready(l, h + got, off);
-        if (k > n - got)
-            k = n - got;
-        weiri_spsc_copy(items + got, l->item + off, k);
-        got += k;
-        off += k;
-        if (off < WEIRI_SPSC_PER_LINE)
-            break; /* done, or the producer has not filled this line further */
-        off = 0;
+    if (whole) {
+        got = WEIRI_SPSC_PER_LINE - off;
+        weiri_spsc_copy(items, l->item + off, got);
         l = weiri_spsc_next(r, l);
+        while (n - got >= WEIRI_SPSC_PER_LINE) {
+            memcpy(items + got, l->item, sizeof(l->item));
+            got += WEIRI_SPSC_PER_LINE;
+            l = weiri_spsc_next(r, l);
+        }
+        off = n - got;
+        weiri_spsc_copy(items + got, l->item, off);
+        got = n;
+    } else {
+        got = 0;
+        while (got < n) {
+            size_t k = weiri_spsc_ready(l, h + got, off);
+            if (k > n - got)
+                k = n - got;
+            weiri_spsc_copy(items + got, l->item + off, k);
+            got += k;
+            off += k;
+            if (off < WEIRI_SPSC_PER_LINE)
+                break; /* done, or the producer has not filled this line further */
+            off = 0;
+            l = weiri_spsc_next(r, l);
+        }
     }
     if (got > 0) {
         r->head_line = l;
