@@ -41,23 +41,39 @@ struct weir_topic {
     weir_bus *bus;
     _Atomic(weiri_subset *) subs;  /* current snapshot, NULL if none; written under bus->mu */
     /*
-     * Publishers inside weiri_topic_enter/leave, counted per epoch parity
-     * so that a writer can wait for the ones that started before it
-     * changed subs.  On their own line: every publish writes them.
+     * Read sections that found every slot of bus->readers taken count
+     * themselves here, per epoch parity, so that a writer can wait for the
+     * ones that started before it changed subs.
      */
     WEIR_ALIGNAS(WEIR_CACHELINE)
-    _Atomic uint64_t readers[2];
-    _Atomic unsigned epoch;        /* parity new publishers count under; under bus->grace_mu */
+    _Atomic uint64_t shared[2];
+    _Atomic unsigned epoch;        /* parity new sections count under; under bus->grace_mu */
     size_t name_len;
     char name[];                   /* NUL-terminated */
 };
 
 #define WEIRI_TOPIC_BUCKETS 256
 
+/*
+ * A publisher's read section (weiri_topic_enter/leave) takes one of these
+ * slots, marking it with the bus's epoch and its topic, and frees it with
+ * a plain store: a locked instruction there would wait for the stores of
+ * the publish to reach other cores' caches.  Each slot has its own line.
+ * A thread tries the slot it had last, so a publishing thread keeps
+ * reusing one line.
+ */
+#define WEIRI_READER_SLOTS 64
+
+typedef struct weiri_reader {
+    WEIR_ALIGNAS(WEIR_CACHELINE)
+    _Atomic uint64_t mark;         /* 0: free; else 1 + the epoch its holder entered under */
+    _Atomic(weir_topic *) topic;   /* the holder's topic; stale while free */
+} weiri_reader;
+
 struct weir_bus {
     pthread_mutex_t mu;            /* guards topic creation, every subs snapshot change,
                                       the subscription list and closing */
-    pthread_mutex_t grace_mu;      /* serialises weiri_topic_quiesce */
+    pthread_mutex_t grace_mu;      /* serialises weiri_topic_quiesce, which moves epoch */
     _Atomic(weir_topic *) buckets[WEIRI_TOPIC_BUCKETS]; /* chains only grow; read lock-free */
     weir_sub *all;                 /* every subscription not closed on its own; under mu */
     weir_mpmc bodies;              /* free small message bodies (msg_internal.h) */
@@ -75,6 +91,10 @@ struct weir_bus {
     _Atomic uint64_t next_id;      /* message ids handed out; written by every routed publish */
     _Atomic uint64_t unrouted;     /* publishes to a topic with no subscription */
     _Atomic uint64_t unused_ids;   /* ids handed to batches that then aborted */
+    /* Read sections (see weiri_reader). */
+    WEIR_ALIGNAS(WEIR_CACHELINE)
+    _Atomic uint64_t epoch;        /* moved by weiri_topic_quiesce, under grace_mu */
+    weiri_reader readers[WEIRI_READER_SLOTS];
 };
 
 struct weir_sub {
@@ -150,7 +170,11 @@ int weiri_topic_get(weir_bus *bus, const char *name, size_t len,
 int weiri_topic_swap(weir_topic *t, weir_sub *s, bool add, weiri_subset **old);
 void weiri_topic_quiesce(weir_topic *t);
 void weiri_topic_free_all(weir_bus *bus);
-/* A publisher's read section: the snapshot stays valid until leave. */
+/*
+ * A publisher's read section: the snapshot, and every subscription in
+ * it, stays valid until leave.  Sections may nest (a batch holds one per
+ * topic); each has its own ticket.
+ */
 const weiri_subset *weiri_topic_enter(weir_topic *t, unsigned *ticket);
 void weiri_topic_leave(weir_topic *t, unsigned ticket);
 
@@ -160,6 +184,14 @@ int weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn,
 int weiri_sub_start(weir_sub *s);
 int weiri_sub_offer(weir_sub *s, weiri_body *b, int64_t deadline,
                     const _Atomic bool *stop);
+/*
+ * weiri_sub_claim / weiri_sub_fill - weiri_sub_offer in two steps, for a
+ * queue with room: claim a place in s's queue (0, or non-zero and nothing
+ * happened: offer instead), then put b, holding one reference for s,
+ * there.  Any overflow policy; a place claimed must be filled.
+ */
+int weiri_sub_claim(weir_sub *s, size_t *pos);
+void weiri_sub_fill(weir_sub *s, size_t pos, weiri_body *b);
 int weiri_sub_drain(weir_sub *s, int64_t deadline);
 void weiri_sub_free(weir_sub *s);
 bool weiri_in_handler_of(const weir_bus *bus, const weir_sub *sub);

@@ -8,24 +8,32 @@
 #include "clock_internal.h"
 #include "msg_internal.h"
 
-weiri_body *
-weiri_body_create(weir_mpmc *pool, const char *topic, const void *data,
-                  size_t size, const char *key, size_t key_len,
-                  int64_t timestamp_ns, uint32_t refs)
+/* Payload and key bytes of a body; bounded by the caller's checks. */
+static size_t
+body_extra(size_t size, size_t key_len, bool keyed)
 {
-    /* Sizes were bounded by the caller (WEIR_MAX_PAYLOAD, WEIR_KEY_MAX). */
-    size_t extra = size + (key ? key_len + 1 : 0);
-    weiri_body *b = NULL;
+    return size + (keyed ? key_len + 1 : 0);
+}
+
+weiri_body *
+weiri_body_alloc(weir_mpmc *pool, size_t size, size_t key_len, bool keyed)
+{
+    size_t extra = body_extra(size, key_len, keyed);
     bool small = extra <= WEIRI_BODY_SMALL;
-    if (small && pool != NULL && weir_mpmc_pop(pool, (void **)&b) != 0)
-        b = NULL;
-    if (b == NULL) {
-        b = malloc(sizeof(weiri_body) + (small ? WEIRI_BODY_SMALL : extra));
-        if (b == NULL)
-            return NULL;
-    }
+    void *b;
+    if (small && pool != NULL && weir_mpmc_pop(pool, &b) == 0)
+        return b;
+    return malloc(sizeof(weiri_body) + (small ? WEIRI_BODY_SMALL : extra));
+}
+
+void
+weiri_body_fill(weiri_body *b, weir_mpmc *pool, const char *topic,
+                const void *data, size_t size, const char *key,
+                size_t key_len, int64_t timestamp_ns, uint32_t refs)
+{
     atomic_init(&b->refs, refs);
-    b->pool = small ? pool : NULL;
+    /* Small bodies are all of one size, whether from the pool or not. */
+    b->pool = body_extra(size, key_len, key != NULL) <= WEIRI_BODY_SMALL ? pool : NULL;
     b->id = 0;
     b->timestamp_ns = timestamp_ns;
     b->topic = topic;
@@ -44,6 +52,17 @@ weiri_body_create(weir_mpmc *pool, const char *topic, const void *data,
     } else {
         b->key = NULL;
     }
+}
+
+weiri_body *
+weiri_body_create(weir_mpmc *pool, const char *topic, const void *data,
+                  size_t size, const char *key, size_t key_len,
+                  int64_t timestamp_ns, uint32_t refs)
+{
+    weiri_body *b = weiri_body_alloc(pool, size, key_len, key != NULL);
+    if (b != NULL)
+        weiri_body_fill(b, pool, topic, data, size, key, key_len,
+                        timestamp_ns, refs);
     return b;
 }
 

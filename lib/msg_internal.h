@@ -99,6 +99,18 @@ weiri_body *weiri_body_create(weir_mpmc *pool, const char *topic,
                               size_t key_len, int64_t timestamp_ns,
                               uint32_t refs);
 
+/*
+ * weiri_body_alloc / weiri_body_fill - weiri_body_create in two steps:
+ * take the memory (NULL when it runs out), then write the body, with the
+ * same sizes.  The bus claims its queue places in between, so that no
+ * locked instruction follows the writes.
+ */
+weiri_body *weiri_body_alloc(weir_mpmc *pool, size_t size, size_t key_len,
+                             bool keyed);
+void weiri_body_fill(weiri_body *b, weir_mpmc *pool, const char *topic,
+                     const void *data, size_t size, const char *key,
+                     size_t key_len, int64_t timestamp_ns, uint32_t refs);
+
 /* weiri_body_release - drop n holders; the last one recycles or frees it. */
 void weiri_body_release(weiri_body *b, uint32_t n);
 

@@ -298,6 +298,19 @@ weiri_queue_pop_kickable(weir_queue *q, void **items, size_t n,
     return transfer(q, NULL, items, n, WEIR_FOREVER, kick, seen);
 }
 
+int
+weiri_queue_claim(weir_queue *q, size_t *pos)
+{
+    return weiri_mpmc_claim(&q->ring, pos);
+}
+
+void
+weiri_queue_fill(weir_queue *q, size_t pos, void *item)
+{
+    weiri_mpmc_fill(&q->ring, pos, item);
+    weiri_event_notify(&q->not_empty, 1);
+}
+
 void
 weiri_queue_wake_consumers(weir_queue *q)
 {

@@ -27,6 +27,15 @@ uint64_t weiri_queue_pushed(const weir_queue *q);
 long weiri_queue_pop_kickable(weir_queue *q, void **items, size_t n,
                               const _Atomic uint32_t *kick, uint32_t seen);
 
+/*
+ * weiri_queue_claim / weiri_queue_fill - a push in two steps that never
+ * waits: claim a place (0, WEIR_EAGAIN when full, WEIR_ECLOSED), then,
+ * always and soon, fill it, which wakes a consumer as a push does.  Pops
+ * stop at a claimed place until it is filled.
+ */
+int weiri_queue_claim(weir_queue *q, size_t *pos);
+void weiri_queue_fill(weir_queue *q, size_t pos, void *item);
+
 /* weiri_queue_wake_consumers - wake every consumer asleep in q. */
 void weiri_queue_wake_consumers(weir_queue *q);
 

@@ -6,7 +6,7 @@
  * registry is a fixed array of hash chains that only ever grow at their
  * head: publishers walk them without a lock.  Subscription changes
  * replace a topic's snapshot under bus->mu; publishers load it inside a
- * read section counted per epoch parity, and a writer frees the old
+ * read section marked with the bus's epoch, and a writer frees the old
  * snapshot only after weiri_topic_quiesce has seen every section that
  * could hold it end (a small epoch-based reclamation, as in RCU).
  */
@@ -72,49 +72,102 @@ weiri_topic_get(weir_bus *bus, const char *name, size_t len, weir_topic **out)
     return 0;
 }
 
+/* The slot this thread took last: where its next section looks first. */
+static _Thread_local unsigned reader_hint = WEIRI_READER_SLOTS;
+
+/*
+ * Every access below is seq_cst.  A section marks a slot with the epoch
+ * and its topic, then loads the snapshot; weiri_topic_quiesce stores the
+ * new snapshot, moves the epoch, then reads every slot.  In the single
+ * total order either the section's marks come first, and the quiesce
+ * sees them and waits, or the section's load comes after the store and
+ * sees the new snapshot.  A section that read the new epoch (seq_cst:
+ * after the move) is later than the store too, so the quiesce waits only
+ * for older epochs, and a thread that keeps publishing cannot hold it up.
+ * It waits only for its own topic's sections: one of them may be blocked
+ * on a full queue of another topic's subscription that only this close
+ * frees (a dead letter on its way).
+ */
 const weiri_subset *
 weiri_topic_enter(weir_topic *t, unsigned *ticket)
 {
-    unsigned p = atomic_load_explicit(&t->epoch, memory_order_relaxed) & 1;
-    /*
-     * seq_cst on both: if weiri_topic_quiesce reads this counter as 0, the
-     * increment comes after that read in the single total order, so the
-     * load of subs below sees the snapshot stored before the quiesce.
-     */
-    atomic_fetch_add_explicit(&t->readers[p], 1, memory_order_seq_cst);
-    *ticket = p;
-    return atomic_load_explicit(&t->subs, memory_order_seq_cst);
+    weir_bus *bus = t->bus;
+    uint64_t mark = atomic_load(&bus->epoch) + 1;
+    unsigned i = reader_hint;
+    if (i >= WEIRI_READER_SLOTS) /* first section of this thread: spread out */
+        i = (unsigned)(((uintptr_t)&reader_hint >> 6) % WEIRI_READER_SLOTS);
+    for (unsigned tries = 0; tries < WEIRI_READER_SLOTS; tries++) {
+        uint64_t free_mark = 0;
+        weiri_reader *r = &bus->readers[i];
+        if (atomic_load_explicit(&r->mark, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_strong(&r->mark, &free_mark, mark)) {
+            atomic_store(&r->topic, t);
+            reader_hint = i;
+            *ticket = i;
+            return atomic_load(&t->subs);
+        }
+        i = (i + 1) % WEIRI_READER_SLOTS;
+    }
+    /* Every slot taken: count ourselves under the topic's epoch parity. */
+    unsigned p = atomic_load(&t->epoch) & 1;
+    atomic_fetch_add(&t->shared[p], 1);
+    *ticket = WEIRI_READER_SLOTS + p;
+    return atomic_load(&t->subs);
 }
 
 void
 weiri_topic_leave(weir_topic *t, unsigned ticket)
 {
-    /* Release: our reads of the snapshot finish before it may be freed. */
-    atomic_fetch_sub_explicit(&t->readers[ticket], 1, memory_order_release);
+    /*
+     * Release: our reads of the snapshot and of its subscriptions finish
+     * before the slot reads free.  A plain store on x86.
+     */
+    if (ticket < WEIRI_READER_SLOTS)
+        atomic_store_explicit(&t->bus->readers[ticket].mark, 0, memory_order_release);
+    else
+        atomic_fetch_sub_explicit(&t->shared[ticket - WEIRI_READER_SLOTS], 1,
+                                  memory_order_release);
+}
+
+/* A slot held by a section of t that entered under an epoch up to e. */
+static bool
+holds_old(weiri_reader *r, weir_topic *t, uint64_t e)
+{
+    uint64_t m = atomic_load(&r->mark);
+    return m != 0 && m - 1 <= e && atomic_load(&r->topic) == t;
+}
+
+/* Yield, then sleep: a writer waiting for publishers to leave. */
+static void
+pause_writer(unsigned spins)
+{
+    if (spins < 16)
+        weiri_yield();
+    else
+        weiri_sleep_until(weiri_now_ns() + 100 * WEIR_USEC);
 }
 
 void
 weiri_topic_quiesce(weir_topic *t)
 {
-    pthread_mutex_lock(&t->bus->grace_mu);
+    weir_bus *bus = t->bus;
+    pthread_mutex_lock(&bus->grace_mu);
+    uint64_t e = atomic_fetch_add(&bus->epoch, 1);
+    for (unsigned i = 0; i < WEIRI_READER_SLOTS; i++)
+        for (unsigned spins = 0; holds_old(&bus->readers[i], t, e); spins++)
+            pause_writer(spins);
     /*
-     * Two flips: a publisher may have read the parity just before the
-     * previous flip and be counted under the other one; waiting for both
-     * parities to drain catches it too.
+     * Two flips for the shared counters: a section may have read the
+     * parity just before the previous flip and be counted under the other
+     * one; waiting for both parities to drain catches it too.
      */
     for (int phase = 0; phase < 2; phase++) {
-        unsigned e = atomic_load_explicit(&t->epoch, memory_order_relaxed);
-        atomic_store_explicit(&t->epoch, e + 1, memory_order_seq_cst);
-        for (unsigned spins = 0;
-             atomic_load_explicit(&t->readers[e & 1], memory_order_seq_cst) != 0;
-             spins++) {
-            if (spins < 16)
-                weiri_yield();
-            else
-                weiri_sleep_until(weiri_now_ns() + 100 * WEIR_USEC);
-        }
+        unsigned p = atomic_load_explicit(&t->epoch, memory_order_relaxed);
+        atomic_store(&t->epoch, p + 1);
+        for (unsigned spins = 0; atomic_load(&t->shared[p & 1]) != 0; spins++)
+            pause_writer(spins);
     }
-    pthread_mutex_unlock(&t->bus->grace_mu);
+    pthread_mutex_unlock(&bus->grace_mu);
 }
 
 int

@@ -292,11 +292,16 @@ weiri_mpmc_room(weir_mpmc *r, size_t pos)
     return used < (ptrdiff_t)r->limit ? r->limit - (size_t)used : 0;
 }
 
+/*
+ * weiri_mpmc_claim - PRIVATE: claim the next push position of r into
+ * *claimed, or return WEIR_EAGAIN / WEIR_ECLOSED as weir_mpmc_push does.
+ * The claimer must then fill it (weiri_mpmc_fill): pops stop at it until
+ * then.  Split from the push for the bus, which claims before it writes
+ * the message so that no locked instruction follows those writes.
+ */
 inline int
-weir_mpmc_push(weir_mpmc *r, void *item)
+weiri_mpmc_claim(weir_mpmc *r, size_t *claimed)
 {
-    if (r == NULL)
-        return WEIR_EINVAL;
     struct weir_mpmc_slot *slots = r->slots;
     size_t mask = r->mask;
     size_t pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
@@ -312,9 +317,7 @@ weir_mpmc_push(weir_mpmc *r, void *item)
                 return WEIR_EAGAIN;
             if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + 1,
                     memory_order_seq_cst, memory_order_relaxed)) {
-                s->item = item;
-                /* Release pairs with the consumer's acquire of seq. */
-                atomic_store_explicit(&s->seq, 2 * pos + 1, memory_order_release);
+                *claimed = pos;
                 return 0;
             }
             continue; /* the failed CAS reloaded pos */
@@ -329,6 +332,28 @@ weir_mpmc_push(weir_mpmc *r, void *item)
         }
         pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
     }
+}
+
+/* weiri_mpmc_fill - PRIVATE: put item in the position pos claimed. */
+inline void
+weiri_mpmc_fill(weir_mpmc *r, size_t pos, void *item)
+{
+    struct weir_mpmc_slot *s = &r->slots[pos & r->mask];
+    s->item = item;
+    /* Release pairs with the consumer's acquire of seq. */
+    atomic_store_explicit(&s->seq, 2 * pos + 1, memory_order_release);
+}
+
+inline int
+weir_mpmc_push(weir_mpmc *r, void *item)
+{
+    if (r == NULL)
+        return WEIR_EINVAL;
+    size_t pos;
+    int rc = weiri_mpmc_claim(r, &pos);
+    if (rc == 0)
+        weiri_mpmc_fill(r, pos, item);
+    return rc;
 }
 
 inline int
