@@ -808,6 +808,92 @@ test_bus_subscribe_unsubscribe_under_publishing(void **state)
     ts_watchdog_disarm();
 }
 
+/* ---- more publishers inside a publish than the bus has read slots ------- */
+
+enum { CROWD = 80 }; /* the bus keeps 64 slots; the rest count in shared */
+
+typedef struct crowd {
+    weir_bus *bus;
+    weir_sub *victim;
+    _Atomic int failures;
+} crowd;
+
+static void *
+crowd_publisher(void *arg)
+{
+    crowd *c = arg;
+    uint64_t seq = 7;
+    if (weir_bus_publish(c->bus, "t", &seq, sizeof(seq), NULL) != 0)
+        atomic_fetch_add(&c->failures, 1);
+    return NULL;
+}
+
+static void *
+crowd_closer(void *arg)
+{
+    crowd *c = arg;
+    if (weir_sub_close(c->victim, WEIR_FOREVER) != 0)
+        atomic_fetch_add(&c->failures, 1);
+    return NULL;
+}
+
+static int
+routed_all(void *arg)
+{
+    weir_sub_stats st;
+    weir_sub_get_stats(((crowd *)arg)->victim, &st);
+    return st.routed >= CROWD + 2;
+}
+
+/*
+ * CROWD publishers blocked on a full queue, each inside its publish (64 in
+ * the bus's read slots, the rest in the shared counters), while another
+ * subscription of the topic closes: its close must wait for all of them
+ * (sanitizers catch it if not), and everything completes once the queue
+ * drains.
+ */
+static void
+test_bus_crowded_publishers_and_close(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    static gate g;
+    memset(&g, 0, sizeof(g));
+    pthread_mutex_init(&g.mu, NULL);
+    pthread_cond_init(&g.cv, NULL);
+    crowd c = { .bus = make_bus() };
+    _Atomic uint64_t victim_count = 0;
+    weir_sub_opts big = { .capacity = 4 * CROWD };
+    assert_int_equal(weir_bus_subscribe(c.bus, "t", count_any, &victim_count,
+                                        &big, &c.victim), 0);
+    weir_sub_opts one = { .capacity = 1 };
+    weir_sub *held;
+    assert_int_equal(weir_bus_subscribe(c.bus, "t", gated, &g, &one, &held), 0);
+    uint64_t seq = 0;
+    assert_int_equal(weir_bus_publish(c.bus, "t", &seq, sizeof(seq), NULL), 0);
+    wait_until(entered_one, &g);
+    assert_int_equal(weir_bus_publish(c.bus, "t", &seq, sizeof(seq), NULL), 0);
+    pthread_t pub[CROWD], closer;
+    for (int i = 0; i < CROWD; i++)
+        assert_int_equal(pthread_create(&pub[i], NULL, crowd_publisher, &c), 0);
+    /* The victim comes first in the topic: each publisher has passed it. */
+    wait_until(routed_all, &c);
+    assert_int_equal(pthread_create(&closer, NULL, crowd_closer, &c), 0);
+    ts_sleep_ms(20);
+    gate_open(&g);
+    for (int i = 0; i < CROWD; i++)
+        pthread_join(pub[i], NULL);
+    pthread_join(closer, NULL);
+    assert_int_equal(atomic_load(&c.failures), 0);
+    assert_int_equal(atomic_load(&victim_count), CROWD + 2);
+    assert_int_equal(weir_bus_close(c.bus, 10 * WEIR_SEC), 0);
+    assert_settled(held, CROWD + 2);
+    weir_bus_destroy(c.bus);
+    pthread_cond_destroy(&g.cv);
+    pthread_mutex_destroy(&g.mu);
+    ts_watchdog_disarm();
+}
+
 int
 main(void)
 {
@@ -826,6 +912,7 @@ main(void)
         cmocka_unit_test(test_bus_handler_closing_its_own_sub_or_bus),
         cmocka_unit_test(test_bus_rejects_bad_input),
         cmocka_unit_test(test_bus_subscribe_unsubscribe_under_publishing),
+        cmocka_unit_test(test_bus_crowded_publishers_and_close),
     };
     return cmocka_run_group_tests_name("bus", tests, ts_watchdog_group, NULL);
 }
