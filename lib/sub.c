@@ -38,6 +38,9 @@ static _Thread_local const weir_sub *current_sub;
  */
 enum { SOLO_BATCH = 64 };
 
+/* A solo worker's batch shorter than this is followed by a yield: see worker_main. */
+enum { GATHER_BELOW = 8 };
+
 bool
 weiri_in_handler_of(const weir_bus *bus, const weir_sub *sub)
 {
@@ -255,6 +258,16 @@ worker_main(void *arg)
                                : (uint64_t)n + weir_queue_size(s->queue));
         if (!handle_batch(w, batch, n))
             break;
+        /*
+         * A short batch means this worker keeps up with its publishers
+         * and would next take their messages one or two at a time, each
+         * pulling lines the publisher is still writing.  One yield first
+         * lets a few gather (~1 us), and hands the CPU to whoever needs
+         * it; measured on two cores it gained 10% at one subscription and
+         * changed neither four-subscription throughput nor paced latency.
+         */
+        if ((size_t)n < GATHER_BELOW && want > 1)
+            weiri_yield();
     }
     current_sub = NULL;
     if (atomic_fetch_sub(&s->live, 1) == 1)
