@@ -92,7 +92,12 @@ weiri_sleep_until(int64_t deadline_ns)
 
 #ifdef STAMP_TSC
 #define STAMP_WINDOW_NS 20000LL        /* a base serves 20 us */
-#define STAMP_FIRST_RATE_NS 20000000LL /* a first rate over 20 ms */
+/*
+ * A first rate over 2 ms: pairings ~30 ns wide make it good to ~30 ppm,
+ * well inside the 500 ppm stamps run fast, and until it is known every
+ * stamp is a clock call (two spans, so 4 ms after the first stamp).
+ */
+#define STAMP_FIRST_RATE_NS 2000000LL
 #define STAMP_RATE_NS 1000000000LL     /* then re-measured over ~1 s */
 #define STAMP_SLEW_PPM 500.0           /* stamps run this much fast */
 #define STAMP_RATE_PPM 1000.0          /* a re-measured rate moving more is refused */
