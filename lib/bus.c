@@ -3,8 +3,9 @@
  *
  * A publish looks its topic up without a lock (topic.c), enters the
  * topic's read section, copies the payload once into a body with one
- * reference per subscription, offers it to each (sub.c) and leaves.  The
- * bus-wide state a publish writes is the id counter alone.
+ * reference per subscription, places it with each (sub.c) and leaves;
+ * see fanout for the order of those steps.  The bus-wide state a publish
+ * writes is the id counter and the read slot its thread keeps reusing.
  */
 #define _POSIX_C_SOURCE 200809L
 
