@@ -136,9 +136,8 @@ weiri_check_publish(const void *data, size_t len, const weir_pub_opts *opts,
     return 0;
 }
 
-/* A publish's message, for a body that fanout writes itself. */
+/* A publish's message, for a body that fanout makes itself. */
 typedef struct body_src {
-    weir_mpmc *pool;
     const void *data;
     size_t size;
     const char *key;
@@ -153,60 +152,76 @@ typedef struct body_src {
 enum { CLAIM_FIRST = 8 };
 
 /*
- * Offer b to every subscription of topic, giving it one reference each
- * and an id, or free it and count it unrouted if there is none.  b is
- * written and not yet shared (refs 0), or, when src is not NULL, memory
- * from weiri_body_alloc that is written here from src.  Whatever the
- * bus's state: callers check for a close.  stop: see weiri_sub_offer.
- * Returns as weir_topic_publish; *placed receives how many subscriptions
- * took b (SIZE_MAX: there were none).
+ * Offer a body to every subscription of topic, giving it one reference
+ * each and an id, or count it unrouted if there is none.  The body is b,
+ * written and not yet shared (refs 0; released if unrouted), or, when src
+ * is not NULL, one made here from src.  Whatever the bus's state: callers
+ * check for a close.  stop: see weiri_sub_offer.  Returns as
+ * weir_topic_publish; *placed receives how many subscriptions took the
+ * body (SIZE_MAX: there were none).
  *
  * The order is for speed: a locked instruction waits until this core's
  * earlier writes have reached the other cores, and the body and the
  * queue places are lines a worker has just read.  So every locked
- * instruction comes first (the section, the id, the claims of the first
- * CLAIM_FIRST queue places), then the writes, and the section ends with a
- * plain store.
+ * instruction comes first (the body from the pool, the section, the id,
+ * the claims of the first CLAIM_FIRST queue places), then the writes, and
+ * the section ends with a plain store.  Claimed places are filled before
+ * any offer, which may block: a worker stops at a place claimed and not
+ * yet filled.  A large payload is copied before any claim, for the same
+ * reason: its copy would hold the claimed places as long.
  */
 static int
 fanout(weir_topic *topic, weiri_body *b, const body_src *src, int64_t deadline,
        const _Atomic bool *stop, size_t *placed)
 {
     weir_bus *bus = topic->bus;
+    bool small = src == NULL || src->size <= WEIRI_BODY_SMALL;
+    if (src != NULL &&
+        (b = weiri_body_alloc(&bus->bodies, src->size, src->key_len,
+                              src->key != NULL)) == NULL)
+        return WEIR_ENOMEM;
     unsigned ticket;
     const weiri_subset *set = weiri_topic_enter(topic, &ticket);
+    *placed = SIZE_MAX; /* nobody to place it with, which is no refusal */
     if (set == NULL || set->n == 0) {
         weiri_topic_leave(topic, ticket);
-        *placed = SIZE_MAX; /* nobody to place it with, which is no refusal */
         atomic_fetch_add_explicit(&bus->unrouted, 1, memory_order_relaxed);
-        if (src != NULL)
-            weiri_body_fill(b, src->pool, topic->name, NULL, 0, NULL, 0, 0, 0);
-        atomic_store_explicit(&b->refs, 1, memory_order_relaxed);
-        weiri_body_release(b, 1);
+        if (src != NULL) {
+            weiri_body_unalloc(&bus->bodies, b, src->size, src->key_len,
+                               src->key != NULL);
+        } else {
+            atomic_store_explicit(&b->refs, 1, memory_order_relaxed);
+            weiri_body_release(b, 1);
+        }
         return 0;
     }
     uint64_t id = atomic_fetch_add_explicit(&bus->next_id, 1, memory_order_relaxed) + 1;
+    if (src != NULL && !small)
+        weiri_body_fill(b, &bus->bodies, topic->name, src->data, src->size, src->key,
+                        src->key_len, src->timestamp_ns, (uint32_t)set->n);
     size_t pos[CLAIM_FIRST];
     int claim[CLAIM_FIRST];
-    size_t first = set->n < CLAIM_FIRST ? set->n : CLAIM_FIRST;
+    size_t first = !small ? 0 : set->n < CLAIM_FIRST ? set->n : CLAIM_FIRST;
     for (size_t i = 0; i < first; i++)
         claim[i] = weiri_sub_claim(set->subs[i], &pos[i]);
-    if (src != NULL)
-        weiri_body_fill(b, src->pool, topic->name, src->data, src->size, src->key,
-                        src->key_len, src->timestamp_ns, 0);
+    if (src != NULL && small)
+        weiri_body_fill(b, &bus->bodies, topic->name, src->data, src->size, src->key,
+                        src->key_len, src->timestamp_ns, (uint32_t)set->n);
     /* The body is not shared yet: plain writes are enough. */
-    atomic_store_explicit(&b->refs, (uint32_t)set->n, memory_order_relaxed);
+    if (src == NULL)
+        atomic_store_explicit(&b->refs, (uint32_t)set->n, memory_order_relaxed);
     b->id = id;
     int result = 0;
     *placed = 0;
-    for (size_t i = 0; i < set->n; i++) {
-        int rc;
-        if (i < first && claim[i] == 0) {
+    for (size_t i = 0; i < first; i++)
+        if (claim[i] == 0) {
             weiri_sub_fill(set->subs[i], pos[i], b);
-            rc = 0;
-        } else {
-            rc = weiri_sub_offer(set->subs[i], b, deadline, stop);
+            ++*placed;
         }
+    for (size_t i = 0; i < set->n; i++) {
+        if (i < first && claim[i] == 0)
+            continue;
+        int rc = weiri_sub_offer(set->subs[i], b, deadline, stop);
         *placed += rc == 0;
         if (rc == WEIR_ETIMEDOUT || (rc == WEIR_EAGAIN && result == 0))
             result = rc;
@@ -279,15 +294,12 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
                                           key_len, now, 0);
         return b == NULL ? WEIR_ENOMEM : publish_later(topic, b, opts);
     }
-    weiri_body *b = weiri_body_alloc(&bus->bodies, len, key_len, key != NULL);
-    if (b == NULL)
-        return WEIR_ENOMEM;
     int64_t deadline = WEIRI_NO_DEADLINE;
     if (timeout != 0 && timeout < WEIRI_NO_DEADLINE - now)
         deadline = now + timeout;
-    body_src src = { &bus->bodies, data, len, key, key_len, now };
+    body_src src = { data, len, key, key_len, now };
     size_t placed;
-    return fanout(topic, b, &src, deadline, NULL, &placed);
+    return fanout(topic, NULL, &src, deadline, NULL, &placed);
 }
 
 int

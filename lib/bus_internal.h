@@ -56,9 +56,12 @@ struct weir_topic {
 
 /*
  * A publisher's read section (weiri_topic_enter/leave) takes one of these
- * slots, marking it with the bus's epoch and its topic, and frees it with
- * a plain store: a locked instruction there would wait for the stores of
- * the publish to reach other cores' caches.  Each slot has its own line.
+ * slots, marking it with the bus's epoch (a CAS) and its topic (a seq_cst
+ * store, on x86 locked too), both before the publish writes anything, and
+ * frees it with a plain store: a locked instruction there would wait for
+ * the stores of the publish to reach other cores' caches.  (Skipping the
+ * topic's store when the slot already names it measured 4% slower.)  Each
+ * slot has its own line.
  * A thread tries the slot it had last, so a publishing thread keeps
  * reusing one line.
  */
@@ -146,6 +149,13 @@ struct weir_sub {
     struct weiri_key **keys;       /* ordered: keys with a message in hand */
     size_t nkeys, key_buckets;
 };
+
+/*
+ * Messages a worker takes per pop.  One worker takes a burst, so one wake
+ * serves many messages; with several workers one at a time, so a slow
+ * message never holds back others that an idle worker could take.
+ */
+enum { WEIRI_SOLO_BATCH = 64 };
 
 /* One worker thread of a subscription, with the histogram it alone writes. */
 typedef struct weiri_worker {

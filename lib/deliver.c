@@ -405,15 +405,12 @@ arrive(weir_sub *s, weiri_body *b, weiri_delivery *local)
     return key_claim(s, d) ? d : NULL; /* NULL: parked behind its key */
 }
 
-/* A lone worker takes this many messages per pop, as in sub.c. */
-enum { SOLO_BATCH = 64 };
-
 void
 weiri_deliver_run(weiri_worker *w)
 {
     weir_sub *s = w->sub;
-    void *items[SOLO_BATCH];
-    size_t want = s->nworkers == 1 ? SOLO_BATCH : 1;
+    void *items[WEIRI_SOLO_BATCH];
+    size_t want = s->nworkers == 1 ? WEIRI_SOLO_BATCH : 1;
     /*
      * With per-key order and several workers, taking a message and
      * claiming its key are one step, so keys are claimed in queue order:

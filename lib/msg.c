@@ -27,6 +27,15 @@ weiri_body_alloc(weir_mpmc *pool, size_t size, size_t key_len, bool keyed)
 }
 
 void
+weiri_body_unalloc(weir_mpmc *pool, weiri_body *b, size_t size, size_t key_len,
+                   bool keyed)
+{
+    if (body_extra(size, key_len, keyed) > WEIRI_BODY_SMALL || pool == NULL ||
+        weir_mpmc_push(pool, b) != 0)
+        free(b);
+}
+
+void
 weiri_body_fill(weiri_body *b, weir_mpmc *pool, const char *topic,
                 const void *data, size_t size, const char *key,
                 size_t key_len, int64_t timestamp_ns, uint32_t refs)

@@ -110,6 +110,9 @@ weiri_body *weiri_body_alloc(weir_mpmc *pool, size_t size, size_t key_len,
 void weiri_body_fill(weiri_body *b, weir_mpmc *pool, const char *topic,
                      const void *data, size_t size, const char *key,
                      size_t key_len, int64_t timestamp_ns, uint32_t refs);
+/* weiri_body_unalloc - give back, unwritten, what weiri_body_alloc took. */
+void weiri_body_unalloc(weir_mpmc *pool, weiri_body *b, size_t size,
+                        size_t key_len, bool keyed);
 
 /* weiri_body_release - drop n holders; the last one recycles or frees it. */
 void weiri_body_release(weiri_body *b, uint32_t n);

@@ -31,13 +31,6 @@
 /* The subscription whose handler this thread is running, if any. */
 static _Thread_local const weir_sub *current_sub;
 
-/*
- * Messages a worker takes per pop.  One worker takes a burst, so one wake
- * serves many messages; with several workers one at a time, so a slow
- * message never holds back others that an idle worker could take.
- */
-enum { SOLO_BATCH = 64 };
-
 /* A solo worker's batch shorter than this is followed by a yield: see worker_main. */
 enum { GATHER_BELOW = 8 };
 
@@ -237,8 +230,8 @@ worker_main(void *arg)
 {
     weiri_worker *w = arg;
     weir_sub *s = w->sub;
-    void *batch[SOLO_BATCH];
-    size_t want = s->nworkers == 1 ? SOLO_BATCH : 1;
+    void *batch[WEIRI_SOLO_BATCH];
+    size_t want = s->nworkers == 1 ? WEIRI_SOLO_BATCH : 1;
     current_sub = s;
     if (s->careful)
         weiri_deliver_run(w);

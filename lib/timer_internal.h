@@ -1,8 +1,9 @@
 /*
- * timer_internal.h - PRIVATE to lib/: the bus's timer, one thread and one
- * min-heap for every message that must wait: delayed publishes and
- * retries after a backoff.  A waiting message costs a heap entry, O(log n)
- * to add and to take, never a thread or a sleeping worker.
+ * timer_internal.h - PRIVATE to lib/: the bus's timers, each one thread
+ * and one min-heap for the messages that must wait: the bus has one for
+ * delayed publishes and one for retries after a backoff.  A waiting
+ * message costs a heap entry, O(log n) to add and to take, never a thread
+ * or a sleeping worker.
  *
  * Lock order: a timer's mutex may be taken while holding nothing or
  * bus->mu; while holding it, the timer takes a subscription's mu only

@@ -75,6 +75,9 @@ weiri_topic_get(weir_bus *bus, const char *name, size_t len, weir_topic **out)
 /* The slot this thread took last: where its next section looks first. */
 static _Thread_local unsigned reader_hint = WEIRI_READER_SLOTS;
 
+/* Threads' first slots, handed out in turn so that they spread. */
+static _Atomic unsigned first_hint;
+
 /*
  * Every access below is seq_cst.  A section marks a slot with the epoch
  * and its topic, then loads the snapshot; weiri_topic_quiesce stores the
@@ -94,13 +97,20 @@ weiri_topic_enter(weir_topic *t, unsigned *ticket)
     weir_bus *bus = t->bus;
     uint64_t mark = atomic_load(&bus->epoch) + 1;
     unsigned i = reader_hint;
-    if (i >= WEIRI_READER_SLOTS) /* first section of this thread: spread out */
-        i = (unsigned)(((uintptr_t)&reader_hint >> 6) % WEIRI_READER_SLOTS);
+    if (i >= WEIRI_READER_SLOTS) /* first section of this thread */
+        i = atomic_fetch_add_explicit(&first_hint, 1, memory_order_relaxed) %
+            WEIRI_READER_SLOTS;
     for (unsigned tries = 0; tries < WEIRI_READER_SLOTS; tries++) {
         uint64_t free_mark = 0;
         weiri_reader *r = &bus->readers[i];
         if (atomic_load_explicit(&r->mark, memory_order_relaxed) == 0 &&
             atomic_compare_exchange_strong(&r->mark, &free_mark, mark)) {
+            /*
+             * A seq_cst store is a locked instruction on x86: skipped when
+             * the slot already names t, as it does for a thread that keeps
+             * publishing to one topic.  A quiesce that reads t there waits
+             * for this section, which is what the store would have made it do.
+             */
             atomic_store(&r->topic, t);
             reader_hint = i;
             *ticket = i;

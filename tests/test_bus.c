@@ -894,6 +894,69 @@ test_bus_crowded_publishers_and_close(void **state)
     ts_watchdog_disarm();
 }
 
+/* ---- a publish blocked on one subscription holds up no other -------------- */
+
+typedef struct blocked_pub {
+    weir_bus *bus;
+    _Atomic int rc;
+} blocked_pub;
+
+static void *
+publish_into_full(void *arg)
+{
+    blocked_pub *p = arg;
+    uint64_t seq = 2;
+    atomic_store(&p->rc, weir_bus_publish(p->bus, "t", &seq, sizeof(seq), NULL));
+    return NULL;
+}
+
+static int
+three_counted(void *arg)
+{
+    return atomic_load((_Atomic uint64_t *)arg) >= 3;
+}
+
+/*
+ * A publish waiting for room in a full BLOCK queue has already placed its
+ * message with the topic's other subscriptions, whose workers handle it
+ * meanwhile (the watchdog fails the case if they cannot).
+ */
+static void
+test_bus_blocked_publish_holds_up_no_other_sub(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    static gate g;
+    memset(&g, 0, sizeof(g));
+    pthread_mutex_init(&g.mu, NULL);
+    pthread_cond_init(&g.cv, NULL);
+    blocked_pub p = { .bus = make_bus(), .rc = -1 };
+    weir_sub_opts one = { .capacity = 1 };
+    weir_sub *full, *other;
+    assert_int_equal(weir_bus_subscribe(p.bus, "t", gated, &g, &one, &full), 0);
+    _Atomic uint64_t counted = 0;
+    assert_int_equal(weir_bus_subscribe(p.bus, "t", count_any, &counted, NULL,
+                                        &other), 0);
+    for (uint64_t seq = 0; seq < 2; seq++) {
+        assert_int_equal(weir_bus_publish(p.bus, "t", &seq, sizeof(seq), NULL), 0);
+        if (seq == 0)
+            wait_until(entered_one, &g); /* the first is held, the second queued */
+    }
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, publish_into_full, &p), 0);
+    wait_until(three_counted, &counted);
+    gate_open(&g);
+    pthread_join(th, NULL);
+    assert_int_equal(atomic_load(&p.rc), 0);
+    assert_int_equal(weir_bus_close(p.bus, 10 * WEIR_SEC), 0);
+    assert_settled(full, 3);
+    assert_settled(other, 3);
+    weir_bus_destroy(p.bus);
+    pthread_cond_destroy(&g.cv);
+    pthread_mutex_destroy(&g.mu);
+    ts_watchdog_disarm();
+}
+
 int
 main(void)
 {
@@ -913,6 +976,7 @@ main(void)
         cmocka_unit_test(test_bus_rejects_bad_input),
         cmocka_unit_test(test_bus_subscribe_unsubscribe_under_publishing),
         cmocka_unit_test(test_bus_crowded_publishers_and_close),
+        cmocka_unit_test(test_bus_blocked_publish_holds_up_no_other_sub),
     };
     return cmocka_run_group_tests_name("bus", tests, ts_watchdog_group, NULL);
 }

@@ -33,9 +33,9 @@
  *     (k: the attempt that failed), capped at retry_backoff_max_ns, drawn
  *     from [backoff/2, backoff] with retry_jitter; weir_msg_attempt says
  *     which delivery it is and weir_msg_last_error what the previous one
- *     returned.  While it waits it holds no worker: the bus has one timer
- *     thread for every waiting message.  It counts as in flight, and each
- *     retry in retried.  Retries have their own timer thread.
+ *     returned.  While it waits it holds no worker: one timer thread of the
+ *     bus keeps every waiting retry (delayed publishes have another).  It
+ *     counts as in flight, and each retry in retried.
  *   - Dead letters.  After its last attempt a message is published to
  *     dead_letter_topic if set (counted dead_lettered), else counted
  *     failed.  The dead letter keeps the original's payload, key and id;

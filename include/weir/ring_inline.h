@@ -324,9 +324,9 @@ weiri_mpmc_claim(weir_mpmc *r, size_t *claimed)
         }
         if (dif < 0) {
             /*
-             * The slot still holds the item of the lap before.  If no
-             * consumer has claimed it, the ring is full.  Relaxed: the
-             * answer is advisory, and a stale head can only say full.
+             * The slot still holds the item of the lap before: the ring
+             * is full, or that item's consumer is between its claim and
+             * its read.  The slot alone decides; see above.
              */
             return WEIR_EAGAIN;
         }
