@@ -896,20 +896,6 @@ test_bus_crowded_publishers_and_close(void **state)
 
 /* ---- a publish blocked on one subscription holds up no other -------------- */
 
-typedef struct blocked_pub {
-    weir_bus *bus;
-    _Atomic int rc;
-} blocked_pub;
-
-static void *
-publish_into_full(void *arg)
-{
-    blocked_pub *p = arg;
-    uint64_t seq = 2;
-    atomic_store(&p->rc, weir_bus_publish(p->bus, "t", &seq, sizeof(seq), NULL));
-    return NULL;
-}
-
 static int
 three_counted(void *arg)
 {
@@ -930,7 +916,7 @@ test_bus_blocked_publish_holds_up_no_other_sub(void **state)
     memset(&g, 0, sizeof(g));
     pthread_mutex_init(&g.mu, NULL);
     pthread_cond_init(&g.cv, NULL);
-    blocked_pub p = { .bus = make_bus(), .rc = -1 };
+    crowd p = { .bus = make_bus() };
     weir_sub_opts one = { .capacity = 1 };
     weir_sub *full, *other;
     assert_int_equal(weir_bus_subscribe(p.bus, "t", gated, &g, &one, &full), 0);
@@ -943,11 +929,11 @@ test_bus_blocked_publish_holds_up_no_other_sub(void **state)
             wait_until(entered_one, &g); /* the first is held, the second queued */
     }
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, publish_into_full, &p), 0);
+    assert_int_equal(pthread_create(&th, NULL, crowd_publisher, &p), 0);
     wait_until(three_counted, &counted);
     gate_open(&g);
     pthread_join(th, NULL);
-    assert_int_equal(atomic_load(&p.rc), 0);
+    assert_int_equal(atomic_load(&p.failures), 0);
     assert_int_equal(weir_bus_close(p.bus, 10 * WEIR_SEC), 0);
     assert_settled(full, 3);
     assert_settled(other, 3);
