@@ -155,10 +155,11 @@ enum { CLAIM_FIRST = 8 };
  * Offer a body to every subscription of topic, giving it one reference
  * each and an id, or count it unrouted if there is none.  The body is b,
  * written and not yet shared (refs 0; released if unrouted), or, when src
- * is not NULL, one made here from src.  Whatever the bus's state: callers
- * check for a close.  stop: see weiri_sub_offer.  Returns as
- * weir_topic_publish; *placed receives how many subscriptions took the
- * body (SIZE_MAX: there were none).
+ * is not NULL, one made here from src.  A relayed body (a dead letter)
+ * keeps the id it has and is never counted unrouted: it was published
+ * once already.  Whatever the bus's state: callers check for a close.
+ * stop: see weiri_sub_offer.  Returns as weir_topic_publish, and fills
+ * *out.
  *
  * The order is for speed: a locked instruction waits until this core's
  * earlier writes have reached the other cores, and the body and the
@@ -172,7 +173,7 @@ enum { CLAIM_FIRST = 8 };
  */
 static int
 fanout(weir_topic *topic, weiri_body *b, const body_src *src, int64_t deadline,
-       const _Atomic bool *stop, size_t *placed)
+       const _Atomic bool *stop, bool relay, weiri_routed *out)
 {
     weir_bus *bus = topic->bus;
     bool small = src == NULL || src->size <= WEIRI_BODY_SMALL;
@@ -182,10 +183,11 @@ fanout(weir_topic *topic, weiri_body *b, const body_src *src, int64_t deadline,
         return WEIR_ENOMEM;
     unsigned ticket;
     const weiri_subset *set = weiri_topic_enter(topic, &ticket);
-    *placed = SIZE_MAX; /* nobody to place it with, which is no refusal */
+    *out = (weiri_routed){ .placed = SIZE_MAX }; /* nobody: no refusal either */
     if (set == NULL || set->n == 0) {
         weiri_topic_leave(topic, ticket);
-        atomic_fetch_add_explicit(&bus->unrouted, 1, memory_order_relaxed);
+        if (!relay)
+            atomic_fetch_add_explicit(&bus->unrouted, 1, memory_order_relaxed);
         if (src != NULL) {
             weiri_body_unalloc(&bus->bodies, b, src->size, src->key_len,
                                src->key != NULL);
@@ -195,7 +197,9 @@ fanout(weir_topic *topic, weiri_body *b, const body_src *src, int64_t deadline,
         }
         return 0;
     }
-    uint64_t id = atomic_fetch_add_explicit(&bus->next_id, 1, memory_order_relaxed) + 1;
+    uint64_t id = relay ? b->id
+                        : atomic_fetch_add_explicit(&bus->next_id, 1,
+                                                    memory_order_relaxed) + 1;
     if (src != NULL && !small)
         weiri_body_fill(b, &bus->bodies, topic->name, src->data, src->size, src->key,
                         src->key_len, src->timestamp_ns, (uint32_t)set->n);
@@ -212,22 +216,32 @@ fanout(weir_topic *topic, weiri_body *b, const body_src *src, int64_t deadline,
         atomic_store_explicit(&b->refs, (uint32_t)set->n, memory_order_relaxed);
     b->id = id;
     int result = 0;
-    *placed = 0;
+    out->placed = 0;
     for (size_t i = 0; i < first; i++)
         if (claim[i] == 0) {
             weiri_sub_fill(set->subs[i], pos[i], b);
-            ++*placed;
+            out->placed++;
         }
     for (size_t i = 0; i < set->n; i++) {
         if (i < first && claim[i] == 0)
             continue;
         int rc = weiri_sub_offer(set->subs[i], b, deadline, stop);
-        *placed += rc == 0;
+        out->placed += rc == 0;
+        out->gone += rc == WEIR_ECLOSED ||
+                     (rc == WEIR_ETIMEDOUT && stop != NULL && atomic_load(stop));
         if (rc == WEIR_ETIMEDOUT || (rc == WEIR_EAGAIN && result == 0))
             result = rc;
     }
     weiri_topic_leave(topic, ticket);
     return result;
+}
+
+size_t
+weiri_bus_relay(weir_topic *topic, weiri_body *b, const _Atomic bool *stop)
+{
+    weiri_routed r;
+    fanout(topic, b, NULL, WEIRI_NO_DEADLINE, stop, true, &r);
+    return r.placed;
 }
 
 /* A delayed publish: the body waits in the timer, routed when due. */
@@ -258,12 +272,14 @@ weiri_bus_deliver_delayed(void *bus, void *topic, void *body, int64_t timeout_ns
                                        : weiri_deadline(timeout_ns);
     /*
      * A full BLOCK queue holds it only until close gives up on delayed
-     * messages; one that then reached nobody is counted left, and its id
-     * taken back.
+     * messages.  One that then reached nobody because of the close (a
+     * queue closed, or a wait given up) is counted left, and its id taken
+     * back; one that every subscription refused by its own policy was
+     * delivered, and is counted by each as rejected, as any publish.
      */
-    size_t placed;
-    fanout(topic, body, NULL, deadline, &b->delays_over, &placed);
-    if (placed == 0 && atomic_load(&b->delays_over)) {
+    weiri_routed r;
+    fanout(topic, body, NULL, deadline, &b->delays_over, false, &r);
+    if (r.placed == 0 && r.gone > 0 && atomic_load(&b->delays_over)) {
         atomic_fetch_add_explicit(&b->delayed_left, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&b->unused_ids, 1, memory_order_relaxed);
     }
@@ -298,8 +314,8 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
     if (timeout != 0 && timeout < WEIRI_NO_DEADLINE - now)
         deadline = now + timeout;
     body_src src = { data, len, key, key_len, now };
-    size_t placed;
-    return fanout(topic, NULL, &src, deadline, NULL, &placed);
+    weiri_routed r;
+    return fanout(topic, NULL, &src, deadline, NULL, false, &r);
 }
 
 int

@@ -225,6 +225,20 @@ void weiri_deliver_release_left(weir_sub *s);
 void weiri_deliver_give_up_retries(weir_bus *bus);
 
 /* bus.c */
+/* What became of a body the bus offered to a topic's subscriptions. */
+typedef struct weiri_routed {
+    size_t placed;   /* subscriptions that took it; SIZE_MAX: the topic had none */
+    size_t gone;     /* refusals because of a close: a closed queue, or a wait
+                        for room that *stop ended */
+} weiri_routed;
+/*
+ * weiri_bus_relay - offer b, a dead letter (written, refs 0, with the id
+ * of the message it came from), to every subscription of topic by their
+ * policies, a full BLOCK queue waiting until *stop turns true.  It keeps
+ * its id and is never counted unrouted.  Returns how many subscriptions
+ * took it; SIZE_MAX if the topic had none (b is released).
+ */
+size_t weiri_bus_relay(weir_topic *topic, weiri_body *b, const _Atomic bool *stop);
 /*
  * weiri_check_publish - the argument checks of every publish, routed or
  * not: 0 or WEIR_EINVAL.  *key_len receives the key's length (0 without

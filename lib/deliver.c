@@ -284,17 +284,8 @@ give_up(weir_sub *s, const weiri_body *b, unsigned attempts, int rc)
         dl->origin = b->topic;
         dl->attempt_base = attempts;
         dl->origin_error = rc;
-        unsigned ticket;
-        const weiri_subset *set = weiri_topic_enter(s->dead_letter, &ticket);
-        size_t n = set != NULL ? set->n : 0, placed = 0;
-        /* One reference per subscription, and ours until the last offer. */
-        atomic_store_explicit(&dl->refs, (uint32_t)n + 1, memory_order_relaxed);
         /* A full BLOCK queue holds us only until our close runs out of time. */
-        for (size_t i = 0; i < n; i++)
-            placed += weiri_sub_offer(set->subs[i], dl, WEIRI_NO_DEADLINE, &s->abort) == 0;
-        weiri_topic_leave(s->dead_letter, ticket);
-        weiri_body_release(dl, 1);
-        if (n == 0 || placed > 0) { /* none: published to nobody */
+        if (weiri_bus_relay(s->dead_letter, dl, &s->abort) > 0) { /* SIZE_MAX: to nobody */
             atomic_fetch_add_explicit(&s->dead_lettered, 1, memory_order_release);
             return;
         }

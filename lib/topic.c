@@ -105,12 +105,7 @@ weiri_topic_enter(weir_topic *t, unsigned *ticket)
         weiri_reader *r = &bus->readers[i];
         if (atomic_load_explicit(&r->mark, memory_order_relaxed) == 0 &&
             atomic_compare_exchange_strong(&r->mark, &free_mark, mark)) {
-            /*
-             * A seq_cst store is a locked instruction on x86: skipped when
-             * the slot already names t, as it does for a thread that keeps
-             * publishing to one topic.  A quiesce that reads t there waits
-             * for this section, which is what the store would have made it do.
-             */
+            /* seq_cst, a locked instruction on x86: see weiri_reader. */
             atomic_store(&r->topic, t);
             reader_hint = i;
             *ticket = i;
