@@ -33,9 +33,9 @@ weir_bus_create(weir_bus **bus, const weir_bus_opts *opts)
         goto fail_grace;
     if (weir_mpmc_init(&b->bodies, WEIRI_BODY_POOL) != 0)
         goto fail_bodies;
-    if (weiri_timer_init(&b->retries, b) != 0)
+    if (weiri_timer_init(&b->retries, WEIRI_TIMED_RETRY, b) != 0)
         goto fail_retries;
-    if (weiri_timer_init(&b->delays, b) != 0)
+    if (weiri_timer_init(&b->delays, WEIRI_TIMED_DELAYED, b) != 0)
         goto fail_delays;
     /*
      * The first stamp checks whether the TSC may serve (lib/clock.c), which
@@ -248,21 +248,21 @@ weiri_bus_relay(weir_topic *topic, weiri_body *b, const _Atomic bool *stop)
 static int
 publish_later(weir_topic *topic, weiri_body *b, const weir_pub_opts *opts)
 {
-    weiri_timed e = { .due = WEIRI_NO_DEADLINE, .kind = WEIRI_TIMED_DELAYED,
-                      .target = topic, .item = b, .timeout_ns = opts->timeout_ns };
+    weiri_timed e = { .due = WEIRI_NO_DEADLINE, .target = topic, .item = b,
+                      .timeout_ns = opts->timeout_ns };
     if (opts->delay_ns < WEIRI_NO_DEADLINE - b->timestamp_ns)
         e.due = b->timestamp_ns + opts->delay_ns;
-    if (weiri_timer_add(&topic->bus->delays, e) == 0)
-        return 0;
-    free(b); /* never shared, never pooled: see weir_topic_publish */
-    return WEIR_ENOMEM;
+    int rc = weiri_timer_add(&topic->bus->delays, e); /* or ECLOSED, ENOMEM */
+    if (rc != 0)
+        free(b); /* never shared, never pooled: see weir_topic_publish */
+    return rc;
 }
 
 void
 weiri_bus_deliver_delayed(void *bus, void *topic, void *body, int64_t timeout_ns)
 {
     weir_bus *b = bus;
-    /* A publish that raced with close, come due after close gave up the rest. */
+    /* Taken off the timer just as close gave up the rest. */
     if (atomic_load(&b->delays_over)) {
         atomic_fetch_add_explicit(&b->delayed_left, 1, memory_order_relaxed);
         free(body);
@@ -343,13 +343,6 @@ weir_bus_publish(weir_bus *bus, const char *topic, const void *data,
     return 0;
 }
 
-static bool
-not_delayed(const weiri_timed *e, void *bus)
-{
-    (void)bus;
-    return e->kind != WEIRI_TIMED_DELAYED;
-}
-
 static void
 give_up_delayed(weiri_timed *e, void *bus)
 {
@@ -374,6 +367,12 @@ close_bus(weir_bus *bus, int64_t drain_timeout_ns, bool wait_delayed)
     /* From here no subscription is added or removed: the list is ours. */
     atomic_store(&bus->closed, true);
     pthread_mutex_unlock(&bus->mu);
+    /*
+     * A delayed publish that saw the bus open may still be on its way to
+     * the timer: sealed, the timer refuses it (WEIR_ECLOSED), so what the
+     * wait below sees is all there will be.
+     */
+    weiri_timer_seal(&bus->delays);
 
     /*
      * Delayed messages due before the deadline are still delivered; the
@@ -383,11 +382,16 @@ close_bus(weir_bus *bus, int64_t drain_timeout_ns, bool wait_delayed)
     int rc = 0;
     if (!weiri_timer_await_delayed(&bus->delays,
                                    wait_delayed ? deadline : weiri_now_ns())) {
-        weiri_timer_take(&bus->delays, not_delayed, give_up_delayed, bus);
+        weiri_timer_take(&bus->delays, NULL, give_up_delayed, bus);
         rc = WEIR_ETIMEDOUT;
     }
-    /* One being delivered now stops waiting for room (weiri_sub_offer). */
+    /*
+     * One being delivered now stops waiting for room (weiri_sub_offer),
+     * within 5 ms: wait for it, so that when close returns every delayed
+     * message is delivered or counted left.
+     */
     atomic_store(&bus->delays_over, true);
+    weiri_timer_await_delayed(&bus->delays, WEIRI_NO_DEADLINE);
     if (!wait_delayed)
         weiri_deliver_give_up_retries(bus);
     /*
@@ -424,11 +428,10 @@ weir_bus_destroy(weir_bus *bus)
     if (!atomic_load(&bus->closed))
         close_bus(bus, WEIR_FOREVER, false);
     /*
-     * Every subscription is drained, so no retry is left; a delayed
-     * publish that raced with the close may be.  Both timers stop before
-     * any subscription is freed.
+     * Every subscription is drained, so no retry is left, and close
+     * delivered or gave up every delayed message.  Both timers stop
+     * before any subscription is freed.
      */
-    weiri_timer_take(&bus->delays, not_delayed, give_up_delayed, bus);
     weiri_timer_stop(&bus->delays);
     weiri_timer_stop(&bus->retries);
     for (weir_sub *s = bus->all, *next; s != NULL; s = next) {

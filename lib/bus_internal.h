@@ -206,7 +206,11 @@ int weiri_sub_drain(weir_sub *s, int64_t deadline);
 void weiri_sub_free(weir_sub *s);
 bool weiri_in_handler_of(const weir_bus *bus, const weir_sub *sub);
 bool weiri_sub_await_permit(weir_sub *s);
-void weiri_sub_note_high_water(weir_sub *s, uint64_t depth);
+/*
+ * weiri_sub_took - a worker of s took n messages off its queue, asking
+ * for want: count them started and note the depth they show.
+ */
+void weiri_sub_took(weir_sub *s, size_t n, size_t want);
 /* A message of an aborted batch (already counted voided): let it go. */
 void weiri_sub_discard(weir_sub *s, weiri_body *b, bool started);
 

@@ -340,7 +340,7 @@ handle(weiri_worker *w, weiri_delivery *d)
         /* Without memory to wait in, the message is given up, counted. */
         if (rc != 0 && d->attempt < s->max_attempts && d->heap) {
             weiri_timed e = { .due = weiri_deadline(backoff_after(s, d->attempt)),
-                              .kind = WEIRI_TIMED_RETRY, .target = s, .item = d };
+                              .target = s, .item = d };
             d->attempt++;
             d->last_error = rc;
             atomic_fetch_add(&s->pending, 1);
@@ -422,12 +422,8 @@ weiri_deliver_run(weiri_worker *w)
         if (serial)
             pthread_mutex_lock(&s->take_mu);
         long n = weiri_queue_pop_kickable(s->queue, items, want, &s->kick, seen);
-        if (n > 0) {
-            /* Release: pairs with the acquire read of started in the stats. */
-            atomic_fetch_add_explicit(&s->started, (uint64_t)n, memory_order_release);
-            weiri_sub_note_high_water(s, (size_t)n < want ? (uint64_t)n
-                                   : (uint64_t)n + weir_queue_size(s->queue));
-        }
+        if (n > 0)
+            weiri_sub_took(s, (size_t)n, want);
         if (serial) {
             d = n > 0 ? arrive(s, items[0], &local) : NULL;
             pthread_mutex_unlock(&s->take_mu);
@@ -449,7 +445,7 @@ weiri_deliver_run(weiri_worker *w)
 static bool
 not_ours(const weiri_timed *e, void *sub)
 {
-    return e->kind != WEIRI_TIMED_RETRY || e->target != sub;
+    return e->target != sub;
 }
 
 static void
@@ -460,14 +456,6 @@ drop_retry(weiri_timed *e, void *unused)
     leave(s, e->item);
     if (atomic_fetch_sub(&s->pending, 1) == 1)
         weiri_event_notify(&s->wake, UINT32_MAX);
-}
-
-static bool
-keep_none(const weiri_timed *e, void *unused)
-{
-    (void)e;
-    (void)unused;
-    return false;
 }
 
 /*
@@ -493,7 +481,7 @@ void
 weiri_deliver_give_up_retries(weir_bus *bus)
 {
     weiri_timer_seal(&bus->retries);
-    weiri_timer_take(&bus->retries, keep_none, drop_retry_hand_on, NULL);
+    weiri_timer_take(&bus->retries, NULL, drop_retry_hand_on, NULL);
 }
 
 void

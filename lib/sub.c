@@ -148,8 +148,8 @@ weiri_sub_await_permit(weir_sub *s)
     return true;
 }
 
-void
-weiri_sub_note_high_water(weir_sub *s, uint64_t depth)
+static void
+note_high_water(weir_sub *s, uint64_t depth)
 {
     uint64_t hw = atomic_load_explicit(&s->high_water, memory_order_relaxed);
     while (depth > hw && !atomic_compare_exchange_weak_explicit(&s->high_water,
@@ -225,6 +225,19 @@ handle_batch(weiri_worker *w, void **batch, long n)
     return false;
 }
 
+void
+weiri_sub_took(weir_sub *s, size_t n, size_t want)
+{
+    /* Release: pairs with the acquire read of started in the stats. */
+    atomic_fetch_add_explicit(&s->started, (uint64_t)n, memory_order_release);
+    /*
+     * A short batch took everything there was, so n was the depth; only
+     * a full one needs the queue's size, which reads the producers' line:
+     * one cache miss per batch saved while the worker keeps up.
+     */
+    note_high_water(s, n < want ? (uint64_t)n : (uint64_t)n + weir_queue_size(s->queue));
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -239,16 +252,7 @@ worker_main(void *arg)
         long n = weir_queue_pop_burst(s->queue, batch, want, WEIR_FOREVER);
         if (n < 0)
             break; /* closed and drained */
-        /* Release: pairs with the acquire read of started in the stats. */
-        atomic_fetch_add_explicit(&s->started, (uint64_t)n, memory_order_release);
-        /*
-         * A short batch took everything there was, so n was the depth;
-         * only a full one needs the queue's size, which reads the
-         * producers' line: one cache miss per batch saved while the
-         * worker keeps up.
-         */
-        weiri_sub_note_high_water(s, (size_t)n < want ? (uint64_t)n
-                               : (uint64_t)n + weir_queue_size(s->queue));
+        weiri_sub_took(s, (size_t)n, want);
         if (!handle_batch(w, batch, n))
             break;
         /*

@@ -14,9 +14,9 @@
 #include "timer_internal.h"
 
 int
-weiri_timer_init(weiri_timer *t, void *bus)
+weiri_timer_init(weiri_timer *t, weiri_timed_kind kind, void *bus)
 {
-    *t = (weiri_timer){ .bus = bus };
+    *t = (weiri_timer){ .kind = kind, .bus = bus };
     if (pthread_mutex_init(&t->mu, NULL) != 0)
         return WEIR_ENOMEM;
     if (weiri_event_init(&t->changed) != 0) {
@@ -88,7 +88,7 @@ timer_main(void *arg)
             continue;
         }
         weiri_timed e = pop_min(t);
-        if (e.kind == WEIRI_TIMED_RETRY) {
+        if (t->kind == WEIRI_TIMED_RETRY) {
             weiri_sub_retry_due(e.target, e.item);
             continue;
         }
@@ -133,7 +133,7 @@ weiri_timer_add(weiri_timer *t, weiri_timed e)
     t->heap[t->n] = e;
     /* Only a new earliest entry changes when the thread must wake. */
     earliest = sift_up(t->heap, t->n++) == 0;
-    if (e.kind == WEIRI_TIMED_DELAYED)
+    if (t->kind == WEIRI_TIMED_DELAYED)
         t->delayed++;
 out:
     pthread_mutex_unlock(&t->mu);
@@ -149,11 +149,11 @@ weiri_timer_take(weiri_timer *t, bool (*keep)(const weiri_timed *, void *),
     pthread_mutex_lock(&t->mu);
     size_t kept = 0, n = t->n;
     for (size_t i = 0; i < n; i++) {
-        if (keep(&t->heap[i], arg)) {
+        if (keep != NULL && keep(&t->heap[i], arg)) {
             t->heap[kept++] = t->heap[i];
             continue;
         }
-        if (t->heap[i].kind == WEIRI_TIMED_DELAYED)
+        if (t->kind == WEIRI_TIMED_DELAYED)
             t->delayed--;
         drop(&t->heap[i], arg);
     }

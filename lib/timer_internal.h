@@ -19,6 +19,7 @@
 
 #include "wait_internal.h"
 
+/* What a timer holds; each timer holds one kind. */
 typedef enum {
     WEIRI_TIMED_DELAYED, /* target: weir_topic *, item: weiri_body * */
     WEIRI_TIMED_RETRY    /* target: weir_sub *, item: weiri_delivery * */
@@ -27,17 +28,17 @@ typedef enum {
 typedef struct weiri_timed {
     int64_t due;         /* CLOCK_MONOTONIC ns */
     uint64_t seq;        /* order of adding: breaks ties between equal dues */
-    weiri_timed_kind kind;
     void *target, *item;
     int64_t timeout_ns;  /* DELAYED: the publish's BLOCK timeout */
 } weiri_timed;
 
 typedef struct weiri_timer {
+    weiri_timed_kind kind;   /* of every entry; fixed at init */
     pthread_mutex_t mu;      /* guards everything below */
     weiri_timed *heap;       /* min-heap on (due, seq) */
     size_t n, cap;
     uint64_t seq;
-    size_t delayed;          /* DELAYED entries in the heap or being delivered */
+    size_t delayed;          /* DELAYED: entries in the heap or being delivered */
     bool running, stop;      /* the thread was started; it must exit */
     bool sealed;             /* adds are refused (weiri_timer_seal) */
     pthread_t thread;
@@ -47,7 +48,7 @@ typedef struct weiri_timer {
 } weiri_timer;
 
 /* weiri_timer_init - 0 or WEIR_ENOMEM.  No thread until the first add. */
-int weiri_timer_init(weiri_timer *t, void *bus);
+int weiri_timer_init(weiri_timer *t, weiri_timed_kind kind, void *bus);
 
 /*
  * weiri_timer_stop - join the thread and free the heap; entries still in
@@ -67,8 +68,9 @@ void weiri_timer_seal(weiri_timer *t);
 
 /*
  * weiri_timer_take - remove every entry for which keep(entry, arg) is
- * false and hand each to drop(entry, arg), under the timer's lock, so no
- * removed entry can be firing meanwhile.  Returns how many were removed.
+ * false (every entry if keep is NULL) and hand each to drop(entry, arg),
+ * under the timer's lock, so no removed entry can be firing meanwhile.
+ * Returns how many were removed.
  */
 size_t weiri_timer_take(weiri_timer *t,
                         bool (*keep)(const weiri_timed *, void *),
