@@ -313,7 +313,10 @@ int weir_bus_get_stats(const weir_bus *bus, weir_bus_stats *out);
  * counter itself, calibrated against the clock (~13 ns against ~30 for
  * clock_gettime when publishes are frequent), and the timestamp may then
  * be up to a few tens of nanoseconds late: on a very short publish, a
- * little past a clock reading taken as it returns.  The latency
+ * little past a clock reading taken as it returns.  So timestamps follow
+ * publish order only to within that: a publish with a timeout (exact)
+ * right after one without may carry a timestamp a few tens of ns before
+ * its predecessor's.  Ids, not timestamps, give the order.  The latency
  * statistics use the same reading at both ends.
  */
 const void *weir_msg_data(const weir_msg *m);
