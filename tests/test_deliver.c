@@ -512,10 +512,11 @@ test_many_pending_delays_and_close(void **state)
     ts_watchdog_disarm();
 }
 
-/* A publisher that delays messages until the bus refuses them. */
+/* A publisher that delays messages until the bus refuses them, or cap. */
 typedef struct late_pub {
     weir_bus *bus;
     _Atomic bool *go;
+    uint64_t cap;
     uint64_t accepted;
     int bad;              /* a return other than 0 and WEIR_ECLOSED */
 } late_pub;
@@ -527,7 +528,7 @@ publish_late_until_closed(void *arg)
     weir_pub_opts po = { .delay_ns = 200 * WEIR_USEC };
     while (!atomic_load(p->go))
         ;
-    for (;;) {
+    while (p->accepted < p->cap) {
         int rc = weir_bus_publish(p->bus, "late", "x", 1, &po);
         if (rc == WEIR_ECLOSED)
             return NULL;
@@ -537,6 +538,7 @@ publish_late_until_closed(void *arg)
         }
         p->accepted++;
     }
+    return NULL;
 }
 
 /*
@@ -560,7 +562,7 @@ test_delayed_publishes_racing_close_are_all_accounted(void **state)
         late_pub pubs[4];
         pthread_t t[4];
         for (int i = 0; i < 4; i++) {
-            pubs[i] = (late_pub){ .bus = bus, .go = &go };
+            pubs[i] = (late_pub){ .bus = bus, .go = &go, .cap = ts_scale(50000) };
             assert_int_equal(pthread_create(&t[i], NULL, publish_late_until_closed,
                                             &pubs[i]), 0);
         }
