@@ -227,8 +227,7 @@ fanout(weir_topic *topic, weiri_body *b, const body_src *src, int64_t deadline,
             continue;
         int rc = weiri_sub_offer(set->subs[i], b, deadline, stop);
         out->placed += rc == 0;
-        out->gone += rc == WEIR_ECLOSED ||
-                     (rc == WEIR_ETIMEDOUT && stop != NULL && atomic_load(stop));
+        out->gone += rc == WEIR_ECLOSED;
         if (rc == WEIR_ETIMEDOUT || (rc == WEIR_EAGAIN && result == 0))
             result = rc;
     }
@@ -386,7 +385,7 @@ close_bus(weir_bus *bus, int64_t drain_timeout_ns, bool wait_delayed)
         rc = WEIR_ETIMEDOUT;
     }
     /*
-     * One being delivered now stops waiting for room (weiri_sub_offer),
+     * One being delivered now stops waiting for room (weiri_sub_offer)
      * within 5 ms: wait for it, so that when close returns every delayed
      * message is delivered or counted left.
      */

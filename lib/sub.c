@@ -317,36 +317,44 @@ drop_queued(weir_sub *s, weiri_body *b, bool left)
 
 /*
  * Wait for room in a full BLOCK queue: until the deadline, and, when stop
- * is not NULL, no longer than *stop stays false (checked every 5 ms), so
- * that the bus's own deliveries (dead letters, delayed messages) never
- * outlast a close.
+ * is not NULL, no longer than *stop stays false (checked before each wait
+ * of at most 5 ms), so that the bus's own deliveries (dead letters,
+ * delayed messages) never outlast a close.  Returns as weir_queue_push,
+ * WEIR_ETIMEDOUT at the deadline, and WEIR_ECLOSED when *stop ended the
+ * wait: the close gave up on the message, the subscription did not
+ * refuse it.  Room there is still taken once *stop is true.
  */
 static int
 push_blocking(weir_sub *s, weiri_body *b, int64_t deadline, const _Atomic bool *stop)
 {
     for (;;) {
+        bool stopping = stop != NULL && atomic_load(stop);
         /* No clock read without a deadline: the common publish has none. */
         int64_t wait = WEIR_FOREVER;
-        if (deadline != WEIRI_NO_DEADLINE) {
+        if (stopping) {
+            wait = WEIR_NOWAIT;
+        } else if (deadline != WEIRI_NO_DEADLINE) {
             int64_t now = weiri_now_ns();
             wait = deadline > now ? deadline - now : WEIR_NOWAIT;
         }
         if (stop != NULL && (wait == WEIR_FOREVER || wait > 5 * WEIR_MSEC))
             wait = 5 * WEIR_MSEC;
         int rc = weir_queue_push(s->queue, b, wait);
-        if (rc == WEIR_EAGAIN)
-            rc = WEIR_ETIMEDOUT;
-        if (rc != WEIR_ETIMEDOUT || stop == NULL || atomic_load(stop) ||
-            (deadline != WEIRI_NO_DEADLINE && weiri_now_ns() >= deadline))
+        if (rc != WEIR_EAGAIN && rc != WEIR_ETIMEDOUT)
             return rc;
+        if (stopping)
+            return WEIR_ECLOSED;
+        if (stop == NULL || wait == WEIR_NOWAIT ||
+            (deadline != WEIRI_NO_DEADLINE && weiri_now_ns() >= deadline))
+            return WEIR_ETIMEDOUT;
     }
 }
 
 /*
  * Place b (holding one reference for s) in s's queue by its overflow
  * policy.  Returns 0 (placed or dropped), WEIR_EAGAIN (REJECT, full),
- * WEIR_ETIMEDOUT (BLOCK, still full at the deadline, or when *stop turned
- * true; see push_blocking) or WEIR_ECLOSED (s is shutting down: not
+ * WEIR_ETIMEDOUT (BLOCK, still full at the deadline) or WEIR_ECLOSED (s
+ * is shutting down, or *stop ended a BLOCK wait: see push_blocking; not
  * counted); on every non-zero return the reference is released.
  */
 int

@@ -290,6 +290,37 @@ test_given_up_without_dead_letter_is_failed(void **state)
     ts_watchdog_disarm();
 }
 
+/*
+ * A dead letter to a topic nobody subscribes to is still dead-lettered
+ * (published to nobody), and neither a publish nor an unrouted one: it
+ * was published once already.
+ */
+static void
+test_dead_letter_to_an_empty_topic(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    _Atomic int calls = 0;
+    weir_sub *s;
+    weir_sub_opts o = { .max_attempts = 1, .dead_letter_topic = "nobody.listens" };
+    assert_int_equal(weir_bus_subscribe(bus, "x", always_fail, &calls, &o, &s), 0);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(weir_bus_publish(bus, "x", &i, sizeof(i), NULL), 0);
+    assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
+    weir_sub_stats st = stats_of(s);
+    assert_int_equal(atomic_load(&calls), 5);
+    assert_int_equal(st.dead_lettered, 5);
+    assert_int_equal(st.failed, 0);
+    assert_balanced(&st);
+    weir_bus_stats bs;
+    assert_int_equal(weir_bus_get_stats(bus, &bs), 0);
+    assert_int_equal(bs.published, 5);
+    assert_int_equal(bs.unrouted, 0);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
 /* A close drains retries first, then the dead letters they end in. */
 static void
 test_close_delivers_last_dead_letters(void **state)
@@ -1146,6 +1177,8 @@ test_close_counts_a_delayed_message_stuck_on_a_full_queue(void **state)
     assert_int_equal(bs.delayed_left, 1);
     assert_int_equal(bs.published, 2);
     assert_int_equal(st.routed, 2);
+    /* The close gave up on it; the subscription did not refuse it. */
+    assert_int_equal(st.rejected, 0);
     assert_balanced(&st);
     weir_bus_destroy(bus);
     ts_watchdog_disarm();
@@ -1201,6 +1234,7 @@ main(void)
         cmocka_unit_test(test_retries_and_dead_letters_account_exactly),
         cmocka_unit_test(test_backoff_grows_and_frees_the_worker),
         cmocka_unit_test(test_given_up_without_dead_letter_is_failed),
+        cmocka_unit_test(test_dead_letter_to_an_empty_topic),
         cmocka_unit_test(test_close_delivers_last_dead_letters),
         cmocka_unit_test(test_close_with_pending_retries_reports_them),
         cmocka_unit_test(test_per_key_order_with_retries),

@@ -189,7 +189,10 @@ typedef struct weir_bus_stats {
     uint64_t unrouted;   /* of those, published to a topic with no subscription */
     uint64_t delayed;    /* delayed publishes accepted and not yet due */
     uint64_t delayed_left; /* delayed publishes given up by weir_bus_close
-                              because they were not due within its timeout */
+                              (or weir_bus_destroy): not due within its timeout,
+                              or due and still waiting for room in a full BLOCK
+                              queue when it ran out (that subscription does not
+                              count it rejected); not counted in published */
 } weir_bus_stats;
 
 /*
