@@ -344,10 +344,15 @@ handle(weiri_worker *w, weiri_delivery *d)
             d->attempt++;
             d->last_error = rc;
             atomic_fetch_add(&s->pending, 1);
-            if (weiri_timer_add(&s->bus->retries, e) == 0) {
-                atomic_fetch_add_explicit(&s->retried, 1, memory_order_relaxed);
+            /*
+             * Counted before it is scheduled: once it is, another worker
+             * may handle it and finish the message before this one runs
+             * again, and a finished message's retries must all show.
+             */
+            atomic_fetch_add_explicit(&s->retried, 1, memory_order_relaxed);
+            if (weiri_timer_add(&s->bus->retries, e) == 0)
                 return; /* its key, if any, stays in hand */
-            }
+            atomic_fetch_sub_explicit(&s->retried, 1, memory_order_relaxed);
             /* As in take_ready: workers may be waiting for this one alone. */
             if (atomic_fetch_sub(&s->pending, 1) == 1)
                 weiri_event_notify(&s->wake, UINT32_MAX);

@@ -7,7 +7,9 @@
  * the way in (DROP_NEWEST), so a publish pays no extra atomic for it;
  * started moves when a worker takes messages off the queue, acked,
  * failed or dead_lettered when a message is finished with (deliver.c:
- * after its last attempt), dropped when an overflow policy discards one.
+ * after its last attempt), dropped when an overflow policy discards one,
+ * retried just before a retry is scheduled (taken back if the timer
+ * refuses it), so that a finished message's retries all show.
  * The messages an aborted batch placed (voided) are taken back out of
  * routed by the abort, and out of started by a worker that took one.  queued and in_flight are derived:
  *     queued    = routed - started - dropped
