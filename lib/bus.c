@@ -42,6 +42,7 @@ weir_bus_create(weir_bus **bus, const weir_bus_opts *opts)
      * reads a file: better here than in the first publish.
      */
     (void)weiri_stamp_ns();
+    weiri_body_setup();
     *bus = b;
     return 0;
 fail_delays:
@@ -166,10 +167,12 @@ enum { CLAIM_FIRST = 8 };
  * queue places are lines a worker has just read.  So every locked
  * instruction comes first (the body from the pool, the section, the id,
  * the claims of the first CLAIM_FIRST queue places), then the writes, and
- * the section ends with a plain store.  Claimed places are filled before
- * any offer, which may block: a worker stops at a place claimed and not
- * yet filled.  A large payload is copied before any claim, for the same
- * reason: its copy would hold the claimed places as long.
+ * the section ends with a plain store.  The body written is the one the
+ * read slot kept from the publish before (weiri_body_ahead), so its lines
+ * are already on their way.  Claimed places are filled before any offer,
+ * which may block: a worker stops at a place claimed and not yet filled.
+ * A large payload is copied before any claim, for the same reason: its
+ * copy would hold the claimed places as long.
  */
 static int
 fanout(weir_topic *topic, weiri_body *b, const body_src *src, int64_t deadline,
@@ -177,12 +180,15 @@ fanout(weir_topic *topic, weiri_body *b, const body_src *src, int64_t deadline,
 {
     weir_bus *bus = topic->bus;
     bool small = src == NULL || src->size <= WEIRI_BODY_SMALL;
+    bool keyed = src != NULL && src->key != NULL;
     if (src != NULL &&
-        (b = weiri_body_alloc(&bus->bodies, src->size, src->key_len,
-                              src->key != NULL)) == NULL)
+        (b = weiri_body_alloc(&bus->bodies, src->size, src->key_len, keyed)) == NULL)
         return WEIR_ENOMEM;
     unsigned ticket;
     const weiri_subset *set = weiri_topic_enter(topic, &ticket);
+    if (src != NULL && ticket < WEIRI_READER_SLOTS &&
+        weiri_body_is_small(src->size, src->key_len, keyed))
+        b = weiri_body_ahead(&bus->bodies, &bus->readers[ticket].spare, b);
     *out = (weiri_routed){ .placed = SIZE_MAX }; /* nobody: no refusal either */
     if (set == NULL || set->n == 0) {
         weiri_topic_leave(topic, ticket);
@@ -438,6 +444,8 @@ weir_bus_destroy(weir_bus *bus)
         weiri_sub_free(s);
     }
     weiri_topic_free_all(bus);
+    for (size_t i = 0; i < WEIRI_READER_SLOTS; i++)
+        free(bus->readers[i].spare);
     weiri_body_pool_drain(&bus->bodies);
     weir_mpmc_destroy(&bus->bodies);
     pthread_mutex_destroy(&bus->grace_mu);

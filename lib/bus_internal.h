@@ -71,6 +71,8 @@ typedef struct weiri_reader {
     WEIR_ALIGNAS(WEIR_CACHELINE)
     _Atomic uint64_t mark;         /* 0: free; else 1 + the epoch its holder entered under */
     _Atomic(weir_topic *) topic;   /* the holder's topic; stale while free */
+    weiri_body *spare;             /* the next publish's body (weiri_body_ahead), or
+                                      NULL; only the holder touches it */
 } weiri_reader;
 
 struct weir_bus {
