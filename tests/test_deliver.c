@@ -265,6 +265,25 @@ always_fail(const weir_msg *m, void *ctx)
     return -42;
 }
 
+/*
+ * Publish n messages to "x" on bus, handled by always_fail under o, close
+ * the bus and return the subscription's statistics; *calls counts the
+ * handler calls.
+ */
+static weir_sub_stats
+fail_all(weir_bus *bus, const weir_sub_opts *o, int n, _Atomic int *calls)
+{
+    weir_sub *s;
+    assert_int_equal(weir_bus_subscribe(bus, "x", always_fail, calls, o, &s), 0);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(weir_bus_publish(bus, "x", &i, sizeof(i), NULL), 0);
+    assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
+    weir_sub_stats st = stats_of(s);
+    assert_int_equal(st.in_flight, 0);
+    assert_balanced(&st);
+    return st;
+}
+
 /* Without a dead-letter topic, a message given up counts as failed. */
 static void
 test_given_up_without_dead_letter_is_failed(void **state)
@@ -273,19 +292,12 @@ test_given_up_without_dead_letter_is_failed(void **state)
     ts_watchdog_arm(__func__, 30);
     weir_bus *bus = make_bus();
     _Atomic int calls = 0;
-    weir_sub *s;
     weir_sub_opts o = { .max_attempts = 3, .retry_backoff_ns = WEIR_MSEC };
-    assert_int_equal(weir_bus_subscribe(bus, "x", always_fail, &calls, &o, &s), 0);
-    for (int i = 0; i < 10; i++)
-        assert_int_equal(weir_bus_publish(bus, "x", &i, sizeof(i), NULL), 0);
-    assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
-    weir_sub_stats st = stats_of(s);
+    weir_sub_stats st = fail_all(bus, &o, 10, &calls);
     assert_int_equal(atomic_load(&calls), 30);
     assert_int_equal(st.failed, 10);
     assert_int_equal(st.retried, 20);
     assert_int_equal(st.dead_lettered, 0);
-    assert_int_equal(st.in_flight, 0);
-    assert_balanced(&st);
     weir_bus_destroy(bus);
     ts_watchdog_disarm();
 }
@@ -302,17 +314,11 @@ test_dead_letter_to_an_empty_topic(void **state)
     ts_watchdog_arm(__func__, 30);
     weir_bus *bus = make_bus();
     _Atomic int calls = 0;
-    weir_sub *s;
     weir_sub_opts o = { .max_attempts = 1, .dead_letter_topic = "nobody.listens" };
-    assert_int_equal(weir_bus_subscribe(bus, "x", always_fail, &calls, &o, &s), 0);
-    for (int i = 0; i < 5; i++)
-        assert_int_equal(weir_bus_publish(bus, "x", &i, sizeof(i), NULL), 0);
-    assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
-    weir_sub_stats st = stats_of(s);
+    weir_sub_stats st = fail_all(bus, &o, 5, &calls);
     assert_int_equal(atomic_load(&calls), 5);
     assert_int_equal(st.dead_lettered, 5);
     assert_int_equal(st.failed, 0);
-    assert_balanced(&st);
     weir_bus_stats bs;
     assert_int_equal(weir_bus_get_stats(bus, &bs), 0);
     assert_int_equal(bs.published, 5);
