@@ -167,9 +167,10 @@ enum { CLAIM_FIRST = 8 };
  * queue places are lines a worker has just read.  So every locked
  * instruction comes first (the body from the pool, the section, the id,
  * the claims of the first CLAIM_FIRST queue places), then the writes, and
- * the section ends with a plain store.  The body written is the one the
- * read slot kept from the publish before (weiri_body_ahead), so its lines
- * are already on their way.  Claimed places are filled before any offer,
+ * the section ends with a plain store.  A small body that a publish
+ * copies in its section is, from the second publish through that read
+ * slot on, the one the slot kept from the publish before
+ * (weiri_body_ahead), so its lines are already on their way.  Claimed places are filled before any offer,
  * which may block: a worker stops at a place claimed and not yet filled.
  * A large payload is copied before any claim, for the same reason: its
  * copy would hold the claimed places as long.
@@ -179,15 +180,14 @@ fanout(weir_topic *topic, weiri_body *b, const body_src *src, int64_t deadline,
        const _Atomic bool *stop, bool relay, weiri_routed *out)
 {
     weir_bus *bus = topic->bus;
-    bool small = src == NULL || src->size <= WEIRI_BODY_SMALL;
     bool keyed = src != NULL && src->key != NULL;
+    bool small = src == NULL || weiri_body_is_small(src->size, src->key_len, keyed);
     if (src != NULL &&
         (b = weiri_body_alloc(&bus->bodies, src->size, src->key_len, keyed)) == NULL)
         return WEIR_ENOMEM;
     unsigned ticket;
     const weiri_subset *set = weiri_topic_enter(topic, &ticket);
-    if (src != NULL && ticket < WEIRI_READER_SLOTS &&
-        weiri_body_is_small(src->size, src->key_len, keyed))
+    if (src != NULL && small && ticket < WEIRI_READER_SLOTS)
         b = weiri_body_ahead(&bus->bodies, &bus->readers[ticket].spare, b);
     *out = (weiri_routed){ .placed = SIZE_MAX }; /* nobody: no refusal either */
     if (set == NULL || set->n == 0) {
@@ -195,8 +195,7 @@ fanout(weir_topic *topic, weiri_body *b, const body_src *src, int64_t deadline,
         if (!relay)
             atomic_fetch_add_explicit(&bus->unrouted, 1, memory_order_relaxed);
         if (src != NULL) {
-            weiri_body_unalloc(&bus->bodies, b, src->size, src->key_len,
-                               src->key != NULL);
+            weiri_body_unalloc(&bus->bodies, b, src->size, src->key_len, keyed);
         } else {
             atomic_store_explicit(&b->refs, 1, memory_order_relaxed);
             weiri_body_release(b, 1);

@@ -19,7 +19,8 @@
  * Whether the CPU has PREFETCHW (CPUID 0x80000001, ECX bit 8): compilers
  * emit it only when told the target has it, and fall back to a read
  * prefetch, which fetches the line shared; the write that follows must
- * then ask for it again.  Set by weiri_body_setup before any bus exists.
+ * then ask for it again.  Set by weiri_body_setup (every weir_bus_create)
+ * before the bus's first publish.
  */
 static _Atomic bool have_prefetchw;
 #endif
