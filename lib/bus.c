@@ -15,6 +15,7 @@
 #include "alloc_internal.h"
 #include "bus_internal.h"
 #include "clock_internal.h"
+#include "queue_internal.h"
 
 int
 weir_bus_create(weir_bus **bus, const weir_bus_opts *opts)
@@ -146,6 +147,14 @@ typedef struct body_src {
     int64_t timestamp_ns;
 } body_src;
 
+/* Write src into b, a body for topic with refs holders. */
+static void
+fill_from(weiri_body *b, weir_topic *topic, const body_src *src, size_t refs)
+{
+    weiri_body_fill(b, &topic->bus->bodies, topic->name, src->data, src->size,
+                    src->key, src->key_len, src->timestamp_ns, (uint32_t)refs);
+}
+
 /*
  * How many subscriptions of a publish get their queue place claimed
  * before the body is written; the others are offered it after.
@@ -206,16 +215,14 @@ fanout(weir_topic *topic, weiri_body *b, const body_src *src, int64_t deadline,
                         : atomic_fetch_add_explicit(&bus->next_id, 1,
                                                     memory_order_relaxed) + 1;
     if (src != NULL && !small)
-        weiri_body_fill(b, &bus->bodies, topic->name, src->data, src->size, src->key,
-                        src->key_len, src->timestamp_ns, (uint32_t)set->n);
+        fill_from(b, topic, src, set->n);
     size_t pos[CLAIM_FIRST];
     int claim[CLAIM_FIRST];
     size_t first = !small ? 0 : set->n < CLAIM_FIRST ? set->n : CLAIM_FIRST;
     for (size_t i = 0; i < first; i++)
-        claim[i] = weiri_sub_claim(set->subs[i], &pos[i]);
+        claim[i] = weiri_queue_claim(set->subs[i]->queue, &pos[i]);
     if (src != NULL && small)
-        weiri_body_fill(b, &bus->bodies, topic->name, src->data, src->size, src->key,
-                        src->key_len, src->timestamp_ns, (uint32_t)set->n);
+        fill_from(b, topic, src, set->n);
     /* The body is not shared yet: plain writes are enough. */
     if (src == NULL)
         atomic_store_explicit(&b->refs, (uint32_t)set->n, memory_order_relaxed);
@@ -224,7 +231,7 @@ fanout(weir_topic *topic, weiri_body *b, const body_src *src, int64_t deadline,
     out->placed = 0;
     for (size_t i = 0; i < first; i++)
         if (claim[i] == 0) {
-            weiri_sub_fill(set->subs[i], pos[i], b);
+            weiri_queue_fill(set->subs[i]->queue, pos[i], b); /* s's reference */
             out->placed++;
         }
     for (size_t i = 0; i < set->n; i++) {

@@ -196,14 +196,6 @@ int weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn,
 int weiri_sub_start(weir_sub *s);
 int weiri_sub_offer(weir_sub *s, weiri_body *b, int64_t deadline,
                     const _Atomic bool *stop);
-/*
- * weiri_sub_claim / weiri_sub_fill - weiri_sub_offer in two steps, for a
- * queue with room: claim a place in s's queue (0, or non-zero and nothing
- * happened: offer instead), then put b, holding one reference for s,
- * there.  Any overflow policy; a place claimed must be filled.
- */
-int weiri_sub_claim(weir_sub *s, size_t *pos);
-void weiri_sub_fill(weir_sub *s, size_t pos, weiri_body *b);
 int weiri_sub_drain(weir_sub *s, int64_t deadline);
 void weiri_sub_free(weir_sub *s);
 bool weiri_in_handler_of(const weir_bus *bus, const weir_sub *sub);

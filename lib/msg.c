@@ -53,7 +53,7 @@ weiri_body *
 weiri_body_alloc(weir_mpmc *pool, size_t size, size_t key_len, bool keyed)
 {
     size_t extra = weiri_body_extra(size, key_len, keyed);
-    bool small = weiri_body_is_small(size, key_len, keyed);
+    bool small = extra <= WEIRI_BODY_SMALL;
     void *b;
     if (small && pool != NULL && weir_mpmc_pop(pool, &b) == 0)
         return b;

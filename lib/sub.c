@@ -394,18 +394,6 @@ weiri_sub_offer(weir_sub *s, weiri_body *b, int64_t deadline,
     return rc;
 }
 
-int
-weiri_sub_claim(weir_sub *s, size_t *pos)
-{
-    return weiri_queue_claim(s->queue, pos);
-}
-
-void
-weiri_sub_fill(weir_sub *s, size_t pos, weiri_body *b)
-{
-    weiri_queue_fill(s->queue, pos, b);
-}
-
 /*
  * Close s's queue, let its workers drain it until deadline, then stop
  * them (abort) and join them.  What is still queued is released and stays

@@ -309,6 +309,22 @@ entered_one(void *arg)
     return atomic_load(&((gate *)arg)->entered) >= 1;
 }
 
+/* Ready a gate, closed. */
+static void
+gate_init(gate *g)
+{
+    memset(g, 0, sizeof(*g));
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+}
+
+static void
+gate_fini(gate *g)
+{
+    pthread_cond_destroy(&g->cv);
+    pthread_mutex_destroy(&g->mu);
+}
+
 static void
 gate_open(gate *g)
 {
@@ -329,9 +345,7 @@ overflow_case(weir_overflow policy, const int *want_rc, uint64_t want_dropped,
 {
     weir_bus *bus = make_bus();
     static gate g;
-    memset(&g, 0, sizeof(g));
-    pthread_mutex_init(&g.mu, NULL);
-    pthread_cond_init(&g.cv, NULL);
+    gate_init(&g);
     weir_sub_opts so = { .capacity = 4, .overflow = policy };
     weir_sub *s;
     assert_int_equal(weir_bus_subscribe(bus, "t", gated, &g, &so, &s), 0);
@@ -358,8 +372,7 @@ overflow_case(weir_overflow policy, const int *want_rc, uint64_t want_dropped,
         assert_int_equal(atomic_load(&g.got[i]), want_order[i]);
     assert_settled(s, st.routed);
     weir_bus_destroy(bus);
-    pthread_cond_destroy(&g.cv);
-    pthread_mutex_destroy(&g.mu);
+    gate_fini(&g);
 }
 
 static void
@@ -397,9 +410,7 @@ test_bus_block_policy_waits_for_room(void **state)
     ts_watchdog_arm(__func__, 30);
     weir_bus *bus = make_bus();
     static gate g;
-    memset(&g, 0, sizeof(g));
-    pthread_mutex_init(&g.mu, NULL);
-    pthread_cond_init(&g.cv, NULL);
+    gate_init(&g);
     weir_sub_opts so = { .capacity = 1 };
     weir_sub *s;
     assert_int_equal(weir_bus_subscribe(bus, "t", gated, &g, &so, &s), 0);
@@ -418,8 +429,7 @@ test_bus_block_policy_waits_for_room(void **state)
     assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
     assert_settled(s, 3);
     weir_bus_destroy(bus);
-    pthread_cond_destroy(&g.cv);
-    pthread_mutex_destroy(&g.mu);
+    gate_fini(&g);
     ts_watchdog_disarm();
 }
 
@@ -858,9 +868,7 @@ test_bus_crowded_publishers_and_close(void **state)
     (void)state;
     ts_watchdog_arm(__func__, 60);
     static gate g;
-    memset(&g, 0, sizeof(g));
-    pthread_mutex_init(&g.mu, NULL);
-    pthread_cond_init(&g.cv, NULL);
+    gate_init(&g);
     crowd c = { .bus = make_bus() };
     _Atomic uint64_t victim_count = 0;
     weir_sub_opts big = { .capacity = 4 * CROWD };
@@ -889,8 +897,7 @@ test_bus_crowded_publishers_and_close(void **state)
     assert_int_equal(weir_bus_close(c.bus, 10 * WEIR_SEC), 0);
     assert_settled(held, CROWD + 2);
     weir_bus_destroy(c.bus);
-    pthread_cond_destroy(&g.cv);
-    pthread_mutex_destroy(&g.mu);
+    gate_fini(&g);
     ts_watchdog_disarm();
 }
 
@@ -913,9 +920,7 @@ test_bus_blocked_publish_holds_up_no_other_sub(void **state)
     (void)state;
     ts_watchdog_arm(__func__, 30);
     static gate g;
-    memset(&g, 0, sizeof(g));
-    pthread_mutex_init(&g.mu, NULL);
-    pthread_cond_init(&g.cv, NULL);
+    gate_init(&g);
     crowd p = { .bus = make_bus() };
     weir_sub_opts one = { .capacity = 1 };
     weir_sub *full, *other;
@@ -938,8 +943,7 @@ test_bus_blocked_publish_holds_up_no_other_sub(void **state)
     assert_settled(full, 3);
     assert_settled(other, 3);
     weir_bus_destroy(p.bus);
-    pthread_cond_destroy(&g.cv);
-    pthread_mutex_destroy(&g.mu);
+    gate_fini(&g);
     ts_watchdog_disarm();
 }
 
