@@ -985,13 +985,19 @@ commit_thread(void *arg)
     return NULL;
 }
 
-/* A commit waiting for room survives the full subscription's close. */
+/*
+ * A commit waiting for room survives the full subscription's close, and
+ * a subscription of the same topic that stays open gets the batch's
+ * message once, after the two published before it.
+ */
 static void
 test_batch_waiting_for_room_survives_close(void **state)
 {
     (void)state;
     ts_watchdog_arm(__func__, 30);
     weir_bus *bus = make_bus();
+    trace open = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    assert_int_equal(weir_bus_subscribe(bus, "full", trace_handler, &open, NULL, NULL), 0);
     gate_handler held = { 0 };
     weir_sub *s = full_held_sub(bus, "full", &held, 1, WEIR_OVERFLOW_BLOCK);
     closer c = { bus, -1 };
@@ -1003,7 +1009,14 @@ test_batch_waiting_for_room_survives_close(void **state)
     assert_true(rc == 0 || rc == WEIR_ETIMEDOUT);
     pthread_join(t, NULL);
     assert_int_equal(c.rc, 0); /* placed, or the topic lost its subscription */
+    assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
+    assert_string_equal(open.order, "hq1");
+    weir_bus_stats bs;
+    assert_int_equal(weir_bus_get_stats(bus, &bs), 0);
+    assert_int_equal(bs.published, 3);
+    assert_int_equal(bs.unrouted, 0);
     weir_bus_destroy(bus);
+    pthread_mutex_destroy(&open.mu);
     ts_watchdog_disarm();
 }
 
