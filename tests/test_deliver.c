@@ -581,7 +581,7 @@ publish_late_until_closed(void *arg)
 /*
  * Delayed publishes racing with close: each one accepted is delivered or
  * counted left by the time close returns, none is waiting any longer, and
- * every later one is refused.  Half the rounds subscribe with a room of
+ * every later one is refused.  Half the rounds subscribe with a capacity of
  * 4 and REJECT, so that due messages are refused while close begins: one
  * refused is counted rejected and published, never left as well.
  */
@@ -1000,8 +1000,8 @@ test_batch_waiting_for_room_survives_close(void **state)
     (void)state;
     ts_watchdog_arm(__func__, 30);
     weir_bus *bus = make_bus();
-    trace open = { .mu = PTHREAD_MUTEX_INITIALIZER };
-    assert_int_equal(weir_bus_subscribe(bus, "full", trace_handler, &open, NULL, NULL), 0);
+    trace stays = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    assert_int_equal(weir_bus_subscribe(bus, "full", trace_handler, &stays, NULL, NULL), 0);
     gate_handler held = { 0 };
     weir_sub *s = full_held_sub(bus, "full", &held, 1, WEIR_OVERFLOW_BLOCK);
     closer c = { bus, -1 };
@@ -1014,13 +1014,13 @@ test_batch_waiting_for_room_survives_close(void **state)
     pthread_join(t, NULL);
     assert_int_equal(c.rc, 0); /* placed, or the topic lost its subscription */
     assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
-    assert_string_equal(open.order, "hq1");
+    assert_string_equal(stays.order, "hq1");
     weir_bus_stats bs;
     assert_int_equal(weir_bus_get_stats(bus, &bs), 0);
     assert_int_equal(bs.published, 3);
     assert_int_equal(bs.unrouted, 0);
     weir_bus_destroy(bus);
-    pthread_mutex_destroy(&open.mu);
+    pthread_mutex_destroy(&stays.mu);
     ts_watchdog_disarm();
 }
 
