@@ -179,10 +179,11 @@ enum { CLAIM_FIRST = 8 };
  * the section ends with a plain store.  A small body that a publish
  * copies in its section is, from the second publish through that read
  * slot on, the one the slot kept from the publish before
- * (weiri_body_ahead), so its lines are already on their way.  Claimed places are filled before any offer,
- * which may block: a worker stops at a place claimed and not yet filled.
- * A large payload is copied before any claim, for the same reason: its
- * copy would hold the claimed places as long.
+ * (weiri_body_ahead), so its lines are already on their way.  Claimed
+ * places are filled before any offer, which may block: a worker stops at
+ * a place claimed and not yet filled.  A large payload is copied before
+ * any claim, for the same reason: its copy would hold the claimed places
+ * as long.
  */
 static int
 fanout(weir_topic *topic, weiri_body *b, const body_src *src, int64_t deadline,

@@ -2,7 +2,8 @@
  * sub.c - subscriptions: their queue, worker threads, pacing, accounting
  * and shutdown.
  *
- * Accounting.  Every counter only grows and each moves at one point:
+ * Accounting.  Each counter moves at one point, and only up but for the
+ * take-backs said below:
  * routed is the queue's own count of pushes plus the messages dropped on
  * the way in (DROP_NEWEST), so a publish pays no extra atomic for it;
  * started moves when a worker takes messages off the queue, acked,
@@ -11,7 +12,8 @@
  * retried just before a retry is scheduled (taken back if the timer
  * refuses it), so that a finished message's retries all show.
  * The messages an aborted batch placed (voided) are taken back out of
- * routed by the abort, and out of started by a worker that took one.  queued and in_flight are derived:
+ * routed by the abort, and out of started by a worker that took one.
+ * queued and in_flight are derived:
  *     queued    = routed - started - dropped
  *     in_flight = started - acked - failed - dead_lettered
  * so routed = acked + failed + dead_lettered + dropped + queued + in_flight by

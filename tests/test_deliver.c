@@ -563,8 +563,9 @@ publish_late_until_closed(void *arg)
 {
     late_pub *p = arg;
     weir_pub_opts po = { .delay_ns = 200 * WEIR_USEC };
+    unsigned waits = 0;
     while (!atomic_load(p->go))
-        ;
+        ts_backoff(&waits);
     while (p->accepted < p->cap) {
         int rc = weir_bus_publish(p->bus, "late", "x", 1, &po);
         if (rc == WEIR_ECLOSED)
