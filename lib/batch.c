@@ -101,7 +101,7 @@ weir_batch_abort(weir_batch *batch)
 static int
 place(weir_sub *s, weiri_body *b)
 {
-    int rc = weir_queue_push(s->queue, b, WEIR_NOWAIT);
+    int rc = weiri_sub_place(s, b);
     if (rc != 0)
         weiri_body_release(b, 1);
     return rc;
@@ -226,8 +226,7 @@ await_room(weir_topic *topic, const weir_sub *s, size_t need, int64_t deadline)
         for (size_t j = 0; set != NULL && j < set->n; j++)
             member |= set->subs[j] == s;
         if (member)
-            room = weir_queue_is_closed(s->queue) ||
-                   weir_queue_size(s->queue) + need <= weir_queue_capacity(s->queue);
+            room = weiri_sub_has_room(s, need);
         weiri_topic_leave(topic, ticket);
         if (!member || room)
             return true;
@@ -299,7 +298,7 @@ weir_batch_commit(weir_batch *batch, int64_t timeout_ns)
         size_t places = 0;
         for (size_t j = 0; j < k; j++) {
             for (size_t m = 0; top[j].set != NULL && m < top[j].set->n; m++)
-                if (top[j].count > weir_queue_capacity(top[j].set->subs[m]->queue))
+                if (top[j].count > weiri_sub_capacity(top[j].set->subs[m]))
                     rc = WEIR_EAGAIN;
             places += top[j].set != NULL ? top[j].count * top[j].set->n : 0;
         }

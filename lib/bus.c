@@ -156,6 +156,31 @@ fill_from(weiri_body *b, weir_topic *topic, const body_src *src, size_t refs)
 }
 
 /*
+ * A message for a topic whose one subscription has an inbox: written
+ * straight into a place of it, when there is one free (false: there is
+ * not, or the inbox is closed; nothing was done).  No body, no reference:
+ * the slot is the one copy (inbox_internal.h).  As in fanout, both locked
+ * instructions come before the writes.
+ */
+static bool
+publish_in_place(weir_sub *s, const body_src *src, weiri_routed *out)
+{
+    size_t pos;
+    if (weiri_inbox_claim(s->inbox, &pos) != 0)
+        return false;
+    uint64_t id = atomic_fetch_add_explicit(&s->bus->next_id, 1,
+                                            memory_order_relaxed) + 1;
+    weiri_body *b = weiri_inbox_place(s->inbox, pos);
+    weiri_body_fill(b, NULL, s->topic->name, src->data, src->size, src->key,
+                    src->key_len, src->timestamp_ns, 1);
+    b->in_slot = true;
+    b->id = id;
+    weiri_inbox_fill(s->inbox, pos, b);
+    *out = (weiri_routed){ .placed = 1 };
+    return true;
+}
+
+/*
  * How many subscriptions of a publish get their queue place claimed
  * before the body is written; the others are offered it after.
  */
@@ -192,11 +217,19 @@ fanout(weir_topic *topic, weiri_body *b, const body_src *src, int64_t deadline,
     weir_bus *bus = topic->bus;
     bool keyed = src != NULL && src->key != NULL;
     bool small = src == NULL || weiri_body_is_small(src->size, src->key_len, keyed);
-    if (src != NULL &&
-        (b = weiri_body_alloc(&bus->bodies, src->size, src->key_len, keyed)) == NULL)
-        return WEIR_ENOMEM;
     unsigned ticket;
     const weiri_subset *set = weiri_topic_enter(topic, &ticket);
+    if (src != NULL && set != NULL && set->n == 1 && set->subs[0]->inbox != NULL &&
+        weiri_body_extra(src->size, src->key_len, keyed) <= WEIRI_INBOX_INLINE &&
+        publish_in_place(set->subs[0], src, out)) {
+        weiri_topic_leave(topic, ticket);
+        return 0;
+    }
+    if (src != NULL &&
+        (b = weiri_body_alloc(&bus->bodies, src->size, src->key_len, keyed)) == NULL) {
+        weiri_topic_leave(topic, ticket);
+        return WEIR_ENOMEM;
+    }
     if (src != NULL && small && ticket < WEIRI_READER_SLOTS)
         b = weiri_body_ahead(&bus->bodies, &bus->readers[ticket].spare, b);
     *out = (weiri_routed){ .placed = SIZE_MAX }; /* nobody: no refusal either */
@@ -221,7 +254,7 @@ fanout(weir_topic *topic, weiri_body *b, const body_src *src, int64_t deadline,
     int claim[CLAIM_FIRST];
     size_t first = !small ? 0 : set->n < CLAIM_FIRST ? set->n : CLAIM_FIRST;
     for (size_t i = 0; i < first; i++)
-        claim[i] = weiri_queue_claim(set->subs[i]->queue, &pos[i]);
+        claim[i] = weiri_sub_claim(set->subs[i], &pos[i]);
     if (src != NULL && small)
         fill_from(b, topic, src, set->n);
     /* The body is not shared yet: plain writes are enough. */
@@ -232,7 +265,7 @@ fanout(weir_topic *topic, weiri_body *b, const body_src *src, int64_t deadline,
     out->placed = 0;
     for (size_t i = 0; i < first; i++)
         if (claim[i] == 0) {
-            weiri_queue_fill(set->subs[i]->queue, pos[i], b); /* s's reference */
+            weiri_sub_fill(set->subs[i], pos[i], b); /* s's reference */
             out->placed++;
         }
     for (size_t i = 0; i < set->n; i++) {
@@ -413,7 +446,7 @@ close_bus(weir_bus *bus, int64_t drain_timeout_ns, bool wait_delayed)
     for (int with_dead_letters = 1; with_dead_letters >= 0; with_dead_letters--) {
         for (weir_sub *s = bus->all; s != NULL; s = s->next)
             if ((s->dead_letter != NULL) == with_dead_letters)
-                weir_queue_close(s->queue);
+                weiri_sub_shut(s);
         for (weir_sub *s = bus->all; s != NULL; s = s->next)
             if ((s->dead_letter != NULL) == with_dead_letters &&
                 weiri_sub_drain(s, deadline) != 0)

@@ -21,6 +21,7 @@
 #include "weir/queue.h"
 
 #include "histogram_internal.h"
+#include "inbox_internal.h"
 #include "msg_internal.h"
 #include "timer_internal.h"
 #include "wait_internal.h"
@@ -107,6 +108,12 @@ struct weir_sub {
     weir_topic *topic;
     weir_handler fn;
     void *ctx;
+    /*
+     * Where its messages wait: an inbox when one worker takes them and no
+     * publisher ever takes one back out (not careful, not DROP_OLDEST),
+     * else a weir_queue.  Exactly one is set, fixed at subscribe.
+     */
+    weiri_inbox *inbox;
     weir_queue *queue;
     weir_overflow overflow;
     bool limited;                  /* a rate was set: limiter paces handler starts */
@@ -197,6 +204,19 @@ int weiri_sub_start(weir_sub *s);
 int weiri_sub_offer(weir_sub *s, weiri_body *b, int64_t deadline,
                     const _Atomic bool *stop);
 int weiri_sub_drain(weir_sub *s, int64_t deadline);
+/*
+ * What the bus asks of a subscription's queue or inbox, whichever it has.
+ * weiri_sub_claim / weiri_sub_fill: as weiri_queue_claim / fill.
+ * weiri_sub_place: push without waiting (0, WEIR_EAGAIN, WEIR_ECLOSED).
+ * weiri_sub_has_room: closed, or room for need more now.
+ * weiri_sub_shut: refuse every later message.
+ */
+int weiri_sub_claim(weir_sub *s, size_t *pos);
+void weiri_sub_fill(weir_sub *s, size_t pos, weiri_body *b);
+int weiri_sub_place(weir_sub *s, weiri_body *b);
+size_t weiri_sub_capacity(const weir_sub *s);
+bool weiri_sub_has_room(const weir_sub *s, size_t need);
+void weiri_sub_shut(weir_sub *s);
 void weiri_sub_free(weir_sub *s);
 bool weiri_in_handler_of(const weir_bus *bus, const weir_sub *sub);
 bool weiri_sub_await_permit(weir_sub *s);

@@ -96,6 +96,7 @@ weiri_body_fill(weiri_body *b, weir_mpmc *pool, const char *topic,
                 size_t key_len, int64_t timestamp_ns, uint32_t refs)
 {
     atomic_init(&b->refs, refs);
+    b->in_slot = false;
     /* Small bodies are all of one size, whether from the pool or not. */
     b->pool = weiri_body_is_small(size, key_len, key != NULL) ? pool : NULL;
     b->id = 0;
@@ -140,7 +141,8 @@ weiri_body_release(weiri_body *b, uint32_t n)
      * fence: the same instruction on x86, and ThreadSanitizer understands
      * it.)
      */
-    if (atomic_fetch_sub_explicit(&b->refs, n, memory_order_acq_rel) != n)
+    if (b->in_slot ||
+        atomic_fetch_sub_explicit(&b->refs, n, memory_order_acq_rel) != n)
         return;
     if (b->gate != NULL)
         weiri_gate_release(b->gate);

@@ -45,6 +45,8 @@ void weiri_gate_release(weiri_gate *g);
 
 typedef struct weiri_body {
     _Atomic uint32_t refs;   /* holders: one per subscription queue it sits in */
+    bool in_slot;            /* written in an inbox's slot (inbox_internal.h):
+                                refs is not used, and a release does nothing */
     weir_mpmc *pool;         /* where it goes back when released; NULL: free() */
     uint64_t id;             /* unique, increasing per bus */
     int64_t timestamp_ns;    /* CLOCK_MONOTONIC at publish */
@@ -145,7 +147,10 @@ void weiri_body_setup(void);
 void weiri_body_unalloc(weir_mpmc *pool, weiri_body *b, size_t size,
                         size_t key_len, bool keyed);
 
-/* weiri_body_release - drop n holders; the last one recycles or frees it. */
+/*
+ * weiri_body_release - drop n holders; the last one recycles or frees it.
+ * Nothing for a body in an inbox's slot.
+ */
 void weiri_body_release(weiri_body *b, uint32_t n);
 
 /* weiri_body_pool_drain - free every body left in pool (at bus destroy). */

@@ -39,19 +39,6 @@ struct weir_queue {
     weiri_event not_full;      /* producers sleep here; consumers notify */
 };
 
-/*
- * Before sleeping, a waiter pauses once, then yields the CPU up to 16
- * times, retrying in between.  Yielding rather than spinning is what
- * pays on a machine with more runnable threads than cores (the common
- * case under a bus: a publisher and a worker per subscription): the CPU
- * goes to the thread that will fill or drain the queue, and when nobody
- * else wants it a yield returns at once.  Measured on two cores, spinning
- * up to 64 pauses per try instead cost a third of the bus's throughput
- * and gained nothing on a blocking 1P1C queue.  A waiter whose other side
- * is idle is asleep after some microseconds and uses no CPU from then on.
- */
-enum { SPIN_STEPS = 1, YIELD_STEPS = 16 };
-
 int
 weir_queue_create(weir_queue **q, size_t capacity)
 {
@@ -113,18 +100,6 @@ closed_for(const weir_queue *q, bool put)
     return put ? weiri_mpmc_is_closed(&q->ring) : weiri_mpmc_drained(&q->ring);
 }
 
-/* The CPU-friendly part of waiting: see SPIN_STEPS. */
-static void
-back_off(unsigned step)
-{
-    if (step < SPIN_STEPS) {
-        for (unsigned i = 0; i < 1u << step; i++)
-            WEIRI_RELAX();
-    } else {
-        weiri_yield();
-    }
-}
-
 /*
  * One try and what follows from it: how many items moved (the other side
  * notified), WEIR_ECLOSED if the close decides the call, else 0.
@@ -141,59 +116,52 @@ attempt(weir_queue *q, void *const *in, void **out, size_t n)
     return closed_for(q, in != NULL) ? WEIR_ECLOSED : 0;
 }
 
+/* A blocking call in progress: see transfer. */
+typedef struct transfer_ctx {
+    weir_queue *q;
+    void *const *in;
+    void **out;
+    size_t n;
+    const _Atomic uint32_t *kick;
+    uint32_t seen;
+} transfer_ctx;
+
+/* What transfer returns when *kick moved; never a count or a code. */
+#define KICKED LONG_MIN
+
+static long
+transfer_try(void *arg)
+{
+    transfer_ctx *c = arg;
+    long rc = attempt(c->q, c->in, c->out, c->n);
+    if (rc == 0 && c->kick != NULL && atomic_load(c->kick) != c->seen)
+        return KICKED;
+    return rc;
+}
+
+/* Sleep only if the counters say full (empty): see weiri_await. */
+static bool
+transfer_idle(void *arg)
+{
+    transfer_ctx *c = arg;
+    return c->in != NULL ? weiri_mpmc_full(&c->q->ring)
+                         : weiri_mpmc_empty(&c->q->ring);
+}
+
 /*
- * The shared shape of every blocking call: try, back off, then sleep on
- * the event of the side that can make the try succeed.  Pushes pass in,
- * pops pass out (see try_once).  Returns how many items moved or a
- * negative code; 0 only if kick is not NULL and *kick moved from seen
- * (see weiri_queue_pop_kickable).
+ * Every blocking call: pushes pass in, pops pass out (see try_once), and
+ * sleep on the event of the side that can make the try succeed.  Returns
+ * how many items moved or a negative code; 0 only if kick is not NULL
+ * and *kick moved from seen (see weiri_queue_pop_kickable).
  */
 static long
 transfer(weir_queue *q, void *const *in, void **out, size_t n,
          int64_t timeout_ns, const _Atomic uint32_t *kick, uint32_t seen)
 {
-    bool put = in != NULL;
-    weiri_event *mine = put ? &q->not_full : &q->not_empty;
-    int64_t deadline = 0;
-    for (unsigned step = 0;; step++) {
-        long rc = attempt(q, in, out, n);
-        if (rc != 0)
-            return rc;
-        if (kick != NULL && atomic_load(kick) != seen)
-            return 0;
-        if (timeout_ns == WEIR_NOWAIT)
-            return WEIR_EAGAIN;
-        if (step == 0)
-            deadline = weiri_deadline(timeout_ns);
-        if (step < SPIN_STEPS + YIELD_STEPS) {
-            back_off(step);
-            continue;
-        }
-        /* Announce ourselves, then try once more before sleeping. */
-        uint32_t e = weiri_event_prepare(mine);
-        if ((rc = attempt(q, in, out, n)) != 0 ||
-            (kick != NULL && atomic_load(kick) != seen)) {
-            weiri_event_cancel(mine);
-            return rc;
-        }
-        /*
-         * Sleep only if the counters say full (empty): a try that failed
-         * otherwise met the other side mid-operation, which will not
-         * notify us again; it needs the CPU, not our sleep.
-         */
-        if (put ? !weiri_mpmc_full(&q->ring) : !weiri_mpmc_empty(&q->ring)) {
-            weiri_event_cancel(mine);
-            if (weiri_now_ns() >= deadline)
-                return WEIR_ETIMEDOUT;
-            weiri_yield();
-            continue;
-        }
-        if (weiri_event_wait(mine, e, deadline) == WEIR_ETIMEDOUT) {
-            /* The deadline passed; one last look decides. */
-            rc = attempt(q, in, out, n);
-            return rc != 0 ? rc : WEIR_ETIMEDOUT;
-        }
-    }
+    transfer_ctx c = { q, in, out, n, kick, seen };
+    long rc = weiri_await(in != NULL ? &q->not_full : &q->not_empty,
+                          timeout_ns, transfer_try, transfer_idle, &c);
+    return rc == KICKED ? 0 : rc;
 }
 
 static bool

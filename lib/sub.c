@@ -110,8 +110,6 @@ weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn, void *ctx,
     for (unsigned i = 0; i < o.workers; i++)
         s->workers[i].sub = s;
     strcpy(s->name, name);
-    if ((rc = weir_queue_create(&s->queue, o.capacity)) != 0)
-        goto fail;
     if ((rc = weiri_event_init(&s->wake)) != 0)
         goto fail;
     if (o.rate_per_sec > 0) {
@@ -121,12 +119,20 @@ weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn, void *ctx,
     }
     if ((rc = weiri_deliver_setup(s, &o)) != 0)
         goto fail_event;
+    if (!s->careful && o.workers == 1 && o.overflow != WEIR_OVERFLOW_DROP_OLDEST &&
+        o.capacity <= WEIRI_INBOX_MAX)
+        rc = weiri_inbox_create(&s->inbox, o.capacity);
+    else
+        rc = weir_queue_create(&s->queue, o.capacity);
+    if (rc != 0)
+        goto fail_deliver;
     *out = s;
     return 0;
+fail_deliver:
+    weiri_deliver_teardown(s);
 fail_event:
     weiri_event_destroy(&s->wake);
 fail:
-    weir_queue_destroy(s->queue);
     weiri_free(s->workers);
     free(s->name);
     weiri_free(s);
@@ -150,6 +156,75 @@ weiri_sub_await_permit(weir_sub *s)
         weiri_event_wait(&s->wake, e, weiri_deadline(wait > 0 ? wait : 1));
     }
     return true;
+}
+
+int
+weiri_sub_claim(weir_sub *s, size_t *pos)
+{
+    return s->inbox != NULL ? weiri_inbox_claim(s->inbox, pos)
+                            : weiri_queue_claim(s->queue, pos);
+}
+
+void
+weiri_sub_fill(weir_sub *s, size_t pos, weiri_body *b)
+{
+    if (s->inbox != NULL)
+        weiri_inbox_fill(s->inbox, pos, b);
+    else
+        weiri_queue_fill(s->queue, pos, b);
+}
+
+/* Place b, waiting as weir_queue_push does. */
+static int
+push(weir_sub *s, weiri_body *b, int64_t timeout_ns)
+{
+    return s->inbox != NULL ? weiri_inbox_push(s->inbox, b, timeout_ns)
+                            : weir_queue_push(s->queue, b, timeout_ns);
+}
+
+int
+weiri_sub_place(weir_sub *s, weiri_body *b)
+{
+    return push(s, b, WEIR_NOWAIT);
+}
+
+/* Messages placed and not yet taken. */
+static size_t
+depth(const weir_sub *s)
+{
+    return s->inbox != NULL ? weiri_inbox_size(s->inbox) : weir_queue_size(s->queue);
+}
+
+size_t
+weiri_sub_capacity(const weir_sub *s)
+{
+    return s->inbox != NULL ? weiri_inbox_capacity(s->inbox)
+                            : weir_queue_capacity(s->queue);
+}
+
+bool
+weiri_sub_has_room(const weir_sub *s, size_t need)
+{
+    bool closed = s->inbox != NULL ? weiri_inbox_is_closed(s->inbox)
+                                   : weir_queue_is_closed(s->queue);
+    return closed || depth(s) + need <= weiri_sub_capacity(s);
+}
+
+void
+weiri_sub_shut(weir_sub *s)
+{
+    if (s->inbox != NULL)
+        weiri_inbox_close(s->inbox);
+    else
+        weir_queue_close(s->queue);
+}
+
+/* Take up to n messages, waiting for one for ever: as weir_queue_pop_burst. */
+static long
+take(weir_sub *s, void **batch, size_t n, int64_t timeout_ns)
+{
+    return s->inbox != NULL ? weiri_inbox_take(s->inbox, batch, n, timeout_ns)
+                            : weir_queue_pop_burst(s->queue, batch, n, timeout_ns);
 }
 
 static void
@@ -239,7 +314,7 @@ weiri_sub_took(weir_sub *s, size_t n, size_t want)
      * a full one needs the queue's size, which reads the producers' line:
      * one cache miss per batch saved while the worker keeps up.
      */
-    note_high_water(s, n < want ? (uint64_t)n : (uint64_t)n + weir_queue_size(s->queue));
+    note_high_water(s, n < want ? (uint64_t)n : (uint64_t)n + depth(s));
 }
 
 static void *
@@ -253,7 +328,7 @@ worker_main(void *arg)
     if (s->careful)
         weiri_deliver_run(w);
     while (!s->careful) {
-        long n = weir_queue_pop_burst(s->queue, batch, want, WEIR_FOREVER);
+        long n = take(s, batch, want, WEIR_FOREVER);
         if (n < 0)
             break; /* closed and drained */
         weiri_sub_took(s, (size_t)n, want);
@@ -285,7 +360,7 @@ weiri_sub_start(weir_sub *s)
                                &s->workers[i]) != 0) {
             /* Stop the ones already running; they have nothing to do. */
             atomic_fetch_sub(&s->live, s->nworkers - i);
-            weir_queue_close(s->queue);
+            weiri_sub_shut(s);
             weiri_sub_drain(s, WEIRI_NO_DEADLINE);
             return WEIR_ENOMEM;
         }
@@ -343,7 +418,7 @@ push_blocking(weir_sub *s, weiri_body *b, int64_t deadline, const _Atomic bool *
         }
         if (stop != NULL && (wait == WEIR_FOREVER || wait > 5 * WEIR_MSEC))
             wait = 5 * WEIR_MSEC;
-        int rc = weir_queue_push(s->queue, b, wait);
+        int rc = push(s, b, wait);
         if (rc != WEIR_EAGAIN && rc != WEIR_ETIMEDOUT)
             return rc;
         if (stopping)
@@ -378,7 +453,7 @@ weiri_sub_offer(weir_sub *s, weiri_body *b, int64_t deadline,
         }
         break;
     default: /* REJECT and DROP_NEWEST */
-        rc = weir_queue_push(s->queue, b, WEIR_NOWAIT);
+        rc = push(s, b, WEIR_NOWAIT);
         if (rc == WEIR_EAGAIN && s->overflow == WEIR_OVERFLOW_DROP_NEWEST) {
             /* Routed and dropped at once: count the drop first, see stats. */
             atomic_fetch_add_explicit(&s->dropped, 1, memory_order_release);
@@ -405,7 +480,7 @@ int
 weiri_sub_drain(weir_sub *s, int64_t deadline)
 {
     int rc = 0;
-    weir_queue_close(s->queue);
+    weiri_sub_shut(s);
     for (;;) {
         uint32_t e = weiri_event_prepare(&s->wake);
         if (atomic_load(&s->live) == 0) {
@@ -425,7 +500,7 @@ weiri_sub_drain(weir_sub *s, int64_t deadline)
     s->running = 0;
     weiri_deliver_release_left(s);
     void *left;
-    while (weir_queue_pop(s->queue, &left, WEIR_NOWAIT) == 0) {
+    while (take(s, &left, 1, WEIR_NOWAIT) == 1) {
         rc = WEIR_ETIMEDOUT;
         drop_queued(s, left, true);
     }
@@ -436,6 +511,7 @@ void
 weiri_sub_free(weir_sub *s)
 {
     weiri_deliver_teardown(s);
+    weiri_inbox_destroy(s->inbox);
     weir_queue_destroy(s->queue);
     weiri_event_destroy(&s->wake);
     weiri_free(s->workers);
@@ -472,7 +548,7 @@ weir_sub_close(weir_sub *sub, int64_t drain_timeout_ns)
     pthread_mutex_unlock(&bus->mu);
 
     /* Publishers blocked on our full queue give up (ECLOSED, not counted). */
-    weir_queue_close(sub->queue);
+    weiri_sub_shut(sub);
     weiri_topic_quiesce(sub->topic);
     free(old);
     int rc = weiri_sub_drain(sub, deadline);
@@ -498,7 +574,8 @@ weir_sub_get_stats(const weir_sub *sub, weir_sub_stats *out)
     uint64_t voided = atomic_load_explicit(&s->voided, memory_order_acquire);
     uint64_t started = atomic_load_explicit(&s->started, memory_order_acquire);
     out->dropped = atomic_load_explicit(&s->dropped, memory_order_acquire);
-    out->routed = weiri_queue_pushed(s->queue) +
+    out->routed = (s->inbox != NULL ? weiri_inbox_pushed(s->inbox)
+                                    : weiri_queue_pushed(s->queue)) +
                   atomic_load_explicit(&s->dropped_in, memory_order_acquire);
     out->routed = out->routed > voided ? out->routed - voided : 0;
     out->rejected = atomic_load_explicit(&s->rejected, memory_order_relaxed);

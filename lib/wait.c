@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "weir/common.h"
+#include "weir/ring.h"
 
 #include "clock_internal.h"
 #include "wait_internal.h"
@@ -33,6 +34,69 @@ void
 weiri_yield(void)
 {
     sched_yield();
+}
+
+/*
+ * Before sleeping, a waiter pauses once, then yields the CPU up to 16
+ * times, retrying in between.  Yielding rather than spinning is what
+ * pays on a machine with more runnable threads than cores (the common
+ * case under a bus: a publisher and a worker per subscription): the CPU
+ * goes to the thread that will fill or drain the queue, and when nobody
+ * else wants it a yield returns at once.  Measured on two cores, spinning
+ * up to 64 pauses per try instead cost a third of the bus's throughput
+ * and gained nothing on a blocking 1P1C queue.  A waiter whose other side
+ * is idle is asleep after some microseconds and uses no CPU from then on.
+ */
+enum { SPIN_STEPS = 1, YIELD_STEPS = 16 };
+
+/* The CPU-friendly part of waiting: see SPIN_STEPS. */
+static void
+back_off(unsigned step)
+{
+    if (step < SPIN_STEPS) {
+        for (unsigned i = 0; i < 1u << step; i++)
+            WEIRI_RELAX();
+    } else {
+        weiri_yield();
+    }
+}
+
+long
+weiri_await(weiri_event *ev, int64_t timeout_ns, long (*try)(void *ctx),
+            bool (*idle)(void *ctx), void *ctx)
+{
+    int64_t deadline = 0;
+    for (unsigned step = 0;; step++) {
+        long rc = try(ctx);
+        if (rc != 0)
+            return rc;
+        if (timeout_ns == WEIR_NOWAIT)
+            return WEIR_EAGAIN;
+        if (step == 0)
+            deadline = weiri_deadline(timeout_ns);
+        if (step < SPIN_STEPS + YIELD_STEPS) {
+            back_off(step);
+            continue;
+        }
+        /* Announce ourselves, then try once more before sleeping. */
+        uint32_t e = weiri_event_prepare(ev);
+        if ((rc = try(ctx)) != 0) {
+            weiri_event_cancel(ev);
+            return rc;
+        }
+        if (!idle(ctx)) {
+            weiri_event_cancel(ev);
+            if (weiri_now_ns() >= deadline)
+                return WEIR_ETIMEDOUT;
+            weiri_yield();
+            continue;
+        }
+        if (weiri_event_wait(ev, e, deadline) == WEIR_ETIMEDOUT) {
+            /* The deadline passed; one last look decides. */
+            rc = try(ctx);
+            return rc != 0 ? rc : WEIR_ETIMEDOUT;
+        }
+    }
 }
 
 uint32_t

@@ -31,6 +31,7 @@
 #define WEIR_WAIT_INTERNAL_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Futex where there is one; the portable fallback everywhere else. */
@@ -75,5 +76,24 @@ void weiri_event_notify(weiri_event *ev, uint32_t n);
 
 /* weiri_yield - let another runnable thread have this CPU. */
 void weiri_yield(void);
+
+/*
+ * weiri_await - the shape of every blocking transfer in weir (weir_queue,
+ * a subscription's inbox): try, back off, then sleep on ev, the event the
+ * other side notifies after each transfer.
+ *
+ * try(ctx) makes one attempt: a non-zero return ends the call with that
+ * value, 0 means not yet.  A try must read the other side's counters with
+ * seq_cst loads when it fails (see above).  idle(ctx), asked after a
+ * failed try while announced on ev, says whether the counters show
+ * nothing to take (or no room): then the caller sleeps; otherwise the
+ * try met the other side in the middle of an operation, which will not
+ * notify again, and the caller yields instead.
+ *
+ * timeout_ns: WEIR_NOWAIT (one try, then WEIR_EAGAIN), WEIR_FOREVER or a
+ * number of ns (then WEIR_ETIMEDOUT).
+ */
+long weiri_await(weiri_event *ev, int64_t timeout_ns, long (*try)(void *ctx),
+                 bool (*idle)(void *ctx), void *ctx);
 
 #endif /* WEIR_WAIT_INTERNAL_H */
