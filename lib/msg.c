@@ -35,9 +35,8 @@ weiri_body_setup(void)
 #endif
 }
 
-/* Ask for the line at p in a writable state, without waiting for it. */
-static void
-prefetch_write(const void *p)
+void
+weiri_prefetch_write(const void *p)
 {
 #ifdef BODY_PREFETCHW
     if (atomic_load_explicit(&have_prefetchw, memory_order_relaxed))
@@ -74,9 +73,9 @@ weiri_body_ahead(weir_mpmc *pool, weiri_body **spare, weiri_body *fresh)
     if (fresh != NULL) {
         /* The lines of the header and of a payload's first 16 bytes. */
         const char *p = (const char *)fresh;
-        prefetch_write(p);
-        prefetch_write(p + 64);
-        prefetch_write(p + sizeof(weiri_body) + 15);
+        weiri_prefetch_write(p);
+        weiri_prefetch_write(p + 64);
+        weiri_prefetch_write(p + sizeof(weiri_body) + 15);
     }
     return now;
 }

@@ -140,6 +140,9 @@ void weiri_body_fill(weiri_body *b, weir_mpmc *pool, const char *topic,
  */
 weiri_body *weiri_body_ahead(weir_mpmc *pool, weiri_body **spare, weiri_body *fresh);
 
+/* weiri_prefetch_write - ask for the line at p in a writable state, without waiting. */
+void weiri_prefetch_write(const void *p);
+
 /* weiri_body_setup - learn what this CPU can do; once per bus, any thread. */
 void weiri_body_setup(void);
 

@@ -119,8 +119,16 @@ weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn, void *ctx,
     }
     if ((rc = weiri_deliver_setup(s, &o)) != 0)
         goto fail_event;
+    /*
+     * An inbox only for the first subscription of a topic: a message is
+     * written in place only while it is the topic's one subscription, and
+     * otherwise its wide slots cost more than a queue's (one line per
+     * message, not a quarter): with 64 subscriptions, each with an inbox,
+     * a publish cost 3-4x as much.  Under bus->mu, so the count is exact.
+     */
+    const weiri_subset *set = atomic_load_explicit(&t->subs, memory_order_relaxed);
     if (!s->careful && o.workers == 1 && o.overflow != WEIR_OVERFLOW_DROP_OLDEST &&
-        o.capacity <= WEIRI_INBOX_MAX)
+        o.capacity <= WEIRI_INBOX_MAX && (set == NULL || set->n == 0))
         rc = weiri_inbox_create(&s->inbox, o.capacity);
     else
         rc = weir_queue_create(&s->queue, o.capacity);
