@@ -171,18 +171,12 @@ publish_in_place(weir_sub *s, const body_src *src, weiri_routed *out)
     uint64_t id = atomic_fetch_add_explicit(&s->bus->next_id, 1,
                                             memory_order_relaxed) + 1;
     /*
-     * The next place's lines, on their way while this one is written: see
-     * weiri_body_ahead.  A publisher mostly claims places in a row.
+     * The next place's line, on its way while this one is written (see
+     * weiri_body_ahead): a publisher mostly claims places in a row.
      */
-    const char *next = (const char *)weiri_inbox_place(s->inbox, pos + 1);
-    weiri_prefetch_write(next);
-    weiri_prefetch_write(next + WEIR_CACHELINE);
-    weiri_body *b = weiri_inbox_place(s->inbox, pos);
-    weiri_body_fill(b, NULL, s->topic->name, src->data, src->size, src->key,
-                    src->key_len, src->timestamp_ns, 1);
-    b->in_slot = true;
-    b->id = id;
-    weiri_inbox_fill(s->inbox, pos, b);
+    weiri_inbox_prefetch(s->inbox, pos + 1);
+    weiri_inbox_fill_copy(s->inbox, pos, id, src->timestamp_ns, src->data,
+                          src->size, src->key, src->key_len);
     *out = (weiri_routed){ .placed = 1 };
     return true;
 }

@@ -7,13 +7,12 @@
  * in weir_queue.  A filled slot's sequence says which position it holds,
  * so the worker reads only filled slots and never writes one.
  *
- * Why the extra WEIRI_INBOX_HOLD slots are enough: a producer claims p
- * only while p < taken + capacity, and the slots the worker may still be
- * reading lie at or after the start of its last take, which is at least
- * taken - WEIRI_INBOX_HOLD.  With ring >= capacity + WEIRI_INBOX_HOLD, p
- * lands on none of them.  And the worker finished with every older slot
- * before it published the taken that let p be claimed (release there,
- * acquire here), so a slot is never written while it is read.
+ * A slot is one cache line, so a message written in place costs its
+ * publisher one line and its worker one line.  The worker copies such a
+ * message out into a body of its own (scratch) as it takes it, and only
+ * then publishes taken (release, the producers' acquire on it), so a
+ * slot is free again as soon as it is taken: the ring needs no more
+ * slots than its capacity.
  */
 #include <limits.h>
 #include <stdalign.h>
@@ -25,18 +24,24 @@
 #include "inbox_internal.h"
 #include "wait_internal.h"
 
-enum { SLOT_SIZE = 128 };
-
 typedef struct slot {
     _Atomic size_t seq;            /* 1 + the position it holds; 0: never filled */
-    weiri_body *item;              /* what it holds: a shared body, or its own */
+    weiri_body *item;              /* a shared body, or NULL: the message is here */
+    uint64_t id;                   /* the rest: a message here */
+    int64_t timestamp_ns;
+    uint32_t size;
+    uint16_t key_len;
+    bool keyed;
+    unsigned char data[WEIRI_INBOX_INLINE]; /* payload, then key and its NUL */
 } slot;
 
-/* The body of a slot follows the slot's header. */
-_Static_assert(sizeof(slot) == 16 && 16 % alignof(weiri_body) == 0,
-               "a slot's body must start aligned");
-_Static_assert(WEIRI_INBOX_INLINE >= 16 && WEIRI_INBOX_INLINE < SLOT_SIZE,
-               "a slot must hold a small message in place");
+_Static_assert(sizeof(slot) == WEIR_CACHELINE, "a slot is one line");
+
+/* A worker's copy of a message: a body with room for what a slot holds. */
+typedef union scratch {
+    weiri_body body;
+    unsigned char bytes[sizeof(weiri_body) + WEIRI_INBOX_INLINE];
+} scratch;
 
 #define CLOSED (~(SIZE_MAX >> 1))
 
@@ -46,6 +51,7 @@ struct weiri_inbox {
     _Atomic size_t taken_cache;    /* producers' last reading of taken */
     WEIR_ALIGNAS(WEIR_CACHELINE)
     _Atomic size_t taken;          /* next position the worker takes */
+    scratch *scratch;              /* WEIRI_INBOX_HOLD, the worker's alone */
     WEIR_ALIGNAS(WEIR_CACHELINE)
     /*
      * Set after the close bit: the worker checks this line, which stays
@@ -53,9 +59,10 @@ struct weiri_inbox {
      * it is set.
      */
     _Atomic bool closing;
-    unsigned char *slots;          /* mask + 1 of SLOT_SIZE bytes */
+    slot *slots;                   /* mask + 1 */
     size_t mask;
     size_t capacity;
+    const char *topic;             /* for the messages copied out */
     WEIR_ALIGNAS(WEIR_CACHELINE)
     weiri_event not_empty;         /* the worker sleeps here */
     WEIR_ALIGNAS(WEIR_CACHELINE)
@@ -65,11 +72,11 @@ struct weiri_inbox {
 static slot *
 slot_at(const weiri_inbox *in, size_t pos)
 {
-    return (slot *)(void *)(in->slots + (pos & in->mask) * SLOT_SIZE);
+    return &in->slots[pos & in->mask];
 }
 
 int
-weiri_inbox_create(weiri_inbox **out, size_t capacity)
+weiri_inbox_create(weiri_inbox **out, size_t capacity, const char *topic)
 {
     *out = NULL;
     if (capacity == 0 || capacity > WEIRI_INBOX_MAX)
@@ -78,12 +85,14 @@ weiri_inbox_create(weiri_inbox **out, size_t capacity)
     if (in == NULL)
         return WEIR_ENOMEM;
     size_t n = 1;
-    while (n < capacity + WEIRI_INBOX_HOLD)
+    while (n < capacity)
         n <<= 1;
     in->mask = n - 1;
     in->capacity = capacity;
-    in->slots = weiri_alloc_array(n, SLOT_SIZE);
-    if (in->slots == NULL)
+    in->topic = topic;
+    in->slots = weiri_alloc_array(n, sizeof(slot));
+    in->scratch = weiri_alloc_array(WEIRI_INBOX_HOLD, sizeof(scratch));
+    if (in->slots == NULL || in->scratch == NULL)
         goto fail;
     if (weiri_event_init(&in->not_empty) != 0)
         goto fail;
@@ -94,6 +103,7 @@ weiri_inbox_create(weiri_inbox **out, size_t capacity)
     *out = in;
     return 0;
 fail:
+    weiri_free(in->scratch);
     weiri_free(in->slots);
     weiri_free(in);
     return WEIR_ENOMEM;
@@ -106,6 +116,7 @@ weiri_inbox_destroy(weiri_inbox *in)
         return;
     weiri_event_destroy(&in->not_full);
     weiri_event_destroy(&in->not_empty);
+    weiri_free(in->scratch);
     weiri_free(in->slots);
     weiri_free(in);
 }
@@ -146,10 +157,12 @@ weiri_inbox_claim(weiri_inbox *in, size_t *pos)
     }
 }
 
-weiri_body *
-weiri_inbox_place(weiri_inbox *in, size_t pos)
+/* Make slot s, claimed, hold what it was given; wake the worker. */
+static void
+publish(weiri_inbox *in, slot *s, size_t pos)
 {
-    return (weiri_body *)(void *)((unsigned char *)slot_at(in, pos) + sizeof(slot));
+    atomic_store_explicit(&s->seq, pos + 1, memory_order_release);
+    weiri_event_notify(&in->not_empty, 1);
 }
 
 void
@@ -157,8 +170,34 @@ weiri_inbox_fill(weiri_inbox *in, size_t pos, weiri_body *b)
 {
     slot *s = slot_at(in, pos);
     s->item = b;
-    atomic_store_explicit(&s->seq, pos + 1, memory_order_release);
-    weiri_event_notify(&in->not_empty, 1);
+    publish(in, s, pos);
+}
+
+void
+weiri_inbox_fill_copy(weiri_inbox *in, size_t pos, uint64_t id,
+                      int64_t timestamp_ns, const void *data, size_t size,
+                      const char *key, size_t key_len)
+{
+    slot *s = slot_at(in, pos);
+    s->item = NULL;
+    s->id = id;
+    s->timestamp_ns = timestamp_ns;
+    s->size = (uint32_t)size;
+    s->key_len = (uint16_t)key_len;
+    s->keyed = key != NULL;
+    if (size > 0)
+        memcpy(s->data, data, size);
+    if (key != NULL) {
+        memcpy(s->data + size, key, key_len);
+        s->data[size + key_len] = '\0';
+    }
+    publish(in, s, pos);
+}
+
+void
+weiri_inbox_prefetch(weiri_inbox *in, size_t pos)
+{
+    weiri_prefetch_write(slot_at(in, pos));
 }
 
 /* A push in progress, for weiri_await. */
@@ -214,7 +253,16 @@ take_try(void *arg)
         slot *s = slot_at(in, k + i);
         if (atomic_load_explicit(&s->seq, memory_order_acquire) != k + i + 1)
             break;
-        c->out[i] = s->item;
+        weiri_body *b = s->item;
+        if (b == NULL) {
+            b = &in->scratch[i].body;
+            weiri_body_fill(b, NULL, in->topic, s->data, s->size,
+                            s->keyed ? (const char *)s->data + s->size : NULL,
+                            s->key_len, s->timestamp_ns, 1);
+            b->in_slot = true;
+            b->id = s->id;
+        }
+        c->out[i] = b;
     }
     if (i > 0) {
         /*

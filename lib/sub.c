@@ -129,7 +129,7 @@ weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn, void *ctx,
     const weiri_subset *set = atomic_load_explicit(&t->subs, memory_order_relaxed);
     if (!s->careful && o.workers == 1 && o.overflow != WEIR_OVERFLOW_DROP_OLDEST &&
         o.capacity <= WEIRI_INBOX_MAX && (set == NULL || set->n == 0))
-        rc = weiri_inbox_create(&s->inbox, o.capacity);
+        rc = weiri_inbox_create(&s->inbox, o.capacity, t->name);
     else
         rc = weir_queue_create(&s->queue, o.capacity);
     if (rc != 0)
