@@ -947,6 +947,249 @@ test_bus_blocked_publish_holds_up_no_other_sub(void **state)
     ts_watchdog_disarm();
 }
 
+/* ---- a lone subscription's messages: written in place or shared -------- */
+
+/*
+ * The key message seq carries: none, one short enough to be written in
+ * place with the message, or one too long for that.
+ */
+static const char *
+key_for(uint64_t seq, char *buf, size_t cap)
+{
+    if (seq % 3 == 0)
+        return NULL;
+    if (seq % 3 == 1)
+        snprintf(buf, cap, "k%u", (unsigned)(seq % 10));
+    else
+        snprintf(buf, cap, "a key too long to sit in a slot %llu",
+                 (unsigned long long)seq);
+    return buf;
+}
+
+typedef struct keyed_log {
+    _Atomic uint64_t count;
+    _Atomic uint64_t first;        /* the first sequence number seen */
+    _Atomic int bad;               /* messages out of order or not as sent */
+    uint64_t last_seq, last_id;    /* the worker's alone */
+} keyed_log;
+
+static int
+check_keyed(const weir_msg *m, void *ctx)
+{
+    keyed_log *l = ctx;
+    uint64_t seq;
+    char buf[64];
+    if (weir_msg_size(m) != sizeof(seq) || strcmp(weir_msg_topic(m), "t") != 0 ||
+        weir_msg_attempt(m) != 1 || weir_msg_timestamp_ns(m) <= 0 ||
+        weir_msg_timestamp_ns(m) > ts_now_ns()) {
+        atomic_fetch_add(&l->bad, 1);
+        return -1;
+    }
+    memcpy(&seq, weir_msg_data(m), sizeof(seq));
+    const char *want = key_for(seq, buf, sizeof(buf));
+    const char *got = weir_msg_key(m);
+    if ((want == NULL) != (got == NULL) || (want != NULL && strcmp(want, got) != 0))
+        atomic_fetch_add(&l->bad, 1);
+    if (atomic_load(&l->count) == 0)
+        atomic_store(&l->first, seq);
+    else if (seq != l->last_seq + 1 || weir_msg_id(m) <= l->last_id)
+        atomic_fetch_add(&l->bad, 1);
+    l->last_seq = seq;
+    l->last_id = weir_msg_id(m);
+    atomic_fetch_add(&l->count, 1);
+    return 0;
+}
+
+static void
+publish_keyed(weir_bus *bus, uint64_t from, uint64_t to)
+{
+    char buf[64];
+    for (uint64_t seq = from; seq < to; seq++) {
+        weir_pub_opts po = { .key = key_for(seq, buf, sizeof(buf)) };
+        assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), &po), 0);
+    }
+}
+
+static int
+log_reached(void *arg)
+{
+    void **a = arg;
+    return atomic_load(&((keyed_log *)a[0])->count) >= (uint64_t)(uintptr_t)a[1];
+}
+
+static void
+wait_log(keyed_log *l, uint64_t n)
+{
+    void *a[2] = { l, (void *)(uintptr_t)n };
+    wait_until(log_reached, a);
+}
+
+/*
+ * While a subscription is its topic's only one, a small message is
+ * written straight into its queue; once another subscribes, messages are
+ * shared; when that one leaves, written in place again; and a later
+ * subscription left alone gets them whole too.  Each sees every message
+ * published while it was subscribed, in order, with its key, id and
+ * stamp, whichever way the message came.
+ */
+static void
+test_bus_lone_and_shared_messages_keep_order(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    weir_bus *bus = make_bus();
+    static keyed_log a, b, c;
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    memset(&c, 0, sizeof(c));
+    weir_sub *sa, *sb, *sc;
+    assert_int_equal(weir_bus_subscribe(bus, "t", check_keyed, &a, NULL, &sa), 0);
+    publish_keyed(bus, 0, 100);
+    assert_int_equal(weir_bus_subscribe(bus, "t", check_keyed, &b, NULL, &sb), 0);
+    publish_keyed(bus, 100, 200);
+    wait_log(&b, 100);
+    assert_int_equal(weir_sub_close(sb, 10 * WEIR_SEC), 0);
+    publish_keyed(bus, 200, 300);
+    assert_int_equal(weir_bus_subscribe(bus, "t", check_keyed, &c, NULL, &sc), 0);
+    publish_keyed(bus, 300, 350);
+    wait_log(&a, 350);
+    weir_sub_stats st;
+    assert_int_equal(weir_sub_get_stats(sa, &st), 0);
+    assert_int_equal(st.routed, 350);
+    assert_int_equal(st.acked, 350);
+    assert_int_equal(weir_sub_close(sa, 10 * WEIR_SEC), 0);
+    publish_keyed(bus, 350, 400);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    assert_int_equal(atomic_load(&a.count), 350);
+    assert_int_equal(atomic_load(&a.first), 0);
+    assert_int_equal(atomic_load(&b.count), 100);
+    assert_int_equal(atomic_load(&b.first), 100);
+    assert_int_equal(atomic_load(&c.count), 100);
+    assert_int_equal(atomic_load(&c.first), 300);
+    assert_int_equal(atomic_load(&a.bad) + atomic_load(&b.bad) + atomic_load(&c.bad), 0);
+    assert_settled(sc, 100);
+    weir_bus_stats bs;
+    assert_int_equal(weir_bus_get_stats(bus, &bs), 0);
+    assert_int_equal(bs.published, 400);
+    assert_int_equal(bs.unrouted, 0);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+/* ---- capacity while a worker holds a batch -------------------------------- */
+
+/* Holds its worker at messages 0 and 1 until released; logs the rest. */
+typedef struct holder {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int released;                  /* 1: past message 0; 2: past message 1 too */
+    _Atomic int entered;
+    _Atomic uint64_t got[160];
+} holder;
+
+static int
+hold(const weir_msg *m, void *ctx)
+{
+    holder *h = ctx;
+    uint64_t seq;
+    memcpy(&seq, weir_msg_data(m), sizeof(seq));
+    int i = atomic_fetch_add(&h->entered, 1);
+    if (i < 160)
+        atomic_store(&h->got[i], seq);
+    if (seq < 2) {
+        pthread_mutex_lock(&h->mu);
+        while (h->released <= (int)seq)
+            pthread_cond_wait(&h->cv, &h->mu);
+        pthread_mutex_unlock(&h->mu);
+    }
+    return 0;
+}
+
+static void
+release(holder *h, int step)
+{
+    pthread_mutex_lock(&h->mu);
+    h->released = step;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+static int
+entered_two(void *arg)
+{
+    return atomic_load(&((holder *)arg)->entered) >= 2;
+}
+
+static int
+entered_first(void *arg)
+{
+    return atomic_load(&((holder *)arg)->entered) >= 1;
+}
+
+/*
+ * REJECT, capacity 64.  The worker is held at message 0 while 1..64 fill
+ * the queue, then takes all 64 at once and is held at 1: the 64 it holds
+ * are in flight, not queued, so 65..128 fit and only 129 is refused.
+ * Every message then arrives whole and in order.  alone: the subscription
+ * is its topic's only one (messages written in place); else another
+ * subscription shares each message.
+ */
+static void
+capacity_with_batch_in_hand(bool alone)
+{
+    weir_bus *bus = make_bus();
+    static holder h;
+    memset(&h, 0, sizeof(h));
+    pthread_mutex_init(&h.mu, NULL);
+    pthread_cond_init(&h.cv, NULL);
+    _Atomic uint64_t counted = 0;
+    weir_sub *other = NULL, *s;
+    if (!alone)
+        assert_int_equal(weir_bus_subscribe(bus, "t", count_any, &counted, NULL,
+                                            &other), 0);
+    weir_sub_opts so = { .capacity = 64, .overflow = WEIR_OVERFLOW_REJECT };
+    assert_int_equal(weir_bus_subscribe(bus, "t", hold, &h, &so, &s), 0);
+    uint64_t seq = 0;
+    assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL), 0);
+    wait_until(entered_first, &h);
+    for (seq = 1; seq <= 65; seq++)
+        assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL),
+                         seq <= 64 ? 0 : WEIR_EAGAIN);
+    release(&h, 1);
+    wait_until(entered_two, &h);
+    for (seq = 65; seq <= 129; seq++)
+        assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL),
+                         seq <= 128 ? 0 : WEIR_EAGAIN);
+    weir_sub_stats st;
+    assert_int_equal(weir_sub_get_stats(s, &st), 0);
+    assert_int_equal(st.routed, 129);
+    assert_int_equal(st.rejected, 2);
+    assert_int_equal(st.in_flight, 64);
+    assert_int_equal(st.queued, 64);
+    assert_true(st.high_water >= 64);
+    release(&h, 2);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    assert_int_equal(atomic_load(&h.entered), 129);
+    for (int i = 0; i < 129; i++)
+        assert_int_equal(atomic_load(&h.got[i]), (uint64_t)i);
+    assert_settled(s, 129);
+    if (!alone)
+        assert_settled(other, 131);
+    weir_bus_destroy(bus);
+    pthread_cond_destroy(&h.cv);
+    pthread_mutex_destroy(&h.mu);
+}
+
+static void
+test_bus_capacity_with_a_batch_in_hand(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    capacity_with_batch_in_hand(true);
+    capacity_with_batch_in_hand(false);
+    ts_watchdog_disarm();
+}
+
 int
 main(void)
 {
@@ -967,6 +1210,8 @@ main(void)
         cmocka_unit_test(test_bus_subscribe_unsubscribe_under_publishing),
         cmocka_unit_test(test_bus_crowded_publishers_and_close),
         cmocka_unit_test(test_bus_blocked_publish_holds_up_no_other_sub),
+        cmocka_unit_test(test_bus_lone_and_shared_messages_keep_order),
+        cmocka_unit_test(test_bus_capacity_with_a_batch_in_hand),
     };
     return cmocka_run_group_tests_name("bus", tests, ts_watchdog_group, NULL);
 }
