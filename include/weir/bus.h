@@ -216,6 +216,15 @@ int weir_bus_create(weir_bus **bus, const weir_bus_opts *opts);
  * dead-letter topic name or the subscription's own topic); WEIR_ECLOSED (the bus is closed);
  * WEIR_ENOMEM (memory or threads).  On failure nothing was subscribed.
  * Any thread, also from a handler.
+ *
+ * Memory: a subscription's queue takes 16 bytes per place of capacity,
+ * rounded up to a power of two, allocated at once.  The first
+ * subscription of a topic that has one worker, no delivery guarantee and
+ * a policy other than DROP_OLDEST, with a capacity up to 65,536, takes
+ * 64 bytes per place instead: while it is its topic's only subscription,
+ * a message of up to 23 bytes of payload and key is written whole into
+ * its queue rather than into a shared copy.  What a handler sees is the
+ * same either way.
  */
 int weir_bus_subscribe(weir_bus *bus, const char *topic, weir_handler fn,
                        void *ctx, const weir_sub_opts *opts, weir_sub **sub);
