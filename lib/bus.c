@@ -4,8 +4,10 @@
  * A publish looks its topic up without a lock (topic.c), enters the
  * topic's read section, copies the payload once into a body with one
  * reference per subscription, places it with each (sub.c) and leaves;
- * see fanout for the order of those steps.  The bus-wide state a publish
- * writes is the id counter and the read slot its thread keeps reusing.
+ * see fanout for the order of those steps.  A topic's lone subscription
+ * may take a small message written whole into its inbox instead.  The
+ * bus-wide state a publish writes is the id counter and the read slot
+ * its thread keeps reusing.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -197,10 +199,14 @@ enum { CLAIM_FIRST = 8 };
  * stop: see weiri_sub_offer.  Returns as weir_topic_publish, and fills
  * *out.
  *
+ * A message made from src for a topic whose one subscription has an
+ * inbox is written straight into it when it fits and there is room
+ * (publish_in_place); every other goes into a body.
+ *
  * The order is for speed: a locked instruction waits until this core's
  * earlier writes have reached the other cores, and the body and the
  * queue places are lines a worker has just read.  So every locked
- * instruction comes first (the body from the pool, the section, the id,
+ * instruction comes first (the section, the body from the pool, the id,
  * the claims of the first CLAIM_FIRST queue places), then the writes, and
  * the section ends with a plain store.  A small body that a publish
  * copies in its section is, from the second publish through that read
@@ -226,6 +232,17 @@ fanout(weir_topic *topic, weiri_body *b, const body_src *src, int64_t deadline,
         weiri_topic_leave(topic, ticket);
         return 0;
     }
+    *out = (weiri_routed){ .placed = SIZE_MAX }; /* nobody: no refusal either */
+    if (set == NULL || set->n == 0) {
+        weiri_topic_leave(topic, ticket);
+        if (!relay)
+            atomic_fetch_add_explicit(&bus->unrouted, 1, memory_order_relaxed);
+        if (src == NULL) {
+            atomic_store_explicit(&b->refs, 1, memory_order_relaxed);
+            weiri_body_release(b, 1);
+        }
+        return 0;
+    }
     if (src != NULL &&
         (b = weiri_body_alloc(&bus->bodies, src->size, src->key_len, keyed)) == NULL) {
         weiri_topic_leave(topic, ticket);
@@ -233,19 +250,6 @@ fanout(weir_topic *topic, weiri_body *b, const body_src *src, int64_t deadline,
     }
     if (src != NULL && small && ticket < WEIRI_READER_SLOTS)
         b = weiri_body_ahead(&bus->bodies, &bus->readers[ticket].spare, b);
-    *out = (weiri_routed){ .placed = SIZE_MAX }; /* nobody: no refusal either */
-    if (set == NULL || set->n == 0) {
-        weiri_topic_leave(topic, ticket);
-        if (!relay)
-            atomic_fetch_add_explicit(&bus->unrouted, 1, memory_order_relaxed);
-        if (src != NULL) {
-            weiri_body_unalloc(&bus->bodies, b, src->size, src->key_len, keyed);
-        } else {
-            atomic_store_explicit(&b->refs, 1, memory_order_relaxed);
-            weiri_body_release(b, 1);
-        }
-        return 0;
-    }
     uint64_t id = relay ? b->id
                         : atomic_fetch_add_explicit(&bus->next_id, 1,
                                                     memory_order_relaxed) + 1;

@@ -81,15 +81,6 @@ weiri_body_ahead(weir_mpmc *pool, weiri_body **spare, weiri_body *fresh)
 }
 
 void
-weiri_body_unalloc(weir_mpmc *pool, weiri_body *b, size_t size, size_t key_len,
-                   bool keyed)
-{
-    if (!weiri_body_is_small(size, key_len, keyed) || pool == NULL ||
-        weir_mpmc_push(pool, b) != 0)
-        free(b);
-}
-
-void
 weiri_body_fill(weiri_body *b, weir_mpmc *pool, const char *topic,
                 const void *data, size_t size, const char *key,
                 size_t key_len, int64_t timestamp_ns, uint32_t refs)

@@ -146,10 +146,6 @@ void weiri_prefetch_write(const void *p);
 /* weiri_body_setup - learn what this CPU can do; once per bus, any thread. */
 void weiri_body_setup(void);
 
-/* weiri_body_unalloc - give back, unwritten, what weiri_body_alloc took. */
-void weiri_body_unalloc(weir_mpmc *pool, weiri_body *b, size_t size,
-                        size_t key_len, bool keyed);
-
 /*
  * weiri_body_release - drop n holders; the last one recycles or frees it.
  * Nothing for a body in an inbox's slot.

@@ -1,11 +1,12 @@
 /*
- * sub.c - subscriptions: their queue, worker threads, pacing, accounting
- * and shutdown.
+ * sub.c - subscriptions: their queue (a weir_queue, or an inbox: see
+ * weir_sub.inbox), worker threads, pacing, accounting and shutdown.
  *
  * Accounting.  Each counter moves at one point, and only up but for the
  * take-backs said below:
- * routed is the queue's own count of pushes plus the messages dropped on
- * the way in (DROP_NEWEST), so a publish pays no extra atomic for it;
+ * routed is the queue's (inbox's) own count of pushes plus the messages
+ * dropped on the way in (DROP_NEWEST), so a publish pays no extra atomic
+ * for it;
  * started moves when a worker takes messages off the queue, acked,
  * failed or dead_lettered when a message is finished with (deliver.c:
  * after its last attempt), dropped when an overflow policy discards one,
@@ -198,7 +199,7 @@ weiri_sub_place(weir_sub *s, weiri_body *b)
 
 /* Messages placed and not yet taken. */
 static size_t
-depth(const weir_sub *s)
+waiting(const weir_sub *s)
 {
     return s->inbox != NULL ? weiri_inbox_size(s->inbox) : weir_queue_size(s->queue);
 }
@@ -215,7 +216,7 @@ weiri_sub_has_room(const weir_sub *s, size_t need)
 {
     bool closed = s->inbox != NULL ? weiri_inbox_is_closed(s->inbox)
                                    : weir_queue_is_closed(s->queue);
-    return closed || depth(s) + need <= weiri_sub_capacity(s);
+    return closed || waiting(s) + need <= weiri_sub_capacity(s);
 }
 
 void
@@ -227,7 +228,7 @@ weiri_sub_shut(weir_sub *s)
         weir_queue_close(s->queue);
 }
 
-/* Take up to n messages, waiting for one for ever: as weir_queue_pop_burst. */
+/* Take up to n messages, as weir_queue_pop_burst. */
 static long
 take(weir_sub *s, void **batch, size_t n, int64_t timeout_ns)
 {
@@ -322,7 +323,7 @@ weiri_sub_took(weir_sub *s, size_t n, size_t want)
      * a full one needs the queue's size, which reads the producers' line:
      * one cache miss per batch saved while the worker keeps up.
      */
-    note_high_water(s, n < want ? (uint64_t)n : (uint64_t)n + depth(s));
+    note_high_water(s, n < want ? (uint64_t)n : (uint64_t)n + waiting(s));
 }
 
 static void *
