@@ -83,14 +83,21 @@ static int
 reached(void *arg)
 {
     void **a = arg;
-    return atomic_load(&((recorder *)a[0])->count) >= (uint64_t)(uintptr_t)a[1];
+    return atomic_load((_Atomic uint64_t *)a[0]) >= (uint64_t)(uintptr_t)a[1];
+}
+
+/* Wait until *count reaches n. */
+static void
+wait_counter(_Atomic uint64_t *count, uint64_t n)
+{
+    void *a[2] = { count, (void *)(uintptr_t)n };
+    wait_until(reached, a);
 }
 
 static void
 wait_count(recorder *r, uint64_t n)
 {
-    void *a[2] = { r, (void *)(uintptr_t)n };
-    wait_until(reached, a);
+    wait_counter(&r->count, n);
 }
 
 /* ---- fan-out -------------------------------------------------------------- */
@@ -1010,20 +1017,6 @@ publish_keyed(weir_bus *bus, uint64_t from, uint64_t to)
     }
 }
 
-static int
-log_reached(void *arg)
-{
-    void **a = arg;
-    return atomic_load(&((keyed_log *)a[0])->count) >= (uint64_t)(uintptr_t)a[1];
-}
-
-static void
-wait_log(keyed_log *l, uint64_t n)
-{
-    void *a[2] = { l, (void *)(uintptr_t)n };
-    wait_until(log_reached, a);
-}
-
 /*
  * While a subscription is its topic's only one, a small message is
  * written straight into its queue; once another subscribes, messages are
@@ -1047,12 +1040,12 @@ test_bus_lone_and_shared_messages_keep_order(void **state)
     publish_keyed(bus, 0, 100);
     assert_int_equal(weir_bus_subscribe(bus, "t", check_keyed, &b, NULL, &sb), 0);
     publish_keyed(bus, 100, 200);
-    wait_log(&b, 100);
+    wait_counter(&b.count, 100);
     assert_int_equal(weir_sub_close(sb, 10 * WEIR_SEC), 0);
     publish_keyed(bus, 200, 300);
     assert_int_equal(weir_bus_subscribe(bus, "t", check_keyed, &c, NULL, &sc), 0);
     publish_keyed(bus, 300, 350);
-    wait_log(&a, 350);
+    wait_counter(&a.count, 350);
     weir_sub_stats st;
     assert_int_equal(weir_sub_get_stats(sa, &st), 0);
     assert_int_equal(st.routed, 350);
