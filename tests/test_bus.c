@@ -3,6 +3,7 @@
  * policies with exact counts, rate limiting, accounting, close and drain,
  * bad input, and subscribing while others publish.
  */
+#include <limits.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -289,9 +290,9 @@ test_bus_timestamps_within_publish(void **state)
 typedef struct gate {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int open;
+    int open;                  /* handler calls let through: the first open */
     _Atomic int entered;       /* handler calls started */
-    _Atomic uint64_t got[64];  /* sequence numbers handled, in order */
+    _Atomic uint64_t got[160]; /* sequence numbers handled, in order */
 } gate;
 
 static int
@@ -301,10 +302,10 @@ gated(const weir_msg *m, void *ctx)
     uint64_t seq;
     memcpy(&seq, weir_msg_data(m), sizeof(seq));
     int i = atomic_fetch_add(&g->entered, 1);
-    if (i < 64)
+    if (i < 160)
         atomic_store(&g->got[i], seq);
     pthread_mutex_lock(&g->mu);
-    while (!g->open)
+    while (i >= g->open)
         pthread_cond_wait(&g->cv, &g->mu);
     pthread_mutex_unlock(&g->mu);
     return 0;
@@ -332,13 +333,20 @@ gate_fini(gate *g)
     pthread_mutex_destroy(&g->mu);
 }
 
+/* Let the first n handler calls through (INT_MAX: every one). */
+static void
+gate_pass(gate *g, int n)
+{
+    pthread_mutex_lock(&g->mu);
+    g->open = n;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
 static void
 gate_open(gate *g)
 {
-    pthread_mutex_lock(&g->mu);
-    g->open = 1;
-    pthread_cond_broadcast(&g->cv);
-    pthread_mutex_unlock(&g->mu);
+    gate_pass(g, INT_MAX);
 }
 
 /*
@@ -1071,52 +1079,10 @@ test_bus_lone_and_shared_messages_keep_order(void **state)
 
 /* ---- capacity while a worker holds a batch -------------------------------- */
 
-/* Holds its worker at messages 0 and 1 until released; logs the rest. */
-typedef struct holder {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int released;                  /* 1: past message 0; 2: past message 1 too */
-    _Atomic int entered;
-    _Atomic uint64_t got[160];
-} holder;
-
-static int
-hold(const weir_msg *m, void *ctx)
-{
-    holder *h = ctx;
-    uint64_t seq;
-    memcpy(&seq, weir_msg_data(m), sizeof(seq));
-    int i = atomic_fetch_add(&h->entered, 1);
-    if (i < 160)
-        atomic_store(&h->got[i], seq);
-    if (seq < 2) {
-        pthread_mutex_lock(&h->mu);
-        while (h->released <= (int)seq)
-            pthread_cond_wait(&h->cv, &h->mu);
-        pthread_mutex_unlock(&h->mu);
-    }
-    return 0;
-}
-
-static void
-release(holder *h, int step)
-{
-    pthread_mutex_lock(&h->mu);
-    h->released = step;
-    pthread_cond_broadcast(&h->cv);
-    pthread_mutex_unlock(&h->mu);
-}
-
 static int
 entered_two(void *arg)
 {
-    return atomic_load(&((holder *)arg)->entered) >= 2;
-}
-
-static int
-entered_first(void *arg)
-{
-    return atomic_load(&((holder *)arg)->entered) >= 1;
+    return atomic_load(&((gate *)arg)->entered) >= 2;
 }
 
 /*
@@ -1131,25 +1097,23 @@ static void
 capacity_with_batch_in_hand(bool alone)
 {
     weir_bus *bus = make_bus();
-    static holder h;
-    memset(&h, 0, sizeof(h));
-    pthread_mutex_init(&h.mu, NULL);
-    pthread_cond_init(&h.cv, NULL);
+    static gate g;
+    gate_init(&g);
     _Atomic uint64_t counted = 0;
     weir_sub *other = NULL, *s;
     if (!alone)
         assert_int_equal(weir_bus_subscribe(bus, "t", count_any, &counted, NULL,
                                             &other), 0);
     weir_sub_opts so = { .capacity = 64, .overflow = WEIR_OVERFLOW_REJECT };
-    assert_int_equal(weir_bus_subscribe(bus, "t", hold, &h, &so, &s), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "t", gated, &g, &so, &s), 0);
     uint64_t seq = 0;
     assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL), 0);
-    wait_until(entered_first, &h);
+    wait_until(entered_one, &g);
     for (seq = 1; seq <= 65; seq++)
         assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL),
                          seq <= 64 ? 0 : WEIR_EAGAIN);
-    release(&h, 1);
-    wait_until(entered_two, &h);
+    gate_pass(&g, 1);
+    wait_until(entered_two, &g);
     for (seq = 65; seq <= 129; seq++)
         assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL),
                          seq <= 128 ? 0 : WEIR_EAGAIN);
@@ -1160,17 +1124,16 @@ capacity_with_batch_in_hand(bool alone)
     assert_int_equal(st.in_flight, 64);
     assert_int_equal(st.queued, 64);
     assert_true(st.high_water >= 64);
-    release(&h, 2);
+    gate_open(&g);
     assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
-    assert_int_equal(atomic_load(&h.entered), 129);
+    assert_int_equal(atomic_load(&g.entered), 129);
     for (int i = 0; i < 129; i++)
-        assert_int_equal(atomic_load(&h.got[i]), (uint64_t)i);
+        assert_int_equal(atomic_load(&g.got[i]), (uint64_t)i);
     assert_settled(s, 129);
     if (!alone)
         assert_settled(other, 131);
     weir_bus_destroy(bus);
-    pthread_cond_destroy(&h.cv);
-    pthread_mutex_destroy(&h.mu);
+    gate_fini(&g);
 }
 
 static void
