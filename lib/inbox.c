@@ -15,6 +15,7 @@
  * slots than its capacity.
  */
 #include <limits.h>
+#include <stddef.h>
 #include <stdalign.h>
 #include <string.h>
 
@@ -122,6 +123,17 @@ weiri_inbox_destroy(weiri_inbox *in)
 }
 
 /*
+ * Whether position t is at least the capacity past taken k.  t may be a
+ * stale reading of tail that the worker has since taken past (t < k):
+ * that is room, and the claim's CAS then fails and reads tail afresh.
+ */
+static bool
+beyond(const weiri_inbox *in, size_t t, size_t k)
+{
+    return (ptrdiff_t)(t - k) >= 0 && t - k >= in->capacity;
+}
+
+/*
  * Whether position t is beyond the capacity, by the freshest reading of
  * taken if the cached one says so.  Acquire on both readings and release
  * on the cache: a producer that learns taken through another producer's
@@ -131,11 +143,11 @@ static bool
 full_at(weiri_inbox *in, size_t t)
 {
     size_t k = atomic_load_explicit(&in->taken_cache, memory_order_acquire);
-    if (t - k < in->capacity)
+    if (!beyond(in, t, k))
         return false;
     k = atomic_load_explicit(&in->taken, memory_order_acquire);
     atomic_store_explicit(&in->taken_cache, k, memory_order_release);
-    return t - k >= in->capacity;
+    return beyond(in, t, k);
 }
 
 int
@@ -219,12 +231,16 @@ push_try(void *arg)
     return rc == 0 ? 1 : rc;
 }
 
+/*
+ * Sleep only if the counters say full, and not closed: the try read tail
+ * relaxed and may have missed a close whose wake-up found no waiter yet.
+ */
 static bool
 push_idle(void *arg)
 {
     weiri_inbox *in = ((push_ctx *)arg)->in;
-    size_t t = atomic_load(&in->tail) & ~CLOSED;
-    return t - atomic_load(&in->taken) >= in->capacity;
+    size_t t = atomic_load(&in->tail);
+    return (t & CLOSED) == 0 && beyond(in, t, atomic_load(&in->taken));
 }
 
 int

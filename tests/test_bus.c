@@ -1064,11 +1064,13 @@ publish_keyed(weir_bus *bus, uint64_t from, uint64_t to)
 
 /*
  * While a subscription is its topic's only one, a small message is
- * written straight into its queue; once another subscribes, messages are
- * shared; when that one leaves, written in place again; and a later
- * subscription left alone gets them whole too.  Each sees every message
- * published while it was subscribed, in order, with its key, id and
- * stamp, whichever way the message came.
+ * written straight into its queue (a); once another subscribes, messages
+ * are shared (b); when that one leaves, written in place again.  A
+ * subscription that arrives second (c) gets a plain queue, and stays on
+ * it when a leaves; and one that subscribes to the topic once it is
+ * empty again (d) gets messages written in place.  Each sees every
+ * message published while it was subscribed, in order, with its key, id
+ * and stamp, whichever way the message came.
  */
 static void
 test_bus_lone_and_shared_messages_keep_order(void **state)
@@ -1076,11 +1078,13 @@ test_bus_lone_and_shared_messages_keep_order(void **state)
     (void)state;
     ts_watchdog_arm(__func__, 60);
     weir_bus *bus = make_bus();
-    static keyed_log a, b, c;
+    static keyed_log a, b, c, d;
     memset(&a, 0, sizeof(a));
     memset(&b, 0, sizeof(b));
     memset(&c, 0, sizeof(c));
-    weir_sub *sa, *sb, *sc;
+    memset(&d, 0, sizeof(d));
+    weir_sub *sa, *sb, *sc, *sd;
+    weir_sub_stats st;
     assert_int_equal(weir_bus_subscribe(bus, "t", check_keyed, &a, NULL, &sa), 0);
     publish_keyed(bus, 0, 100);
     assert_int_equal(weir_bus_subscribe(bus, "t", check_keyed, &b, NULL, &sb), 0);
@@ -1091,12 +1095,19 @@ test_bus_lone_and_shared_messages_keep_order(void **state)
     assert_int_equal(weir_bus_subscribe(bus, "t", check_keyed, &c, NULL, &sc), 0);
     publish_keyed(bus, 300, 350);
     wait_counter(&a.count, 350);
-    weir_sub_stats st;
     assert_int_equal(weir_sub_get_stats(sa, &st), 0);
     assert_int_equal(st.routed, 350);
     assert_int_equal(st.acked, 350);
     assert_int_equal(weir_sub_close(sa, 10 * WEIR_SEC), 0);
     publish_keyed(bus, 350, 400);
+    wait_counter(&c.count, 100);
+    assert_int_equal(weir_sub_get_stats(sc, &st), 0);
+    assert_int_equal(st.routed, 100);
+    assert_int_equal(st.acked, 100);
+    assert_int_equal(weir_sub_close(sc, 10 * WEIR_SEC), 0);
+    publish_keyed(bus, 400, 410); /* nobody: unrouted */
+    assert_int_equal(weir_bus_subscribe(bus, "t", check_keyed, &d, NULL, &sd), 0);
+    publish_keyed(bus, 410, 500);
     assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
     assert_int_equal(atomic_load(&a.count), 350);
     assert_int_equal(atomic_load(&a.first), 0);
@@ -1104,12 +1115,15 @@ test_bus_lone_and_shared_messages_keep_order(void **state)
     assert_int_equal(atomic_load(&b.first), 100);
     assert_int_equal(atomic_load(&c.count), 100);
     assert_int_equal(atomic_load(&c.first), 300);
-    assert_int_equal(atomic_load(&a.bad) + atomic_load(&b.bad) + atomic_load(&c.bad), 0);
-    assert_settled(sc, 100);
+    assert_int_equal(atomic_load(&d.count), 90);
+    assert_int_equal(atomic_load(&d.first), 410);
+    assert_int_equal(atomic_load(&a.bad) + atomic_load(&b.bad) + atomic_load(&c.bad) +
+                         atomic_load(&d.bad), 0);
+    assert_settled(sd, 90);
     weir_bus_stats bs;
     assert_int_equal(weir_bus_get_stats(bus, &bs), 0);
-    assert_int_equal(bs.published, 400);
-    assert_int_equal(bs.unrouted, 0);
+    assert_int_equal(bs.published, 500);
+    assert_int_equal(bs.unrouted, 10);
     weir_bus_destroy(bus);
     ts_watchdog_disarm();
 }
@@ -1126,23 +1140,29 @@ entered_two(void *arg)
  * REJECT, capacity 64.  The worker is held at message 0 while 1..64 fill
  * the queue, then takes all 64 at once and is held at 1: the 64 it holds
  * are in flight, not queued, so 65..128 fit and only 129 is refused.
- * Every message then arrives whole and in order.  alone: the subscription
- * is its topic's only one (messages written in place); else another
- * subscription shares each message.
+ * Every message then arrives whole and in order.  The subscription is its
+ * topic's only one (ALONE: messages written into its inbox), the first
+ * of two (FIRST: its inbox carries shared messages), or the second (SECOND:
+ * a plain queue).
  */
+enum held_sub { ALONE, FIRST, SECOND };
+
 static void
-capacity_with_batch_in_hand(bool alone)
+capacity_with_batch_in_hand(enum held_sub how)
 {
     weir_bus *bus = make_bus();
     static gate g;
     gate_init(&g);
     _Atomic uint64_t counted = 0;
     weir_sub *other = NULL, *s;
-    if (!alone)
+    weir_sub_opts so = { .capacity = 64, .overflow = WEIR_OVERFLOW_REJECT };
+    if (how == SECOND)
         assert_int_equal(weir_bus_subscribe(bus, "t", count_any, &counted, NULL,
                                             &other), 0);
-    weir_sub_opts so = { .capacity = 64, .overflow = WEIR_OVERFLOW_REJECT };
     assert_int_equal(weir_bus_subscribe(bus, "t", gated, &g, &so, &s), 0);
+    if (how == FIRST)
+        assert_int_equal(weir_bus_subscribe(bus, "t", count_any, &counted, NULL,
+                                            &other), 0);
     uint64_t seq = 0;
     assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL), 0);
     wait_until(entered_one, &g);
@@ -1167,7 +1187,7 @@ capacity_with_batch_in_hand(bool alone)
     for (int i = 0; i < 129; i++)
         assert_int_equal(atomic_load(&g.got[i]), (uint64_t)i);
     assert_settled(s, 129);
-    if (!alone)
+    if (how != ALONE)
         assert_settled(other, 131);
     weir_bus_destroy(bus);
     gate_fini(&g);
@@ -1178,8 +1198,84 @@ test_bus_capacity_with_a_batch_in_hand(void **state)
 {
     (void)state;
     ts_watchdog_arm(__func__, 60);
-    capacity_with_batch_in_hand(true);
-    capacity_with_batch_in_hand(false);
+    capacity_with_batch_in_hand(ALONE);
+    capacity_with_batch_in_hand(FIRST);
+    capacity_with_batch_in_hand(SECOND);
+    ts_watchdog_disarm();
+}
+
+/* ---- no false "full" when publishers race ---------------------------------- */
+
+enum { RACERS = 7, RACE_BYTES = 600 };
+
+typedef struct race {
+    weir_bus *bus;
+    _Atomic uint64_t handled[RACERS];
+    _Atomic int refused;           /* publishes that failed */
+    size_t each;
+} race;
+
+static int
+count_racer(const weir_msg *m, void *ctx)
+{
+    race *r = ctx;
+    unsigned char who = ((const unsigned char *)weir_msg_data(m))[0];
+    if (who < RACERS)
+        atomic_fetch_add(&r->handled[who], 1);
+    return 0;
+}
+
+/* Publish one message at a time, each only once the one before is handled. */
+static void *
+racer(void *arg)
+{
+    race *r = arg;
+    static _Atomic unsigned ids;
+    unsigned char msg[RACE_BYTES] = { 0 };
+    msg[0] = (unsigned char)(atomic_fetch_add(&ids, 1) % RACERS);
+    for (size_t i = 0; i < r->each; i++) {
+        if (weir_bus_publish(r->bus, "race", msg, sizeof(msg), NULL) != 0)
+            atomic_fetch_add(&r->refused, 1);
+        unsigned n = 0;
+        while (atomic_load(&r->handled[msg[0]]) <= i &&
+               atomic_load(&r->refused) == 0)
+            ts_backoff(&n);
+    }
+    return NULL;
+}
+
+/*
+ * RACERS publishers, each with at most one message in a REJECT queue with
+ * room for one more: the queue is never full, so no publish may be
+ * refused.  A
+ * publisher that read the queue's claim counter, then lost the CPU while
+ * the others claimed and the worker took past that reading, once took
+ * the difference for a full queue.
+ */
+static void
+test_bus_racing_publishers_never_see_room_as_full(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 120);
+    static race r;
+    memset(&r, 0, sizeof(r));
+    r.bus = make_bus();
+    r.each = ts_scale(100000);
+    weir_sub_opts so = { .capacity = RACERS + 1, .overflow = WEIR_OVERFLOW_REJECT };
+    weir_sub *s;
+    assert_int_equal(weir_bus_subscribe(r.bus, "race", count_racer, &r, &so, &s), 0);
+    pthread_t th[RACERS];
+    for (int i = 0; i < RACERS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, racer, &r), 0);
+    for (int i = 0; i < RACERS; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(atomic_load(&r.refused), 0);
+    assert_int_equal(weir_bus_close(r.bus, 10 * WEIR_SEC), 0);
+    weir_sub_stats st;
+    assert_int_equal(weir_sub_get_stats(s, &st), 0);
+    assert_int_equal(st.rejected, 0);
+    assert_settled(s, RACERS * r.each);
+    weir_bus_destroy(r.bus);
     ts_watchdog_disarm();
 }
 
@@ -1205,6 +1301,7 @@ main(void)
         cmocka_unit_test(test_bus_blocked_publish_holds_up_no_other_sub),
         cmocka_unit_test(test_bus_lone_and_shared_messages_keep_order),
         cmocka_unit_test(test_bus_capacity_with_a_batch_in_hand),
+        cmocka_unit_test(test_bus_racing_publishers_never_see_room_as_full),
     };
     return cmocka_run_group_tests_name("bus", tests, ts_watchdog_group, NULL);
 }
