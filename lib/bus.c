@@ -190,18 +190,15 @@ publish_in_place(weir_sub *s, const body_src *src, weiri_routed *out)
 enum { CLAIM_FIRST = 8 };
 
 /*
- * Offer a body to every subscription of topic, giving it one reference
- * each and an id, or count it unrouted if there is none.  The body is b,
+ * Offer a body to every subscription of topic in set, the snapshot of the
+ * read section the caller entered (ticket), which fanout leaves; give it
+ * one reference each and an id, or count it unrouted if there is none.  The body is b,
  * written and not yet shared (refs 0; released if unrouted), or, when src
  * is not NULL, one made here from src.  A relayed body (a dead letter)
  * keeps the id it has and is never counted unrouted: it was published
  * once already.  Whatever the bus's state: callers check for a close.
  * stop: see weiri_sub_offer.  Returns as weir_topic_publish, and fills
  * *out.
- *
- * A message made from src for a topic whose one subscription has an
- * inbox is written straight into it when it fits and there is room
- * (publish_in_place); every other goes into a body.
  *
  * The order is for speed: a locked instruction waits until this core's
  * earlier writes have reached the other cores, and the body and the
@@ -218,20 +215,13 @@ enum { CLAIM_FIRST = 8 };
  * as long.
  */
 static int
-fanout(weir_topic *topic, weiri_body *b, const body_src *src, int64_t deadline,
+fanout(weir_topic *topic, const weiri_subset *set, unsigned ticket,
+       weiri_body *b, const body_src *src, int64_t deadline,
        const _Atomic bool *stop, bool relay, weiri_routed *out)
 {
     weir_bus *bus = topic->bus;
     bool keyed = src != NULL && src->key != NULL;
     bool small = src == NULL || weiri_body_is_small(src->size, src->key_len, keyed);
-    unsigned ticket;
-    const weiri_subset *set = weiri_topic_enter(topic, &ticket);
-    if (src != NULL && set != NULL && set->n == 1 && set->subs[0]->inbox != NULL &&
-        weiri_body_extra(src->size, src->key_len, keyed) <= WEIRI_INBOX_INLINE &&
-        publish_in_place(set->subs[0], src, out)) {
-        weiri_topic_leave(topic, ticket);
-        return 0;
-    }
     *out = (weiri_routed){ .placed = SIZE_MAX }; /* nobody: no refusal either */
     if (set == NULL || set->n == 0) {
         weiri_topic_leave(topic, ticket);
@@ -290,7 +280,9 @@ size_t
 weiri_bus_relay(weir_topic *topic, weiri_body *b, const _Atomic bool *stop)
 {
     weiri_routed r;
-    fanout(topic, b, NULL, WEIRI_NO_DEADLINE, stop, true, &r);
+    unsigned ticket;
+    const weiri_subset *set = weiri_topic_enter(topic, &ticket);
+    fanout(topic, set, ticket, b, NULL, WEIRI_NO_DEADLINE, stop, true, &r);
     return r.placed;
 }
 
@@ -328,7 +320,9 @@ weiri_bus_deliver_delayed(void *bus, void *topic, void *body, int64_t timeout_ns
      * delivered, and is counted by each as rejected, as any publish.
      */
     weiri_routed r;
-    fanout(topic, body, NULL, deadline, &b->delays_over, false, &r);
+    unsigned ticket;
+    const weiri_subset *set = weiri_topic_enter(topic, &ticket);
+    fanout(topic, set, ticket, body, NULL, deadline, &b->delays_over, false, &r);
     if (r.placed == 0 && r.gone > 0 && atomic_load(&b->delays_over)) {
         atomic_fetch_add_explicit(&b->delayed_left, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&b->unused_ids, 1, memory_order_relaxed);
@@ -365,7 +359,15 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
         deadline = now + timeout;
     body_src src = { data, len, key, key_len, now };
     weiri_routed r;
-    return fanout(topic, NULL, &src, deadline, NULL, false, &r);
+    unsigned ticket;
+    const weiri_subset *set = weiri_topic_enter(topic, &ticket);
+    if (set != NULL && set->n == 1 && set->subs[0]->inbox != NULL &&
+        weiri_body_extra(len, key_len, key != NULL) <= WEIRI_INBOX_INLINE &&
+        publish_in_place(set->subs[0], &src, &r)) {
+        weiri_topic_leave(topic, ticket);
+        return 0;
+    }
+    return fanout(topic, set, ticket, NULL, &src, deadline, NULL, false, &r);
 }
 
 int

@@ -192,10 +192,47 @@ void weiri_topic_free_all(weir_bus *bus);
 /*
  * A publisher's read section: the snapshot, and every subscription in
  * it, stays valid until leave.  Sections may nest (a batch holds one per
- * topic); each has its own ticket.
+ * topic); each has its own ticket.  Inline, for every publish enters
+ * one: the common case (the read slot this thread had last is free)
+ * here, the rest in topic.c, which explains the protocol.
  */
-const weiri_subset *weiri_topic_enter(weir_topic *t, unsigned *ticket);
-void weiri_topic_leave(weir_topic *t, unsigned ticket);
+const weiri_subset *weiri_topic_enter_slow(weir_topic *t, unsigned *ticket);
+
+/* The read slot this thread took last: where its next section looks first. */
+extern _Thread_local unsigned weiri_reader_hint;
+
+static inline const weiri_subset *
+weiri_topic_enter(weir_topic *t, unsigned *ticket)
+{
+    unsigned i = weiri_reader_hint;
+    if (i < WEIRI_READER_SLOTS) {
+        weiri_reader *r = &t->bus->readers[i];
+        uint64_t free_mark = 0;
+        uint64_t mark = atomic_load(&t->bus->epoch) + 1;
+        if (atomic_load_explicit(&r->mark, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_strong(&r->mark, &free_mark, mark)) {
+            /* seq_cst, a locked instruction on x86: see weiri_reader. */
+            atomic_store(&r->topic, t);
+            *ticket = i;
+            return atomic_load(&t->subs);
+        }
+    }
+    return weiri_topic_enter_slow(t, ticket);
+}
+
+static inline void
+weiri_topic_leave(weir_topic *t, unsigned ticket)
+{
+    /*
+     * Release: our reads of the snapshot and of its subscriptions finish
+     * before the slot reads free.  A plain store on x86.
+     */
+    if (ticket < WEIRI_READER_SLOTS)
+        atomic_store_explicit(&t->bus->readers[ticket].mark, 0, memory_order_release);
+    else
+        atomic_fetch_sub_explicit(&t->shared[ticket - WEIRI_READER_SLOTS], 1,
+                                  memory_order_release);
+}
 
 /* sub.c */
 int weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn,

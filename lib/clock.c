@@ -83,14 +83,11 @@ weiri_sleep_until(int64_t deadline_ns)
  * on other CPUs and until a rate is known (two spans of STAMP_FIRST_RATE_NS
  * after the first stamp).
  */
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define STAMP_TSC 1
+#ifdef WEIRI_STAMP_TSC
 #include <cpuid.h>
 #include <stdio.h>
 #include <string.h>
-#endif
 
-#ifdef STAMP_TSC
 #define STAMP_WINDOW_NS 20000LL        /* a base serves 20 us */
 /*
  * A first rate over 2 ms: pairings ~30 ns wide make it good to ~30 ppm,
@@ -104,20 +101,11 @@ weiri_sleep_until(int64_t deadline_ns)
 #define STAMP_LATE_NS 200              /* a base predicted later than this: re-measure */
 #define STAMP_ONE 4294967296.0         /* 1.0 in the rate's 32.32 format */
 
-/*
- * Read by every stamp and written once per window, as a seqlock: seq is
- * odd while the fields change.  mult is ns per tick in 32.32 fixed point,
- * STAMP_SLEW_PPM fast, and window the ticks a base serves; both are 0
- * while no rate is known, which sends every stamp to the clock.
- */
-static struct {
-    WEIR_ALIGNAS(WEIR_CACHELINE)
-    _Atomic uint64_t seq;
-    _Atomic uint64_t base_tsc;
-    _Atomic int64_t base_ns;
-    _Atomic uint64_t mult;
-    _Atomic uint64_t window;
-} stamp;
+/* Read by every stamp (clock_internal.h); written by stamp_publish. */
+struct weiri_stamp_base weiri_stamp_base;
+
+/* Short for it here. */
+static struct weiri_stamp_base *const base = &weiri_stamp_base;
 
 /* The refresher's state, on a line of its own: stamps never read it. */
 static struct {
@@ -176,13 +164,13 @@ stamp_publish(uint64_t tsc, int64_t ns, double rate)
      * reader's acquire loads of the fields keep its second look at seq
      * after them, so a reader that saw any new field sees seq moved.
      */
-    uint64_t s = atomic_load_explicit(&stamp.seq, memory_order_relaxed);
-    atomic_store_explicit(&stamp.seq, s + 1, memory_order_relaxed);
-    atomic_store_explicit(&stamp.base_tsc, tsc, memory_order_release);
-    atomic_store_explicit(&stamp.base_ns, ns, memory_order_release);
-    atomic_store_explicit(&stamp.mult, mult, memory_order_release);
-    atomic_store_explicit(&stamp.window, window, memory_order_release);
-    atomic_store_explicit(&stamp.seq, s + 2, memory_order_release);
+    uint64_t s = atomic_load_explicit(&base->seq, memory_order_relaxed);
+    atomic_store_explicit(&base->seq, s + 1, memory_order_relaxed);
+    atomic_store_explicit(&base->base_tsc, tsc, memory_order_release);
+    atomic_store_explicit(&base->base_ns, ns, memory_order_release);
+    atomic_store_explicit(&base->mult, mult, memory_order_release);
+    atomic_store_explicit(&base->window, window, memory_order_release);
+    atomic_store_explicit(&base->seq, s + 2, memory_order_release);
 }
 
 /*
@@ -266,8 +254,8 @@ stamp_rate(uint64_t tsc, int64_t ns)
  * A stamp the base cannot serve: the clock, after moving the base (and
  * the rate) if no other thread is doing so.
  */
-static int64_t
-stamp_slow(void)
+int64_t
+weiri_stamp_slow(void)
 {
     if (atomic_load_explicit(&refresh.usable, memory_order_acquire) < 0 ||
         atomic_flag_test_and_set_explicit(&refresh.busy, memory_order_acquire))
@@ -279,10 +267,10 @@ stamp_slow(void)
     }
     int64_t ns = 0;
     uint64_t tsc = 0, width = 0;
-    uint64_t mult = atomic_load_explicit(&stamp.mult, memory_order_relaxed);
-    uint64_t base_tsc = atomic_load_explicit(&stamp.base_tsc, memory_order_relaxed);
-    int64_t base_ns = atomic_load_explicit(&stamp.base_ns, memory_order_relaxed);
-    uint64_t window = atomic_load_explicit(&stamp.window, memory_order_relaxed);
+    uint64_t mult = atomic_load_explicit(&base->mult, memory_order_relaxed);
+    uint64_t base_tsc = atomic_load_explicit(&base->base_tsc, memory_order_relaxed);
+    int64_t base_ns = atomic_load_explicit(&base->base_ns, memory_order_relaxed);
+    uint64_t window = atomic_load_explicit(&base->window, memory_order_relaxed);
     if (usable < 0) {
         ns = weiri_now_ns();
     } else if (refresh.rate == 0 && refresh.anchor_ns != 0 &&
@@ -313,27 +301,3 @@ stamp_slow(void)
 }
 #endif
 
-int64_t
-weiri_stamp_ns(void)
-{
-#ifdef STAMP_TSC
-    /* The seqlock's read side: see stamp_publish.  Plain loads on x86. */
-    uint64_t s = atomic_load_explicit(&stamp.seq, memory_order_acquire);
-    uint64_t t = __builtin_ia32_rdtsc();
-    uint64_t base_tsc = atomic_load_explicit(&stamp.base_tsc, memory_order_acquire);
-    int64_t base_ns = atomic_load_explicit(&stamp.base_ns, memory_order_acquire);
-    uint64_t mult = atomic_load_explicit(&stamp.mult, memory_order_acquire);
-    uint64_t window = atomic_load_explicit(&stamp.window, memory_order_acquire);
-    /*
-     * A stale base, or a TSC read before the base's (another CPU moved it
-     * meanwhile), fails the window test (t - base_tsc wraps).  Within the
-     * window the product stays near STAMP_WINDOW_NS << 32, far below 2^64.
-     */
-    if ((s & 1) == 0 && t - base_tsc < window &&
-        atomic_load_explicit(&stamp.seq, memory_order_relaxed) == s)
-        return base_ns + (int64_t)(((t - base_tsc) * mult) >> 32);
-    return stamp_slow();
-#else
-    return weiri_now_ns();
-#endif
-}

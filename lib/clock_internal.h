@@ -5,7 +5,10 @@
 #ifndef WEIR_CLOCK_INTERNAL_H
 #define WEIR_CLOCK_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdint.h>
+
+#include "weir/common.h"
 
 /* Sentinel deadline: never. */
 #define WEIRI_NO_DEADLINE INT64_MAX
@@ -18,9 +21,59 @@ int64_t weiri_now_ns(void);
  * timestamps and latencies: where the TSC keeps the kernel's time, read
  * from it, never earlier than weiri_now_ns would say and at most a few
  * tens of ns later; else weiri_now_ns itself (see lib/clock.c).  Never
- * for deadlines.  Any thread.
+ * for deadlines.  Any thread.  Inline, for every publish takes one.
  */
-int64_t weiri_stamp_ns(void);
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define WEIRI_STAMP_TSC 1
+
+/*
+ * Read by every stamp and written once per window, as a seqlock: seq is
+ * odd while the fields change.  mult is ns per tick in 32.32 fixed point,
+ * running fast by the slew margin, and window the ticks a base serves;
+ * both are 0 while no rate is known, which sends every stamp to the
+ * clock.  PRIVATE to lib/clock.c but for this read side.
+ */
+struct weiri_stamp_base {
+    WEIR_ALIGNAS(WEIR_CACHELINE)
+    _Atomic uint64_t seq;
+    _Atomic uint64_t base_tsc;
+    _Atomic int64_t base_ns;
+    _Atomic uint64_t mult;
+    _Atomic uint64_t window;
+};
+extern struct weiri_stamp_base weiri_stamp_base;
+
+/* weiri_stamp_slow - a stamp the base cannot serve (lib/clock.c). */
+int64_t weiri_stamp_slow(void);
+
+static inline int64_t
+weiri_stamp_ns(void)
+{
+    struct weiri_stamp_base *b = &weiri_stamp_base;
+    /* The seqlock's read side: see stamp_publish.  Plain loads on x86. */
+    uint64_t s = atomic_load_explicit(&b->seq, memory_order_acquire);
+    uint64_t t = __builtin_ia32_rdtsc();
+    uint64_t base_tsc = atomic_load_explicit(&b->base_tsc, memory_order_acquire);
+    int64_t base_ns = atomic_load_explicit(&b->base_ns, memory_order_acquire);
+    uint64_t mult = atomic_load_explicit(&b->mult, memory_order_acquire);
+    uint64_t window = atomic_load_explicit(&b->window, memory_order_acquire);
+    /*
+     * A stale base, or a TSC read before the base's (another CPU moved it
+     * meanwhile), fails the window test (t - base_tsc wraps).  Within the
+     * window the product stays near 20 us << 32, far below 2^64.
+     */
+    if ((s & 1) == 0 && t - base_tsc < window &&
+        atomic_load_explicit(&b->seq, memory_order_relaxed) == s)
+        return base_ns + (int64_t)(((t - base_tsc) * mult) >> 32);
+    return weiri_stamp_slow();
+}
+#else
+static inline int64_t
+weiri_stamp_ns(void)
+{
+    return weiri_now_ns();
+}
+#endif
 
 /*
  * weiri_deadline - turn a relative timeout (WEIR_FOREVER or > 0 ns) into

@@ -1,5 +1,6 @@
 /*
- * inbox.c - a subscription's inbox (inbox_internal.h).
+ * inbox.c - a subscription's inbox (inbox_internal.h, which also holds
+ * the producers' side, inline).
  *
  * Producers claim positions with a CAS on tail, after checking room
  * against taken, the worker's count of messages taken; the close bit sits
@@ -25,56 +26,11 @@
 #include "inbox_internal.h"
 #include "wait_internal.h"
 
-typedef struct slot {
-    _Atomic size_t seq;            /* 1 + the position it holds; 0: never filled */
-    weiri_body *item;              /* a shared body, or NULL: the message is here */
-    uint64_t id;                   /* the rest: a message here */
-    int64_t timestamp_ns;
-    uint32_t size;
-    uint16_t key_len;
-    bool keyed;
-    unsigned char data[WEIRI_INBOX_INLINE]; /* payload, then key and its NUL */
-} slot;
-
-_Static_assert(sizeof(slot) == WEIR_CACHELINE, "a slot is one line");
-
 /* A worker's copy of a message: a body with room for what a slot holds. */
-typedef union scratch {
+typedef union weiri_scratch {
     weiri_body body;
     unsigned char bytes[sizeof(weiri_body) + WEIRI_INBOX_INLINE];
 } scratch;
-
-#define CLOSED (~(SIZE_MAX >> 1))
-
-struct weiri_inbox {
-    WEIR_ALIGNAS(WEIR_CACHELINE)
-    _Atomic size_t tail;           /* next position to claim; top bit: closed */
-    _Atomic size_t taken_cache;    /* producers' last reading of taken */
-    WEIR_ALIGNAS(WEIR_CACHELINE)
-    _Atomic size_t taken;          /* next position the worker takes */
-    scratch *scratch;              /* WEIRI_INBOX_HOLD, the worker's alone */
-    WEIR_ALIGNAS(WEIR_CACHELINE)
-    /*
-     * Set after the close bit: the worker checks this line, which stays
-     * in its cache, and reads tail, which every claim writes, only once
-     * it is set.
-     */
-    _Atomic bool closing;
-    slot *slots;                   /* mask + 1 */
-    size_t mask;
-    size_t capacity;
-    const char *topic;             /* for the messages copied out */
-    WEIR_ALIGNAS(WEIR_CACHELINE)
-    weiri_event not_empty;         /* the worker sleeps here */
-    WEIR_ALIGNAS(WEIR_CACHELINE)
-    weiri_event not_full;          /* producers sleep here */
-};
-
-static slot *
-slot_at(const weiri_inbox *in, size_t pos)
-{
-    return &in->slots[pos & in->mask];
-}
 
 int
 weiri_inbox_create(weiri_inbox **out, size_t capacity, const char *topic)
@@ -91,7 +47,7 @@ weiri_inbox_create(weiri_inbox **out, size_t capacity, const char *topic)
     in->mask = n - 1;
     in->capacity = capacity;
     in->topic = topic;
-    in->slots = weiri_alloc_array(n, sizeof(slot));
+    in->slots = weiri_alloc_array(n, sizeof(weiri_slot));
     in->scratch = weiri_alloc_array(WEIRI_INBOX_HOLD, sizeof(scratch));
     if (in->slots == NULL || in->scratch == NULL)
         goto fail;
@@ -122,95 +78,8 @@ weiri_inbox_destroy(weiri_inbox *in)
     weiri_free(in);
 }
 
-/*
- * Whether position t is at least the capacity past taken k.  t may be a
- * stale reading of tail that the worker has since taken past (t < k):
- * that is room, and the claim's CAS then fails and reads tail afresh.
- */
-static bool
-beyond(const weiri_inbox *in, size_t t, size_t k)
-{
-    return (ptrdiff_t)(t - k) >= 0 && t - k >= in->capacity;
-}
 
-/*
- * Whether position t is beyond the capacity, by the freshest reading of
- * taken if the cached one says so.  Acquire on both readings and release
- * on the cache: a producer that learns taken through another producer's
- * cache still sees the worker done with the slots that reading frees.
- */
-static bool
-full_at(weiri_inbox *in, size_t t)
-{
-    size_t k = atomic_load_explicit(&in->taken_cache, memory_order_acquire);
-    if (!beyond(in, t, k))
-        return false;
-    k = atomic_load_explicit(&in->taken, memory_order_acquire);
-    atomic_store_explicit(&in->taken_cache, k, memory_order_release);
-    return beyond(in, t, k);
-}
 
-int
-weiri_inbox_claim(weiri_inbox *in, size_t *pos)
-{
-    size_t t = atomic_load_explicit(&in->tail, memory_order_relaxed);
-    for (;;) {
-        if (t & CLOSED)
-            return WEIR_ECLOSED;
-        if (full_at(in, t))
-            return WEIR_EAGAIN;
-        /* seq_cst: the worker's sleep re-check must see it (wait_internal.h). */
-        if (atomic_compare_exchange_weak_explicit(&in->tail, &t, t + 1,
-                                                  memory_order_seq_cst,
-                                                  memory_order_relaxed)) {
-            *pos = t;
-            return 0;
-        }
-    }
-}
-
-/* Make slot s, claimed, hold what it was given; wake the worker. */
-static void
-publish(weiri_inbox *in, slot *s, size_t pos)
-{
-    atomic_store_explicit(&s->seq, pos + 1, memory_order_release);
-    weiri_event_notify(&in->not_empty, 1);
-}
-
-void
-weiri_inbox_fill(weiri_inbox *in, size_t pos, weiri_body *b)
-{
-    slot *s = slot_at(in, pos);
-    s->item = b;
-    publish(in, s, pos);
-}
-
-void
-weiri_inbox_fill_copy(weiri_inbox *in, size_t pos, uint64_t id,
-                      int64_t timestamp_ns, const void *data, size_t size,
-                      const char *key, size_t key_len)
-{
-    slot *s = slot_at(in, pos);
-    s->item = NULL;
-    s->id = id;
-    s->timestamp_ns = timestamp_ns;
-    s->size = (uint32_t)size;
-    s->key_len = (uint16_t)key_len;
-    s->keyed = key != NULL;
-    if (size > 0)
-        memcpy(s->data, data, size);
-    if (key != NULL) {
-        memcpy(s->data + size, key, key_len);
-        s->data[size + key_len] = '\0';
-    }
-    publish(in, s, pos);
-}
-
-void
-weiri_inbox_prefetch(weiri_inbox *in, size_t pos)
-{
-    weiri_prefetch_write(slot_at(in, pos));
-}
 
 /* A push in progress, for weiri_await. */
 typedef struct push_ctx {
@@ -240,7 +109,8 @@ push_idle(void *arg)
 {
     weiri_inbox *in = ((push_ctx *)arg)->in;
     size_t t = atomic_load(&in->tail);
-    return (t & CLOSED) == 0 && beyond(in, t, atomic_load(&in->taken));
+    return (t & WEIRI_INBOX_CLOSED) == 0 &&
+           weiri_inbox_beyond(in, t, atomic_load(&in->taken));
 }
 
 int
@@ -266,7 +136,7 @@ take_try(void *arg)
     size_t k = atomic_load_explicit(&in->taken, memory_order_relaxed);
     size_t i = 0;
     for (; i < c->n; i++) {
-        slot *s = slot_at(in, k + i);
+        weiri_slot *s = weiri_inbox_slot(in, k + i);
         if (atomic_load_explicit(&s->seq, memory_order_acquire) != k + i + 1)
             break;
         weiri_body *b = s->item;
@@ -293,14 +163,14 @@ take_try(void *arg)
     if (!atomic_load(&in->closing))
         return 0;
     size_t t = atomic_load(&in->tail);
-    return (t & CLOSED) && (t & ~CLOSED) == k ? WEIR_ECLOSED : 0;
+    return (t & WEIRI_INBOX_CLOSED) && (t & ~WEIRI_INBOX_CLOSED) == k ? WEIR_ECLOSED : 0;
 }
 
 static bool
 take_idle(void *arg)
 {
     weiri_inbox *in = ((take_ctx *)arg)->in;
-    return (atomic_load(&in->tail) & ~CLOSED) == atomic_load(&in->taken);
+    return (atomic_load(&in->tail) & ~WEIRI_INBOX_CLOSED) == atomic_load(&in->taken);
 }
 
 long
@@ -313,7 +183,7 @@ weiri_inbox_take(weiri_inbox *in, void **out, size_t n, int64_t timeout_ns)
 void
 weiri_inbox_close(weiri_inbox *in)
 {
-    atomic_fetch_or(&in->tail, CLOSED);
+    atomic_fetch_or(&in->tail, WEIRI_INBOX_CLOSED);
     atomic_store(&in->closing, true);
     weiri_event_notify(&in->not_full, UINT32_MAX);
     weiri_event_notify(&in->not_empty, UINT32_MAX);
@@ -322,7 +192,7 @@ weiri_inbox_close(weiri_inbox *in)
 bool
 weiri_inbox_is_closed(const weiri_inbox *in)
 {
-    return (atomic_load(&((weiri_inbox *)in)->tail) & CLOSED) != 0;
+    return (atomic_load(&((weiri_inbox *)in)->tail) & WEIRI_INBOX_CLOSED) != 0;
 }
 
 size_t
@@ -330,7 +200,7 @@ weiri_inbox_size(const weiri_inbox *in)
 {
     weiri_inbox *m = (weiri_inbox *)in; /* atomics are read-only here */
     size_t k = atomic_load_explicit(&m->taken, memory_order_acquire);
-    size_t t = atomic_load_explicit(&m->tail, memory_order_acquire) & ~CLOSED;
+    size_t t = atomic_load_explicit(&m->tail, memory_order_acquire) & ~WEIRI_INBOX_CLOSED;
     return t - k;
 }
 
@@ -345,5 +215,5 @@ weiri_inbox_pushed(const weiri_inbox *in)
 {
     /* Acquire: a stats reader sees what led to the claims it counts. */
     return atomic_load_explicit(&((weiri_inbox *)in)->tail, memory_order_acquire) &
-           ~CLOSED;
+           ~WEIRI_INBOX_CLOSED;
 }

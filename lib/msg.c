@@ -15,14 +15,7 @@
 #include "msg_internal.h"
 
 #ifdef BODY_PREFETCHW
-/*
- * Whether the CPU has PREFETCHW (CPUID 0x80000001, ECX bit 8): compilers
- * emit it only when told the target has it, and fall back to a read
- * prefetch, which fetches the line shared; the write that follows must
- * then ask for it again.  Set by weiri_body_setup (every weir_bus_create)
- * before the bus's first publish.
- */
-static _Atomic bool have_prefetchw;
+_Atomic bool weiri_have_prefetchw;
 #endif
 
 void
@@ -31,20 +24,7 @@ weiri_body_setup(void)
 #ifdef BODY_PREFETCHW
     unsigned a, b, c, d;
     if (__get_cpuid(0x80000001u, &a, &b, &c, &d) && (c & (1u << 8)))
-        atomic_store_explicit(&have_prefetchw, true, memory_order_relaxed);
-#endif
-}
-
-void
-weiri_prefetch_write(const void *p)
-{
-#ifdef BODY_PREFETCHW
-    if (atomic_load_explicit(&have_prefetchw, memory_order_relaxed))
-        __asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
-#elif defined(__GNUC__) || defined(__clang__)
-    __builtin_prefetch(p, 1, 3);
-#else
-    (void)p;
+        atomic_store_explicit(&weiri_have_prefetchw, true, memory_order_relaxed);
 #endif
 }
 

@@ -140,8 +140,36 @@ void weiri_body_fill(weiri_body *b, weir_mpmc *pool, const char *topic,
  */
 weiri_body *weiri_body_ahead(weir_mpmc *pool, weiri_body **spare, weiri_body *fresh);
 
-/* weiri_prefetch_write - ask for the line at p in a writable state, without waiting. */
-void weiri_prefetch_write(const void *p);
+/*
+ * weiri_prefetch_write - ask for the line at p in a writable state,
+ * without waiting.  Compilers emit PREFETCHW only when told the target
+ * has it, and fall back to a read prefetch, which fetches the line
+ * shared (the write that follows must then ask for it again); so on
+ * x86-64 weiri_body_setup (every weir_bus_create, before the bus's first
+ * publish) checks CPUID 0x80000001 ECX bit 8 into weiri_have_prefetchw.
+ */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+extern _Atomic bool weiri_have_prefetchw;
+
+static inline void
+weiri_prefetch_write(const void *p)
+{
+    if (atomic_load_explicit(&weiri_have_prefetchw, memory_order_relaxed))
+        __asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
+}
+#elif defined(__GNUC__) || defined(__clang__)
+static inline void
+weiri_prefetch_write(const void *p)
+{
+    __builtin_prefetch(p, 1, 3);
+}
+#else
+static inline void
+weiri_prefetch_write(const void *p)
+{
+    (void)p;
+}
+#endif
 
 /* weiri_body_setup - learn what this CPU can do; once per bus, any thread. */
 void weiri_body_setup(void);

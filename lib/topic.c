@@ -72,16 +72,17 @@ weiri_topic_get(weir_bus *bus, const char *name, size_t len, weir_topic **out)
     return 0;
 }
 
-/* The slot this thread took last: where its next section looks first. */
-static _Thread_local unsigned reader_hint = WEIRI_READER_SLOTS;
+_Thread_local unsigned weiri_reader_hint = WEIRI_READER_SLOTS;
 
 /* Threads' first slots, handed out in turn so that they spread. */
 static _Atomic unsigned first_hint;
 
 /*
- * Every access below is seq_cst.  A section marks a slot with the epoch
- * and its topic, then loads the snapshot; weiri_topic_quiesce stores the
- * new snapshot, moves the epoch, then reads every slot.  In the single
+ * A section's common case is inline (weiri_topic_enter, bus_internal.h);
+ * this is the rest, and the protocol.  Every access of a section is
+ * seq_cst.  A section marks a slot with the epoch and its topic, then
+ * loads the snapshot; weiri_topic_quiesce stores the new snapshot, moves
+ * the epoch, then reads every slot.  In the single
  * total order either the section's marks come first, and the quiesce
  * sees them and waits, or the section's load comes after the store and
  * sees the new snapshot.  A section that read the new epoch (seq_cst:
@@ -92,11 +93,11 @@ static _Atomic unsigned first_hint;
  * frees (a dead letter on its way).
  */
 const weiri_subset *
-weiri_topic_enter(weir_topic *t, unsigned *ticket)
+weiri_topic_enter_slow(weir_topic *t, unsigned *ticket)
 {
     weir_bus *bus = t->bus;
     uint64_t mark = atomic_load(&bus->epoch) + 1;
-    unsigned i = reader_hint;
+    unsigned i = weiri_reader_hint;
     if (i >= WEIRI_READER_SLOTS) /* first section of this thread */
         i = atomic_fetch_add_explicit(&first_hint, 1, memory_order_relaxed) %
             WEIRI_READER_SLOTS;
@@ -107,7 +108,7 @@ weiri_topic_enter(weir_topic *t, unsigned *ticket)
             atomic_compare_exchange_strong(&r->mark, &free_mark, mark)) {
             /* seq_cst, a locked instruction on x86: see weiri_reader. */
             atomic_store(&r->topic, t);
-            reader_hint = i;
+            weiri_reader_hint = i;
             *ticket = i;
             return atomic_load(&t->subs);
         }
@@ -118,20 +119,6 @@ weiri_topic_enter(weir_topic *t, unsigned *ticket)
     atomic_fetch_add(&t->shared[p], 1);
     *ticket = WEIRI_READER_SLOTS + p;
     return atomic_load(&t->subs);
-}
-
-void
-weiri_topic_leave(weir_topic *t, unsigned ticket)
-{
-    /*
-     * Release: our reads of the snapshot and of its subscriptions finish
-     * before the slot reads free.  A plain store on x86.
-     */
-    if (ticket < WEIRI_READER_SLOTS)
-        atomic_store_explicit(&t->bus->readers[ticket].mark, 0, memory_order_release);
-    else
-        atomic_fetch_sub_explicit(&t->shared[ticket - WEIRI_READER_SLOTS], 1,
-                                  memory_order_release);
 }
 
 /* A slot held by a section of t that entered under an epoch up to e. */

@@ -119,11 +119,8 @@ weiri_event_cancel(weiri_event *ev)
 }
 
 void
-weiri_event_notify(weiri_event *ev, uint32_t n)
+weiri_event_wake(weiri_event *ev, uint32_t n)
 {
-    /* A plain load on x86: this is all a notify costs while nobody sleeps. */
-    if (atomic_load_explicit(&ev->waiters, memory_order_seq_cst) == 0)
-        return;
 #if WEIR_PORTABLE_WAIT
     pthread_mutex_lock(&ev->mu);
     atomic_fetch_add_explicit(&ev->epoch, 1, memory_order_release);
