@@ -124,14 +124,8 @@ weir_bus_subscribe(weir_bus *bus, const char *topic, weir_handler fn,
 }
 
 int
-weiri_check_publish(const void *data, size_t len, const weir_pub_opts *opts,
-              size_t *key_len)
+weiri_check_pub_opts(const weir_pub_opts *opts, size_t *key_len)
 {
-    *key_len = 0;
-    if ((data == NULL && len > 0) || len > WEIR_MAX_PAYLOAD)
-        return WEIR_EINVAL;
-    if (opts == NULL)
-        return 0;
     if (opts->timeout_ns < 0 || opts->delay_ns < 0)
         return WEIR_EINVAL;
     if (opts->key != NULL &&

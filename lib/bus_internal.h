@@ -297,9 +297,19 @@ size_t weiri_bus_relay(weir_topic *topic, weiri_body *b, const _Atomic bool *sto
 /*
  * weiri_check_publish - the argument checks of every publish, routed or
  * not: 0 or WEIR_EINVAL.  *key_len receives the key's length (0 without
- * a key).
+ * a key).  Inline for a publish without options; weiri_check_pub_opts
+ * checks those.
  */
-int weiri_check_publish(const void *data, size_t len, const weir_pub_opts *opts,
-                        size_t *key_len);
+int weiri_check_pub_opts(const weir_pub_opts *opts, size_t *key_len);
+
+static inline int
+weiri_check_publish(const void *data, size_t len, const weir_pub_opts *opts,
+                    size_t *key_len)
+{
+    *key_len = 0;
+    if ((data == NULL && len > 0) || len > WEIR_MAX_PAYLOAD)
+        return WEIR_EINVAL;
+    return opts == NULL ? 0 : weiri_check_pub_opts(opts, key_len);
+}
 
 #endif /* WEIR_BUS_INTERNAL_H */
