@@ -186,9 +186,9 @@ enum { CLAIM_FIRST = 8 };
 /*
  * Offer a body to every subscription of topic in set, the snapshot of the
  * read section the caller entered (ticket), which fanout leaves; give it
- * one reference each and an id, or count it unrouted if there is none.  The body is b,
- * written and not yet shared (refs 0; released if unrouted), or, when src
- * is not NULL, one made here from src.  A relayed body (a dead letter)
+ * one reference each and an id, or count it unrouted if there is none.
+ * The body is b, written and not yet shared (refs 0; released if
+ * unrouted), or, when src is not NULL, one made here from src.  A relayed body (a dead letter)
  * keeps the id it has and is never counted unrouted: it was published
  * once already.  Whatever the bus's state: callers check for a close.
  * stop: see weiri_sub_offer.  Returns as weir_topic_publish, and fills

@@ -21,7 +21,8 @@ int64_t weiri_now_ns(void);
  * timestamps and latencies: where the TSC keeps the kernel's time, read
  * from it, never earlier than weiri_now_ns would say and at most a few
  * tens of ns later; else weiri_now_ns itself (see lib/clock.c).  Never
- * for deadlines.  Any thread.  Inline, for every publish takes one.
+ * for deadlines.  Any thread.  Inline (below), for every publish takes
+ * one.
  */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define WEIRI_STAMP_TSC 1

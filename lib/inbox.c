@@ -78,9 +78,6 @@ weiri_inbox_destroy(weiri_inbox *in)
     weiri_free(in);
 }
 
-
-
-
 /* A push in progress, for weiri_await. */
 typedef struct push_ctx {
     weiri_inbox *in;

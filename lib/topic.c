@@ -176,7 +176,7 @@ weiri_topic_swap(weir_topic *t, weir_sub *s, bool add, weiri_subset **old)
             next->subs[next->n++] = cur->subs[i];
     if (add)
         next->subs[next->n++] = s;
-    /* seq_cst: see weiri_topic_enter. */
+    /* seq_cst: see weiri_topic_enter_slow. */
     atomic_store_explicit(&t->subs, next, memory_order_seq_cst);
     *old = cur;
     return 0;
