@@ -508,10 +508,23 @@ weiri_sub_drain(weir_sub *s, int64_t deadline)
         weiri_thread_join(s->workers[i].thread);
     s->running = 0;
     weiri_deliver_release_left(s);
-    void *left;
-    while (take(s, &left, 1, WEIR_NOWAIT) == 1) {
-        rc = WEIR_ETIMEDOUT;
-        drop_queued(s, left, true);
+    /*
+     * Release what is left, up to the last place claimed before the
+     * close: one claimed and not yet filled is filled soon, for its
+     * publisher waits for nothing in between, and left there it would
+     * never be released.
+     */
+    for (;;) {
+        void *left;
+        long n = take(s, &left, 1, WEIR_NOWAIT);
+        if (n == WEIR_ECLOSED)
+            break;
+        if (n == 1) {
+            rc = WEIR_ETIMEDOUT;
+            drop_queued(s, left, true);
+        } else {
+            weiri_yield();
+        }
     }
     return rc;
 }
