@@ -514,7 +514,7 @@ weiri_sub_drain(weir_sub *s, int64_t deadline)
      * publisher waits for nothing in between, and left there it would
      * never be released.
      */
-    for (;;) {
+    for (unsigned pauses = 0;;) {
         void *left;
         long n = take(s, &left, 1, WEIR_NOWAIT);
         if (n == WEIR_ECLOSED)
@@ -523,7 +523,7 @@ weiri_sub_drain(weir_sub *s, int64_t deadline)
             rc = WEIR_ETIMEDOUT;
             drop_queued(s, left, true);
         } else {
-            weiri_yield();
+            weiri_pause(pauses++);
         }
     }
     return rc;

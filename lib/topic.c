@@ -129,16 +129,6 @@ holds_old(weiri_reader *r, weir_topic *t, uint64_t e)
     return m != 0 && m - 1 <= e && atomic_load(&r->topic) == t;
 }
 
-/* Yield, then sleep: a writer waiting for publishers to leave. */
-static void
-pause_writer(unsigned spins)
-{
-    if (spins < 16)
-        weiri_yield();
-    else
-        weiri_sleep_until(weiri_now_ns() + 100 * WEIR_USEC);
-}
-
 void
 weiri_topic_quiesce(weir_topic *t)
 {
@@ -147,7 +137,7 @@ weiri_topic_quiesce(weir_topic *t)
     uint64_t e = atomic_fetch_add(&bus->epoch, 1);
     for (unsigned i = 0; i < WEIRI_READER_SLOTS; i++)
         for (unsigned spins = 0; holds_old(&bus->readers[i], t, e); spins++)
-            pause_writer(spins);
+            weiri_pause(spins);
     /*
      * Two flips for the shared counters: a section may have read the
      * parity just before the previous flip and be counted under the other
@@ -157,7 +147,7 @@ weiri_topic_quiesce(weir_topic *t)
         unsigned p = atomic_load_explicit(&t->epoch, memory_order_relaxed);
         atomic_store(&t->epoch, p + 1);
         for (unsigned spins = 0; atomic_load(&t->shared[p & 1]) != 0; spins++)
-            pause_writer(spins);
+            weiri_pause(spins);
     }
     pthread_mutex_unlock(&bus->grace_mu);
 }

@@ -36,6 +36,15 @@ weiri_yield(void)
     sched_yield();
 }
 
+void
+weiri_pause(unsigned n)
+{
+    if (n < 16)
+        weiri_yield();
+    else
+        weiri_sleep_until(weiri_now_ns() + 100 * WEIR_USEC);
+}
+
 /*
  * Before sleeping, a waiter pauses once, then yields the CPU up to 16
  * times, retrying in between.  Yielding rather than spinning is what

@@ -89,6 +89,15 @@ weiri_event_notify(weiri_event *ev, uint32_t n)
 void weiri_yield(void);
 
 /*
+ * weiri_pause - the n-th pause (from 0) of a thread waiting for another
+ * to finish something short that needs no wake-up: a yield for the first
+ * 16, then sleeps of 100 us, so that a thread the scheduler would not
+ * run after a mere yield (one of lower priority, or under valgrind) gets
+ * the CPU too.
+ */
+void weiri_pause(unsigned n);
+
+/*
  * weiri_await - the shape of every blocking transfer in weir (weir_queue,
  * a subscription's inbox): try, back off, then sleep on ev, the event the
  * other side notifies after each transfer.
