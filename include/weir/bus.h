@@ -222,9 +222,9 @@ int weir_bus_create(weir_bus **bus, const weir_bus_opts *opts);
  * subscription of a topic that has one worker, no delivery guarantee and
  * a policy other than DROP_OLDEST, with a capacity up to 65,536, takes
  * 64 bytes per place instead: while it is its topic's only subscription,
- * a message of up to 23 bytes of payload and key is written whole into
- * its queue rather than into a shared copy.  What a handler sees is the
- * same either way.
+ * a message whose payload and key (with the key's NUL) fit in 23 bytes
+ * is written whole into its queue rather than into a shared copy.  What
+ * a handler sees is the same either way.
  */
 int weir_bus_subscribe(weir_bus *bus, const char *topic, weir_handler fn,
                        void *ctx, const weir_sub_opts *opts, weir_sub **sub);
