@@ -17,7 +17,6 @@
 #include "alloc_internal.h"
 #include "bus_internal.h"
 #include "clock_internal.h"
-#include "queue_internal.h"
 
 int
 weir_bus_create(weir_bus **bus, const weir_bus_opts *opts)
@@ -188,9 +187,9 @@ enum { CLAIM_FIRST = 8 };
  * read section the caller entered (ticket), which fanout leaves; give it
  * one reference each and an id, or count it unrouted if there is none.
  * The body is b, written and not yet shared (refs 0; released if
- * unrouted), or, when src is not NULL, one made here from src.  A relayed body (a dead letter)
- * keeps the id it has and is never counted unrouted: it was published
- * once already.  Whatever the bus's state: callers check for a close.
+ * unrouted), or, when src is not NULL, one made here from src.  A
+ * relayed body (a dead letter) keeps the id it has and is never counted
+ * unrouted: it was published once already.  Whatever the bus's state: callers check for a close.
  * stop: see weiri_sub_offer.  Returns as weir_topic_publish, and fills
  * *out.
  *

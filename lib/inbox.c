@@ -15,9 +15,7 @@
  * slot is free again as soon as it is taken: the ring needs no more
  * slots than its capacity.
  */
-#include <limits.h>
 #include <stddef.h>
-#include <stdalign.h>
 #include <string.h>
 
 #include "weir/common.h"
@@ -46,11 +44,16 @@ weiri_inbox_create(weiri_inbox **out, size_t capacity, const char *topic)
         n <<= 1;
     in->mask = n - 1;
     in->capacity = capacity;
-    in->topic = topic;
     in->slots = weiri_alloc_array(n, sizeof(weiri_slot));
     in->scratch = weiri_alloc_array(WEIRI_INBOX_HOLD, sizeof(scratch));
     if (in->slots == NULL || in->scratch == NULL)
         goto fail;
+    /* What every copy has in common, written once: see take_try. */
+    for (size_t i = 0; i < WEIRI_INBOX_HOLD; i++)
+    {
+        weiri_body_fill(&in->scratch[i].body, NULL, topic, NULL, 0, NULL, 0, 0, 1);
+        in->scratch[i].body.in_slot = true;
+    }
     if (weiri_event_init(&in->not_empty) != 0)
         goto fail;
     if (weiri_event_init(&in->not_full) != 0) {
@@ -138,12 +141,13 @@ take_try(void *arg)
             break;
         weiri_body *b = s->item;
         if (b == NULL) {
+            /* Only what differs between messages: the rest is fixed. */
             b = &in->scratch[i].body;
-            weiri_body_fill(b, NULL, in->topic, s->data, s->size,
-                            s->keyed ? (const char *)s->data + s->size : NULL,
-                            s->key_len, s->timestamp_ns, 1);
-            b->in_slot = true;
             b->id = s->id;
+            b->timestamp_ns = s->timestamp_ns;
+            b->size = s->size;
+            memcpy(b->data, s->data, WEIRI_INBOX_INLINE); /* key and NUL too */
+            b->key = s->keyed ? (const char *)b->data + s->size : NULL;
         }
         c->out[i] = b;
     }

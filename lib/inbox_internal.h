@@ -128,7 +128,6 @@ struct weiri_inbox {
     weiri_slot *slots;             /* mask + 1 */
     size_t mask;
     size_t capacity;
-    const char *topic;             /* for the messages copied out */
     WEIR_ALIGNAS(WEIR_CACHELINE)
     weiri_event not_empty;         /* the worker sleeps here */
     WEIR_ALIGNAS(WEIR_CACHELINE)

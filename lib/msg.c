@@ -6,22 +6,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define BODY_PREFETCHW 1
-#include <cpuid.h>
-#endif
-
 #include "clock_internal.h"
 #include "msg_internal.h"
 
-#ifdef BODY_PREFETCHW
+#ifdef WEIRI_PREFETCHW
+#include <cpuid.h>
+#endif
+
+#ifdef WEIRI_PREFETCHW
 _Atomic bool weiri_have_prefetchw;
 #endif
 
 void
 weiri_body_setup(void)
 {
-#ifdef BODY_PREFETCHW
+#ifdef WEIRI_PREFETCHW
     unsigned a, b, c, d;
     if (__get_cpuid(0x80000001u, &a, &b, &c, &d) && (c & (1u << 8)))
         atomic_store_explicit(&weiri_have_prefetchw, true, memory_order_relaxed);

@@ -149,6 +149,7 @@ weiri_body *weiri_body_ahead(weir_mpmc *pool, weiri_body **spare, weiri_body *fr
  * publish) checks CPUID 0x80000001 ECX bit 8 into weiri_have_prefetchw.
  */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define WEIRI_PREFETCHW 1
 extern _Atomic bool weiri_have_prefetchw;
 
 static inline void

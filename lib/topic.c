@@ -82,10 +82,9 @@ static _Atomic unsigned first_hint;
  * this is the rest, and the protocol.  Every access of a section is
  * seq_cst.  A section marks a slot with the epoch and its topic, then
  * loads the snapshot; weiri_topic_quiesce stores the new snapshot, moves
- * the epoch, then reads every slot.  In the single
- * total order either the section's marks come first, and the quiesce
- * sees them and waits, or the section's load comes after the store and
- * sees the new snapshot.  A section that read the new epoch (seq_cst:
+ * the epoch, then reads every slot.  In the single total order either
+ * the section's marks come first, and the quiesce sees them and waits,
+ * or the section's load comes after the store and sees the new snapshot.  A section that read the new epoch (seq_cst:
  * after the move) is later than the store too, so the quiesce waits only
  * for older epochs, and a thread that keeps publishing cannot hold it up.
  * It waits only for its own topic's sections: one of them may be blocked
