@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # weir - build, test, benchmark and install.
 #
 #   make                      build/libweir.a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # bench/bus-targets.awk - the bus suite's throughput targets, checked
 # against the within-round ratios of its results.  Loaded after
 # bench/report.awk (bench/suite-bus.sh: suite_run bench/bus-targets.awk),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench/bus.c - weir's bus and the textbook fan-out it is measured
  * against.  Usage: bus IMPL CASE COUNT (see bus_harness.h); bench/run

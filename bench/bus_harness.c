@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench/bus_harness.c - the parts of the bus benchmark that are not on
  * the per-message path: the command line, completion, pacing, the

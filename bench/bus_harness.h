@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench/bus_harness.h - what the C programs of the bus suite share
  * (bench/bus.c: weir and the textbook fan-out; bench/bus_zmq.c: ZeroMQ).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench/bus_zmq.c - ZeroMQ inproc PUB/SUB as a publish/subscribe bus.
  * Usage: bus_zmq zmq CASE COUNT (see bus_harness.h); bench/run drives it.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench/common.c - the command line, threads and start line, sleeping,
  * sorting and the throughput check of every C and C++ benchmark program.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench/common.h - what every C and C++ benchmark program shares, whatever
  * it measures: the command line, the clocks, threads started together at

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 //! What the Rust peers of weir's benchmarks share (bench/crossbeam,
 //! bench/channel), as bench/common.c does for the C and C++ programs: the
 //! clocks, threads pinned and started together at one start line, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench/deliver.c - what the bus's delivery guarantees cost: publish
  * throughput of a subscription with each option on, next to a plain one,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench/harness.c - the parts of the ring benchmark harness that are not
  * on the per-item path: the cases' workers, the run and the printed

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench/harness.h - what every ring benchmark program shares: the thread
  * bodies, the retry policy and the cases; threads, clocks and the command

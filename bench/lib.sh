@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # shellcheck shell=bash disable=SC2034,SC2154
 # bench/lib.sh - what every suite of bench/run shares: finding or
 # installing peers, the tables a suite fills, the rounds and the report.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench/limiter.c - the cost of weir_limiter_acquire(l, 1, WEIR_NOWAIT)
  * when it always succeeds, on one thread and on two threads sharing one

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench/queue_apr.c - APR-util's apr_queue_t, a bounded blocking FIFO (a
  * ring under an APR mutex with two condition variables), in weir's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench/queue_glib.c - GLib's GAsyncQueue in weir's blocking-queue
  * benchmark.  Usage: queue_glib glib CASE COUNT (see queue_harness.h).

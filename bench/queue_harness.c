@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench/queue_harness.c - the parts of the blocking-queue harness that are
  * not on the per-item path: the cases' workers and clocks, the run and

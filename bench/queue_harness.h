@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench/queue_harness.h - what every blocking-queue benchmark program in C
  * or C++ shares: the thread bodies of the four cases and their clocks;

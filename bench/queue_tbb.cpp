@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * bench/queue_tbb.cpp - oneTBB's concurrent_bounded_queue in weir's
  * blocking-queue benchmark, with set_capacity(1024): push waits while it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench/queue_weir.c - weir's blocking queue and the textbook queue it is
  * measured against: a ring under one mutex with two condition variables

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # bench/report.awk - the tables printed at the end of each suite of
 # bench/run.
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench/rings.c - the C side of the ring benchmark: weir's rings,
  * Concurrency Kit's ck_ring, and the floor every round trip is compared

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * bench/rings_peers.cpp - the C++ peers of the ring benchmark: Boost's
  * lock-free spsc_queue and queue, and moodycamel's ReaderWriterQueue

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # shellcheck shell=bash disable=SC2034,SC2154
 # bench/suite-bus.sh - weir's publish/subscribe bus next to the LMAX
 # Disruptor (Java, two wait strategies), ZeroMQ inproc PUB/SUB and a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # shellcheck shell=bash disable=SC2034,SC2154
 # bench/suite-deliver.sh - what the bus's delivery guarantees cost: a
 # subscription with retries, per-key order or duplicate suppression next

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # shellcheck shell=bash disable=SC2034,SC2154
 # bench/suite-limiter.sh - the cost of weir_limiter_acquire(l, 1,
 # WEIR_NOWAIT) when it always succeeds, alone and with two threads on one

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # shellcheck shell=bash disable=SC2034,SC2154
 # bench/suite-queue.sh - weir's blocking queue next to its peers: 1P1C
 # and 2P2C throughput through blocking push and pop, the latency of

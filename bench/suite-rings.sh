@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # shellcheck shell=bash disable=SC2034,SC2154
 # bench/suite-rings.sh - weir's rings next to their peers: throughput
 # (items/s) and round-trip latency.  Sourced by bench/run (see there and

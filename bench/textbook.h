@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench/textbook.h - the bounded buffer of every operating-systems
  * course, the baseline both the queue suite (bench/queue_weir.c) and the

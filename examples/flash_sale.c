@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * flash_sale.c - peak shaving: a burst of 50,000 purchase requests in
  * under a second meets an order database that takes 2,000 writes a

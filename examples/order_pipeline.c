@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * order_pipeline.c - an order service hands its follow-up work to a bus.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ordered_updates.c - per-key order with parallelism: account balance
  * updates, handled in parallel across accounts and strictly in order

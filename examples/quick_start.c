@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* quick_start.c - the README's quick start: one topic, two subscribers. */
 #include <stdio.h>
 #include <weir.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * retry_dead_letter.c - failures: a flaky payment gateway, retries with
  * backoff, and a dead-letter handler for what never went through.

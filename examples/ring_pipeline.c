@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ring_pipeline.c - a three-stage thread pipeline over weir's lock-free
  * rings, checking its own results.

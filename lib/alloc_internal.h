@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * alloc_internal.h - PRIVATE to lib/: cache-line aligned allocation.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * batch.c - atomic batches: messages staged, then placed all at once or
  * not at all (weir_batch_commit).

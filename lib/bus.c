@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bus.c - the bus: creation, subscribing, publishing, close and destroy.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bus_internal.h - PRIVATE to lib/: the structures shared by bus.c
  * (the bus and publishing), topic.c (the topic registry and the

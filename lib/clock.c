@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * clock.c - the monotonic clock.  CLOCK_MONOTONIC rather than the wall
  * clock, so a timeout is unaffected by the system time being set.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * clock_internal.h - PRIVATE to lib/: the monotonic clock and deadlines.
  * The only place weir reads the time; see lib/clock.c.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dedup.c - duplicate suppression (weir/dedup.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * deliver.c - the careful workers: retries with backoff, dead letters,
  * per-key order and duplicate suppression (weir_sub.careful).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * hash_internal.h - PRIVATE to lib/: the one string hash weir uses for
  * its tables (topic names, ordering keys, duplicate keys).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * histogram_internal.h - PRIVATE to lib/: a fixed-size, lock-free
  * histogram of nanosecond durations with log-scaled buckets.

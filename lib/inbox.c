@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * inbox.c - a subscription's inbox (inbox_internal.h, which also holds
  * the producers' side, inline).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * inbox_internal.h - PRIVATE to lib/: the inbox, the queue of a
  * subscription whose one worker takes its messages (sub.c).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * limiter.c - the GCRA rate limiter of weir/limiter.h.
  *

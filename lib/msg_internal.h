@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * msg_internal.h - PRIVATE to lib/: messages of the bus.
  *

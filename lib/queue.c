@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * queue.c - the bounded blocking queue of weir/queue.h.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * queue_internal.h - PRIVATE to lib/: what the bus needs from weir_queue
  * beyond its public API.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ring.c - set-up, teardown and size of the rings in weir/ring.h, and the
  * out-of-line copies of their inline push/pop paths.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ring_internal.h - PRIVATE to lib/: what the queue layer needs from the
  * MPMC ring beyond its public API.

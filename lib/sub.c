@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sub.c - subscriptions: their queue (a weir_queue, or an inbox: see
  * weir_sub.inbox), worker threads, pacing, accounting and shutdown.

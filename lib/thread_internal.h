@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * thread_internal.h - PRIVATE to lib/: starting and joining threads, the
  * one place weir creates them (lib/thread.c).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * timer.c - the bus's timer thread and its min-heap (timer_internal.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * timer_internal.h - PRIVATE to lib/: the bus's timers, each one thread
  * and one min-heap for the messages that must wait: the bus has one for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * topic.c - the topic registry of a bus and each topic's snapshot of its
  * subscriptions.

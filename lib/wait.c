@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wait.c - the event count of wait_internal.h: futex on Linux, or a mutex
  * and condition variable with WEIR_PORTABLE_WAIT=1.  The only file in

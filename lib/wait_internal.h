@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wait_internal.h - PRIVATE to lib/: an event count, the one way weir puts
  * a thread to sleep until another thread changes something.

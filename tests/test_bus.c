@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_bus.c - the publish/subscribe bus: fan-out, order, overflow
  * policies with exact counts, rate limiting, accounting, close and drain,

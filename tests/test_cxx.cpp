@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * test_cxx.cpp - the public headers compile as C++11 with every warning
  * an error, the ring calls link from C++ (to the out-of-line copies

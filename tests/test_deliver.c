@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_deliver.c - delivery guarantees on the bus: retries with backoff,
  * dead letters, per-key order, delayed messages, duplicate suppression

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_limiter.c - the GCRA rate limiter, on a virtual clock for exact
  * counts and on the real clock for a loose end-to-end check.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_queue.c - the bounded blocking queue: every return code and edge,
  * timeouts, close while threads sleep, and 4+4 thread stress runs with

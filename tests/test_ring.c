@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_ring.c - the SPSC and MPMC rings: edges, errors, wrap-around and
  * multi-threaded exactly-once / per-producer order.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * bench/bus_disruptor/BusDisruptor.java - the LMAX Disruptor (Debian's
  * libdisruptor-java, 3.x) as a publish/subscribe bus, measured the way

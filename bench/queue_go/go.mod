@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 module weir/bench/queue_go
 
 go 1.19

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The Go peer of weir's blocking-queue benchmark: a buffered channel of
 // capacity 1024, blocking send and receive.
 //

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * weir/bus.h - publish/subscribe inside one process.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * weir/common.h - error codes, version, time units and the small
  * portability macros every other weir header uses.

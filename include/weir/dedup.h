@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * weir/dedup.h - duplicate suppression: remembers the keys it has seen,
  * each for a time window, at most a fixed number of them, and says

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * weir/limiter.h - a lock-free rate limiter, for consuming a burst at the
  * pace the downstream can take (peak shaving).

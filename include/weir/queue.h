@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * weir/queue.h - a bounded blocking MPMC queue of void * items.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * weir/ring.h - lock-free bounded rings of void * items.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * weir/ring_inline.h - PRIVATE: the inline push/pop paths of weir/ring.h.
  * Include weir/ring.h, never this file.

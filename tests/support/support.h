@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * support.h - helpers shared by the cmocka tests: a watchdog that turns a
  * hang into a failure, a polite back-off for spinning test threads, and

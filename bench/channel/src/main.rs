@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 //! The crossbeam-channel peer of weir's blocking-queue benchmark: a
 //! `bounded(1024)` channel, blocking `send` and `recv`.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 //! The crossbeam ArrayQueue peer of weir's ring benchmark.
 //!
 //! Usage: weir-bench-crossbeam crossbeam CASE COUNT, with CASE one of
