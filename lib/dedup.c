@@ -7,6 +7,11 @@
  * full: both only ever remove the oldest entry.  A chained hash table of
  * array indices finds them.  Insertion times come from the monotonic
  * clock read under the mutex, so they never decrease along the array.
+ *
+ * Keys come from outside (request ids, message keys), so the chains are
+ * hashed with SipHash under a seed of the table's own, drawn at create:
+ * with an unseeded hash, keys chosen to share one bucket would make every
+ * call walk one long chain under the mutex (see hash_internal.h).
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -16,12 +21,13 @@
 #include "weir/dedup.h"
 
 #include "clock_internal.h"
+#include "dedup_internal.h"
 #include "hash_internal.h"
 
 #define NIL UINT32_MAX
 
 typedef struct entry {
-    uint64_t hash;
+    uint64_t hash;       /* weiri_siphash of key under the table's seed */
     int64_t at;          /* when inserted */
     uint32_t next;       /* next in its hash chain, or NIL */
     size_t len;
@@ -35,6 +41,7 @@ struct weir_dedup {
     entry *e;
     uint32_t *bucket;          /* heads of chains */
     size_t mask;               /* buckets - 1 */
+    uint64_t seed[2];          /* SipHash key, random, fixed at create */
 };
 
 int
@@ -65,6 +72,7 @@ weir_dedup_create(weir_dedup **d, size_t max_keys, int64_t window_ns)
     t->window = window_ns;
     t->max = max_keys;
     t->mask = buckets - 1;
+    weiri_random_seed(t->seed);
     *d = t;
     return 0;
 }
@@ -99,7 +107,7 @@ weir_dedup_check_and_insert(weir_dedup *d, const void *key, size_t len)
 {
     if (d == NULL || key == NULL)
         return WEIR_EINVAL;
-    uint64_t h = weiri_hash(key, len);
+    uint64_t h = weiri_siphash(d->seed, key, len); /* outside the lock */
     pthread_mutex_lock(&d->mu);
     expire(d);
     int64_t now = weiri_now_ns();
@@ -137,6 +145,24 @@ weir_dedup_size(weir_dedup *d)
     size_t n = d->count;
     pthread_mutex_unlock(&d->mu);
     return n;
+}
+
+void
+weiri_dedup_inspect(weir_dedup *d, uint64_t seed[2], size_t *longest)
+{
+    pthread_mutex_lock(&d->mu);
+    seed[0] = d->seed[0];
+    seed[1] = d->seed[1];
+    size_t most = 0;
+    for (size_t b = 0; b <= d->mask; b++) {
+        size_t n = 0;
+        for (uint32_t i = d->bucket[b]; i != NIL; i = d->e[i].next)
+            n++;
+        if (n > most)
+            most = n;
+    }
+    *longest = most;
+    pthread_mutex_unlock(&d->mu);
 }
 
 void

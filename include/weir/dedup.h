@@ -13,6 +13,9 @@
  * oldest key is forgotten first; a key is forgotten at the latest
  * window_ns after it was inserted (seeing it again does not extend that).
  * Thread-safe: every call takes one mutex, held for a hash lookup.
+ * Keys may come from untrusted sources: each table hashes them under a
+ * random seed of its own (SipHash), so nobody can pick keys that pile
+ * into one hash chain and make every call walk it.
  */
 #ifndef WEIR_DEDUP_H
 #define WEIR_DEDUP_H
