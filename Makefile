@@ -59,7 +59,7 @@ EXAMPLES    := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 
 .SECONDARY:
 
-.PHONY: all check run examples bench install uninstall clean deps-test
+.PHONY: all check check-layout check-licence run examples bench install uninstall clean deps-test
 
 all: $(LIB)
 
@@ -88,8 +88,30 @@ $(BUILD)/tests/%: tests/%.cpp $(TEST_SUPPORT_OBJ) $(LIB) $(wildcard tests/suppor
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS_ALL) -Itests $< $(TEST_SUPPORT_OBJ) $(LIB) -lcmocka $(LDFLAGS_ALL) -o $@
 
-check: $(TESTS)
+check: $(TESTS) check-layout check-licence
 	@tests/run-all $(TESTS)
+
+# Every source file says its licence in its first lines (outside a git
+# checkout there is no list of sources, and nothing to check).
+check-licence:
+	@missing=$$(git ls-files 2>/dev/null | \
+	    grep -E '\.(c|h|cpp|rs|go|java|sh|awk|toml|mod)$$|(^|/)(Makefile|run|run-all|ensure-pkg)$$' | \
+	    while read -r f; do head -3 "$$f" | grep -q 'SPDX-License-Identifier: MIT' || echo "$$f"; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "check-licence: FAILED, no SPDX line in:" $$missing; exit 1; fi; \
+	test -f LICENSE || { echo "check-licence: FAILED, no LICENSE"; exit 1; }
+	@echo "check-licence: every source file carries SPDX-License-Identifier: MIT"
+
+# A program's own flags must not change the layout of public structs it
+# shares with the built library: a different WEIR_CACHELINE is refused.
+check-layout:
+	@if echo '#include <weir.h>' | $(CC) -std=c11 -Iinclude \
+	        -DWEIR_CACHELINE=128 -fsyntax-only -x c - 2>/dev/null; then \
+	    echo "check-layout: FAILED, -DWEIR_CACHELINE=128 compiled"; exit 1; \
+	fi
+	@echo '#include <weir.h>' | $(CC) -std=c11 -Iinclude \
+	    -DWEIR_CACHELINE=64 -fsyntax-only -x c -
+	@echo "check-layout: WEIR_CACHELINE is fixed by the library's headers"
 
 # --- examples ---------------------------------------------------------------
 

@@ -72,11 +72,16 @@ const char *weir_version(void);
  * The cache line size weir pads shared fields to.  128 on machines whose
  * adjacent-line prefetcher pulls lines in pairs would halve false sharing
  * further, but doubles every padded struct; 64 is the line size of every
- * x86-64 and most arm64 parts.
+ * x86-64 and most arm64 parts.  It fixes the layout of public structs
+ * that programs embed (rings, the limiter), which must match the
+ * installed library's: so it is not a setting, and a program that
+ * defines it otherwise does not compile.
  */
-#ifndef WEIR_CACHELINE
-#define WEIR_CACHELINE 64
+#if defined(WEIR_CACHELINE) && WEIR_CACHELINE != 64
+#error "WEIR_CACHELINE is fixed at 64: the installed library was built so"
 #endif
+#undef WEIR_CACHELINE
+#define WEIR_CACHELINE 64
 
 /*
  * Portability macros for the headers, which compile as C11 and as C++11.
