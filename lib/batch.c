@@ -42,7 +42,7 @@ weir_batch_begin(weir_bus *bus, weir_batch **batch)
     if (bus == NULL || batch == NULL)
         return WEIR_EINVAL;
     *batch = NULL;
-    if (atomic_load(&bus->closed))
+    if (weiri_bus_refuses(bus))
         return WEIR_ECLOSED;
     weir_batch *b = calloc(1, sizeof(*b));
     if (b == NULL)
@@ -181,7 +181,7 @@ try_commit(weir_batch *batch, const item_in *in, weir_sub **placed)
                 placed[np++] = s;
                 continue;
             }
-            if (rc == WEIR_ECLOSED && !atomic_load(&bus->closed))
+            if (rc == WEIR_ECLOSED && !atomic_load(&bus->sealed))
                 continue; /* s is being closed: as for a publish, skip it */
             if (rc != 0) {
                 if (set->n - j - 1 > 0)
@@ -195,8 +195,8 @@ try_commit(weir_batch *batch, const item_in *in, weir_sub **placed)
             }
         }
     }
-    /* A close that overtook us closed queues we counted as skipped. */
-    if (o.rc == 0 && atomic_load(&bus->closed))
+    /* A close that overtook us shut queues we counted as skipped. */
+    if (o.rc == 0 && atomic_load(&bus->sealed))
         o.rc = WEIR_ECLOSED;
     if (o.rc != 0) {
         atomic_fetch_add_explicit(&bus->unused_ids, ids, memory_order_relaxed);
@@ -288,18 +288,18 @@ weir_batch_commit(weir_batch *batch, int64_t timeout_ns)
     if (in == NULL || top == NULL)
         goto out;
     for (;;) {
-        if (atomic_load_explicit(&bus->closed, memory_order_acquire)) {
-            rc = WEIR_ECLOSED;
-            break;
-        }
-        /* The subscriptions of every topic stay put for the whole try. */
+        /*
+         * The subscriptions of every topic stay put for the whole try.
+         * The close is checked inside the sections, as a publish does.
+         */
         size_t k = enter_all(batch, in, top);
         /* A queue too small for its share could never take it. */
-        rc = 0;
+        rc = weiri_bus_refuses(bus) ? WEIR_ECLOSED : 0;
         size_t places = 0;
         for (size_t j = 0; j < k; j++) {
             for (size_t m = 0; top[j].set != NULL && m < top[j].set->n; m++)
-                if (top[j].count > weiri_sub_capacity(top[j].set->subs[m]))
+                if (rc == 0 &&
+                    top[j].count > weiri_sub_capacity(top[j].set->subs[m]))
                     rc = WEIR_EAGAIN;
             places += top[j].set != NULL ? top[j].count * top[j].set->n : 0;
         }

@@ -75,8 +75,8 @@ weir_bus_topic(weir_bus *bus, const char *topic, weir_topic **out)
         !weiri_topic_name_ok(topic, &len))
         return WEIR_EINVAL;
     pthread_mutex_lock(&bus->mu);
-    int rc = atomic_load(&bus->closed) ? WEIR_ECLOSED
-                                       : weiri_topic_get(bus, topic, len, out);
+    int rc = weiri_bus_refuses(bus) ? WEIR_ECLOSED
+                                    : weiri_topic_get(bus, topic, len, out);
     pthread_mutex_unlock(&bus->mu);
     return rc;
 }
@@ -179,9 +179,51 @@ publish_in_place(weir_sub *s, const body_src *src, weiri_routed *out)
 
 /*
  * How many subscriptions of a publish get their queue place claimed
- * before the body is written; the others are offered it after.
+ * before the body is written; the others are offered it after.  Room to
+ * note WAIT_INLINE full BLOCK queues on the stack; more take memory.
  */
-enum { CLAIM_FIRST = 8 };
+enum { CLAIM_FIRST = 8, WAIT_INLINE = 8 };
+
+/*
+ * Make room in *waits (stack, WAIT_INLINE long, while it lasts) for one
+ * more subscription after nwait, out of n at most.  false: no memory.
+ */
+static bool
+room_to_wait(weir_sub ***waits, weir_sub **stack, size_t nwait, size_t n)
+{
+    if (nwait < WAIT_INLINE || *waits != stack)
+        return true;
+    weir_sub **heap = malloc(n * sizeof(*heap));
+    if (heap == NULL)
+        return false;
+    memcpy(heap, *waits, nwait * sizeof(*heap));
+    *waits = heap;
+    return true;
+}
+
+/*
+ * Count what one subscription made of a publish into *out, and keep in
+ * *result the one return code it gives: the first of ETIMEDOUT, EDEADLK,
+ * ENOMEM, EAGAIN, ECLOSED that any subscription gave.
+ */
+static void
+note(weiri_routed *out, int *result, int rc)
+{
+    static const int rank[] = { WEIR_ECLOSED, WEIR_EAGAIN, WEIR_ENOMEM,
+                                WEIR_EDEADLK, WEIR_ETIMEDOUT };
+    if (rc == 0) {
+        out->placed++;
+        return;
+    }
+    out->gone += rc == WEIR_ECLOSED;
+    int have = -1, got = -1;
+    for (int i = 0; i < (int)(sizeof(rank) / sizeof(rank[0])); i++) {
+        have = rank[i] == *result ? i : have;
+        got = rank[i] == rc ? i : got;
+    }
+    if (got > have)
+        *result = rc;
+}
 
 /*
  * Offer a body to every subscription of topic in set, the snapshot of the
@@ -257,17 +299,48 @@ fanout(weir_topic *topic, const weiri_subset *set, unsigned ticket,
             weiri_sub_fill(set->subs[i], pos[i], b); /* s's reference */
             out->placed++;
         }
+    /*
+     * Full BLOCK queues are waited for after the section: a publisher
+     * asleep in one must not hold up a subscribe or close of the topic,
+     * which wait for its sections, when the thread that would make room
+     * is the one subscribing or closing.  Each such subscription is
+     * pinned meanwhile, so that its close does not free it under us.
+     */
+    weir_sub *wait_here[WAIT_INLINE], **waits = wait_here;
+    size_t nwait = 0;
     for (size_t i = 0; i < set->n; i++) {
         if (i < first && claim[i] == 0)
             continue;
-        int rc = weiri_sub_offer(set->subs[i], b, deadline, stop);
-        out->placed += rc == 0;
-        out->gone += rc == WEIR_ECLOSED;
-        if (rc == WEIR_ETIMEDOUT || (rc == WEIR_EAGAIN && result == 0))
-            result = rc;
+        weir_sub *s = set->subs[i];
+        int rc = weiri_sub_offer(s, b);
+        if (rc == WEIRI_MUST_WAIT && !room_to_wait(&waits, wait_here, nwait, set->n)) {
+            weiri_body_release(b, 1); /* s's reference */
+            atomic_fetch_add_explicit(&s->rejected, 1, memory_order_relaxed);
+            rc = WEIR_ENOMEM;
+        } else if (rc == WEIRI_MUST_WAIT) {
+            weiri_sub_pin(s);
+            waits[nwait++] = s;
+            continue;
+        }
+        note(out, &result, rc);
     }
     weiri_topic_leave(topic, ticket);
-    return result;
+    for (size_t i = 0; i < nwait; i++) {
+        note(out, &result, weiri_sub_wait(waits[i], b, deadline, stop));
+        weiri_sub_unpin(waits[i]);
+    }
+    if (waits != wait_here)
+        free(waits);
+    /*
+     * Refused by every subscription for their close (or the bus's): the
+     * message reached nobody, so it is no publish; its id is taken back.
+     */
+    if (out->placed == 0 && out->gone > 0) {
+        if (!relay)
+            atomic_fetch_add_explicit(&bus->unused_ids, 1, memory_order_relaxed);
+        return WEIR_ECLOSED;
+    }
+    return result == WEIR_ECLOSED ? 0 : result;
 }
 
 size_t
@@ -278,6 +351,26 @@ weiri_bus_relay(weir_topic *topic, weiri_body *b, const _Atomic bool *stop)
     const weiri_subset *set = weiri_topic_enter(topic, &ticket);
     fanout(topic, set, ticket, b, NULL, WEIRI_NO_DEADLINE, stop, true, &r);
     return r.placed;
+}
+
+/*
+ * A publish refused for the bus's close: WEIR_ECLOSED, counted in
+ * forwards_refused if it came from one of the bus's own workers.
+ */
+static int
+forward_refused(weir_bus *bus)
+{
+    if (weiri_in_handler_of(bus, NULL))
+        atomic_fetch_add_explicit(&bus->forwards_refused, 1,
+                                  memory_order_relaxed);
+    return WEIR_ECLOSED;
+}
+
+/* weiri_bus_refuses, for a publish: counted as forward_refused. */
+static bool
+refused_at_close(weir_bus *bus)
+{
+    return weiri_bus_refuses(bus) && forward_refused(bus) != 0;
 }
 
 /* A delayed publish: the body waits in the timer, routed when due. */
@@ -317,10 +410,15 @@ weiri_bus_deliver_delayed(void *bus, void *topic, void *body, int64_t timeout_ns
     unsigned ticket;
     const weiri_subset *set = weiri_topic_enter(topic, &ticket);
     fanout(topic, set, ticket, body, NULL, deadline, &b->delays_over, false, &r);
-    if (r.placed == 0 && r.gone > 0 && atomic_load(&b->delays_over)) {
-        atomic_fetch_add_explicit(&b->delayed_left, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&b->unused_ids, 1, memory_order_relaxed);
-    }
+    /*
+     * Refused by every subscription for a close, it is no publish (fanout
+     * took its id back): given up by the bus's close, or left with
+     * nobody to take it by their own closes, as if unrouted.
+     */
+    if (r.placed == 0 && r.gone > 0)
+        atomic_fetch_add_explicit(atomic_load(&b->delays_over) ? &b->delayed_left
+                                                               : &b->unrouted,
+                                  1, memory_order_relaxed);
 }
 
 int
@@ -334,8 +432,12 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
     int64_t timeout = opts != NULL ? opts->timeout_ns : 0;
     bool delayed = opts != NULL && opts->delay_ns > 0;
     weir_bus *bus = topic->bus;
-    if (atomic_load_explicit(&bus->closed, memory_order_acquire))
-        return WEIR_ECLOSED;
+    /*
+     * A delayed publish meets the close at the timer, which close seals
+     * at once: refused from the bus's own workers too.
+     */
+    if (delayed && atomic_load_explicit(&bus->closed, memory_order_acquire))
+        return forward_refused(bus);
     /*
      * A delayed body may outlive the bus's pool (it is freed at close if
      * never due), so it never comes from it.  A deadline or a due time
@@ -346,7 +448,8 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
     if (delayed) {
         weiri_body *b = weiri_body_create(NULL, topic->name, data, len, key,
                                           key_len, now, 0);
-        return b == NULL ? WEIR_ENOMEM : publish_later(topic, b, opts);
+        int rc = b == NULL ? WEIR_ENOMEM : publish_later(topic, b, opts);
+        return rc == WEIR_ECLOSED ? forward_refused(bus) : rc;
     }
     int64_t deadline = WEIRI_NO_DEADLINE;
     if (timeout != 0 && timeout < WEIRI_NO_DEADLINE - now)
@@ -355,13 +458,25 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
     weiri_routed r;
     unsigned ticket;
     const weiri_subset *set = weiri_topic_enter(topic, &ticket);
+    /*
+     * The close is checked inside the section: either close_bus's
+     * quiesce sees the section, or this load sees the close (both
+     * seq_cst).  A plain load on x86, as the check before the section
+     * it replaces was.
+     */
+    if (atomic_load(&bus->closed) && refused_at_close(bus)) {
+        weiri_topic_leave(topic, ticket);
+        return WEIR_ECLOSED;
+    }
     if (set != NULL && set->n == 1 && set->subs[0]->inbox != NULL &&
         weiri_body_extra(len, key_len, key != NULL) <= WEIRI_INBOX_INLINE &&
         publish_in_place(set->subs[0], &src, &r)) {
         weiri_topic_leave(topic, ticket);
         return 0;
     }
-    return fanout(topic, set, ticket, NULL, &src, deadline, NULL, false, &r);
+    int rc = fanout(topic, set, ticket, NULL, &src, deadline, NULL, false, &r);
+    return rc == WEIR_ECLOSED && atomic_load(&bus->closed) ? forward_refused(bus)
+                                                           : rc;
 }
 
 int
@@ -383,7 +498,7 @@ weir_bus_publish(weir_bus *bus, const char *topic, const void *data,
     size_t key_len;
     if (weiri_check_publish(data, len, opts, &key_len) != 0)
         return WEIR_EINVAL;
-    if (atomic_load_explicit(&bus->closed, memory_order_acquire))
+    if (refused_at_close(bus))
         return WEIR_ECLOSED;
     atomic_fetch_add_explicit(&bus->unrouted, 1, memory_order_relaxed);
     return 0;
@@ -395,6 +510,40 @@ give_up_delayed(weiri_timed *e, void *bus)
     atomic_fetch_add_explicit(&((weir_bus *)bus)->delayed_left, 1,
                               memory_order_relaxed);
     free(e->item);
+}
+
+/*
+ * Whether every subscription of bus is quiet (weiri_sub_quiet) in two
+ * looks in a row between which none moved.  One look is not enough: a
+ * handler of a subscription looked at later may forward to one looked
+ * at earlier, then finish before its own look.  In two, that forward
+ * shows as a move.  The list is fixed while the bus is closed.
+ */
+static bool
+quiet(const weir_bus *bus)
+{
+    uint64_t moves[2] = { 0, 0 };
+    for (int look = 0; look < 2; look++)
+        for (const weir_sub *s = bus->all; s != NULL; s = s->next)
+            if (!weiri_sub_quiet(s, &moves[look]))
+                return false;
+    return moves[0] == moves[1];
+}
+
+/* Wait until bus is quiet (true) or the deadline (false). */
+static bool
+await_quiet(const weir_bus *bus, int64_t deadline)
+{
+    int64_t pause = 20 * WEIR_USEC;
+    while (!quiet(bus)) {
+        int64_t now = weiri_now_ns();
+        if (now >= deadline)
+            return false;
+        weiri_sleep_until(deadline - now < pause ? deadline : now + pause);
+        if (pause < WEIR_MSEC)
+            pause *= 2;
+    }
+    return true;
 }
 
 /*
@@ -441,18 +590,27 @@ close_bus(weir_bus *bus, int64_t drain_timeout_ns, bool wait_delayed)
     if (!wait_delayed)
         weiri_deliver_give_up_retries(bus);
     /*
-     * Subscriptions with a dead-letter topic first, while the queues their
-     * dead letters go to still take them; then the rest.
+     * Publishes from outside that saw the bus open end (their read
+     * sections checked closed) before anything below looks: what they
+     * did not place, they wait for with the subscription pinned.
      */
-    for (int with_dead_letters = 1; with_dead_letters >= 0; with_dead_letters--) {
-        for (weir_sub *s = bus->all; s != NULL; s = s->next)
-            if ((s->dead_letter != NULL) == with_dead_letters)
-                weiri_sub_shut(s);
-        for (weir_sub *s = bus->all; s != NULL; s = s->next)
-            if ((s->dead_letter != NULL) == with_dead_letters &&
-                weiri_sub_drain(s, deadline) != 0)
-                rc = WEIR_ETIMEDOUT;
-    }
+    for (size_t b = 0; b < WEIRI_TOPIC_BUCKETS; b++)
+        for (weir_topic *t = atomic_load(&bus->buckets[b]); t != NULL; t = t->next)
+            weiri_topic_quiesce(t);
+    /*
+     * Drain the bus as a whole: the workers' forwards are still taken,
+     * so a pipeline of any depth empties.  Then refuse those too, and
+     * shut and drain every subscription, which is quick if the bus went
+     * quiet.
+     */
+    if (!await_quiet(bus, deadline))
+        rc = WEIR_ETIMEDOUT;
+    atomic_store(&bus->sealed, true);
+    for (weir_sub *s = bus->all; s != NULL; s = s->next)
+        weiri_sub_shut(s);
+    for (weir_sub *s = bus->all; s != NULL; s = s->next)
+        if (weiri_sub_drain(s, deadline) != 0)
+            rc = WEIR_ETIMEDOUT;
     return rc;
 }
 
@@ -507,5 +665,9 @@ weir_bus_get_stats(const weir_bus *bus, weir_bus_stats *out)
     out->unrouted = unrouted;
     out->delayed = weiri_timer_delayed(&b->delays);
     out->delayed_left = atomic_load_explicit(&b->delayed_left, memory_order_relaxed);
+    out->forwards_refused = atomic_load_explicit(&b->forwards_refused,
+                                                 memory_order_relaxed);
+    out->dead_letters_unrouted = atomic_load_explicit(&b->dead_letters_unrouted,
+                                                      memory_order_relaxed);
     return 0;
 }

@@ -91,9 +91,18 @@ struct weir_bus {
      */
     weiri_timer retries;           /* retries after a backoff */
     weiri_timer delays;            /* delayed publishes */
+    /*
+     * Close in two steps (see close_bus): closed refuses publishes from
+     * outside the bus's own workers, which may still forward while the
+     * bus drains as a whole; sealed, once it is quiet or out of time,
+     * refuses those too, and the queues are shut.
+     */
     _Atomic bool closed;
+    _Atomic bool sealed;
     _Atomic bool delays_over;      /* close has given up what was not due */
     _Atomic uint64_t delayed_left; /* delayed publishes given up at close */
+    _Atomic uint64_t forwards_refused; /* workers' publishes refused by a sealed bus */
+    _Atomic uint64_t dead_letters_unrouted; /* to a topic with no subscription */
     WEIR_ALIGNAS(WEIR_CACHELINE)
     _Atomic uint64_t next_id;      /* message ids handed out; written by every routed publish */
     _Atomic uint64_t unrouted;     /* publishes to a topic with no subscription */
@@ -126,6 +135,13 @@ struct weir_sub {
     weir_sub *next, *prev;         /* in bus->all; under bus->mu */
     _Atomic bool abort;            /* the drain timed out: stop handling */
     _Atomic unsigned live;         /* workers that have not exited */
+    /*
+     * Publishers waiting for room outside their read section (fanout):
+     * each pins s there, so s is not freed under it; its closer waits
+     * for none to be left (weiri_sub_drain).
+     */
+    _Atomic unsigned pins;
+    _Atomic unsigned self_waits;   /* own workers waiting for room in s (EDEADLK) */
     weiri_event wake;              /* workers waiting for a permit, and the closer
                                       waiting for live == 0, sleep here */
     /* Written by publishers (routed is counted by the queue itself). */
@@ -136,6 +152,8 @@ struct weir_sub {
     _Atomic uint64_t started, delivered, acked, failed, high_water;
     _Atomic uint64_t retried, dead_lettered, duplicates;
     _Atomic uint64_t voided;       /* placed by a batch commit that then aborted */
+    _Atomic uint64_t left;         /* taken, then released unhandled (counted
+                                      queued): retries given up by destroy */
 
     /*
      * Delivery guarantees (deliver.c), fixed at subscribe.  careful: any
@@ -158,6 +176,7 @@ struct weir_sub {
     _Atomic uint32_t kick;         /* moves when ready gains one; see deliver.c */
     struct weiri_key **keys;       /* ordered: keys with a message in hand */
     size_t nkeys, key_buckets;
+    uint64_t key_seed[2];          /* ordered: SipHash seed of keys, random */
 };
 
 /*
@@ -239,8 +258,39 @@ weiri_topic_leave(weir_topic *t, unsigned ticket)
 int weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn,
                      void *ctx, const weir_sub_opts *opts, weir_sub **out);
 int weiri_sub_start(weir_sub *s);
-int weiri_sub_offer(weir_sub *s, weiri_body *b, int64_t deadline,
-                    const _Atomic bool *stop);
+/*
+ * weiri_sub_offer - place b (one reference for s) by s's policy without
+ * waiting.  Returns as weiri_sub_wait, or WEIRI_MUST_WAIT: s is a full
+ * BLOCK queue and the reference is still the caller's, to pass to
+ * weiri_sub_wait outside the read section, s pinned meanwhile.
+ */
+#define WEIRI_MUST_WAIT 1
+int weiri_sub_offer(weir_sub *s, weiri_body *b);
+/*
+ * weiri_sub_wait - place b in s's BLOCK queue, waiting for room until
+ * the deadline, and while *stop (if not NULL) is false.  Returns 0;
+ * WEIR_ETIMEDOUT (counted rejected); WEIR_EDEADLK (counted rejected): the
+ * caller is a worker of s and every other one is waiting the same way,
+ * so no one would make room; WEIR_ECLOSED (s shut, or *stop ended the
+ * wait; not counted).  The reference is released on every non-zero
+ * return.
+ */
+int weiri_sub_wait(weir_sub *s, weiri_body *b, int64_t deadline,
+                   const _Atomic bool *stop);
+/* Pin s while waiting outside a read section (see weir_sub.pins). */
+void weiri_sub_pin(weir_sub *s);
+void weiri_sub_unpin(weir_sub *s);
+/*
+ * weiri_sub_quiet - whether s has nothing queued, in flight or pinned,
+ * adding to *moves a sum of counters that only grow, so that two equal
+ * sums over the same subscriptions mean none of them moved in between.
+ */
+bool weiri_sub_quiet(const weir_sub *s, uint64_t *moves);
+/*
+ * weiri_sub_drain - shut s, let its workers drain it until the deadline,
+ * then stop and join them and release what is left (counted queued).
+ * Returns 0, or WEIR_ETIMEDOUT if messages were left.
+ */
 int weiri_sub_drain(weir_sub *s, int64_t deadline);
 /*
  * What the bus asks of a subscription's queue or inbox, whichever it has.
@@ -257,14 +307,25 @@ bool weiri_sub_has_room(const weir_sub *s, size_t need);
 void weiri_sub_shut(weir_sub *s);
 void weiri_sub_free(weir_sub *s);
 bool weiri_in_handler_of(const weir_bus *bus, const weir_sub *sub);
+/*
+ * weiri_bus_refuses - whether a publish by the calling thread is refused
+ * for the bus's close: from outside once it is closed, from its own
+ * workers once it is sealed.
+ */
+bool weiri_bus_refuses(weir_bus *bus);
 bool weiri_sub_await_permit(weir_sub *s);
 /*
- * weiri_sub_took - a worker of s took n messages off its queue, asking
- * for want: count them started and note the depth they show.
+ * weiri_sub_took - a worker of s took batch[0..n-1] off its queue,
+ * asking for want: count started those of no batch, and note the depth
+ * they show.
  */
-void weiri_sub_took(weir_sub *s, size_t n, size_t want);
-/* A message of an aborted batch (already counted voided): let it go. */
-void weiri_sub_discard(weir_sub *s, weiri_body *b, bool started);
+void weiri_sub_took(weir_sub *s, void *const *batch, size_t n, size_t want);
+/*
+ * weiri_sub_admit - whether a message a worker took is to be handled:
+ * one of a batch waits for its commit's decision and is counted started
+ * if it committed, released if not (the abort counted it voided).
+ */
+bool weiri_sub_admit(weir_sub *s, weiri_body *b);
 
 /* deliver.c: the careful workers (see weir_sub.careful) */
 int weiri_deliver_setup(weir_sub *s, const weir_sub_opts *o);

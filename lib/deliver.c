@@ -67,6 +67,9 @@ weiri_deliver_setup(weir_sub *s, const weir_sub_opts *o)
         pthread_mutex_destroy(&s->mu);
         return WEIR_ENOMEM;
     }
+    /* Keys come from outside: hash them under a seed of our own. */
+    if (s->ordered)
+        weiri_random_seed(s->key_seed);
     return 0;
 }
 
@@ -184,7 +187,8 @@ key_claim(weir_sub *s, weiri_delivery *d)
 {
     const char *key = d->body->key;
     size_t len = strlen(key);
-    uint64_t h = weiri_hash(key, len);
+    uint64_t h = weiri_siphash(s->key_seed, key, len);
+    d->key_hash = h; /* for key_next: one hash per message, not two */
     bool claimed = true;
     pthread_mutex_lock(&s->mu);
     if (s->nkeys >= s->key_buckets)
@@ -215,11 +219,13 @@ key_claim(weir_sub *s, weiri_delivery *d)
     return claimed;
 }
 
-/* The message of key in hand is finished: the next parked one, or NULL. */
+/*
+ * The message of key (hashed h by key_claim) in hand is finished: the
+ * next parked one, or NULL.
+ */
 static weiri_delivery *
-key_next(weir_sub *s, const char *key)
+key_next(weir_sub *s, const char *key, uint64_t h)
 {
-    uint64_t h = weiri_hash(key, strlen(key));
     weiri_delivery *d = NULL;
     pthread_mutex_lock(&s->mu);
     if (s->key_buckets > 0) {
@@ -267,8 +273,9 @@ backoff_after(const weir_sub *s, unsigned attempt)
 
 /*
  * After the last attempt: a dead letter if one is set and some
- * subscription of its topic (or none: nobody listens) takes it; else
- * failed.  Its subscriptions are closed only after this one is drained
+ * subscription of its topic takes it; else failed (and, when the topic
+ * has no subscription at all, counted by the bus: a misspelt dead-letter
+ * topic shows).  Its subscriptions are closed only after this one is drained
  * (weir_bus_close), unless they have dead-letter topics of their own.
  */
 static void
@@ -286,7 +293,11 @@ give_up(weir_sub *s, const weiri_body *b, unsigned attempts, int rc)
         dl->attempt_base = attempts;
         dl->origin_error = rc;
         /* A full BLOCK queue holds us only until our close runs out of time. */
-        if (weiri_bus_relay(s->dead_letter, dl, &s->abort) > 0) { /* SIZE_MAX: to nobody */
+        size_t took = weiri_bus_relay(s->dead_letter, dl, &s->abort);
+        if (took == SIZE_MAX)
+            atomic_fetch_add_explicit(&bus->dead_letters_unrouted, 1,
+                                      memory_order_relaxed);
+        if (took > 0 && took != SIZE_MAX) {
             atomic_fetch_add_explicit(&s->dead_lettered, 1, memory_order_release);
             return;
         }
@@ -298,6 +309,8 @@ give_up(weir_sub *s, const weiri_body *b, unsigned attempts, int rc)
 static void
 leave(weir_sub *s, weiri_delivery *d)
 {
+    /* left before started: see weiri_sub_quiet. */
+    atomic_fetch_add(&s->left, 1);
     atomic_fetch_sub(&s->started, 1);
     weiri_body_release(d->body, 1);
     if (d->heap)
@@ -364,7 +377,8 @@ handle(weiri_worker *w, weiri_delivery *d)
         else
             give_up(s, b, d->attempt, rc);
         weiri_hist_record(&w->latency, weiri_stamp_ns() - b->timestamp_ns);
-        weiri_delivery *next = d->holds_key ? key_next(s, b->key) : NULL;
+        weiri_delivery *next = d->holds_key ? key_next(s, b->key, d->key_hash)
+                                            : NULL;
         weiri_body_release(b, 1);
         if (d->heap)
             free(d);
@@ -380,10 +394,8 @@ handle(weiri_worker *w, weiri_delivery *d)
 static weiri_delivery *
 arrive(weir_sub *s, weiri_body *b, weiri_delivery *local)
 {
-    if (b->gate != NULL && !weiri_gate_wait(b->gate)) {
-        weiri_sub_discard(s, b, true);
+    if (!weiri_sub_admit(s, b))
         return NULL;
-    }
     if (!s->ordered || b->key == NULL) {
         *local = (weiri_delivery){ .body = b, .attempt = 1 };
         return local;
@@ -429,7 +441,7 @@ weiri_deliver_run(weiri_worker *w)
             pthread_mutex_lock(&s->take_mu);
         long n = weiri_queue_pop_kickable(s->queue, items, want, &s->kick, seen);
         if (n > 0)
-            weiri_sub_took(s, (size_t)n, want);
+            weiri_sub_took(s, items, (size_t)n, want);
         if (serial) {
             d = n > 0 ? arrive(s, items[0], &local) : NULL;
             pthread_mutex_unlock(&s->take_mu);
@@ -437,6 +449,16 @@ weiri_deliver_run(weiri_worker *w)
                 handle(w, d);
         } else {
             for (long i = 0; i < n; i++) {
+                /*
+                 * A retry that came due goes before the rest of the
+                 * batch, or it would wait behind up to 63 handlers (and
+                 * their permits, when rate-limited).  Per-key order
+                 * holds: a retry keeps its key in hand, so later
+                 * messages of the key park behind it.
+                 */
+                weiri_delivery *due;
+                while ((due = take_ready(s)) != NULL)
+                    handle(w, due);
                 if ((d = arrive(s, items[i], &local)) != NULL)
                     handle(w, d); /* leaves the message if aborting */
             }
@@ -475,7 +497,8 @@ drop_retry_hand_on(weiri_timed *e, void *unused)
 {
     weir_sub *s = e->target;
     weiri_delivery *d = e->item;
-    weiri_delivery *next = d->holds_key ? key_next(s, d->body->key) : NULL;
+    weiri_delivery *next = d->holds_key ? key_next(s, d->body->key, d->key_hash)
+                                        : NULL;
     if (next != NULL) {
         atomic_fetch_add(&s->pending, 1);
         weiri_sub_retry_due(s, next);

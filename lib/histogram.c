@@ -40,52 +40,53 @@ weiri_hist_record(weiri_hist *h, int64_t ns)
     if (ns < 0)
         ns = 0;
     /*
-     * One writer: a relaxed load and store make an increment no reader can
-     * tear, without a locked instruction.  Readers see a snapshot with no
-     * order between buckets, which is all statistics need.
+     * One writer: a load and a store make an increment no reader can
+     * tear, without a locked instruction.  The max moves first, and the
+     * bucket's store is a release (a plain store on x86) that pairs with
+     * the acquire loads of weiri_hist_sum_add, so a reader that counts
+     * this value also sees a max at least as large: a percentile clamped
+     * to the max never falls below a value it counts.
      */
-    _Atomic uint64_t *b = &h->bucket[bucket_of((uint64_t)ns)];
-    atomic_store_explicit(b, atomic_load_explicit(b, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
     if (ns > atomic_load_explicit(&h->max, memory_order_relaxed))
         atomic_store_explicit(&h->max, ns, memory_order_relaxed);
+    _Atomic uint64_t *b = &h->bucket[bucket_of((uint64_t)ns)];
+    atomic_store_explicit(b, atomic_load_explicit(b, memory_order_relaxed) + 1,
+                          memory_order_release);
+}
+
+void
+weiri_hist_sum_add(weiri_hist_sum *sum, const weiri_hist *h)
+{
+    for (unsigned b = 0; b < WEIRI_HIST_BUCKETS; b++) {
+        /* Acquire: pairs with weiri_hist_record's store. */
+        uint64_t c = atomic_load_explicit(&h->bucket[b], memory_order_acquire);
+        sum->bucket[b] += c;
+        sum->total += c;
+    }
+    int64_t m = atomic_load_explicit(&h->max, memory_order_relaxed);
+    if (m > sum->max)
+        sum->max = m;
 }
 
 int64_t
-weiri_hist_percentile(const weiri_hist *h, size_t n, double p)
+weiri_hist_sum_percentile(const weiri_hist_sum *sum, double p)
 {
-    uint64_t counts[WEIRI_HIST_BUCKETS] = { 0 }, total = 0;
-    for (size_t i = 0; i < n; i++)
-        for (unsigned b = 0; b < WEIRI_HIST_BUCKETS; b++) {
-            uint64_t c = atomic_load_explicit(&h[i].bucket[b],
-                                              memory_order_relaxed);
-            counts[b] += c;
-            total += c;
-        }
-    if (total == 0)
+    if (sum->total == 0)
         return 0;
     /* The rank of the p-th value, 1-based, rounded up. */
-    uint64_t rank = (uint64_t)(p * (double)total);
-    if ((double)rank < p * (double)total)
+    uint64_t rank = (uint64_t)(p * (double)sum->total);
+    if ((double)rank < p * (double)sum->total)
         rank++;
     if (rank == 0)
         rank = 1;
     uint64_t seen = 0;
-    for (unsigned b = 0; b < WEIRI_HIST_BUCKETS; b++) {
-        seen += counts[b];
+    unsigned b = 0;
+    for (; b < WEIRI_HIST_BUCKETS - 1; b++) {
+        seen += sum->bucket[b];
         if (seen >= rank)
-            return bucket_top(b);
+            break;
     }
-    return bucket_top(WEIRI_HIST_BUCKETS - 1);
-}
-
-int64_t
-weiri_hist_max(const weiri_hist *h, size_t n)
-{
-    int64_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        int64_t v = atomic_load_explicit(&h[i].max, memory_order_relaxed);
-        m = v > m ? v : m;
-    }
-    return m;
+    /* The max was read after the buckets: see weiri_hist_record. */
+    int64_t top = bucket_top(b);
+    return top < sum->max ? top : sum->max;
 }

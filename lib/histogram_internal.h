@@ -33,13 +33,24 @@ typedef struct weiri_hist {
 void weiri_hist_record(weiri_hist *h, int64_t ns);
 
 /*
- * weiri_hist_percentile - over the n histograms h[0..n-1] together: the
- * upper bound of the bucket holding the p-th fraction (0 < p <= 1) of
- * what was recorded; 0 if nothing was.  Any thread.
+ * A sum of histograms, as a reader builds it: the workers of a
+ * subscription each keep their own, wherever their structs put them, and
+ * a reader adds them up one by one.  Zero it before the first add.
  */
-int64_t weiri_hist_percentile(const weiri_hist *h, size_t n, double p);
+typedef struct weiri_hist_sum {
+    uint64_t bucket[WEIRI_HIST_BUCKETS];
+    uint64_t total;                /* durations recorded */
+    int64_t max;                   /* the largest of them */
+} weiri_hist_sum;
 
-/* weiri_hist_max - the largest duration recorded in h[0..n-1]. */
-int64_t weiri_hist_max(const weiri_hist *h, size_t n);
+/* weiri_hist_sum_add - add what h holds now to sum.  Any thread. */
+void weiri_hist_sum_add(weiri_hist_sum *sum, const weiri_hist *h);
+
+/*
+ * weiri_hist_sum_percentile - the upper bound of the bucket holding the
+ * p-th fraction (0 < p <= 1) of what sum holds, but never more than its
+ * max: a bucket's top may lie above every value in it.  0 if empty.
+ */
+int64_t weiri_hist_sum_percentile(const weiri_hist_sum *sum, double p);
 
 #endif /* WEIR_HISTOGRAM_INTERNAL_H */

@@ -79,6 +79,7 @@ typedef struct weiri_delivery {
     int last_error;          /* the previous delivery's return; 0 if none */
     bool heap;               /* malloc'ed; else on a worker's stack, for one call */
     bool holds_key;          /* has its key's entry (ordered_by_key) */
+    uint64_t key_hash;       /* its key's, once key_claim has hashed it */
 } weiri_delivery;
 
 /*

@@ -13,8 +13,11 @@
  * after its last attempt), dropped when an overflow policy discards one,
  * retried just before a retry is scheduled (taken back if the timer
  * refuses it), so that a finished message's retries all show.
- * The messages an aborted batch placed (voided) are taken back out of
- * routed by the abort, and out of started by a worker that took one.
+ * A message of a batch is started only once its commit succeeded
+ * (weiri_sub_admit); until then it counts as queued, and the messages an
+ * aborted batch placed are taken back out of routed (voided) by the
+ * abort at once, so the identity below holds right after a failed
+ * commit too, wherever the messages are.
  * queued and in_flight are derived:
  *     queued    = routed - started - dropped
  *     in_flight = started - acked - failed - dead_lettered
@@ -45,6 +48,15 @@ weiri_in_handler_of(const weir_bus *bus, const weir_sub *sub)
 {
     const weir_sub *cur = current_sub;
     return cur != NULL && (cur == sub || (sub == NULL && cur->bus == bus));
+}
+
+bool
+weiri_bus_refuses(weir_bus *bus)
+{
+    /* seq_cst: a publish reads it in its read section; see close_bus. */
+    if (!atomic_load(&bus->closed))
+        return false;
+    return !weiri_in_handler_of(bus, NULL) || atomic_load(&bus->sealed);
 }
 
 static bool
@@ -285,9 +297,8 @@ handle_batch(weiri_worker *w, void **batch, long n)
             (s->limited && !weiri_sub_await_permit(s)))
             break;
         weiri_body *b = batch[i];
-        if (b->gate != NULL && !weiri_gate_wait(b->gate)) {
+        if (!weiri_sub_admit(s, b)) {
             /* Out of the batch, as if never taken: shift the rest down. */
-            weiri_sub_discard(s, b, true);
             memmove(&batch[i], &batch[i + 1], (size_t)(n - i - 1) * sizeof(*batch));
             n--;
             i--;
@@ -308,23 +319,36 @@ handle_batch(weiri_worker *w, void **batch, long n)
     atomic_fetch_add_explicit(&s->failed, (uint64_t)i - ok, memory_order_release);
     if (i == n)
         return true;
-    atomic_fetch_sub(&s->started, (uint64_t)(n - i));
-    for (; i < n; i++)
+    /* What was started goes back to queued; a batch's was never started. */
+    uint64_t unstart = 0;
+    for (; i < n; i++) {
+        unstart += ((weiri_body *)batch[i])->gate == NULL;
         weiri_body_release(batch[i], 1);
+    }
+    atomic_fetch_sub(&s->started, unstart);
     return false;
 }
 
 void
-weiri_sub_took(weir_sub *s, size_t n, size_t want)
+weiri_sub_took(weir_sub *s, void *const *batch, size_t n, size_t want)
 {
+    uint64_t plain = 0;
+    for (size_t i = 0; i < n; i++)
+        plain += ((const weiri_body *)batch[i])->gate == NULL;
     /* Release: pairs with the acquire read of started in the stats. */
-    atomic_fetch_add_explicit(&s->started, (uint64_t)n, memory_order_release);
+    atomic_fetch_add_explicit(&s->started, plain, memory_order_release);
     /*
      * A short batch took everything there was, so n was the depth; only
      * a full one needs the queue's size, which reads the producers' line:
      * one cache miss per batch saved while the worker keeps up.
      */
-    note_high_water(s, n < want ? (uint64_t)n : (uint64_t)n + waiting(s));
+    uint64_t depth = n < want ? n : (uint64_t)n + waiting(s);
+    /*
+     * What is waiting was read after the take, so it may count places
+     * filled since: never more than the queue could have held.
+     */
+    uint64_t cap = weiri_sub_capacity(s);
+    note_high_water(s, depth < cap ? depth : cap);
 }
 
 static void *
@@ -341,7 +365,7 @@ worker_main(void *arg)
         long n = take(s, batch, want, WEIR_FOREVER);
         if (n < 0)
             break; /* closed and drained */
-        weiri_sub_took(s, (size_t)n, want);
+        weiri_sub_took(s, batch, (size_t)n, want);
         if (!handle_batch(w, batch, n))
             break;
         /*
@@ -378,12 +402,18 @@ weiri_sub_start(weir_sub *s)
     return 0;
 }
 
-void
-weiri_sub_discard(weir_sub *s, weiri_body *b, bool started)
+bool
+weiri_sub_admit(weir_sub *s, weiri_body *b)
 {
-    if (started)
-        atomic_fetch_sub_explicit(&s->started, 1, memory_order_release);
-    weiri_body_release(b, 1);
+    if (b->gate == NULL)
+        return true;
+    if (!weiri_gate_wait(b->gate)) {
+        weiri_body_release(b, 1);
+        return false;
+    }
+    /* Release: pairs with the acquire read of started in the stats. */
+    atomic_fetch_add_explicit(&s->started, 1, memory_order_release);
+    return true;
 }
 
 /*
@@ -396,12 +426,27 @@ static void
 drop_queued(weir_sub *s, weiri_body *b, bool left)
 {
     if (b->gate != NULL && !weiri_gate_wait(b->gate)) {
-        weiri_sub_discard(s, b, false);
+        weiri_body_release(b, 1);
         return;
     }
     if (!left)
         atomic_fetch_add_explicit(&s->dropped, 1, memory_order_release);
     weiri_body_release(b, 1);
+}
+
+/*
+ * Whether the calling worker of s may wait for room in s's own queue:
+ * not when every other worker of s waits so too, for then nobody is
+ * left to make room.  One that may counts itself in s->self_waits until
+ * self_wait_done.
+ */
+static bool
+self_wait_begin(weir_sub *s)
+{
+    if (atomic_fetch_add(&s->self_waits, 1) + 1 < s->nworkers)
+        return true;
+    atomic_fetch_sub(&s->self_waits, 1);
+    return false;
 }
 
 /*
@@ -439,21 +484,25 @@ push_blocking(weir_sub *s, weiri_body *b, int64_t deadline, const _Atomic bool *
     }
 }
 
-/*
- * Place b (holding one reference for s) in s's queue by its overflow
- * policy.  Returns 0 (placed or dropped), WEIR_EAGAIN (REJECT, full),
- * WEIR_ETIMEDOUT (BLOCK, still full at the deadline) or WEIR_ECLOSED (s
- * is shutting down, or *stop ended a BLOCK wait: see push_blocking; not
- * counted); on every non-zero return the reference is released.
- */
+/* A reference s did not take: count the refusal (but a close) and drop it. */
+static int
+refused(weir_sub *s, weiri_body *b, int rc)
+{
+    if (rc != WEIR_ECLOSED)
+        atomic_fetch_add_explicit(&s->rejected, 1, memory_order_relaxed);
+    weiri_body_release(b, 1);
+    return rc;
+}
+
 int
-weiri_sub_offer(weir_sub *s, weiri_body *b, int64_t deadline,
-                const _Atomic bool *stop)
+weiri_sub_offer(weir_sub *s, weiri_body *b)
 {
     int rc;
     switch (s->overflow) {
     case WEIR_OVERFLOW_BLOCK:
-        rc = push_blocking(s, b, deadline, stop);
+        rc = push(s, b, WEIR_NOWAIT);
+        if (rc == WEIR_EAGAIN)
+            return WEIRI_MUST_WAIT;
         break;
     case WEIR_OVERFLOW_DROP_OLDEST:
         while ((rc = weir_queue_push(s->queue, b, WEIR_NOWAIT)) == WEIR_EAGAIN) {
@@ -473,23 +522,55 @@ weiri_sub_offer(weir_sub *s, weiri_body *b, int64_t deadline,
         }
         break;
     }
-    if (rc == 0)
-        return 0;
-    if (rc != WEIR_ECLOSED)
-        atomic_fetch_add_explicit(&s->rejected, 1, memory_order_relaxed);
-    weiri_body_release(b, 1);
-    return rc;
+    return rc == 0 ? 0 : refused(s, b, rc);
 }
 
-/*
- * Close s's queue, let its workers drain it until deadline, then stop
- * them (abort) and join them.  What is still queued is released and stays
- * counted as queued.  Returns 0, or WEIR_ETIMEDOUT if it had to abort.
- */
+int
+weiri_sub_wait(weir_sub *s, weiri_body *b, int64_t deadline,
+               const _Atomic bool *stop)
+{
+    bool own = weiri_in_handler_of(s->bus, s);
+    if (own && !self_wait_begin(s))
+        return refused(s, b, WEIR_EDEADLK);
+    int rc = push_blocking(s, b, deadline, stop);
+    if (own)
+        atomic_fetch_sub(&s->self_waits, 1);
+    return rc == 0 ? 0 : refused(s, b, rc);
+}
+
+void
+weiri_sub_pin(weir_sub *s)
+{
+    /*
+     * Relaxed: taken inside a read section, whose leave (a release)
+     * publishes it to a closer, which reads pins only after
+     * weiri_topic_quiesce has seen that leave.
+     */
+    atomic_fetch_add_explicit(&s->pins, 1, memory_order_relaxed);
+}
+
+void
+weiri_sub_unpin(weir_sub *s)
+{
+    /*
+     * Release: every access of ours to s happens before a closer that
+     * reads pins 0 (acquire, weiri_sub_drain) frees it.  Our last touch
+     * of s: nothing may follow it.
+     */
+    atomic_fetch_sub_explicit(&s->pins, 1, memory_order_release);
+}
+
+/* Messages ever placed in s's queue or inbox: only grows. */
+static uint64_t
+pushed(const weir_sub *s)
+{
+    return s->inbox != NULL ? weiri_inbox_pushed(s->inbox)
+                            : weiri_queue_pushed(s->queue);
+}
+
 int
 weiri_sub_drain(weir_sub *s, int64_t deadline)
 {
-    int rc = 0;
     weiri_sub_shut(s);
     for (;;) {
         uint32_t e = weiri_event_prepare(&s->wake);
@@ -501,7 +582,6 @@ weiri_sub_drain(weir_sub *s, int64_t deadline)
             atomic_load(&s->live) != 0) {
             atomic_store(&s->abort, true);
             weiri_event_notify(&s->wake, UINT32_MAX);
-            rc = WEIR_ETIMEDOUT;
             break;
         }
     }
@@ -520,14 +600,46 @@ weiri_sub_drain(weir_sub *s, int64_t deadline)
         long n = take(s, &left, 1, WEIR_NOWAIT);
         if (n == WEIR_ECLOSED)
             break;
-        if (n == 1) {
-            rc = WEIR_ETIMEDOUT;
+        if (n == 1)
             drop_queued(s, left, true);
-        } else {
+        else
             weiri_pause(pauses++);
-        }
     }
-    return rc;
+    /*
+     * Publishers that waited for room outside their section were told
+     * of the shut queue; the last of them to let go frees us to free s.
+     * Acquire: pairs with weiri_sub_unpin.
+     */
+    for (unsigned pauses = 0;
+         atomic_load_explicit(&s->pins, memory_order_acquire) != 0;)
+        weiri_pause(pauses++);
+    /*
+     * A worker stopped by the deadline may have had nothing left to do:
+     * only what the books show unhandled is a time-out.
+     */
+    weir_sub_stats st;
+    weir_sub_get_stats(s, &st);
+    return st.queued + st.in_flight > 0 ? WEIR_ETIMEDOUT : 0;
+}
+
+bool
+weiri_sub_quiet(const weir_sub *s, uint64_t *moves)
+{
+    /* Acquire: pairs with weiri_sub_unpin; the pins before the counters. */
+    bool pinned = atomic_load_explicit(&s->pins, memory_order_acquire) != 0;
+    weir_sub_stats st;
+    weir_sub_get_stats(s, &st);
+    /*
+     * What destroy gave up counts as queued, but no worker will take it.
+     * Read after the stats, and moved before started by its writer
+     * (leave, deliver.c; both seq_cst), so never counted short.
+     */
+    uint64_t left = atomic_load(&s->left);
+    uint64_t waiting_now = st.queued > left ? st.queued - left : 0;
+    *moves += pushed(s) + st.delivered + st.acked + st.failed +
+              st.dead_lettered + st.dropped + st.retried + st.rejected +
+              atomic_load_explicit(&s->voided, memory_order_relaxed);
+    return !pinned && waiting_now == 0 && st.in_flight == 0;
 }
 
 void
@@ -544,6 +656,13 @@ weiri_sub_free(weir_sub *s)
 
 int
 weir_sub_close(weir_sub *sub, int64_t drain_timeout_ns)
+{
+    return weir_sub_close_stats(sub, drain_timeout_ns, NULL);
+}
+
+int
+weir_sub_close_stats(weir_sub *sub, int64_t drain_timeout_ns,
+                     weir_sub_stats *final)
 {
     if (sub == NULL || drain_timeout_ns < WEIR_FOREVER)
         return WEIR_EINVAL;
@@ -575,8 +694,16 @@ weir_sub_close(weir_sub *sub, int64_t drain_timeout_ns)
     weiri_topic_quiesce(sub->topic);
     free(old);
     int rc = weiri_sub_drain(sub, deadline);
+    if (final != NULL)
+        weir_sub_get_stats(sub, final);
     weiri_sub_free(sub);
     return rc;
+}
+
+const char *
+weir_sub_name(const weir_sub *sub)
+{
+    return sub != NULL ? sub->name : NULL;
 }
 
 int
@@ -593,13 +720,11 @@ weir_sub_get_stats(const weir_sub *sub, weir_sub_stats *out)
     out->delivered = atomic_load_explicit(&s->delivered, memory_order_relaxed);
     out->retried = atomic_load_explicit(&s->retried, memory_order_relaxed);
     out->duplicates = atomic_load_explicit(&s->duplicates, memory_order_relaxed);
-    /* voided before started: a voided message leaves started afterwards. */
+    /* voided before started: a voided message is never started. */
     uint64_t voided = atomic_load_explicit(&s->voided, memory_order_acquire);
     uint64_t started = atomic_load_explicit(&s->started, memory_order_acquire);
     out->dropped = atomic_load_explicit(&s->dropped, memory_order_acquire);
-    out->routed = (s->inbox != NULL ? weiri_inbox_pushed(s->inbox)
-                                    : weiri_queue_pushed(s->queue)) +
-                  atomic_load_explicit(&s->dropped_in, memory_order_acquire);
+    out->routed = pushed(s) + atomic_load_explicit(&s->dropped_in, memory_order_acquire);
     out->routed = out->routed > voided ? out->routed - voided : 0;
     out->rejected = atomic_load_explicit(&s->rejected, memory_order_relaxed);
     out->high_water = atomic_load_explicit(&s->high_water, memory_order_relaxed);
@@ -607,11 +732,15 @@ weir_sub_get_stats(const weir_sub *sub, weir_sub_stats *out)
     out->in_flight = started > done ? started - done : 0;
     uint64_t gone = started + out->dropped;
     out->queued = out->routed > gone ? out->routed - gone : 0;
-    /* Workers' histograms are fixed at subscribe and freed only with s. */
-    out->latency_p50_ns = weiri_hist_percentile(&s->workers[0].latency,
-                                                s->nworkers, 0.50);
-    out->latency_p99_ns = weiri_hist_percentile(&s->workers[0].latency,
-                                                s->nworkers, 0.99);
-    out->latency_max_ns = weiri_hist_max(&s->workers[0].latency, s->nworkers);
+    /*
+     * Each worker's histogram sits in its own struct: summed one by one,
+     * never read as an array.  Fixed at subscribe, freed only with s.
+     */
+    weiri_hist_sum sum = { { 0 }, 0, 0 };
+    for (unsigned i = 0; i < s->nworkers; i++)
+        weiri_hist_sum_add(&sum, &s->workers[i].latency);
+    out->latency_p50_ns = weiri_hist_sum_percentile(&sum, 0.50);
+    out->latency_p99_ns = weiri_hist_sum_percentile(&sum, 0.99);
+    out->latency_max_ns = sum.max;
     return 0;
 }

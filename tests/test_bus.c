@@ -1350,6 +1350,577 @@ test_bus_close_with_no_time_under_publishing_accounts_for_all(void **state)
     ts_watchdog_disarm();
 }
 
+/* ---- draining a bus whose handlers publish -------------------------------- */
+
+enum { STAGES_MAX = 6 };
+
+/* One stage of a pipeline: handles a message, then forwards it on. */
+typedef struct stage {
+    weir_bus *bus;
+    const char *next;          /* topic to forward to; NULL: the last stage */
+    unsigned work_us;          /* simulated work per message */
+    _Atomic uint64_t handled;
+    _Atomic uint64_t forwarded; /* forwards the bus took */
+    _Atomic uint64_t refused;   /* forwards it returned WEIR_ECLOSED for */
+    _Atomic uint64_t other;     /* any other result: must stay 0 */
+} stage;
+
+static int
+forward(const weir_msg *m, void *ctx)
+{
+    stage *st = ctx;
+    if (st->work_us > 0) {
+        struct timespec ts = { 0, (long)st->work_us * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    if (st->next != NULL) {
+        int rc = weir_bus_publish(st->bus, st->next, weir_msg_data(m),
+                                  weir_msg_size(m), NULL);
+        atomic_fetch_add(rc == 0 ? &st->forwarded
+                         : rc == WEIR_ECLOSED ? &st->refused : &st->other, 1);
+    }
+    atomic_fetch_add(&st->handled, 1);
+    return 0;
+}
+
+/*
+ * A pipeline p.0 -> p.1 -> ... -> p.depth, one forwarding subscription
+ * per stage, plus a second, last-stage subscription on p.1 (fan-out).
+ * n messages go to p.0, then the bus closes with timeout.  Whatever the
+ * timeout, every count must add up exactly: what each stage forwarded is
+ * what the next one was routed, what the bus refused is counted in
+ * forwards_refused, and each subscription's books balance with nothing
+ * in flight.  With time enough, every stage handles all n.
+ */
+static void
+pipeline_case(int depth, uint64_t n, unsigned work_us, int64_t timeout,
+              int want_rc)
+{
+    weir_bus *bus = make_bus();
+    static stage st[STAGES_MAX + 1], fan;
+    static char names[STAGES_MAX + 1][16];
+    weir_sub *s[STAGES_MAX + 1], *fan_sub;
+    for (int k = 0; k <= depth; k++)
+        snprintf(names[k], sizeof(names[k]), "p.%d", k);
+    for (int k = 0; k <= depth; k++) {
+        memset(&st[k], 0, sizeof(st[k]));
+        st[k].bus = bus;
+        st[k].next = k < depth ? names[k + 1] : NULL;
+        st[k].work_us = work_us;
+        assert_int_equal(weir_bus_subscribe(bus, names[k], forward, &st[k],
+                                            NULL, &s[k]), 0);
+    }
+    memset(&fan, 0, sizeof(fan));
+    fan.bus = bus;
+    assert_int_equal(weir_bus_subscribe(bus, names[1], forward, &fan, NULL,
+                                        &fan_sub), 0);
+    for (uint64_t i = 0; i < n; i++)
+        assert_int_equal(weir_bus_publish(bus, names[0], &i, sizeof(i), NULL), 0);
+    int rc = weir_bus_close(bus, timeout);
+    assert_int_equal(rc, want_rc);
+    /* From outside, a closed bus refuses. */
+    assert_int_equal(weir_bus_publish(bus, names[0], "x", 1, NULL), WEIR_ECLOSED);
+
+    weir_bus_stats bs;
+    assert_int_equal(weir_bus_get_stats(bus, &bs), 0);
+    uint64_t refused = 0, forwards = 0, left = 0, routed_in = n;
+    for (int k = 0; k <= depth + 1; k++) {
+        /* k == depth + 1 is the fan-out subscription on p.1. */
+        bool is_fan = k == depth + 1;
+        stage *sk = is_fan ? &fan : &st[k];
+        weir_sub_stats ss;
+        assert_int_equal(weir_sub_get_stats(is_fan ? fan_sub : s[k], &ss), 0);
+        assert_int_equal(ss.routed, is_fan ? atomic_load(&st[0].forwarded)
+                                           : routed_in);
+        assert_int_equal(ss.in_flight, 0);
+        assert_int_equal(ss.routed, ss.acked + ss.queued);
+        assert_int_equal(ss.acked, atomic_load(&sk->handled));
+        assert_int_equal(atomic_load(&sk->other), 0);
+        if (sk->next != NULL)
+            assert_int_equal(ss.acked, atomic_load(&sk->forwarded) +
+                                           atomic_load(&sk->refused));
+        left += ss.queued;
+        refused += atomic_load(&sk->refused);
+        forwards += atomic_load(&sk->forwarded);
+        routed_in = atomic_load(&sk->forwarded);
+    }
+    /* Each forward the bus took is a publish; each it refused is counted. */
+    assert_int_equal(bs.published, n + forwards);
+    assert_int_equal(bs.forwards_refused, refused);
+    if (rc == 0) {
+        /* Drained: every stage handled every message, nothing refused. */
+        for (int k = 0; k <= depth; k++)
+            assert_int_equal(atomic_load(&st[k].handled), n);
+        assert_int_equal(atomic_load(&fan.handled), n);
+        assert_int_equal(refused + left, 0);
+    } else {
+        assert_int_equal(rc, WEIR_ETIMEDOUT);
+        assert_true(left + refused > 0);
+    }
+    weir_bus_destroy(bus);
+}
+
+static void
+test_bus_close_drains_pipelines_of_any_depth(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    static const int depths[] = { 1, 2, 5 };
+    for (int i = 0; i < 3; i++)
+        pipeline_case(depths[i], ts_scale(1000), 0, 10 * WEIR_SEC, 0);
+    ts_watchdog_disarm();
+}
+
+/*
+ * The same pipelines, each stage slow (200 us a message), closed with 5 ms
+ * to drain: the work alone takes longer, so the close times out, and
+ * every message must still be accounted for, handled, left queued or
+ * counted as a refused forward.
+ */
+static void
+test_bus_close_out_of_time_counts_pipeline_leftovers(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    static const int depths[] = { 1, 2, 5 };
+    for (int i = 0; i < 3; i++)
+        pipeline_case(depths[i], 200, 200, 5 * WEIR_MSEC, WEIR_ETIMEDOUT);
+    ts_watchdog_disarm();
+}
+
+/* ---- a handler publishing to its own full queue --------------------------- */
+
+typedef struct self_pub {
+    weir_bus *bus;
+    unsigned workers;
+    _Atomic unsigned seeds_in;  /* seed handlers running */
+    _Atomic uint64_t ok, deadlk, other, children;
+} self_pub;
+
+/*
+ * A seed message (payload 's') publishes four children to its own topic;
+ * a child ('c') just counts.  Seeds wait (bounded) until every worker
+ * holds one, so that all of them publish into the full queue at once.
+ */
+static int
+self_publisher(const weir_msg *m, void *ctx)
+{
+    self_pub *p = ctx;
+    if (*(const char *)weir_msg_data(m) == 'c') {
+        atomic_fetch_add(&p->children, 1);
+        return 0;
+    }
+    atomic_fetch_add(&p->seeds_in, 1);
+    int64_t until = ts_now_ns() + 5 * WEIR_SEC;
+    while (atomic_load(&p->seeds_in) < p->workers && ts_now_ns() < until)
+        ts_sleep_ms(1);
+    for (int i = 0; i < 4; i++) {
+        int rc = weir_bus_publish(p->bus, "loop", "c", 1, NULL);
+        atomic_fetch_add(rc == 0 ? &p->ok : rc == WEIR_EDEADLK ? &p->deadlk
+                                                               : &p->other, 1);
+    }
+    return 0;
+}
+
+/*
+ * Capacity 2, BLOCK: each seed's handler publishes four children to its
+ * own topic.  With one worker its third publish would wait for room only
+ * it could make; with four, all four would wait so.  The one that would
+ * complete the deadlock gets WEIR_EDEADLK at once instead (counted
+ * rejected), and everything else goes through.
+ */
+static void
+test_bus_handler_publishing_to_its_own_full_queue(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    static const unsigned workers[] = { 1, 4 };
+    for (int i = 0; i < 2; i++) {
+        static self_pub p;
+        memset(&p, 0, sizeof(p));
+        p.bus = make_bus();
+        p.workers = workers[i];
+        weir_sub_opts so = { .capacity = 2, .workers = workers[i] };
+        weir_sub *s;
+        assert_int_equal(weir_bus_subscribe(p.bus, "loop", self_publisher, &p,
+                                            &so, &s), 0);
+        for (unsigned k = 0; k < workers[i]; k++)
+            assert_int_equal(weir_bus_publish(p.bus, "loop", "s", 1, NULL), 0);
+        assert_int_equal(weir_bus_close(p.bus, 10 * WEIR_SEC), 0);
+        uint64_t tries = 4 * (uint64_t)workers[i];
+        assert_int_equal(atomic_load(&p.other), 0);
+        assert_int_equal(atomic_load(&p.ok) + atomic_load(&p.deadlk), tries);
+        assert_true(atomic_load(&p.deadlk) >= 1);
+        if (workers[i] == 1)
+            assert_int_equal(atomic_load(&p.deadlk), 2);
+        assert_int_equal(atomic_load(&p.children), atomic_load(&p.ok));
+        weir_sub_stats st;
+        assert_int_equal(weir_sub_get_stats(s, &st), 0);
+        assert_int_equal(st.rejected, atomic_load(&p.deadlk));
+        assert_int_equal(st.routed, workers[i] + atomic_load(&p.ok));
+        assert_settled(s, st.routed);
+        weir_bus_destroy(p.bus);
+    }
+    ts_watchdog_disarm();
+}
+
+/* ---- latency statistics ---------------------------------------------------- */
+
+static int
+sleep_2ms(const weir_msg *m, void *ctx)
+{
+    (void)m;
+    (void)ctx;
+    ts_sleep_ms(2);
+    return 0;
+}
+
+/*
+ * Handlers that take at least 2 ms each: every latency is at least that,
+ * whatever the number of workers (each keeps its own histogram, and all
+ * of them are read), and p50 <= p99 <= max.
+ */
+static void
+test_bus_latency_percentiles_with_several_workers(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    static const unsigned workers[] = { 1, 2, 4, 8 };
+    for (int i = 0; i < 4; i++) {
+        weir_bus *bus = make_bus();
+        weir_sub_opts so = { .workers = workers[i] };
+        weir_sub *s;
+        assert_int_equal(weir_bus_subscribe(bus, "t", sleep_2ms, NULL, &so, &s), 0);
+        for (unsigned k = 0; k < 4 * workers[i]; k++)
+            assert_int_equal(weir_bus_publish(bus, "t", "x", 1, NULL), 0);
+        assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+        weir_sub_stats st;
+        assert_int_equal(weir_sub_get_stats(s, &st), 0);
+        assert_int_equal(st.acked, 4 * workers[i]);
+        assert_true(st.latency_p50_ns >= 2 * WEIR_MSEC);
+        assert_true(st.latency_p99_ns >= st.latency_p50_ns);
+        assert_true(st.latency_max_ns >= st.latency_p99_ns);
+        weir_bus_destroy(bus);
+    }
+    ts_watchdog_disarm();
+}
+
+/* ---- names, final statistics, idle closes, high water ---------------------- */
+
+static void
+test_bus_sub_name_and_final_stats(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    static gate g;
+    gate_init(&g);
+    weir_sub *named, *plain, *held;
+    static _Atomic uint64_t sink;
+    weir_sub_opts no = { .name = "sms-sender" };
+    assert_int_equal(weir_bus_subscribe(bus, "sms", count_any, &sink, &no, &named), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "order.created", count_any, &sink,
+                                        NULL, &plain), 0);
+    assert_string_equal(weir_sub_name(named), "sms-sender");
+    assert_string_equal(weir_sub_name(plain), "order.created");
+    assert_null(weir_sub_name(NULL));
+
+    /* One message held in the handler, three queued: a close with no
+       time leaves the three, and says so in the final statistics. */
+    assert_int_equal(weir_bus_subscribe(bus, "t", gated, &g, NULL, &held), 0);
+    for (uint64_t seq = 0; seq < 4; seq++)
+        assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL), 0);
+    wait_until(entered_one, &g);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, open_later, &g), 0);
+    weir_sub_stats fin;
+    memset(&fin, 0xff, sizeof(fin));
+    assert_int_equal(weir_sub_close_stats(held, WEIR_NOWAIT, &fin), WEIR_ETIMEDOUT);
+    pthread_join(th, NULL);
+    assert_int_equal(fin.routed, 4);
+    assert_int_equal(fin.acked, 1);
+    assert_int_equal(fin.queued, 3);
+    assert_int_equal(fin.in_flight, 0);
+    assert_int_equal(weir_sub_close_stats(named, WEIR_FOREVER, &fin), 0);
+    assert_int_equal(fin.routed, 0);
+    assert_int_equal(weir_sub_close_stats(NULL, 0, &fin), WEIR_EINVAL);
+    assert_int_equal(weir_sub_close_stats(plain, 0, NULL), 0);
+    weir_bus_destroy(bus);
+    gate_fini(&g);
+    ts_watchdog_disarm();
+}
+
+/*
+ * Closing idle subscriptions with no time to drain left nothing
+ * unhandled, so it is no time-out, even while a worker is still on its
+ * way out.
+ */
+static void
+test_bus_nowait_close_of_idle_subs_is_no_timeout(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    for (int round = 0; round < (int)ts_scale(200); round++) {
+        weir_bus *bus = make_bus();
+        weir_sub *a, *b;
+        static _Atomic uint64_t sink;
+        weir_sub_opts four = { .workers = 4 };
+        assert_int_equal(weir_bus_subscribe(bus, "a", count_any, &sink, &four, &a), 0);
+        assert_int_equal(weir_bus_subscribe(bus, "b", count_any, &sink, NULL, &b), 0);
+        assert_int_equal(weir_sub_close(a, WEIR_NOWAIT), 0);
+        assert_int_equal(weir_bus_close(bus, WEIR_NOWAIT), 0);
+        weir_bus_destroy(bus);
+    }
+    ts_watchdog_disarm();
+}
+
+/* high_water never exceeds the capacity, with one worker or several. */
+static void
+test_bus_high_water_within_capacity(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    static const unsigned workers[] = { 1, 4 };
+    for (int i = 0; i < 2; i++) {
+        weir_bus *bus = make_bus();
+        weir_sub_opts so = { .workers = workers[i], .capacity = 8 };
+        weir_sub *s;
+        static _Atomic uint64_t sink;
+        assert_int_equal(weir_bus_subscribe(bus, "t", count_any, &sink, &so, &s), 0);
+        for (int k = 0; k < (int)ts_scale(20000); k++)
+            assert_int_equal(weir_bus_publish(bus, "t", "x", 1, NULL), 0);
+        assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+        weir_sub_stats st;
+        assert_int_equal(weir_sub_get_stats(s, &st), 0);
+        assert_true(st.high_water >= 1);
+        assert_true(st.high_water <= 8);
+        weir_bus_destroy(bus);
+    }
+    ts_watchdog_disarm();
+}
+
+/* ---- publishers waiting for room hold up no subscribe or close ------------ */
+
+typedef struct holder {
+    weir_bus *bus;
+    weir_sub *idle;            /* another subscription of t, closed by act */
+    bool in_handler;           /* act from the held handler, else the test */
+    _Atomic int entered, go, acted, sub_rc, close_rc;
+    _Atomic uint64_t count, sink;
+} holder;
+
+/* Subscribe to t, and close another subscription of it. */
+static void
+act(holder *h)
+{
+    weir_sub *x;
+    atomic_store(&h->sub_rc, weir_bus_subscribe(h->bus, "t", count_any, &h->sink,
+                                                NULL, &x));
+    atomic_store(&h->close_rc, weir_sub_close(h->idle, WEIR_NOWAIT));
+    atomic_store(&h->acted, 1);
+}
+
+/* The first message is held until go (then acts, if in_handler). */
+static int
+holding(const weir_msg *m, void *ctx)
+{
+    (void)m;
+    holder *h = ctx;
+    if (atomic_fetch_add(&h->count, 1) == 0) {
+        atomic_store(&h->entered, 1);
+        int64_t until = ts_now_ns() + 30 * WEIR_SEC;
+        while (!atomic_load(&h->go) && ts_now_ns() < until)
+            ts_sleep_ms(1);
+        if (h->in_handler)
+            act(h);
+    }
+    return 0;
+}
+
+static int
+fail_always(const weir_msg *m, void *ctx)
+{
+    (void)m;
+    (void)ctx;
+    return -1;
+}
+
+static void *
+publish_blocking(void *arg)
+{
+    holder *h = arg;
+    uint64_t seq = 2;
+    atomic_store(&h->sub_rc, weir_bus_publish(h->bus, "t", &seq, sizeof(seq),
+                                              NULL));
+    return NULL;
+}
+
+static int
+holder_entered(void *arg)
+{
+    return atomic_load(&((holder *)arg)->entered);
+}
+
+static int
+holder_acted(void *arg)
+{
+    return atomic_load(&((holder *)arg)->acted);
+}
+
+static int
+holder_handled_3(void *arg)
+{
+    return atomic_load(&((holder *)arg)->count) >= 3;
+}
+
+/*
+ * A's queue (capacity 1, BLOCK) is full and its handler held; a third
+ * message waits for room in it, sent by a thread (how 0), the bus's
+ * delay thread (1) or a dead-letter relay (2).  Subscribing to A's topic
+ * and closing another subscription of it must not wait for that
+ * publisher, from a plain thread while A is held, and from A's own
+ * handler, which is what would make room.
+ */
+static void
+test_bus_waiting_publisher_holds_up_no_subscribe_or_close(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 120);
+    for (int in_handler = 0; in_handler < 2; in_handler++) {
+        for (int how = 0; how < 3; how++) {
+            static holder h;
+            memset(&h, 0, sizeof(h));
+            h.bus = make_bus();
+            h.in_handler = in_handler;
+            weir_sub *a, *d;
+            weir_sub_opts one = { .capacity = 1 };
+            assert_int_equal(weir_bus_subscribe(h.bus, "t", holding, &h, &one, &a), 0);
+            assert_int_equal(weir_bus_subscribe(h.bus, "t", count_any, &h.sink,
+                                                NULL, &h.idle), 0);
+            for (uint64_t seq = 0; seq < 2; seq++) {
+                assert_int_equal(weir_bus_publish(h.bus, "t", &seq, sizeof(seq),
+                                                  NULL), 0);
+                wait_until(holder_entered, &h);
+            }
+            pthread_t th;
+            if (how == 0) {
+                assert_int_equal(pthread_create(&th, NULL, publish_blocking, &h), 0);
+            } else if (how == 1) {
+                weir_pub_opts later = { .delay_ns = WEIR_MSEC };
+                assert_int_equal(weir_bus_publish(h.bus, "t", "d", 1, &later), 0);
+            } else {
+                weir_sub_opts dl = { .dead_letter_topic = "t" };
+                assert_int_equal(weir_bus_subscribe(h.bus, "src", fail_always,
+                                                    NULL, &dl, &d), 0);
+                assert_int_equal(weir_bus_publish(h.bus, "src", "x", 1, NULL), 0);
+            }
+            ts_sleep_ms(20); /* let the third one reach the full queue */
+            if (!in_handler) {
+                act(&h); /* returns while A is still held */
+                assert_int_equal(atomic_load(&h.count), 1);
+                atomic_store(&h.go, 1);
+            } else {
+                atomic_store(&h.go, 1);
+                wait_until(holder_acted, &h);
+            }
+            assert_int_equal(atomic_load(&h.sub_rc), 0);
+            assert_int_equal(atomic_load(&h.close_rc), 0);
+            if (how == 0) {
+                pthread_join(th, NULL);
+                assert_int_equal(atomic_load(&h.sub_rc), 0); /* the publish */
+            }
+            wait_until(holder_handled_3, &h);
+            assert_int_equal(weir_bus_close(h.bus, 10 * WEIR_SEC), 0);
+            assert_settled(a, 3);
+            weir_bus_destroy(h.bus);
+        }
+    }
+    ts_watchdog_disarm();
+}
+
+/* ---- a publish waiting for room when its subscription goes ---------------- */
+
+typedef struct late {
+    weir_bus *bus;
+    gate *g;
+    _Atomic int rc, done;
+} late;
+
+static void *
+publish_third(void *arg)
+{
+    late *l = arg;
+    uint64_t seq = 2;
+    atomic_store(&l->rc, weir_bus_publish(l->bus, "t", &seq, sizeof(seq), NULL));
+    atomic_store(&l->done, 1);
+    return NULL;
+}
+
+/* Open the gate once the waiting publish has returned (or after 10 s). */
+static void *
+open_after_third(void *arg)
+{
+    late *l = arg;
+    int64_t until = ts_now_ns() + 10 * WEIR_SEC;
+    while (!atomic_load(&l->done) && ts_now_ns() < until)
+        ts_sleep_ms(1);
+    gate_open(l->g);
+    return NULL;
+}
+
+/*
+ * Capacity 1, its handler held: one message handled, one queued, a third
+ * waiting for room.  When the bus (or the subscription) is closed with
+ * 20 ms to drain, the third reached nobody: its publish returns
+ * WEIR_ECLOSED and it is not counted published.
+ */
+static void
+test_bus_publish_waiting_at_close_returns_eclosed(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    for (int whole_bus = 0; whole_bus < 2; whole_bus++) {
+        static gate g;
+        static late l;
+        gate_init(&g);
+        memset(&l, 0, sizeof(l));
+        l.bus = make_bus();
+        l.g = &g;
+        weir_sub_opts one = { .capacity = 1 };
+        weir_sub *s;
+        assert_int_equal(weir_bus_subscribe(l.bus, "t", gated, &g, &one, &s), 0);
+        uint64_t seq = 0;
+        assert_int_equal(weir_bus_publish(l.bus, "t", &seq, sizeof(seq), NULL), 0);
+        wait_until(entered_one, &g);
+        seq = 1;
+        assert_int_equal(weir_bus_publish(l.bus, "t", &seq, sizeof(seq), NULL), 0);
+        pthread_t p, opener;
+        assert_int_equal(pthread_create(&p, NULL, publish_third, &l), 0);
+        ts_sleep_ms(20);
+        assert_int_equal(pthread_create(&opener, NULL, open_after_third, &l), 0);
+        weir_sub_stats st;
+        if (whole_bus) {
+            assert_int_equal(weir_bus_close(l.bus, 20 * WEIR_MSEC), WEIR_ETIMEDOUT);
+            assert_int_equal(weir_sub_get_stats(s, &st), 0);
+        } else {
+            int rc = weir_sub_close_stats(s, 20 * WEIR_MSEC, &st);
+            assert_true(rc == 0 || rc == WEIR_ETIMEDOUT);
+        }
+        pthread_join(p, NULL);
+        pthread_join(opener, NULL);
+        assert_int_equal(atomic_load(&l.rc), WEIR_ECLOSED);
+        assert_int_equal(st.routed, 2);
+        assert_int_equal(st.routed, st.acked + st.queued);
+        assert_int_equal(st.in_flight, 0);
+        weir_bus_stats bs;
+        assert_int_equal(weir_bus_get_stats(l.bus, &bs), 0);
+        assert_int_equal(bs.published, 2);
+        weir_bus_destroy(l.bus);
+        gate_fini(&g);
+    }
+    ts_watchdog_disarm();
+}
+
 int
 main(void)
 {
@@ -1374,6 +1945,15 @@ main(void)
         cmocka_unit_test(test_bus_capacity_with_a_batch_in_hand),
         cmocka_unit_test(test_bus_racing_publishers_never_see_room_as_full),
         cmocka_unit_test(test_bus_close_with_no_time_under_publishing_accounts_for_all),
+        cmocka_unit_test(test_bus_close_drains_pipelines_of_any_depth),
+        cmocka_unit_test(test_bus_close_out_of_time_counts_pipeline_leftovers),
+        cmocka_unit_test(test_bus_handler_publishing_to_its_own_full_queue),
+        cmocka_unit_test(test_bus_latency_percentiles_with_several_workers),
+        cmocka_unit_test(test_bus_sub_name_and_final_stats),
+        cmocka_unit_test(test_bus_nowait_close_of_idle_subs_is_no_timeout),
+        cmocka_unit_test(test_bus_high_water_within_capacity),
+        cmocka_unit_test(test_bus_waiting_publisher_holds_up_no_subscribe_or_close),
+        cmocka_unit_test(test_bus_publish_waiting_at_close_returns_eclosed),
     };
     return cmocka_run_group_tests_name("bus", tests, ts_watchdog_group, NULL);
 }

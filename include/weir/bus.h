@@ -8,7 +8,7 @@
  * that every subscription of the topic shares, places it in each
  * subscription's queue and returns: the publisher never runs handlers.
  *
- * Delivery semantics (see also DESIGN.md):
+ * Delivery semantics:
  *   - Fan-out: every subscription of a topic receives every message
  *     published to it after the subscription was made and before it was
  *     closed.  A topic with no subscription accepts the publish and counts
@@ -24,9 +24,13 @@
  *   - Nothing disappears uncounted: per subscription, whenever statistics
  *     are read with no publish in progress,
  *         routed = acked + failed + dead_lettered + dropped + queued + in_flight.
- *   - Close drains: queued messages are handled within the drain timeout;
- *     what is left is reported in the statistics as queued.  Messages in
- *     memory are lost if the process dies.
+ *   - Close drains the bus as a whole: publishes from outside are
+ *     refused, while what the bus's own handlers publish (a pipeline's
+ *     next stage, a dead letter) is still taken and delivered, so a
+ *     pipeline of any depth empties within the drain timeout.  What is
+ *     left when it runs out is reported as queued, and the forwards then
+ *     refused in the bus's forwards_refused.  Messages in memory are
+ *     lost if the process dies.
  *
  * Retries, dead letters, order, duplicates (weir_sub_opts):
  *   - Retry with backoff.  With max_attempts > 1, a message whose handler
@@ -43,11 +47,9 @@
  *     its handlers also see weir_msg_origin_topic, weir_msg_attempt = the
  *     attempts made, and weir_msg_last_error.  Dead letters are not
  *     counted in the bus's published.  A dead letter that no subscription
- *     takes (all of them full with REJECT, or closed) counts as failed.
- *     weir_bus_close drains the subscriptions that have a dead-letter
- *     topic before the others, so their last dead letters still arrive
- *     (one level deep: a dead-letter subscription with a dead-letter
- *     topic of its own is drained in the first round).
+ *     takes (all of them full with REJECT, or closed) counts as failed;
+ *     one whose topic has no subscription at all (a misspelt name) counts
+ *     as failed too, and in the bus's dead_letters_unrouted.
  *   - Per-key order.  With ordered_by_key, messages with the same key are
  *     handled one at a time, in publish order, retries included, while
  *     other keys run in parallel on the other workers; messages without a
@@ -72,7 +74,9 @@
  *
  * Locks: the bus has one mutex, taken by subscribe, close and topic
  * creation, never by a publish of an existing topic and never while a
- * handler runs.  Handlers run with no weir lock held.
+ * handler runs.  Handlers run with no weir lock held.  A publish waiting
+ * for room in a full BLOCK queue holds nothing that a subscribe or a
+ * close waits for: those never wait for a publisher that waits for room.
  */
 #ifndef WEIR_BUS_H
 #define WEIR_BUS_H
@@ -112,7 +116,11 @@ typedef struct weir_msg weir_msg;
  * the call: copy what you need to keep.  Return 0 to acknowledge; any
  * other value counts the message as failed.  A handler may publish, and
  * subscribe or close other subscriptions; closing its own subscription or
- * its bus from inside the handler returns WEIR_EDEADLK.
+ * its bus from inside the handler returns WEIR_EDEADLK.  A publish from
+ * a handler to its own subscription's full BLOCK queue waits for room
+ * while another worker of that subscription could make it; when every
+ * other worker is waiting the same way (at once with one worker), it
+ * returns WEIR_EDEADLK instead of waiting for ever.
  */
 typedef int (*weir_handler)(const weir_msg *msg, void *ctx);
 
@@ -170,17 +178,22 @@ typedef struct weir_sub_stats {
     uint64_t acked;      /* handler calls that returned 0 */
     uint64_t failed;     /* handler calls that returned non-zero */
     uint64_t dropped;    /* by DROP_OLDEST or DROP_NEWEST */
-    uint64_t rejected;   /* publishes turned away (REJECT full, or BLOCK timed out); not routed */
+    uint64_t rejected;   /* publishes turned away (REJECT full, BLOCK timed out,
+                            or would deadlock, or no memory to wait); not routed */
     uint64_t retried;    /* deliveries that failed and were scheduled again */
     uint64_t dead_lettered; /* given up and published to the dead-letter topic */
     uint64_t queued;     /* routed, not yet taken by a worker; after a close, left unhandled */
-    uint64_t high_water; /* most messages ever seen queued */
+    uint64_t high_water; /* most messages seen queued, at most the capacity; a
+                            worker taking a burst estimates it from above */
     uint64_t in_flight;  /* taken by a worker, handler not yet returned */
     int64_t  latency_p50_ns, latency_p99_ns, latency_max_ns;
-                         /* publish to handler return, over all handled messages;
-                            p50/p99 to within 1/4 of a power of two; the clock is
-                            read after every 8th handler of a worker's batch, so a
-                            value may include up to 7 later handlers of the batch */
+                         /* publish to handler return, over all handled messages
+                            of all workers; p50/p99 are the top of a bucket a
+                            quarter of a power of two wide (at most 25% above the
+                            true value), never above latency_max_ns, which is
+                            exact; the clock is read after every 8th handler of a
+                            worker's batch, so a value may include up to 7 later
+                            handlers of the batch */
     uint64_t duplicates; /* skipped by duplicate suppression; counted in acked too */
 } weir_sub_stats;
 
@@ -194,6 +207,11 @@ typedef struct weir_bus_stats {
                               or due and still waiting for room in a full BLOCK
                               queue when it ran out (that subscription does not
                               count it rejected); not counted in published */
+    uint64_t forwards_refused; /* publishes by the bus's own handlers refused
+                                  by its close: a delayed one, or one after
+                                  the drain timeout ran out */
+    uint64_t dead_letters_unrouted; /* dead letters to a topic with no
+                                       subscription (counted failed there) */
 } weir_bus_stats;
 
 /*
@@ -211,7 +229,8 @@ int weir_bus_create(weir_bus **bus, const weir_bus_opts *opts);
  * topic if needed.  Returns 0; WEIR_EINVAL (NULL bus, topic or fn, a bad
  * topic name, options out of range: workers or capacity over the maximum,
  * an unknown overflow policy, a rate or burst that is negative, NaN or
- * infinite, or a rate above 1e9; max_attempts over WEIR_MAX_ATTEMPTS, a
+ * infinite, a rate above 1e9, or a burst below 1 with a rate set;
+ * max_attempts over WEIR_MAX_ATTEMPTS, a
  * negative backoff or dedup window, a multiplier below 1, a backoff cap
  * below the first backoff, dedup_max_keys over WEIR_DEDUP_MAX_KEYS, a bad
  * dead-letter topic name or the subscription's own topic); WEIR_ECLOSED (the bus is closed);
@@ -234,15 +253,34 @@ int weir_bus_subscribe(weir_bus *bus, const char *topic, weir_handler fn,
  * weir_sub_close - unsubscribe: no message published after the call
  * starts reaches sub; those already queued, and the retries pending, are
  * handled within drain_timeout_ns (WEIR_FOREVER, WEIR_NOWAIT, or ns),
- * then the workers are joined and sub is freed.  Returns 0 (everything drained) or
- * WEIR_ETIMEDOUT (workers stopped after their current message; the rest
- * were released unhandled).  Either way sub is freed.  Returns
- * WEIR_EINVAL for NULL sub or a bad timeout, WEIR_EDEADLK from one of
- * sub's own handlers, WEIR_ECLOSED if the bus was closed (the handle then
- * stays valid until weir_bus_destroy).  Blocks while a handler of sub
- * runs; a handler that never returns makes it wait for ever.
+ * then the workers are joined and sub is freed.  Returns 0 (everything
+ * drained) or WEIR_ETIMEDOUT (workers stopped after their current
+ * message and some messages were released unhandled: see
+ * weir_sub_close_stats to learn how many).  Either way sub is freed.
+ * Returns WEIR_EINVAL for NULL sub or a bad timeout, WEIR_EDEADLK from one
+ * of sub's own handlers, WEIR_ECLOSED if the bus was closed (the handle
+ * then stays valid until weir_bus_destroy), WEIR_ENOMEM if there was no
+ * memory for the topic's new list of subscriptions (nothing changed: sub
+ * is still subscribed).  A publisher waiting for room in sub's full queue
+ * is told WEIR_ECLOSED.  Blocks while a handler of sub runs; a handler
+ * that never returns makes it wait for ever.
  */
 int weir_sub_close(weir_sub *sub, int64_t drain_timeout_ns);
+
+/*
+ * weir_sub_close_stats - weir_sub_close, and when it returns 0 or
+ * WEIR_ETIMEDOUT, sub's final statistics in *final (if not NULL): what
+ * it handled, and as queued what it released unhandled.  Otherwise
+ * *final is not written.
+ */
+int weir_sub_close_stats(weir_sub *sub, int64_t drain_timeout_ns,
+                         weir_sub_stats *final);
+
+/*
+ * weir_sub_name - the name sub was given (weir_sub_opts.name, or its
+ * topic's), valid as long as sub; NULL for NULL.  Any thread.
+ */
+const char *weir_sub_name(const weir_sub *sub);
 
 /*
  * weir_bus_topic - look up topic, creating it if needed, and store a
@@ -258,11 +296,19 @@ int weir_bus_topic(weir_bus *bus, const char *topic, weir_topic **out);
  * topic, following each one's overflow policy.  opts may be NULL.
  * Returns 0 when every subscription took it (or there is none);
  * WEIR_EAGAIN when a REJECT subscription was full; WEIR_ETIMEDOUT when a
- * BLOCK subscription stayed full past opts->timeout_ns (ETIMEDOUT wins if
- * both happen); the other subscriptions still got the message.
- * WEIR_ECLOSED after weir_bus_close; WEIR_EINVAL for NULL bus or topic, a
- * bad name or key, len over WEIR_MAX_PAYLOAD, NULL data with len > 0, or
- * a negative timeout or delay; WEIR_ENOMEM.  The caller keeps data and
+ * BLOCK subscription stayed full past opts->timeout_ns; WEIR_EDEADLK when
+ * a handler publishes to its own subscription's full BLOCK queue that no
+ * other worker of it could empty (see weir_handler); WEIR_ENOMEM when
+ * there was no memory to note a full BLOCK queue to wait for (beyond 8 at
+ * once); in each case the other subscriptions still got the message, and
+ * when several apply the first of ETIMEDOUT, EDEADLK, ENOMEM, EAGAIN is
+ * returned.  WEIR_ECLOSED after weir_bus_close (from the bus's own
+ * handlers: once its drain is over, see weir_bus_close), or when every
+ * subscription it was offered to was closed before it could take it (a
+ * close while it waited for room): the message reached nobody and is not
+ * counted published.  WEIR_EINVAL for NULL bus or topic, a bad name or
+ * key, len over WEIR_MAX_PAYLOAD, NULL data with len > 0, or a negative
+ * timeout or delay; WEIR_ENOMEM (the message could not be made).  The caller keeps data and
  * the key.  Any thread, also from a handler.  Message ids are unique and
  * increasing per bus, in the order messages are routed.
  *
@@ -282,14 +328,22 @@ int weir_topic_publish(weir_topic *topic, const void *data, size_t len,
                        const weir_pub_opts *opts);
 
 /*
- * weir_bus_close - stop accepting publishes (they return WEIR_ECLOSED),
- * deliver the delayed messages that come due within drain_timeout_ns,
- * let every subscription handle what is queued and finish its retries
- * within the same timeout (one deadline for all), join every worker
- * thread.  Returns 0, or WEIR_ETIMEDOUT if messages were left unhandled
- * (see each subscription's queued count, and the bus's delayed_left), WEIR_ECLOSED if already closed,
- * WEIR_EDEADLK from a handler of this bus, WEIR_EINVAL for NULL or a bad
- * timeout.  Statistics stay readable until weir_bus_destroy.
+ * weir_bus_close - stop accepting publishes from outside the bus (they
+ * return WEIR_ECLOSED; one already waiting for room still gets it, or
+ * WEIR_ECLOSED if the drain runs out first), deliver the delayed messages
+ * that come due within drain_timeout_ns, and drain the bus as a whole
+ * within the same timeout (one deadline for all): every subscription
+ * handles what is queued and finishes its retries, and what its handlers
+ * publish meanwhile (not delayed) is accepted and handled too, until no
+ * subscription has anything queued or in flight.  Then it refuses those
+ * publishes too and joins every worker thread.  Returns 0, or
+ * WEIR_ETIMEDOUT if messages were left unhandled (see each
+ * subscription's queued count, and the bus's delayed_left and
+ * forwards_refused), WEIR_ECLOSED if already closed, WEIR_EDEADLK from a
+ * handler of this bus, WEIR_EINVAL for NULL or a bad timeout.  Handlers
+ * that forward to each other in a cycle for ever never let the bus go
+ * quiet: only a finite timeout ends such a close.  Statistics stay
+ * readable until weir_bus_destroy.
  */
 int weir_bus_close(weir_bus *bus, int64_t drain_timeout_ns);
 
@@ -298,7 +352,8 @@ int weir_bus_close(weir_bus *bus, int64_t drain_timeout_ns);
  * it first if needed, draining queues without limit but without waiting
  * for timers: delayed messages not yet due are given up (delayed_left),
  * retries not yet due are left (queued), and a failure meanwhile is
- * given up at once.  No other call on the bus
+ * given up at once.  Handlers that forward to each other for ever make
+ * it wait for ever: close with a timeout first.  No other call on the bus
  * or its handles may run during or after it.  Accepts NULL.
  */
 void weir_bus_destroy(weir_bus *bus);
