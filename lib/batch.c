@@ -210,34 +210,42 @@ try_commit(weir_batch *batch, const item_in *in, weir_sub **placed)
     return o;
 }
 
+/* What await_room waits for. */
+typedef struct room_for {
+    weir_topic *topic;
+    const weir_sub *s;
+    size_t need;
+} room_for;
+
+/*
+ * One look: whether s has room for need more, or is gone.  s may be
+ * closed and freed meanwhile: the look enters its topic and touches s
+ * only if s is still subscribed there.
+ */
+static bool
+room_or_gone(void *arg)
+{
+    const room_for *r = arg;
+    unsigned ticket;
+    const weiri_subset *set = weiri_topic_enter(r->topic, &ticket);
+    bool member = false, room = false;
+    for (size_t j = 0; set != NULL && j < set->n; j++)
+        member |= set->subs[j] == r->s;
+    if (member)
+        room = weiri_sub_has_room(r->s, r->need);
+    weiri_topic_leave(r->topic, ticket);
+    return !member || room;
+}
+
 /*
  * Wait, holding nothing between looks, until s has room for need more,
- * or the deadline.  s may be closed and freed meanwhile: each look
- * enters its topic and touches s only if s is still subscribed there.
- * true: try again (room, or s is gone or closing).
+ * or the deadline.  true: try again (room, or s is gone or closing).
  */
 static bool
 await_room(weir_topic *topic, const weir_sub *s, size_t need, int64_t deadline)
 {
-    int64_t pause = 20 * WEIR_USEC;
-    for (;;) {
-        unsigned ticket;
-        const weiri_subset *set = weiri_topic_enter(topic, &ticket);
-        bool member = false, room = false;
-        for (size_t j = 0; set != NULL && j < set->n; j++)
-            member |= set->subs[j] == s;
-        if (member)
-            room = weiri_sub_has_room(s, need);
-        weiri_topic_leave(topic, ticket);
-        if (!member || room)
-            return true;
-        int64_t now = weiri_now_ns();
-        if (now >= deadline)
-            return false;
-        weiri_sleep_until(deadline - now < pause ? deadline : now + pause);
-        if (pause < WEIR_MSEC)
-            pause *= 2;
-    }
+    room_for r = { topic, s, need };
+    return weiri_poll_until(room_or_gone, &r, deadline);
 }
 
 /*

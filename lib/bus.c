@@ -520,30 +520,15 @@ give_up_delayed(weiri_timed *e, void *bus)
  * shows as a move.  The list is fixed while the bus is closed.
  */
 static bool
-quiet(const weir_bus *bus)
+quiet(void *arg)
 {
+    const weir_bus *bus = arg;
     uint64_t moves[2] = { 0, 0 };
     for (int look = 0; look < 2; look++)
         for (const weir_sub *s = bus->all; s != NULL; s = s->next)
             if (!weiri_sub_quiet(s, &moves[look]))
                 return false;
     return moves[0] == moves[1];
-}
-
-/* Wait until bus is quiet (true) or the deadline (false). */
-static bool
-await_quiet(const weir_bus *bus, int64_t deadline)
-{
-    int64_t pause = 20 * WEIR_USEC;
-    while (!quiet(bus)) {
-        int64_t now = weiri_now_ns();
-        if (now >= deadline)
-            return false;
-        weiri_sleep_until(deadline - now < pause ? deadline : now + pause);
-        if (pause < WEIR_MSEC)
-            pause *= 2;
-    }
-    return true;
 }
 
 /*
@@ -603,7 +588,7 @@ close_bus(weir_bus *bus, int64_t drain_timeout_ns, bool wait_delayed)
      * shut and drain every subscription, which is quick if the bus went
      * quiet.
      */
-    if (!await_quiet(bus, deadline))
+    if (!weiri_poll_until(quiet, bus, deadline))
         rc = WEIR_ETIMEDOUT;
     atomic_store(&bus->sealed, true);
     for (weir_sub *s = bus->all; s != NULL; s = s->next)

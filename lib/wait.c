@@ -46,6 +46,21 @@ weiri_pause(unsigned n)
         weiri_sleep_until(weiri_now_ns() + 100 * WEIR_USEC);
 }
 
+bool
+weiri_poll_until(bool (*ready)(void *), void *arg, int64_t deadline)
+{
+    int64_t pause = 20 * WEIR_USEC;
+    while (!ready(arg)) {
+        int64_t now = weiri_now_ns();
+        if (now >= deadline)
+            return false;
+        weiri_sleep_until(deadline - now < pause ? deadline : now + pause);
+        if (pause < WEIR_MSEC)
+            pause *= 2;
+    }
+    return true;
+}
+
 /*
  * Before sleeping, a waiter pauses once, then yields the CPU up to 16
  * times, retrying in between.  Yielding rather than spinning is what

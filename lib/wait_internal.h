@@ -99,6 +99,15 @@ void weiri_yield(void);
 void weiri_pause(unsigned n);
 
 /*
+ * weiri_poll_until - call ready(arg) until it returns true (then true)
+ * or the deadline passes (false), sleeping between calls: 20 us at first,
+ * doubling up to 1 ms.  For waits that nothing wakes (a close watching
+ * the bus go quiet, a batch watching for room) and that may be long, so
+ * they must not keep a CPU busy.
+ */
+bool weiri_poll_until(bool (*ready)(void *), void *arg, int64_t deadline);
+
+/*
  * weiri_await - the shape of every blocking transfer in weir (weir_queue,
  * a subscription's inbox): try, back off, then sleep on ev, the event the
  * other side notifies after each transfer.
