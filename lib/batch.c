@@ -42,7 +42,11 @@ weir_batch_begin(weir_bus *bus, weir_batch **batch)
     if (bus == NULL || batch == NULL)
         return WEIR_EINVAL;
     *batch = NULL;
-    if (weiri_bus_refuses(bus))
+    /*
+     * A worker of the bus may always begin: what it stages is refused,
+     * and counted, at weir_batch_publish or weir_batch_commit.
+     */
+    if (atomic_load(&bus->closed) && !weiri_in_handler_of(bus, NULL))
         return WEIR_ECLOSED;
     weir_batch *b = calloc(1, sizeof(*b));
     if (b == NULL)
@@ -63,6 +67,8 @@ weir_batch_publish(weir_batch *batch, const char *topic, const void *data,
         return WEIR_EINVAL;
     weir_topic *t;
     int rc = weir_bus_topic(batch->bus, topic, &t);
+    if (rc == WEIR_ECLOSED)
+        return weiri_bus_forwards_refused(batch->bus, 1);
     if (rc != 0)
         return rc;
     if (batch->n == batch->cap) {
@@ -199,7 +205,8 @@ try_commit(weir_batch *batch, const item_in *in, weir_sub **placed)
     if (o.rc == 0 && atomic_load(&bus->sealed))
         o.rc = WEIR_ECLOSED;
     if (o.rc != 0) {
-        atomic_fetch_add_explicit(&bus->unused_ids, ids, memory_order_relaxed);
+        atomic_fetch_add_explicit(&bus->unused_ids, ids,
+                                  memory_order_release); /* see the bus's stats */
         for (size_t i = 0; i < np; i++)
             atomic_fetch_add_explicit(&placed[i]->voided, 1, memory_order_release);
     }
@@ -324,9 +331,21 @@ weir_batch_commit(weir_batch *batch, int64_t timeout_ns)
         rc = o.rc;
         if (rc == 0)
             atomic_fetch_add_explicit(&bus->unrouted, o.unrouted, memory_order_relaxed);
-        if (rc != WEIR_ETIMEDOUT || !await_room(o.full_topic, o.full, o.need, deadline))
+        if (rc != WEIR_ETIMEDOUT)
+            break;
+        /* A handler waiting for room in its own queue: as a publish does. */
+        if (!weiri_sub_wait_begin(bus, o.full)) {
+            rc = WEIR_EDEADLK;
+            break;
+        }
+        bool room = await_room(o.full_topic, o.full, o.need, deadline);
+        weiri_sub_wait_end(bus, o.full);
+        if (!room)
             break;
     }
+    /* A worker's batch that the bus's close turned away: counted. */
+    if (rc == WEIR_ECLOSED)
+        weiri_bus_forwards_refused(bus, batch->n);
 out:
     free(placed);
     free(top);

@@ -184,16 +184,22 @@ publish_in_place(weir_sub *s, const body_src *src, weiri_routed *out)
  */
 enum { CLAIM_FIRST = 8, WAIT_INLINE = 8 };
 
+/* A full BLOCK queue fanout waits for after its section: whose, which. */
+typedef struct noted {
+    weir_sub *sub;
+    uint64_t serial;   /* sub's: tells it from a later one at its address */
+} noted;
+
 /*
  * Make room in *waits (stack, WAIT_INLINE long, while it lasts) for one
  * more subscription after nwait, out of n at most.  false: no memory.
  */
 static bool
-room_to_wait(weir_sub ***waits, weir_sub **stack, size_t nwait, size_t n)
+room_to_wait(noted **waits, noted *stack, size_t nwait, size_t n)
 {
     if (nwait < WAIT_INLINE || *waits != stack)
         return true;
-    weir_sub **heap = malloc(n * sizeof(*heap));
+    noted *heap = malloc(n * sizeof(*heap));
     if (heap == NULL)
         return false;
     memcpy(heap, *waits, nwait * sizeof(*heap));
@@ -226,6 +232,38 @@ note(weiri_routed *out, int *result, int rc)
 }
 
 /*
+ * Wait for room in w's queue, outside any read section, for b (holding
+ * a reference for it).  The topic's section is entered again first, to
+ * find w still subscribed (the same one: its serial) and pin it there,
+ * so that its close, which waits for its pins, does not free it under
+ * us.  One closed meanwhile is never touched: its reference is dropped,
+ * as refused for a close.  A close thus waits only for the publishers
+ * waiting on the subscription it closes, whose wait the shut queue ends.
+ */
+static void
+wait_for_room(weir_topic *topic, const noted *w, weiri_body *b,
+              int64_t deadline, const _Atomic bool *stop, weiri_routed *out,
+              int *result)
+{
+    unsigned ticket;
+    const weiri_subset *set = weiri_topic_enter(topic, &ticket);
+    weir_sub *s = NULL;
+    for (size_t j = 0; set != NULL && j < set->n && s == NULL; j++)
+        if (set->subs[j] == w->sub && w->sub->serial == w->serial)
+            s = w->sub;
+    if (s != NULL)
+        weiri_sub_pin(s);
+    weiri_topic_leave(topic, ticket);
+    if (s == NULL) {
+        weiri_body_release(b, 1);
+        note(out, result, WEIR_ECLOSED);
+        return;
+    }
+    note(out, result, weiri_sub_wait(s, b, deadline, stop));
+    weiri_sub_unpin(s);
+}
+
+/*
  * Offer a body to every subscription of topic in set, the snapshot of the
  * read section the caller entered (ticket), which fanout leaves; give it
  * one reference each and an id, or count it unrouted if there is none.
@@ -233,7 +271,7 @@ note(weiri_routed *out, int *result, int rc)
  * unrouted), or, when src is not NULL, one made here from src.  A
  * relayed body (a dead letter) keeps the id it has and is never counted
  * unrouted: it was published once already.  Whatever the bus's state: callers check for a close.
- * stop: see weiri_sub_offer.  Returns as weir_topic_publish, and fills
+ * stop: see weiri_sub_wait.  Returns as weir_topic_publish, and fills
  * *out.
  *
  * The order is for speed: a locked instruction waits until this core's
@@ -245,8 +283,9 @@ note(weiri_routed *out, int *result, int rc)
  * copies in its section is, from the second publish through that read
  * slot on, the one the slot kept from the publish before
  * (weiri_body_ahead), so its lines are already on their way.  Claimed
- * places are filled before any offer, which may block: a worker stops at
- * a place claimed and not yet filled.  A large payload is copied before
+ * places are filled before any offer, which takes time (another claim, a
+ * DROP_OLDEST's take): a worker stops at a place claimed and not yet
+ * filled.  A large payload is copied before
  * any claim, for the same reason: its copy would hold the claimed places
  * as long.
  */
@@ -306,9 +345,9 @@ fanout(weir_topic *topic, const weiri_subset *set, unsigned ticket,
      * is the one subscribing or closing.  Each such subscription is
      * pinned meanwhile, so that its close does not free it under us.
      */
-    weir_sub *wait_here[WAIT_INLINE], **waits = wait_here;
-    size_t nwait = 0;
-    for (size_t i = 0; i < set->n; i++) {
+    noted wait_here[WAIT_INLINE], *waits = wait_here;
+    size_t nwait = 0, offered = set->n;
+    for (size_t i = 0; i < offered; i++) {
         if (i < first && claim[i] == 0)
             continue;
         weir_sub *s = set->subs[i];
@@ -318,26 +357,32 @@ fanout(weir_topic *topic, const weiri_subset *set, unsigned ticket,
             atomic_fetch_add_explicit(&s->rejected, 1, memory_order_relaxed);
             rc = WEIR_ENOMEM;
         } else if (rc == WEIRI_MUST_WAIT) {
-            weiri_sub_pin(s);
-            waits[nwait++] = s;
+            waits[nwait++] = (noted){ s, s->serial };
             continue;
         }
         note(out, &result, rc);
     }
+    /*
+     * A close waits for publishes still to wait for room (close_bus's
+     * quiet): counted in the section, so that its quiesce sees it.
+     */
+    if (nwait > 0)
+        atomic_fetch_add(&bus->waiters, 1);
     weiri_topic_leave(topic, ticket);
-    for (size_t i = 0; i < nwait; i++) {
-        note(out, &result, weiri_sub_wait(waits[i], b, deadline, stop));
-        weiri_sub_unpin(waits[i]);
-    }
+    for (size_t i = 0; i < nwait; i++)
+        wait_for_room(topic, &waits[i], b, deadline, stop, out, &result);
+    if (nwait > 0)
+        atomic_fetch_sub(&bus->waiters, 1); /* seq_cst: see quiet */
     if (waits != wait_here)
         free(waits);
     /*
      * Refused by every subscription for their close (or the bus's): the
      * message reached nobody, so it is no publish; its id is taken back.
+     * Release: pairs with the acquire read in weir_bus_get_stats.
      */
-    if (out->placed == 0 && out->gone > 0) {
+    if (out->gone == offered) {
         if (!relay)
-            atomic_fetch_add_explicit(&bus->unused_ids, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&bus->unused_ids, 1, memory_order_release);
         return WEIR_ECLOSED;
     }
     return result == WEIR_ECLOSED ? 0 : result;
@@ -357,13 +402,19 @@ weiri_bus_relay(weir_topic *topic, weiri_body *b, const _Atomic bool *stop)
  * A publish refused for the bus's close: WEIR_ECLOSED, counted in
  * forwards_refused if it came from one of the bus's own workers.
  */
+int
+weiri_bus_forwards_refused(weir_bus *bus, uint64_t n)
+{
+    if (weiri_in_handler_of(bus, NULL))
+        atomic_fetch_add_explicit(&bus->forwards_refused, n,
+                                  memory_order_relaxed);
+    return WEIR_ECLOSED;
+}
+
 static int
 forward_refused(weir_bus *bus)
 {
-    if (weiri_in_handler_of(bus, NULL))
-        atomic_fetch_add_explicit(&bus->forwards_refused, 1,
-                                  memory_order_relaxed);
-    return WEIR_ECLOSED;
+    return weiri_bus_forwards_refused(bus, 1);
 }
 
 /* weiri_bus_refuses, for a publish: counted as forward_refused. */
@@ -409,13 +460,13 @@ weiri_bus_deliver_delayed(void *bus, void *topic, void *body, int64_t timeout_ns
     weiri_routed r;
     unsigned ticket;
     const weiri_subset *set = weiri_topic_enter(topic, &ticket);
-    fanout(topic, set, ticket, body, NULL, deadline, &b->delays_over, false, &r);
     /*
      * Refused by every subscription for a close, it is no publish (fanout
      * took its id back): given up by the bus's close, or left with
      * nobody to take it by their own closes, as if unrouted.
      */
-    if (r.placed == 0 && r.gone > 0)
+    if (fanout(topic, set, ticket, body, NULL, deadline, &b->delays_over,
+               false, &r) == WEIR_ECLOSED)
         atomic_fetch_add_explicit(atomic_load(&b->delays_over) ? &b->delayed_left
                                                                : &b->unrouted,
                                   1, memory_order_relaxed);
@@ -433,12 +484,6 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
     bool delayed = opts != NULL && opts->delay_ns > 0;
     weir_bus *bus = topic->bus;
     /*
-     * A delayed publish meets the close at the timer, which close seals
-     * at once: refused from the bus's own workers too.
-     */
-    if (delayed && atomic_load_explicit(&bus->closed, memory_order_acquire))
-        return forward_refused(bus);
-    /*
      * A delayed body may outlive the bus's pool (it is freed at close if
      * never due), so it never comes from it.  A deadline or a due time
      * takes the clock itself, exact; a plain publish takes a stamp, which
@@ -446,10 +491,23 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
      */
     int64_t now = delayed || timeout != 0 ? weiri_now_ns() : weiri_stamp_ns();
     if (delayed) {
-        weiri_body *b = weiri_body_create(NULL, topic->name, data, len, key,
-                                          key_len, now, 0);
-        int rc = b == NULL ? WEIR_ENOMEM : publish_later(topic, b, opts);
-        return rc == WEIR_ECLOSED ? forward_refused(bus) : rc;
+        /*
+         * In a read section too, so that close_bus's quiesce sees it to
+         * the timer or this sees the close.  The timer refuses it once
+         * close has given up on delayed messages.
+         */
+        unsigned ticket;
+        (void)weiri_topic_enter(topic, &ticket);
+        int rc = WEIR_ECLOSED;
+        if (!(atomic_load(&bus->closed) && refused_at_close(bus))) {
+            weiri_body *b = weiri_body_create(NULL, topic->name, data, len,
+                                              key, key_len, now, 0);
+            rc = b == NULL ? WEIR_ENOMEM : publish_later(topic, b, opts);
+            if (rc == WEIR_ECLOSED)
+                forward_refused(bus);
+        }
+        weiri_topic_leave(topic, ticket);
+        return rc;
     }
     int64_t deadline = WEIRI_NO_DEADLINE;
     if (timeout != 0 && timeout < WEIRI_NO_DEADLINE - now)
@@ -475,7 +533,8 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
         return 0;
     }
     int rc = fanout(topic, set, ticket, NULL, &src, deadline, NULL, false, &r);
-    return rc == WEIR_ECLOSED && atomic_load(&bus->closed) ? forward_refused(bus)
+    /* Shut by the bus's seal, not by a subscription's own close: counted. */
+    return rc == WEIR_ECLOSED && atomic_load(&bus->sealed) ? forward_refused(bus)
                                                            : rc;
 }
 
@@ -505,7 +564,7 @@ weir_bus_publish(weir_bus *bus, const char *topic, const void *data,
 }
 
 static void
-give_up_delayed(weiri_timed *e, void *bus)
+count_left(weiri_timed *e, void *bus)
 {
     atomic_fetch_add_explicit(&((weir_bus *)bus)->delayed_left, 1,
                               memory_order_relaxed);
@@ -513,21 +572,45 @@ give_up_delayed(weiri_timed *e, void *bus)
 }
 
 /*
- * Whether every subscription of bus is quiet (weiri_sub_quiet) in two
- * looks in a row between which none moved.  One look is not enough: a
- * handler of a subscription looked at later may forward to one looked
- * at earlier, then finish before its own look.  In two, that forward
- * shows as a move.  The list is fixed while the bus is closed.
+ * Refuse every later delayed publish, handlers' too, and give up those
+ * not delivered yet (counted delayed_left).  One being delivered stops
+ * waiting for room (weiri_sub_wait) within 5 ms: wait for it, so that
+ * when close returns every delayed message is delivered or counted left.
+ */
+static void
+give_up_delayed(weir_bus *bus)
+{
+    weiri_timer_seal(&bus->delays);
+    weiri_timer_take(&bus->delays, NULL, count_left, bus);
+    atomic_store(&bus->delays_over, true);
+    weiri_timer_await_delayed(&bus->delays, WEIRI_NO_DEADLINE);
+}
+
+/*
+ * Whether the closed bus is quiet: no subscription closing on its own,
+ * no delayed message waiting or being delivered, no publish waiting for
+ * room, and every subscription quiet (weiri_sub_quiet), in two looks in a
+ * row between which no subscription's counters moved.  One look is not
+ * enough: a handler of a subscription looked at later may forward to one
+ * looked at earlier, then finish before its own look; in two, that
+ * forward shows as a move.  The three counts are read first in each look
+ * (seq_cst): each falls to 0 only after what it stood for was placed.
+ * The list is fixed while the bus is closed.
  */
 static bool
 quiet(void *arg)
 {
-    const weir_bus *bus = arg;
+    weir_bus *bus = arg;
     uint64_t moves[2] = { 0, 0 };
-    for (int look = 0; look < 2; look++)
+    for (int look = 0; look < 2; look++) {
+        if (atomic_load(&bus->closing_subs) != 0 ||
+            atomic_load(&bus->waiters) != 0 ||
+            weiri_timer_delayed(&bus->delays) != 0)
+            return false;
         for (const weir_sub *s = bus->all; s != NULL; s = s->next)
             if (!weiri_sub_quiet(s, &moves[look]))
                 return false;
+    }
     return moves[0] == moves[1];
 }
 
@@ -547,49 +630,29 @@ close_bus(weir_bus *bus, int64_t drain_timeout_ns, bool wait_delayed)
     /* From here no subscription is added or removed: the list is ours. */
     atomic_store(&bus->closed, true);
     pthread_mutex_unlock(&bus->mu);
-    /*
-     * A delayed publish that saw the bus open may still be on its way to
-     * the timer: sealed, the timer refuses it (WEIR_ECLOSED), so what the
-     * wait below sees is all there will be.
-     */
-    weiri_timer_seal(&bus->delays);
-
-    /*
-     * Delayed messages due before the deadline are still delivered; the
-     * rest are given up and counted.  Then refuse new messages everywhere,
-     * and drain under the same deadline.
-     */
     int rc = 0;
-    if (!weiri_timer_await_delayed(&bus->delays,
-                                   wait_delayed ? deadline : weiri_now_ns())) {
-        weiri_timer_take(&bus->delays, NULL, give_up_delayed, bus);
-        rc = WEIR_ETIMEDOUT;
+    if (!wait_delayed) {
+        give_up_delayed(bus);
+        weiri_deliver_give_up_retries(bus);
     }
     /*
-     * One being delivered now stops waiting for room (weiri_sub_offer)
-     * within 5 ms: wait for it, so that when close returns every delayed
-     * message is delivered or counted left.
-     */
-    atomic_store(&bus->delays_over, true);
-    weiri_timer_await_delayed(&bus->delays, WEIRI_NO_DEADLINE);
-    if (!wait_delayed)
-        weiri_deliver_give_up_retries(bus);
-    /*
-     * Publishes from outside that saw the bus open end (their read
-     * sections checked closed) before anything below looks: what they
-     * did not place, they wait for with the subscription pinned.
+     * Publishes from outside that saw the bus open (delayed ones too) end
+     * their read sections, which checked closed, before anything below
+     * looks; one still to wait for room counts in bus->waiters.
      */
     for (size_t b = 0; b < WEIRI_TOPIC_BUCKETS; b++)
         for (weir_topic *t = atomic_load(&bus->buckets[b]); t != NULL; t = t->next)
             weiri_topic_quiesce(t);
     /*
-     * Drain the bus as a whole: the workers' forwards are still taken,
-     * so a pipeline of any depth empties.  Then refuse those too, and
-     * shut and drain every subscription, which is quick if the bus went
-     * quiet.
+     * Drain the bus as a whole: delayed messages that come due in time
+     * are delivered, and the workers' forwards are still taken, so a
+     * pipeline of any depth empties.  Then give up what is still delayed,
+     * refuse the forwards too, and shut and drain every subscription,
+     * which is quick if the bus went quiet.
      */
     if (!weiri_poll_until(quiet, bus, deadline))
         rc = WEIR_ETIMEDOUT;
+    give_up_delayed(bus);
     atomic_store(&bus->sealed, true);
     for (weir_sub *s = bus->all; s != NULL; s = s->next)
         weiri_sub_shut(s);
@@ -644,9 +707,14 @@ weir_bus_get_stats(const weir_bus *bus, weir_bus_stats *out)
         return WEIR_EINVAL;
     weir_bus *b = (weir_bus *)bus; /* atomics are read-only here */
     uint64_t unrouted = atomic_load_explicit(&b->unrouted, memory_order_relaxed);
+    /*
+     * Ids taken back first (acquire, pairing with the release of each
+     * take-back, which follows its id's): so every id taken back is
+     * counted in next_id as read after, and the difference never wraps.
+     */
+    uint64_t unused = atomic_load_explicit(&b->unused_ids, memory_order_acquire);
     out->published = atomic_load_explicit(&b->next_id, memory_order_relaxed) +
-                     unrouted -
-                     atomic_load_explicit(&b->unused_ids, memory_order_relaxed);
+                     unrouted - unused;
     out->unrouted = unrouted;
     out->delayed = weiri_timer_delayed(&b->delays);
     out->delayed_left = atomic_load_explicit(&b->delayed_left, memory_order_relaxed);

@@ -83,6 +83,11 @@ struct weir_bus {
     pthread_mutex_t grace_mu;      /* serialises weiri_topic_quiesce, which moves epoch */
     _Atomic(weir_topic *) buckets[WEIRI_TOPIC_BUCKETS]; /* chains only grow; read lock-free */
     weir_sub *all;                 /* every subscription not closed on its own; under mu */
+    uint64_t subs_made;            /* serials handed out (weir_sub.serial); under mu */
+    _Atomic unsigned closing_subs; /* weir_sub_close calls past taking their
+                                      subscription out of all, not yet done */
+    _Atomic unsigned waiters;      /* publishes between their read section
+                                      and the end of their waits for room */
     weir_mpmc bodies;              /* free small message bodies (msg_internal.h) */
     /*
      * Two timers, so that a retry never waits behind a delayed message: a
@@ -115,6 +120,7 @@ struct weir_bus {
 
 struct weir_sub {
     weir_bus *bus;
+    uint64_t serial;               /* unique in its bus; fixed at subscribe */
     weir_topic *topic;
     weir_handler fn;
     void *ctx;
@@ -203,8 +209,8 @@ int weiri_topic_get(weir_bus *bus, const char *name, size_t len,
  * weiri_topic_swap - under bus->mu: publish a snapshot of t's
  * subscriptions with s added (add) or removed, and hand back the old one.
  * The caller frees it after weiri_topic_quiesce, called without bus->mu
- * (a publisher being waited for may be stuck behind a handler that wants
- * bus->mu).  Returns 0 or WEIR_ENOMEM (nothing changed).
+ * (a publisher being waited for may be preempted, or allocating).
+ * Returns 0 or WEIR_ENOMEM (nothing changed).
  */
 int weiri_topic_swap(weir_topic *t, weir_sub *s, bool add, weiri_subset **old);
 void weiri_topic_quiesce(weir_topic *t);
@@ -260,7 +266,9 @@ int weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn,
 int weiri_sub_start(weir_sub *s);
 /*
  * weiri_sub_offer - place b (one reference for s) by s's policy without
- * waiting.  Returns as weiri_sub_wait, or WEIRI_MUST_WAIT: s is a full
+ * waiting.  Returns 0 (placed, or dropped by a DROP policy), WEIR_EAGAIN
+ * (REJECT, full; counted rejected), WEIR_ECLOSED (s is shut; not
+ * counted), the reference then released; or WEIRI_MUST_WAIT: s is a full
  * BLOCK queue and the reference is still the caller's, to pass to
  * weiri_sub_wait outside the read section, s pinned meanwhile.
  */
@@ -277,6 +285,15 @@ int weiri_sub_offer(weir_sub *s, weiri_body *b);
  */
 int weiri_sub_wait(weir_sub *s, weiri_body *b, int64_t deadline,
                    const _Atomic bool *stop);
+/*
+ * weiri_sub_wait_begin - before the calling thread waits for room in s:
+ * false when it is a worker of s and every other worker of s waits so
+ * too, for then nobody is left to make room (WEIR_EDEADLK).  On true,
+ * call weiri_sub_wait_end after the wait.  s is touched only if the
+ * caller is its worker.
+ */
+bool weiri_sub_wait_begin(const weir_bus *bus, weir_sub *s);
+void weiri_sub_wait_end(const weir_bus *bus, weir_sub *s);
 /* Pin s while waiting outside a read section (see weir_sub.pins). */
 void weiri_sub_pin(weir_sub *s);
 void weiri_sub_unpin(weir_sub *s);
@@ -356,6 +373,12 @@ typedef struct weiri_routed {
  * took it; SIZE_MAX if the topic had none (b is released).
  */
 size_t weiri_bus_relay(weir_topic *topic, weiri_body *b, const _Atomic bool *stop);
+/*
+ * weiri_bus_forwards_refused - count n publishes refused for the bus's
+ * close in forwards_refused, if the caller is one of its workers.
+ * Returns WEIR_ECLOSED.
+ */
+int weiri_bus_forwards_refused(weir_bus *bus, uint64_t n);
 /*
  * weiri_check_publish - the argument checks of every publish, routed or
  * not: 0 or WEIR_EINVAL.  *key_len receives the key's length (0 without

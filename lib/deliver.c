@@ -275,8 +275,8 @@ backoff_after(const weir_sub *s, unsigned attempt)
  * After the last attempt: a dead letter if one is set and some
  * subscription of its topic takes it; else failed (and, when the topic
  * has no subscription at all, counted by the bus: a misspelt dead-letter
- * topic shows).  Its subscriptions are closed only after this one is drained
- * (weir_bus_close), unless they have dead-letter topics of their own.
+ * topic shows).  weir_bus_close takes it while it drains, as any
+ * forward of a worker.
  */
 static void
 give_up(weir_sub *s, const weiri_body *b, unsigned attempts, int rc)
@@ -383,6 +383,16 @@ handle(weiri_worker *w, weiri_delivery *d)
         if (d->heap)
             free(d);
         d = next;
+        /*
+         * A retry that came due goes before the key's next message: that
+         * one joins the ready list behind it (holding its key, so its
+         * order holds), rather than a chain of them holding the retry up.
+         */
+        if (d != NULL && atomic_load(&s->ready_n) > 0) {
+            atomic_fetch_add(&s->pending, 1);
+            weiri_sub_retry_due(s, d);
+            return;
+        }
     }
 }
 

@@ -108,6 +108,7 @@ weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn, void *ctx,
     if (s == NULL)
         return WEIR_ENOMEM;
     s->bus = bus;
+    s->serial = ++bus->subs_made; /* under bus->mu (weir_bus_subscribe) */
     s->topic = t;
     s->fn = fn;
     s->ctx = ctx;
@@ -434,19 +435,23 @@ drop_queued(weir_sub *s, weiri_body *b, bool left)
     weiri_body_release(b, 1);
 }
 
-/*
- * Whether the calling worker of s may wait for room in s's own queue:
- * not when every other worker of s waits so too, for then nobody is
- * left to make room.  One that may counts itself in s->self_waits until
- * self_wait_done.
- */
-static bool
-self_wait_begin(weir_sub *s)
+bool
+weiri_sub_wait_begin(const weir_bus *bus, weir_sub *s)
 {
+    /* Not a worker of s: s is not touched (it may be gone). */
+    if (!weiri_in_handler_of(bus, s))
+        return true;
     if (atomic_fetch_add(&s->self_waits, 1) + 1 < s->nworkers)
         return true;
     atomic_fetch_sub(&s->self_waits, 1);
     return false;
+}
+
+void
+weiri_sub_wait_end(const weir_bus *bus, weir_sub *s)
+{
+    if (weiri_in_handler_of(bus, s))
+        atomic_fetch_sub(&s->self_waits, 1);
 }
 
 /*
@@ -529,12 +534,10 @@ int
 weiri_sub_wait(weir_sub *s, weiri_body *b, int64_t deadline,
                const _Atomic bool *stop)
 {
-    bool own = weiri_in_handler_of(s->bus, s);
-    if (own && !self_wait_begin(s))
+    if (!weiri_sub_wait_begin(s->bus, s))
         return refused(s, b, WEIR_EDEADLK);
     int rc = push_blocking(s, b, deadline, stop);
-    if (own)
-        atomic_fetch_sub(&s->self_waits, 1);
+    weiri_sub_wait_end(s->bus, s);
     return rc == 0 ? 0 : refused(s, b, rc);
 }
 
@@ -622,25 +625,6 @@ weiri_sub_drain(weir_sub *s, int64_t deadline)
     return st.queued + st.in_flight > 0 ? WEIR_ETIMEDOUT : 0;
 }
 
-bool
-weiri_sub_quiet(const weir_sub *s, uint64_t *moves)
-{
-    /* Acquire: pairs with weiri_sub_unpin; the pins before the counters. */
-    bool pinned = atomic_load_explicit(&s->pins, memory_order_acquire) != 0;
-    weir_sub_stats st;
-    weir_sub_get_stats(s, &st);
-    /*
-     * What destroy gave up counts as queued, but no worker will take it.
-     * Read after the stats, and moved before started by its writer
-     * (leave, deliver.c; both seq_cst), so never counted short.
-     */
-    uint64_t left = atomic_load(&s->left);
-    uint64_t waiting_now = st.queued > left ? st.queued - left : 0;
-    *moves += pushed(s) + st.delivered + st.acked + st.failed +
-              st.dead_lettered + st.dropped + st.retried + st.rejected +
-              atomic_load_explicit(&s->voided, memory_order_relaxed);
-    return !pinned && waiting_now == 0 && st.in_flight == 0;
-}
 
 void
 weiri_sub_free(weir_sub *s)
@@ -687,6 +671,11 @@ weir_sub_close_stats(weir_sub *sub, int64_t drain_timeout_ns,
         bus->all = sub->next;
     if (sub->next != NULL)
         sub->next->prev = sub->prev;
+    /*
+     * Out of bus->all, yet its handlers may still forward: a bus close
+     * that starts now waits for this one to end (close_bus's quiet).
+     */
+    atomic_fetch_add(&bus->closing_subs, 1);
     pthread_mutex_unlock(&bus->mu);
 
     /* Publishers blocked on our full queue give up (ECLOSED, not counted). */
@@ -697,6 +686,8 @@ weir_sub_close_stats(weir_sub *sub, int64_t drain_timeout_ns,
     if (final != NULL)
         weir_sub_get_stats(sub, final);
     weiri_sub_free(sub);
+    /* seq_cst: after every forward of its handlers; see close_bus's quiet. */
+    atomic_fetch_sub(&bus->closing_subs, 1);
     return rc;
 }
 
@@ -706,11 +697,10 @@ weir_sub_name(const weir_sub *sub)
     return sub != NULL ? sub->name : NULL;
 }
 
-int
-weir_sub_get_stats(const weir_sub *sub, weir_sub_stats *out)
+/* Every count of s's statistics but the latency ones, into *out. */
+static void
+counts(const weir_sub *sub, weir_sub_stats *out)
 {
-    if (sub == NULL || out == NULL)
-        return WEIR_EINVAL;
     weir_sub *s = (weir_sub *)sub; /* atomics are read-only here */
     memset(out, 0, sizeof(*out));
     /* Reverse of the path a message takes; see the top of this file. */
@@ -732,15 +722,44 @@ weir_sub_get_stats(const weir_sub *sub, weir_sub_stats *out)
     out->in_flight = started > done ? started - done : 0;
     uint64_t gone = started + out->dropped;
     out->queued = out->routed > gone ? out->routed - gone : 0;
+}
+
+int
+weir_sub_get_stats(const weir_sub *sub, weir_sub_stats *out)
+{
+    if (sub == NULL || out == NULL)
+        return WEIR_EINVAL;
+    counts(sub, out);
     /*
      * Each worker's histogram sits in its own struct: summed one by one,
      * never read as an array.  Fixed at subscribe, freed only with s.
      */
     weiri_hist_sum sum = { { 0 }, 0, 0 };
-    for (unsigned i = 0; i < s->nworkers; i++)
-        weiri_hist_sum_add(&sum, &s->workers[i].latency);
+    for (unsigned i = 0; i < sub->nworkers; i++)
+        weiri_hist_sum_add(&sum, &sub->workers[i].latency);
     out->latency_p50_ns = weiri_hist_sum_percentile(&sum, 0.50);
     out->latency_p99_ns = weiri_hist_sum_percentile(&sum, 0.99);
     out->latency_max_ns = sum.max;
     return 0;
+}
+
+bool
+weiri_sub_quiet(const weir_sub *s, uint64_t *moves)
+{
+    /* Acquire: pairs with weiri_sub_unpin; the pins before the counters. */
+    bool pinned = atomic_load_explicit(&s->pins, memory_order_acquire) != 0;
+    weir_sub_stats st;
+    counts(s, &st);
+    /*
+     * What destroy gave up counts as queued, but no worker will take it.
+     * Read after the stats, and moved before started by its writer
+     * (leave, deliver.c; both seq_cst), so never counted short.
+     */
+    uint64_t left = atomic_load(&s->left);
+    uint64_t waiting_now = st.queued > left ? st.queued - left : 0;
+    /* Relaxed: a sum compared with itself; counts() gave the order. */
+    *moves += pushed(s) + st.delivered + st.acked + st.failed +
+              st.dead_lettered + st.dropped + st.retried + st.rejected +
+              atomic_load_explicit(&s->voided, memory_order_relaxed);
+    return !pinned && waiting_now == 0 && st.in_flight == 0;
 }

@@ -85,12 +85,12 @@ static _Atomic unsigned first_hint;
  * loads the snapshot; weiri_topic_quiesce stores the new snapshot, moves
  * the epoch, then reads every slot.  In the single total order either
  * the section's marks come first, and the quiesce sees them and waits,
- * or the section's load comes after the store and sees the new snapshot.  A section that read the new epoch (seq_cst:
- * after the move) is later than the store too, so the quiesce waits only
- * for older epochs, and a thread that keeps publishing cannot hold it up.
- * It waits only for its own topic's sections: one of them may be blocked
- * on a full queue of another topic's subscription that only this close
- * frees (a dead letter on its way).
+ * or the section's load comes after the store and sees the new
+ * snapshot.  A section that read the new epoch (seq_cst: after the move)
+ * is later than the store too, so the quiesce waits only for older
+ * epochs, and a thread that keeps publishing cannot hold it up.  It
+ * waits only for its own topic's sections.  No section ever waits for
+ * room in a queue (fanout waits after it), so none is long.
  */
 const weiri_subset *
 weiri_topic_enter_slow(weir_topic *t, unsigned *ticket)

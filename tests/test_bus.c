@@ -293,6 +293,7 @@ typedef struct gate {
     pthread_cond_t cv;
     int open;                  /* handler calls let through: the first open */
     _Atomic int entered;       /* handler calls started */
+    _Atomic int done;          /* handler calls returned */
     _Atomic uint64_t got[160]; /* sequence numbers handled, in order */
 } gate;
 
@@ -309,6 +310,7 @@ gated(const weir_msg *m, void *ctx)
     while (i >= g->open)
         pthread_cond_wait(&g->cv, &g->mu);
     pthread_mutex_unlock(&g->mu);
+    atomic_fetch_add(&g->done, 1);
     return 0;
 }
 
@@ -316,6 +318,12 @@ static int
 entered_one(void *arg)
 {
     return atomic_load(&((gate *)arg)->entered) >= 1;
+}
+
+static int
+gy_done_2(void *arg)
+{
+    return atomic_load(&((gate *)arg)->done) >= 2;
 }
 
 /* Ready a gate, closed. */
@@ -1359,6 +1367,8 @@ typedef struct stage {
     weir_bus *bus;
     const char *next;          /* topic to forward to; NULL: the last stage */
     unsigned work_us;          /* simulated work per message */
+    int how;                   /* forward by a publish (0), a delayed one
+                                  (1, 1 ms) or a batch of one (2) */
     _Atomic uint64_t handled;
     _Atomic uint64_t forwarded; /* forwards the bus took */
     _Atomic uint64_t refused;   /* forwards it returned WEIR_ECLOSED for */
@@ -1374,8 +1384,20 @@ forward(const weir_msg *m, void *ctx)
         nanosleep(&ts, NULL);
     }
     if (st->next != NULL) {
-        int rc = weir_bus_publish(st->bus, st->next, weir_msg_data(m),
-                                  weir_msg_size(m), NULL);
+        weir_pub_opts later = { .delay_ns = WEIR_MSEC };
+        weir_batch *b;
+        int rc = st->how == 2 ? weir_batch_begin(st->bus, &b) : 0;
+        if (rc == 0 && st->how == 2) {
+            rc = weir_batch_publish(b, st->next, weir_msg_data(m),
+                                    weir_msg_size(m), NULL);
+            if (rc == 0)
+                rc = weir_batch_commit(b, WEIR_FOREVER);
+            else
+                weir_batch_abort(b);
+        } else if (rc == 0) {
+            rc = weir_bus_publish(st->bus, st->next, weir_msg_data(m),
+                                  weir_msg_size(m), st->how ? &later : NULL);
+        }
         atomic_fetch_add(rc == 0 ? &st->forwarded
                          : rc == WEIR_ECLOSED ? &st->refused : &st->other, 1);
     }
@@ -1393,8 +1415,8 @@ forward(const weir_msg *m, void *ctx)
  * in flight.  With time enough, every stage handles all n.
  */
 static void
-pipeline_case(int depth, uint64_t n, unsigned work_us, int64_t timeout,
-              int want_rc)
+pipeline_case(int depth, uint64_t n, unsigned work_us, int how,
+              int64_t timeout, int want_rc)
 {
     weir_bus *bus = make_bus();
     static stage st[STAGES_MAX + 1], fan;
@@ -1407,6 +1429,7 @@ pipeline_case(int depth, uint64_t n, unsigned work_us, int64_t timeout,
         st[k].bus = bus;
         st[k].next = k < depth ? names[k + 1] : NULL;
         st[k].work_us = work_us;
+        st[k].how = how;
         assert_int_equal(weir_bus_subscribe(bus, names[k], forward, &st[k],
                                             NULL, &s[k]), 0);
     }
@@ -1423,15 +1446,26 @@ pipeline_case(int depth, uint64_t n, unsigned work_us, int64_t timeout,
 
     weir_bus_stats bs;
     assert_int_equal(weir_bus_get_stats(bus, &bs), 0);
-    uint64_t refused = 0, forwards = 0, left = 0, routed_in = n;
+    uint64_t refused = 0, forwards = 0, left = 0, lost = 0, routed_in = n;
+    uint64_t routed_1 = 0;
     for (int k = 0; k <= depth + 1; k++) {
         /* k == depth + 1 is the fan-out subscription on p.1. */
         bool is_fan = k == depth + 1;
         stage *sk = is_fan ? &fan : &st[k];
         weir_sub_stats ss;
         assert_int_equal(weir_sub_get_stats(is_fan ? fan_sub : s[k], &ss), 0);
-        assert_int_equal(ss.routed, is_fan ? atomic_load(&st[0].forwarded)
-                                           : routed_in);
+        if (is_fan) {
+            /* Placed by the same forwards as p.1's, or given up with them. */
+            assert_int_equal(ss.routed, routed_1);
+        } else if (how == 1) {
+            /* A delayed forward not due by the deadline is given up. */
+            assert_true(ss.routed <= routed_in);
+            lost += routed_in - ss.routed;
+        } else {
+            assert_int_equal(ss.routed, routed_in);
+        }
+        if (k == 1)
+            routed_1 = ss.routed;
         assert_int_equal(ss.in_flight, 0);
         assert_int_equal(ss.routed, ss.acked + ss.queued);
         assert_int_equal(ss.acked, atomic_load(&sk->handled));
@@ -1444,18 +1478,22 @@ pipeline_case(int depth, uint64_t n, unsigned work_us, int64_t timeout,
         forwards += atomic_load(&sk->forwarded);
         routed_in = atomic_load(&sk->forwarded);
     }
-    /* Each forward the bus took is a publish; each it refused is counted. */
-    assert_int_equal(bs.published, n + forwards);
+    /*
+     * Each forward the bus took is a publish (a delayed one once routed);
+     * each it refused is counted, and each delayed one given up.
+     */
+    assert_int_equal(lost, bs.delayed_left);
+    assert_int_equal(bs.published, n + forwards - lost);
     assert_int_equal(bs.forwards_refused, refused);
     if (rc == 0) {
         /* Drained: every stage handled every message, nothing refused. */
         for (int k = 0; k <= depth; k++)
             assert_int_equal(atomic_load(&st[k].handled), n);
         assert_int_equal(atomic_load(&fan.handled), n);
-        assert_int_equal(refused + left, 0);
+        assert_int_equal(refused + left + lost, 0);
     } else {
         assert_int_equal(rc, WEIR_ETIMEDOUT);
-        assert_true(left + refused > 0);
+        assert_true(left + refused + lost > 0);
     }
     weir_bus_destroy(bus);
 }
@@ -1467,7 +1505,10 @@ test_bus_close_drains_pipelines_of_any_depth(void **state)
     ts_watchdog_arm(__func__, 60);
     static const int depths[] = { 1, 2, 5 };
     for (int i = 0; i < 3; i++)
-        pipeline_case(depths[i], ts_scale(1000), 0, 10 * WEIR_SEC, 0);
+        pipeline_case(depths[i], ts_scale(1000), 0, 0, 10 * WEIR_SEC, 0);
+    /* Stages that forward by a delayed publish, or by an atomic batch. */
+    pipeline_case(2, ts_scale(200), 0, 1, 10 * WEIR_SEC, 0);
+    pipeline_case(2, ts_scale(200), 0, 2, 10 * WEIR_SEC, 0);
     ts_watchdog_disarm();
 }
 
@@ -1484,7 +1525,9 @@ test_bus_close_out_of_time_counts_pipeline_leftovers(void **state)
     ts_watchdog_arm(__func__, 60);
     static const int depths[] = { 1, 2, 5 };
     for (int i = 0; i < 3; i++)
-        pipeline_case(depths[i], 200, 200, 5 * WEIR_MSEC, WEIR_ETIMEDOUT);
+        pipeline_case(depths[i], 200, 200, 0, 5 * WEIR_MSEC, WEIR_ETIMEDOUT);
+    pipeline_case(2, 200, 200, 1, 5 * WEIR_MSEC, WEIR_ETIMEDOUT);
+    pipeline_case(2, 200, 200, 2, 5 * WEIR_MSEC, WEIR_ETIMEDOUT);
     ts_watchdog_disarm();
 }
 
@@ -1921,6 +1964,167 @@ test_bus_publish_waiting_at_close_returns_eclosed(void **state)
     ts_watchdog_disarm();
 }
 
+/*
+ * A publish that must wait for room in two full queues (A, then Y) waits
+ * on one at a time and holds on to neither meanwhile: once Y empties,
+ * closing it, from a plain thread or from A's handler (which is what
+ * would let the publish go on), returns at once.
+ */
+static void
+test_bus_close_of_a_sub_a_publish_will_wait_on_later(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    for (int in_handler = 0; in_handler < 2; in_handler++) {
+        static holder h;
+        static gate gy;
+        memset(&h, 0, sizeof(h));
+        gate_init(&gy);
+        h.bus = make_bus();
+        h.in_handler = in_handler;
+        weir_sub *a;
+        weir_sub_opts one = { .capacity = 1 };
+        assert_int_equal(weir_bus_subscribe(h.bus, "t", holding, &h, &one, &a), 0);
+        assert_int_equal(weir_bus_subscribe(h.bus, "t", gated, &gy, &one,
+                                            &h.idle), 0);
+        for (uint64_t seq = 0; seq < 2; seq++) {
+            assert_int_equal(weir_bus_publish(h.bus, "t", &seq, sizeof(seq),
+                                              NULL), 0);
+            wait_until(holder_entered, &h);
+            wait_until(entered_one, &gy);
+        }
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, publish_blocking, &h), 0);
+        ts_sleep_ms(20); /* the publish now waits on A, Y still full */
+        gate_open(&gy);  /* Y empties and goes idle */
+        wait_until(gy_done_2, &gy);
+        if (!in_handler) {
+            act(&h);
+            assert_int_equal(atomic_load(&h.count), 1); /* A still held */
+            atomic_store(&h.go, 1);
+        } else {
+            atomic_store(&h.go, 1);
+            wait_until(holder_acted, &h);
+        }
+        assert_int_equal(atomic_load(&h.close_rc), 0);
+        pthread_join(th, NULL);
+        assert_int_equal(atomic_load(&h.sub_rc), 0); /* the publish: A took it */
+        wait_until(holder_handled_3, &h);
+        assert_int_equal(weir_bus_close(h.bus, 10 * WEIR_SEC), 0);
+        assert_settled(a, 3);
+        weir_bus_destroy(h.bus);
+        gate_fini(&gy);
+    }
+    ts_watchdog_disarm();
+}
+
+/*
+ * A publish that one subscription rejects by its policy (REJECT, full)
+ * and another refuses because it closed while the publish waited for
+ * room reached nobody, but not for a close alone: WEIR_EAGAIN, and it
+ * counts as published, as R counts it rejected.
+ */
+static void
+test_bus_publish_refused_by_policy_and_close_is_eagain(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    static gate gr, gy;
+    static late l;
+    gate_init(&gr);
+    gate_init(&gy);
+    memset(&l, 0, sizeof(l));
+    l.bus = make_bus();
+    l.g = &gy;
+    weir_sub_opts rej = { .capacity = 1, .overflow = WEIR_OVERFLOW_REJECT };
+    weir_sub_opts one = { .capacity = 1 };
+    weir_sub *r, *y;
+    assert_int_equal(weir_bus_subscribe(l.bus, "t", gated, &gr, &rej, &r), 0);
+    assert_int_equal(weir_bus_subscribe(l.bus, "t", gated, &gy, &one, &y), 0);
+    for (uint64_t seq = 0; seq < 2; seq++) {
+        assert_int_equal(weir_bus_publish(l.bus, "t", &seq, sizeof(seq), NULL), 0);
+        wait_until(entered_one, &gr);
+        wait_until(entered_one, &gy);
+    }
+    pthread_t p, opener;
+    assert_int_equal(pthread_create(&p, NULL, publish_third, &l), 0);
+    ts_sleep_ms(20);
+    assert_int_equal(pthread_create(&opener, NULL, open_after_third, &l), 0);
+    int rc = weir_sub_close(y, 10 * WEIR_SEC);
+    assert_true(rc == 0);
+    pthread_join(p, NULL);
+    pthread_join(opener, NULL);
+    assert_int_equal(atomic_load(&l.rc), WEIR_EAGAIN);
+    weir_bus_stats bs;
+    assert_int_equal(weir_bus_get_stats(l.bus, &bs), 0);
+    assert_int_equal(bs.published, 3);
+    weir_sub_stats st;
+    assert_int_equal(weir_sub_get_stats(r, &st), 0);
+    assert_int_equal(st.rejected, 1);
+    gate_open(&gr);
+    assert_int_equal(weir_bus_close(l.bus, 10 * WEIR_SEC), 0);
+    weir_bus_destroy(l.bus);
+    gate_fini(&gr);
+    gate_fini(&gy);
+    ts_watchdog_disarm();
+}
+
+typedef struct sub_closer {
+    weir_sub *sub;
+    _Atomic int rc;
+} sub_closer;
+
+static void *
+close_sub_thread(void *arg)
+{
+    sub_closer *c = arg;
+    atomic_store(&c->rc, weir_sub_close(c->sub, 10 * WEIR_SEC));
+    return NULL;
+}
+
+/*
+ * A subscription drains in its own weir_sub_close while the bus closes
+ * on another thread: its handlers' forwards are still taken, so both
+ * closes return 0 and the next stage handles every message.
+ */
+static void
+test_bus_close_waits_for_a_sub_closing_on_its_own(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    for (int round = 0; round < (int)ts_scale(20); round++) {
+        weir_bus *bus = make_bus();
+        static stage a, b;
+        memset(&a, 0, sizeof(a));
+        memset(&b, 0, sizeof(b));
+        a.bus = b.bus = bus;
+        a.next = "b";
+        a.work_us = 50;
+        sub_closer c = { 0 };
+        weir_sub *sb;
+        assert_int_equal(weir_bus_subscribe(bus, "a", forward, &a, NULL, &c.sub), 0);
+        assert_int_equal(weir_bus_subscribe(bus, "b", forward, &b, NULL, &sb), 0);
+        for (uint64_t i = 0; i < 200; i++)
+            assert_int_equal(weir_bus_publish(bus, "a", &i, sizeof(i), NULL), 0);
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, close_sub_thread, &c), 0);
+        ts_sleep_ms(1);
+        int rc = weir_bus_close(bus, 10 * WEIR_SEC);
+        pthread_join(th, NULL);
+        /* The bus may have closed first: then the sub's close is refused. */
+        assert_true(atomic_load(&c.rc) == 0 || atomic_load(&c.rc) == WEIR_ECLOSED);
+        assert_int_equal(rc, 0);
+        assert_int_equal(atomic_load(&a.handled), 200);
+        assert_int_equal(atomic_load(&a.forwarded), 200);
+        assert_int_equal(atomic_load(&b.handled), 200);
+        weir_bus_stats bs;
+        assert_int_equal(weir_bus_get_stats(bus, &bs), 0);
+        assert_int_equal(bs.forwards_refused, 0);
+        weir_bus_destroy(bus);
+    }
+    ts_watchdog_disarm();
+}
+
 int
 main(void)
 {
@@ -1954,6 +2158,9 @@ main(void)
         cmocka_unit_test(test_bus_high_water_within_capacity),
         cmocka_unit_test(test_bus_waiting_publisher_holds_up_no_subscribe_or_close),
         cmocka_unit_test(test_bus_publish_waiting_at_close_returns_eclosed),
+        cmocka_unit_test(test_bus_close_of_a_sub_a_publish_will_wait_on_later),
+        cmocka_unit_test(test_bus_publish_refused_by_policy_and_close_is_eagain),
+        cmocka_unit_test(test_bus_close_waits_for_a_sub_closing_on_its_own),
     };
     return cmocka_run_group_tests_name("bus", tests, ts_watchdog_group, NULL);
 }

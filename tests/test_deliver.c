@@ -1389,6 +1389,143 @@ test_due_retry_goes_before_the_rest_of_the_batch(void **state)
     ts_watchdog_disarm();
 }
 
+/* ---- a handler committing to its own full queue ---------------------------- */
+
+typedef struct self_batch {
+    weir_bus *bus;
+    _Atomic int ok, deadlk, other, children;
+} self_batch;
+
+/* A seed ('s') commits three one-message batches to its own topic. */
+static int
+self_batcher(const weir_msg *m, void *ctx)
+{
+    self_batch *p = ctx;
+    if (*(const char *)weir_msg_data(m) == 'c') {
+        atomic_fetch_add(&p->children, 1);
+        return 0;
+    }
+    for (int i = 0; i < 3; i++) {
+        weir_batch *b;
+        int rc = weir_batch_begin(p->bus, &b);
+        if (rc == 0 && (rc = weir_batch_publish(b, "own", "c", 1, NULL)) == 0)
+            rc = weir_batch_commit(b, WEIR_FOREVER);
+        else if (rc != 0 && b != NULL)
+            weir_batch_abort(b);
+        atomic_fetch_add(rc == 0 ? &p->ok : rc == WEIR_EDEADLK ? &p->deadlk
+                                                               : &p->other, 1);
+    }
+    return 0;
+}
+
+/*
+ * One worker, capacity 2: its handler's third commit to its own topic
+ * would wait for room only it could make.  It gets WEIR_EDEADLK, as a
+ * publish would, instead of waiting for ever.
+ */
+static void
+test_batch_commit_to_own_full_queue_is_edeadlk(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    static self_batch p;
+    memset(&p, 0, sizeof(p));
+    p.bus = make_bus();
+    weir_sub_opts two = { .capacity = 2 };
+    weir_sub *s;
+    assert_int_equal(weir_bus_subscribe(p.bus, "own", self_batcher, &p, &two, &s), 0);
+    assert_int_equal(weir_bus_publish(p.bus, "own", "s", 1, NULL), 0);
+    assert_int_equal(weir_bus_close(p.bus, 10 * WEIR_SEC), 0);
+    assert_int_equal(atomic_load(&p.ok), 2);
+    assert_int_equal(atomic_load(&p.deadlk), 1);
+    assert_int_equal(atomic_load(&p.other), 0);
+    assert_int_equal(atomic_load(&p.children), 2);
+    weir_sub_stats st = stats_of(s);
+    assert_int_equal(st.routed, 3);
+    assert_int_equal(st.acked, 3);
+    assert_balanced(&st);
+    weir_bus_destroy(p.bus);
+    ts_watchdog_disarm();
+}
+
+/* ---- a due retry does not wait behind a key's parked messages -------------- */
+
+typedef struct chain_log {
+    _Atomic int go, entered, calls;
+    _Atomic int j_retry_at;      /* the call that was J's retry */
+    _Atomic int k_at[24];        /* the call that handled K message i */
+} chain_log;
+
+/*
+ * Payload: 'H' holds the worker until go; "Ki" is key K's i-th message
+ * (K0 fails once); "J" fails once.  K messages take 3 ms each.
+ */
+static int
+chain_handler(const weir_msg *m, void *ctx)
+{
+    chain_log *l = ctx;
+    const char *p = weir_msg_data(m);
+    int call = atomic_fetch_add(&l->calls, 1);
+    if (p[0] == 'H') {
+        atomic_store(&l->entered, 1);
+        while (!atomic_load(&l->go))
+            ts_sleep_ms(1);
+        return 0;
+    }
+    if (p[0] == 'J') {
+        if (weir_msg_attempt(m) == 1)
+            return -1;
+        atomic_store(&l->j_retry_at, call);
+        return 0;
+    }
+    int i = atoi(p + 1);
+    ts_sleep_ms(3);
+    if (i == 0 && weir_msg_attempt(m) == 1)
+        return -1;
+    atomic_store(&l->k_at[i], call);
+    return 0;
+}
+
+/*
+ * K0 fails, and K1..K20 park behind its retry; then J fails.  When K0's
+ * retry is done, J's retry (long due) goes before the chain of K's
+ * parked messages, not after all twenty (the assertion leaves room for
+ * a slow timer thread); K's messages keep their order.
+ */
+static void
+test_due_retry_goes_before_a_parked_chain(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    weir_bus *bus = make_bus();
+    static chain_log l;
+    memset(&l, 0, sizeof(l));
+    weir_sub_opts o = { .max_attempts = 2, .retry_backoff_ns = WEIR_MSEC,
+                        .ordered_by_key = true };
+    weir_sub *s;
+    assert_int_equal(weir_bus_subscribe(bus, "t", chain_handler, &l, &o, &s), 0);
+    assert_int_equal(weir_bus_publish(bus, "t", "H", 2, NULL), 0);
+    while (!atomic_load(&l.entered))
+        ts_sleep_ms(1);
+    weir_pub_opts k = { .key = "K" }, j = { .key = "J" };
+    for (int i = 0; i <= 20; i++) {
+        char p[8];
+        snprintf(p, sizeof(p), "K%d", i);
+        assert_int_equal(weir_bus_publish(bus, "t", p, strlen(p) + 1, &k), 0);
+    }
+    assert_int_equal(weir_bus_publish(bus, "t", "J", 2, &j), 0);
+    atomic_store(&l.go, 1);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    weir_sub_stats st = stats_of(s);
+    assert_int_equal(st.acked, 23);
+    assert_int_equal(st.retried, 2);
+    for (int i = 1; i <= 20; i++)
+        assert_true(atomic_load(&l.k_at[i]) > atomic_load(&l.k_at[i - 1]));
+    assert_true(atomic_load(&l.j_retry_at) < atomic_load(&l.k_at[12]));
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
 int
 main(void)
 {
@@ -1419,6 +1556,8 @@ main(void)
         cmocka_unit_test(test_delivery_options_reject_bad_input),
         cmocka_unit_test(test_batch_books_balance_right_after_commit),
         cmocka_unit_test(test_due_retry_goes_before_the_rest_of_the_batch),
+        cmocka_unit_test(test_batch_commit_to_own_full_queue_is_edeadlk),
+        cmocka_unit_test(test_due_retry_goes_before_a_parked_chain),
     };
     return cmocka_run_group_tests_name("deliver", tests, ts_watchdog_group, NULL);
 }

@@ -207,9 +207,10 @@ typedef struct weir_bus_stats {
                               or due and still waiting for room in a full BLOCK
                               queue when it ran out (that subscription does not
                               count it rejected); not counted in published */
-    uint64_t forwards_refused; /* publishes by the bus's own handlers refused
-                                  by its close: a delayed one, or one after
-                                  the drain timeout ran out */
+    uint64_t forwards_refused; /* messages the bus's own handlers published
+                                  (also delayed, or in a batch) that its
+                                  close refused: its drain had run out of
+                                  time */
     uint64_t dead_letters_unrouted; /* dead letters to a topic with no
                                        subscription (counted failed there) */
 } weir_bus_stats;
@@ -334,8 +335,9 @@ int weir_topic_publish(weir_topic *topic, const void *data, size_t len,
  * that come due within drain_timeout_ns, and drain the bus as a whole
  * within the same timeout (one deadline for all): every subscription
  * handles what is queued and finishes its retries, and what its handlers
- * publish meanwhile (not delayed) is accepted and handled too, until no
- * subscription has anything queued or in flight.  Then it refuses those
+ * publish meanwhile (delayed publishes and batches too) is accepted and
+ * handled too, until no subscription has anything queued or in flight,
+ * no delayed message is left and no weir_sub_close is under way.  Then it refuses those
  * publishes too and joins every worker thread.  Returns 0, or
  * WEIR_ETIMEDOUT if messages were left unhandled (see each
  * subscription's queued count, and the bus's delayed_left and
@@ -408,7 +410,9 @@ int weir_msg_last_error(const weir_msg *m);
  * Atomic batches: the in-process form of a transactional publish.
  *
  * weir_batch_begin - start an empty batch on bus in *batch.  Returns 0,
- * WEIR_EINVAL (NULL argument), WEIR_ECLOSED or WEIR_ENOMEM.  A batch
+ * WEIR_EINVAL (NULL argument), WEIR_ECLOSED (closed; a handler of the bus
+ * may still begin one while it drains, see weir_bus_close) or
+ * WEIR_ENOMEM.  A batch
  * belongs to one thread at a time; commit or abort it before
  * weir_bus_destroy.
  *
@@ -425,8 +429,11 @@ int weir_msg_last_error(const weir_msg *m);
  * BLOCK queues.  Returns 0 (all placed; overflow policies that drop still
  * apply), or places none and returns WEIR_EAGAIN (a REJECT queue was full,
  * or one subscription's share of the batch exceeds its capacity),
- * WEIR_ETIMEDOUT (a BLOCK queue stayed full), WEIR_ECLOSED (the bus is
- * closed), WEIR_ENOMEM; WEIR_EINVAL for NULL or a bad timeout.  Frees
+ * WEIR_ETIMEDOUT (a BLOCK queue stayed full), WEIR_EDEADLK (a handler's
+ * batch for its own subscription's full queue, which no other worker of
+ * it could empty), WEIR_ECLOSED (the bus is closed: from a handler, once
+ * its drain is over), WEIR_ENOMEM; WEIR_EINVAL for NULL or a bad
+ * timeout.  Frees
  * the batch whatever it returns.
  *
  * weir_batch_abort - drop the staged messages and free the batch; no
