@@ -1289,6 +1289,28 @@ test_batch_books_balance_right_after_commit(void **state)
         assert_balanced(&st);
         assert_int_equal(st.routed, 0);
     }
+    /*
+     * The same, without a race: a paced worker (2 a second) that takes a
+     * message of a failed commit keeps it while it waits for its next
+     * permit, up to half a second; its books must balance all that time.
+     */
+    weir_sub *sp;
+    weir_sub_opts paced = { .rate_per_sec = 2, .burst = 1 };
+    assert_int_equal(weir_bus_subscribe(bus, "p", count_handler, &seen, &paced,
+                                        &sp), 0);
+    for (int round = 0; round < 3; round++) {
+        weir_batch *batch;
+        assert_int_equal(weir_batch_begin(bus, &batch), 0);
+        assert_int_equal(weir_batch_publish(batch, "p", "1", 1, NULL), 0);
+        assert_int_equal(weir_batch_publish(batch, "r", "2", 1, NULL), 0);
+        assert_int_equal(weir_batch_commit(batch, WEIR_FOREVER), WEIR_EAGAIN);
+        for (int look = 0; look < 20; look++) {
+            weir_sub_stats st = stats_of(sp);
+            assert_balanced(&st);
+            assert_int_equal(st.routed, 0);
+            ts_sleep_ms(1);
+        }
+    }
     atomic_store(&held.release, 1);
     assert_int_equal(weir_sub_close(sr, WEIR_FOREVER), 0);
 
