@@ -38,20 +38,48 @@ extern inline size_t weiri_spsc_ready(const struct weir_spsc_line *l, size_t h,
                                       size_t off);
 
 /*
- * Allocate n blocks of size bytes, zeroed, for a ring whose struct r
- * (rsize bytes) is zeroed first, so a failed init leaves it harmless to
- * destroy.  *cap receives capacity rounded up to a power of two, and
- * blocks_for(*cap) says how many blocks that takes.  The MPMC ring
- * compares doubled positions by signed difference, so twice the capacity
- * must stay well inside half the index space; a larger request is treated
- * as a rounding overflow.  No machine has the memory for such a ring
- * anyway.
+ * A ring with no slots (its init failed, or it was destroyed) points at
+ * one of these instead of NULL, so that the inline push and pop paths,
+ * which read a slot before anything else, need no test of their own for
+ * it: what they read here sends them to their failure branch, where the
+ * rare case is told apart (WEIR_EINVAL; see ring.h).  A line whose word
+ * says "nothing filled" stops an SPSC pop (its push and burst push stop
+ * at a capacity of 0 before reading a line); for the MPMC slot see
+ * ring_inline.h.  Nothing ever writes them: no claim on such a ring
+ * succeeds.  Not const: the inline paths take them as they take any
+ * ring's slots.
+ */
+static struct weir_spsc_line spsc_no_line;
+struct weir_mpmc_slot weiri_mpmc_no_slot = { SIZE_MAX, NULL };
+
+/* r holds no slots: what init leaves on failure and destroy leaves. */
+static void
+spsc_no_slots(weir_spsc *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->head_line = r->tail_line = &spsc_no_line;
+}
+
+static void
+mpmc_no_slots(weir_mpmc *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->slots = &weiri_mpmc_no_slot;
+}
+
+/*
+ * Allocate *blocks, zeroed: blocks of size bytes, per_block items to a
+ * block, enough for capacity rounded up to a power of two, which *cap
+ * receives.  The MPMC ring compares doubled positions by signed
+ * difference, so twice the capacity must stay well inside half the index
+ * space; a request above 2^61 (SIZE_MAX / 8 + 1) is refused with
+ * WEIR_EINVAL, as an overflow of the rounding would be, for both
+ * families alike.  No machine has the memory for such a ring anyway.
  */
 static int
-ring_alloc(void *r, size_t rsize, size_t capacity, size_t per_block,
-           size_t size, void **blocks, size_t *cap)
+ring_alloc(size_t capacity, size_t per_block, size_t size, void **blocks,
+           size_t *cap)
 {
-    memset(r, 0, rsize);
     if (capacity == 0 || capacity > (SIZE_MAX >> 3) + 1)
         return WEIR_EINVAL;
     for (*cap = 1; *cap < capacity; *cap <<= 1)
@@ -67,7 +95,8 @@ weir_spsc_init(weir_spsc *r, size_t capacity)
         return WEIR_EINVAL;
     size_t cap;
     void *mem;
-    int rc = ring_alloc(r, sizeof(*r), capacity, WEIRI_SPSC_PER_LINE,
+    spsc_no_slots(r);
+    int rc = ring_alloc(capacity, WEIRI_SPSC_PER_LINE,
                         sizeof(struct weir_spsc_line), &mem, &cap);
     if (rc != 0)
         return rc;
@@ -84,19 +113,18 @@ weir_spsc_init(weir_spsc *r, size_t capacity)
     return 0;
 }
 
-/* Free a ring's slots and zero it, so a second destroy is harmless. */
-static void
-ring_clear(void *r, size_t size, void *slots)
-{
-    weiri_free(slots);
-    memset(r, 0, size);
-}
-
+/*
+ * Free a ring's slots and leave it with none, so that a second destroy is
+ * harmless and calls made on it by mistake fail as ring.h says.  A zeroed
+ * ring, never initialised, has lines NULL too.
+ */
 void
 weir_spsc_destroy(weir_spsc *r)
 {
-    if (r != NULL)
-        ring_clear(r, sizeof(*r), r->lines);
+    if (r == NULL)
+        return;
+    weiri_free(r->lines);
+    spsc_no_slots(r);
 }
 
 size_t
@@ -135,8 +163,9 @@ weir_mpmc_init(weir_mpmc *r, size_t capacity)
         return WEIR_EINVAL;
     size_t cap;
     void *mem;
-    int rc = ring_alloc(r, sizeof(*r), capacity, 1,
-                        sizeof(struct weir_mpmc_slot), &mem, &cap);
+    mpmc_no_slots(r);
+    int rc = ring_alloc(capacity, 1, sizeof(struct weir_mpmc_slot), &mem,
+                        &cap);
     if (rc != 0)
         return rc;
     struct weir_mpmc_slot *slots = mem;
@@ -219,17 +248,27 @@ weiri_mpmc_drained(const weir_mpmc *r)
     return (t & WEIRI_MPMC_CLOSED) != 0 && (t & ~WEIRI_MPMC_CLOSED) == h;
 }
 
+/* A zeroed ring, never initialised, has slots NULL: see weir_spsc_destroy. */
+static bool
+mpmc_has_slots(const weir_mpmc *r)
+{
+    return r->slots != NULL && r->slots != &weiri_mpmc_no_slot;
+}
+
 void
 weir_mpmc_destroy(weir_mpmc *r)
 {
-    if (r != NULL)
-        ring_clear(r, sizeof(*r), r->slots);
+    if (r == NULL)
+        return;
+    if (mpmc_has_slots(r))
+        weiri_free(r->slots);
+    mpmc_no_slots(r);
 }
 
 size_t
 weir_mpmc_capacity(const weir_mpmc *r)
 {
-    if (r == NULL || r->slots == NULL)
+    if (r == NULL || !mpmc_has_slots(r))
         return 0;
     return r->limit != 0 ? r->limit : r->mask + 1;
 }
@@ -237,7 +276,7 @@ weir_mpmc_capacity(const weir_mpmc *r)
 size_t
 weir_mpmc_size(const weir_mpmc *r)
 {
-    if (r == NULL || r->slots == NULL)
+    if (r == NULL || !mpmc_has_slots(r))
         return 0;
     /* A position is claimed by head only after tail: see span. */
     size_t h = atomic_load_explicit(&r->head, memory_order_acquire);

@@ -107,7 +107,7 @@ check_bad_arguments(const ring_ops *o)
     void *items[4] = { 0 };
     assert_int_equal(o->init(NULL, 8), WEIR_EINVAL);
     assert_int_equal(o->init(&r, 0), WEIR_EINVAL);
-    assert_int_equal(o->capacity(&r), 0); /* a failed init leaves it zeroed */
+    assert_int_equal(o->capacity(&r), 0); /* a failed init leaves no slots */
     o->destroy(&r);
     assert_int_equal(o->init(&r, SIZE_MAX), WEIR_EINVAL);
     assert_int_equal(o->init(&r, (SIZE_MAX >> 1) + 1), WEIR_EINVAL);
@@ -299,6 +299,53 @@ check_burst_offsets(const ring_ops *o, size_t capacity)
     o->destroy(&r);
 }
 
+/*
+ * A ring whose init failed, for either reason, or that was destroyed
+ * holds no slots, and every call on it fails the same way in both
+ * families (issue 17: some of them crashed).  It can be initialised
+ * again.
+ */
+static void
+check_no_slots_calls(const ring_ops *o, void *r)
+{
+    void *item = ITEM(99), *items[4] = { ITEM(1), ITEM(2), ITEM(3), ITEM(4) };
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(o->push(r, ITEM(1)), WEIR_EINVAL);
+        assert_int_equal(o->pop(r, &item), WEIR_EINVAL);
+        assert_ptr_equal(item, ITEM(99));
+        assert_int_equal(o->push_burst(r, items, 4), 0);
+        assert_int_equal(o->pop_burst(r, items, 4), 0);
+        assert_ptr_equal(items[0], ITEM(1));
+        assert_int_equal(o->size(r), 0);
+        assert_int_equal(o->capacity(r), 0);
+        o->destroy(r); /* harmless, and leaves it as it was */
+    }
+}
+
+static void
+check_no_slots(const ring_ops *o)
+{
+    any_ring r;
+    void *item;
+    memset(&r, 0xa5, sizeof(r)); /* what init found must not matter */
+    assert_int_equal(o->init(&r, 0), WEIR_EINVAL);
+    check_no_slots_calls(o, &r);
+    memset(&r, 0xa5, sizeof(r));
+    assert_int_equal(o->init(&r, (SIZE_MAX >> 3) + 2), WEIR_EINVAL);
+    check_no_slots_calls(o, &r);
+    memset(&r, 0xa5, sizeof(r));
+    assert_int_equal(o->init(&r, (SIZE_MAX >> 3) + 1), WEIR_ENOMEM);
+    check_no_slots_calls(o, &r);
+    /* Initialised again, then destroyed with an item inside. */
+    assert_int_equal(o->init(&r, 2), 0);
+    assert_int_equal(o->push(&r, ITEM(5)), 0);
+    assert_int_equal(o->pop(&r, &item), 0);
+    assert_ptr_equal(item, ITEM(5));
+    assert_int_equal(o->push(&r, ITEM(6)), 0);
+    o->destroy(&r);
+    check_no_slots_calls(o, &r);
+}
+
 #define BOTH(name, body)                                                     \
     static void test_ring_##name(void **state)                               \
     {                                                                        \
@@ -310,6 +357,7 @@ check_burst_offsets(const ring_ops *o, size_t capacity)
     }
 
 BOTH(rejects_bad_arguments, check_bad_arguments(o))
+BOTH(calls_fail_safely_without_slots, check_no_slots(o))
 BOTH(rounds_capacity_to_power_of_two, check_capacity_rounding(o))
 BOTH(full_and_empty_edges, check_full_and_empty_edges(o))
 BOTH(capacity_one, check_capacity_one(o))
@@ -542,6 +590,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ring_rejects_bad_arguments),
+        cmocka_unit_test(test_ring_calls_fail_safely_without_slots),
         cmocka_unit_test(test_ring_rounds_capacity_to_power_of_two),
         cmocka_unit_test(test_ring_full_and_empty_edges),
         cmocka_unit_test(test_ring_capacity_one),

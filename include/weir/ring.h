@@ -31,6 +31,12 @@
  * during them.  Everything else returns at once; nothing here sleeps,
  * allocates or takes a lock.
  *
+ * A ring whose init failed, and a destroyed one, hold no slots: push and
+ * pop on it return WEIR_EINVAL, the bursts 0, size and capacity 0;
+ * destroy does nothing and init may be called again.  That holds for
+ * both families alike.  A ring never passed to init (its memory merely
+ * zeroed, say) may only be destroyed or initialised.
+ *
  * In C the push/pop calls are inline functions, defined below.  C++ sees
  * them as ordinary extern "C" functions compiled into the library, since
  * C++ has no _Atomic; the struct layout is the same in both languages, so
@@ -147,16 +153,19 @@ typedef struct weir_mpmc {
 /*
  * weir_spsc_init - prepare r to hold capacity items, rounded up to the next
  * power of two.  Allocates the slots; weir_spsc_destroy frees them.
- * Returns 0; WEIR_EINVAL if r is NULL, capacity is 0 or its rounding
- * overflows size_t; WEIR_ENOMEM if the slots cannot be allocated.  On
- * failure *r is zeroed (so destroying it is harmless) and nothing is
- * allocated.
+ * Returns 0; WEIR_EINVAL if r is NULL, or capacity is 0 or above
+ * SIZE_MAX / 8 + 1 (2^61 on a 64-bit machine: the MPMC ring compares
+ * doubled positions by signed difference, which needs that headroom, and
+ * both families refuse the same sizes); WEIR_ENOMEM if the slots cannot
+ * be allocated.  On failure nothing is allocated and r (when not NULL)
+ * holds no slots: see the top of this file for what may be called on it.
  */
 int weir_spsc_init(weir_spsc *r, size_t capacity);
 
 /*
- * weir_spsc_destroy - free the slots of r.  Items still inside are
- * forgotten, not freed: they belong to the caller.  Accepts NULL and a
+ * weir_spsc_destroy - free the slots of r, leaving it with none (see the
+ * top of this file).  Items still inside are forgotten, not freed: they
+ * belong to the caller.  Accepts NULL, a ring whose init failed, and a
  * zeroed or already destroyed ring.
  */
 void weir_spsc_destroy(weir_spsc *r);
@@ -187,14 +196,14 @@ size_t weir_mpmc_size(const weir_mpmc *r);
 /*
  * weir_spsc_push - append item.  Producer only.
  * Returns 0, WEIR_EAGAIN if the ring is full (nothing changed), or
- * WEIR_EINVAL if r is NULL.
+ * WEIR_EINVAL if r is NULL or holds no slots.
  */
 WEIRI_INLINE int weir_spsc_push(weir_spsc *r, void *item);
 
 /*
  * weir_spsc_pop - remove the oldest item into *item.  Consumer only.
  * Returns 0, WEIR_EAGAIN if the ring is empty (*item untouched), or
- * WEIR_EINVAL if r or item is NULL.
+ * WEIR_EINVAL if r or item is NULL or r holds no slots.
  */
 WEIRI_INLINE int weir_spsc_pop(weir_spsc *r, void **item);
 
@@ -216,7 +225,7 @@ WEIRI_INLINE size_t weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n);
 /*
  * weir_mpmc_push - append item.  Any thread.
  * Returns 0, WEIR_EAGAIN if the slot the push must use next is not free
- * (nothing changed), or WEIR_EINVAL if r is NULL.
+ * (nothing changed), or WEIR_EINVAL if r is NULL or holds no slots.
  *
  * That slot is not free when the ring is full, and also for a moment when
  * the consumer that took the item one lap earlier has claimed it but not
@@ -234,7 +243,8 @@ WEIRI_INLINE int weir_mpmc_push(weir_mpmc *r, void *item);
  * weir_mpmc_pop - remove the oldest item into *item.  Any thread.
  * Returns 0, WEIR_EAGAIN if the next item is not there yet (the ring is
  * empty, or its producer is between claiming and filling the slot; see
- * weir_mpmc_push), or WEIR_EINVAL if r or item is NULL.
+ * weir_mpmc_push), or WEIR_EINVAL if r or item is NULL or r holds no
+ * slots.
  */
 WEIRI_INLINE int weir_mpmc_pop(weir_mpmc *r, void **item);
 
@@ -242,13 +252,15 @@ WEIRI_INLINE int weir_mpmc_pop(weir_mpmc *r, void **item);
  * weir_mpmc_push_burst - append up to n items, in order, into consecutive
  * positions claimed with one atomic operation, so no other producer's item
  * lands between them.  Returns how many (0 when the next slot is not free,
- * see weir_mpmc_push, or on NULL arguments).  Any thread.
+ * see weir_mpmc_push, or on NULL arguments or a ring with no slots).  Any
+ * thread.
  */
 WEIRI_INLINE size_t weir_mpmc_push_burst(weir_mpmc *r, void *const *items, size_t n);
 
 /*
  * weir_mpmc_pop_burst - remove up to n consecutive oldest items with one
- * claim; returns how many, 0 if none is ready or on NULL arguments.
+ * claim; returns how many, 0 if none is ready or on NULL arguments or
+ * a ring with no slots.
  */
 WEIRI_INLINE size_t weir_mpmc_pop_burst(weir_mpmc *r, void **items, size_t n);
 

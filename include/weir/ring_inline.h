@@ -109,8 +109,8 @@ weir_spsc_push(weir_spsc *r, void *item)
         return WEIR_EINVAL;
     /* Relaxed: only this thread writes tail. */
     size_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
-    if (weiri_spsc_room(r, t, 1) == 0)
-        return WEIR_EAGAIN;
+    if (weiri_spsc_room(r, t, 1) == 0) /* capacity 0: no slots, see ring.h */
+        return r->capacity != 0 ? WEIR_EAGAIN : WEIR_EINVAL;
     struct weir_spsc_line *l = r->tail_line;
     l->item[r->tail_off] = item;
     /* Release: the item (and what the caller wrote before) precede seq. */
@@ -132,8 +132,9 @@ weir_spsc_pop(weir_spsc *r, void **item)
     /* Relaxed: only this thread writes head. */
     size_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
     struct weir_spsc_line *l = r->head_line;
+    /* l may be ring.c's stand-in for a ring with no slots (capacity 0). */
     if (weiri_spsc_ready(l, h, r->head_off) == 0)
-        return WEIR_EAGAIN;
+        return r->capacity != 0 ? WEIR_EAGAIN : WEIR_EINVAL;
     *item = l->item[r->head_off];
     if (++r->head_off == WEIRI_SPSC_PER_LINE) {
         r->head_off = 0;
@@ -269,6 +270,17 @@ weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n)
  * themselves, and a seq_cst claim lets a waker skip a separate fence (the
  * same instruction on x86; see lib/wait_internal.h).
  */
+
+/*
+ * weiri_mpmc_no_slot - PRIVATE (lib/ring.c): the one slot of every MPMC
+ * ring that holds none (its init failed, or it was destroyed).  Its
+ * sequence is below that of any position such a ring has (0 for pushes,
+ * 1 for pops) as a signed difference, so the calls below take their
+ * "not ready" branch on it, never claim it, and tell it apart there by
+ * its address, at no cost to the calls that succeed.
+ */
+extern struct weir_mpmc_slot weiri_mpmc_no_slot;
+
 /*
  * weiri_mpmc_room - PRIVATE: how many more items a bounded ring (limit
  * != 0) takes if the next push claims pos.  Consults producers' shared
@@ -295,7 +307,8 @@ weiri_mpmc_room(weir_mpmc *r, size_t pos)
 
 /*
  * weiri_mpmc_claim - PRIVATE: claim the next push position of r into
- * *claimed, or return WEIR_EAGAIN / WEIR_ECLOSED as weir_mpmc_push does.
+ * *claimed, or return WEIR_EAGAIN / WEIR_ECLOSED / WEIR_EINVAL as
+ * weir_mpmc_push does.
  * The claimer must then fill it (weiri_mpmc_fill): pops stop at it until
  * then.  Split from the push for the bus, which claims before it writes
  * the message so that no locked instruction follows those writes.
@@ -329,7 +342,7 @@ weiri_mpmc_claim(weir_mpmc *r, size_t *claimed)
              * is full, or that item's consumer is between its claim and
              * its read.  The slot alone decides; see above.
              */
-            return WEIR_EAGAIN;
+            return s != &weiri_mpmc_no_slot ? WEIR_EAGAIN : WEIR_EINVAL;
         }
         pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
     }
@@ -383,7 +396,7 @@ weir_mpmc_pop(weir_mpmc *r, void **item)
         }
         if (dif < 0) {
             /* Not yet filled for this lap: empty unless a push has claimed it. */
-            return WEIR_EAGAIN;
+            return s != &weiri_mpmc_no_slot ? WEIR_EAGAIN : WEIR_EINVAL;
         }
         pos = atomic_load_explicit(&r->head, memory_order_relaxed);
     }
