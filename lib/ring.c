@@ -27,7 +27,7 @@ extern inline int weir_mpmc_pop(weir_mpmc *r, void **item);
 extern inline size_t weir_mpmc_push_burst(weir_mpmc *r, void *const *items,
                                           size_t n);
 extern inline size_t weir_mpmc_pop_burst(weir_mpmc *r, void **items, size_t n);
-extern inline size_t weiri_mpmc_room(weir_mpmc *r, size_t pos);
+extern inline size_t weiri_mpmc_room(weir_mpmc *r, size_t pos, size_t want);
 extern inline int weiri_mpmc_claim(weir_mpmc *r, size_t *claimed);
 extern inline void weiri_mpmc_fill(weir_mpmc *r, size_t pos, void *item);
 extern inline size_t weiri_spsc_room(weir_spsc *r, size_t t, size_t want);

@@ -299,6 +299,33 @@ test_queue_sleepers_wake_on_change(void **state)
     ts_watchdog_disarm();
 }
 
+/*
+ * A burst gets all the room there is, even when producers' cached view of
+ * the consumers' position is stale: one push and pop leave that view one
+ * behind, so eight more items made it understate the room (issue 17).
+ */
+static void
+test_queue_push_burst_fills_all_room(void **state)
+{
+    (void)state;
+    weir_queue *q = make_queue(11);
+    void *item, *in[41];
+    for (uintptr_t i = 0; i < 41; i++)
+        in[i] = ITEM(100 + i);
+    assert_int_equal(weir_queue_push(q, ITEM(1), WEIR_NOWAIT), 0);
+    assert_int_equal(weir_queue_pop(q, &item, WEIR_NOWAIT), 0);
+    for (uintptr_t i = 0; i < 8; i++)
+        assert_int_equal(weir_queue_push(q, ITEM(i), WEIR_NOWAIT), 0);
+    assert_int_equal(weir_queue_size(q), 8);
+    assert_int_equal(weir_queue_push_burst(q, in, 41, WEIR_NOWAIT), 3);
+    assert_int_equal(weir_queue_size(q), 11);
+    for (uintptr_t i = 0; i < 11; i++) {
+        assert_int_equal(weir_queue_pop(q, &item, WEIR_NOWAIT), 0);
+        assert_ptr_equal(item, i < 8 ? ITEM(i) : ITEM(100 + i - 8));
+    }
+    weir_queue_destroy(q);
+}
+
 /* ---- 4 producers + 4 consumers, every kind of call -------------------- */
 
 enum { NPROD = 4, NCONS = 4 };
@@ -460,6 +487,7 @@ main(void)
         cmocka_unit_test(test_queue_close_wakes_sleeping_consumers),
         cmocka_unit_test(test_queue_close_wakes_sleeping_producers),
         cmocka_unit_test(test_queue_sleepers_wake_on_change),
+        cmocka_unit_test(test_queue_push_burst_fills_all_room),
         cmocka_unit_test(test_queue_4p4c_capacity_1),
         cmocka_unit_test(test_queue_4p4c_capacity_3),
         cmocka_unit_test(test_queue_4p4c_capacity_64),

@@ -283,19 +283,22 @@ extern struct weir_mpmc_slot weiri_mpmc_no_slot;
 
 /*
  * weiri_mpmc_room - PRIVATE: how many more items a bounded ring (limit
- * != 0) takes if the next push claims pos.  Consults producers' shared
- * copy of head first and re-reads head only when that copy says full.
- * head only grows, so a stale copy can only understate the room.  A pos
- * that has gone stale meanwhile (head beyond it) reports room: the claim
- * that follows fails and re-reads tail.  Relaxed loads and stores: the
- * bound is counted, not synchronised; the slot sequences carry the items.
+ * != 0) takes if the next push claims pos; want is how many the caller
+ * would place.  Consults producers' shared copy of head first and re-reads
+ * head only when that copy shows less room than want.  head only grows,
+ * so a stale copy can only understate the room, and a burst must not take
+ * less than there is because of it (weir_queue_push_burst promises all
+ * the room: a copy one behind once placed 2 of 3).  A pos that has gone
+ * stale meanwhile (head beyond it) reports room: the claim that follows
+ * fails and re-reads tail.  Relaxed loads and stores: the bound is
+ * counted, not synchronised; the slot sequences carry the items.
  */
 inline size_t
-weiri_mpmc_room(weir_mpmc *r, size_t pos)
+weiri_mpmc_room(weir_mpmc *r, size_t pos, size_t want)
 {
     ptrdiff_t used = (ptrdiff_t)(pos -
         atomic_load_explicit(&r->head_cache, memory_order_relaxed));
-    if (used < (ptrdiff_t)r->limit)
+    if (used < (ptrdiff_t)r->limit && r->limit - (size_t)used >= want)
         return r->limit - (size_t)used;
     size_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
     atomic_store_explicit(&r->head_cache, head, memory_order_relaxed);
@@ -327,7 +330,7 @@ weiri_mpmc_claim(weir_mpmc *r, size_t *claimed)
         size_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
         ptrdiff_t dif = (ptrdiff_t)(seq - 2 * pos);
         if (dif == 0) {
-            if (r->limit != 0 && weiri_mpmc_room(r, pos) == 0)
+            if (r->limit != 0 && weiri_mpmc_room(r, pos, 1) == 0)
                 return WEIR_EAGAIN;
             if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + 1,
                     memory_order_seq_cst, memory_order_relaxed)) {
@@ -415,7 +418,7 @@ weir_mpmc_push_burst(weir_mpmc *r, void *const *items, size_t n)
     for (;;) {
         if ((pos & WEIRI_MPMC_CLOSED) && r->closable)
             return 0;
-        size_t room = r->limit != 0 ? weiri_mpmc_room(r, pos) : n;
+        size_t room = r->limit != 0 ? weiri_mpmc_room(r, pos, n) : n;
         size_t want = n < room ? n : room;
         /*
          * A slot that is free for its position stays free until someone
