@@ -13,6 +13,14 @@
  * placed by one atomic operation and no push can slip in after pops have
  * concluded the queue is drained (see ring_internal.h).
  *
+ * The ring fails a call at once when the slot it needs is busy: a thread
+ * of the other side has claimed it and not yet copied its item in or
+ * out.  The queue counts that slot as an item (as room), so it never
+ * reports empty (full) on such a failure: a WEIR_NOWAIT call then waits
+ * for that thread (settle), and a blocking one yields to it instead of
+ * sleeping (transfer_idle).  The ring's counters, read only after a
+ * failure, tell the two cases apart, so a call that succeeds pays nothing.
+ *
  * No locks are held anywhere here (the portable event count takes its
  * mutex only around the sleep itself).
  */
@@ -117,6 +125,32 @@ attempt(weir_queue *q, void *const *in, void **out, size_t n)
     return closed_for(q, in != NULL) ? WEIR_ECLOSED : 0;
 }
 
+/* Whether the counters say full (put) or empty: no slot is busy. */
+static bool
+at_bound(const weir_queue *q, bool put)
+{
+    return put ? weiri_mpmc_full(&q->ring) : weiri_mpmc_empty(&q->ring);
+}
+
+/*
+ * The n-th wait (from 0) of a call for a thread of the other side to
+ * finish with a busy slot: nanoseconds unless that thread was preempted,
+ * so a few short spins first, then weiri_pause (yields, then sleeps of
+ * 100 us, so that a thread of lower priority gets the CPU too).
+ */
+enum { SETTLE_SPINS = 4 };
+
+static void
+settle_pause(unsigned n)
+{
+    if (n < SETTLE_SPINS) {
+        for (unsigned i = 0; i < 1u << n; i++)
+            WEIRI_RELAX();
+    } else {
+        weiri_pause(n - SETTLE_SPINS);
+    }
+}
+
 /* A blocking call in progress: see transfer. */
 typedef struct transfer_ctx {
     weir_queue *q;
@@ -125,19 +159,36 @@ typedef struct transfer_ctx {
     size_t n;
     const _Atomic uint32_t *kick;
     uint32_t seen;
+    bool settle;   /* fail only at the bound: wait out a busy slot */
 } transfer_ctx;
 
 /* What transfer returns when *kick moved; never a count or a code. */
 #define KICKED LONG_MIN
 
+/*
+ * One try; with settle (a WEIR_NOWAIT call, which gets no other) a try
+ * that failed on a busy slot is repeated until it succeeds or the queue
+ * is full (empty) or closed.  The counters are read with seq_cst loads
+ * after the try, one after the other in the order each question needs
+ * (lib/ring.c), so a failure is reported only if the queue was at its
+ * bound at the instant of the second load: a call that pushed and then
+ * pops with WEIR_NOWAIT always gets an item (crossbeam's `linearizable`
+ * test).
+ * Blocking calls need no settling here: weiri_await asks transfer_idle
+ * before it sleeps, and yields to a busy slot's thread.
+ */
 static long
 transfer_try(void *arg)
 {
     transfer_ctx *c = arg;
-    long rc = attempt(c->q, c->in, c->out, c->n);
-    if (rc == 0 && c->kick != NULL && atomic_load(c->kick) != c->seen)
-        return KICKED;
-    return rc;
+    for (unsigned n = 0;; n++) {
+        long rc = attempt(c->q, c->in, c->out, c->n);
+        if (rc == 0 && c->kick != NULL && atomic_load(c->kick) != c->seen)
+            return KICKED;
+        if (rc != 0 || !c->settle || at_bound(c->q, c->in != NULL))
+            return rc;
+        settle_pause(n);
+    }
 }
 
 /* Sleep only if the counters say full (empty): see weiri_await. */
@@ -145,8 +196,7 @@ static bool
 transfer_idle(void *arg)
 {
     transfer_ctx *c = arg;
-    return c->in != NULL ? weiri_mpmc_full(&c->q->ring)
-                         : weiri_mpmc_empty(&c->q->ring);
+    return at_bound(c->q, c->in != NULL);
 }
 
 /*
@@ -159,7 +209,7 @@ static long
 transfer(weir_queue *q, void *const *in, void **out, size_t n,
          int64_t timeout_ns, const _Atomic uint32_t *kick, uint32_t seen)
 {
-    transfer_ctx c = { q, in, out, n, kick, seen };
+    transfer_ctx c = { q, in, out, n, kick, seen, timeout_ns == WEIR_NOWAIT };
     long rc = weiri_await(in != NULL ? &q->not_full : &q->not_empty,
                           timeout_ns, transfer_try, transfer_idle, &c);
     return rc == KICKED ? 0 : rc;
@@ -270,7 +320,13 @@ weiri_queue_pop_kickable(weir_queue *q, void **items, size_t n,
 int
 weiri_queue_claim(weir_queue *q, size_t *pos)
 {
-    return weiri_mpmc_claim(&q->ring, pos);
+    /* A claim is a WEIR_NOWAIT push: full only at the bound (transfer_try). */
+    for (unsigned n = 0;; n++) {
+        int rc = weiri_mpmc_claim(&q->ring, pos);
+        if (rc != WEIR_EAGAIN || at_bound(q, true))
+            return rc;
+        settle_pause(n);
+    }
 }
 
 void

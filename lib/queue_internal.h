@@ -30,9 +30,13 @@ long weiri_queue_pop_kickable(weir_queue *q, void **items, size_t n,
 
 /*
  * weiri_queue_claim / weiri_queue_fill - a push in two steps that never
- * waits: claim a place (0, WEIR_EAGAIN when full, WEIR_ECLOSED), then,
- * always and soon, fill it, which wakes a consumer as a push does.  Pops
- * stop at a claimed place until it is filled.
+ * waits for room: claim a place (0, WEIR_EAGAIN when full, WEIR_ECLOSED),
+ * then, always and soon, fill it, which wakes a consumer as a push does.
+ * As weir_queue_push with WEIR_NOWAIT, a claim reports full only when the
+ * queue is, and waits out a pop that is still copying out the item that
+ * last used the place.  Pops wait at a claimed place until it is filled
+ * (spinning, yielding, then sleeping 100 us at a time), so nothing that
+ * may block belongs between the two.
  */
 int weiri_queue_claim(weir_queue *q, size_t *pos);
 void weiri_queue_fill(weir_queue *q, size_t pos, void *item);

@@ -229,9 +229,18 @@ weiri_mpmc_empty(const weir_mpmc *r)
 bool
 weiri_mpmc_full(const weir_mpmc *r)
 {
+    /*
+     * Tail first: tail only grows, so tail at the load of head is at
+     * least t, and t - h at or above the capacity means full at that
+     * instant.  Consumers may have popped past t in between, making the
+     * difference negative: not full, which an unsigned comparison read
+     * as full (a WEIR_NOWAIT push then reported a full queue that never
+     * was).
+     */
     size_t t = atomic_load_explicit(&r->tail, memory_order_seq_cst);
     size_t h = atomic_load_explicit(&r->head, memory_order_seq_cst);
-    return (t & ~WEIRI_MPMC_CLOSED) - h >= weir_mpmc_capacity(r);
+    return (ptrdiff_t)((t & ~WEIRI_MPMC_CLOSED) - h) >=
+           (ptrdiff_t)weir_mpmc_capacity(r);
 }
 
 bool

@@ -326,6 +326,180 @@ test_queue_push_burst_fills_all_room(void **state)
     weir_queue_destroy(q);
 }
 
+/* ---- NOWAIT calls are linearizable ------------------------------------- */
+
+/*
+ * crossbeam-channel's `linearizable` test and its mirror images.  Each
+ * thread alternates a blocking call on one side with a WEIR_NOWAIT call
+ * on the other, so that whenever a thread makes its NOWAIT call it has
+ * itself pushed one more item than it popped (or popped one more than it
+ * pushed): the queue is not empty (not full) at any instant of that call,
+ * which must therefore succeed.  A pop that gives up on a place a
+ * producer has claimed but not yet filled, or a push on a slot a consumer
+ * has claimed but not yet emptied, breaks this within a few thousand
+ * rounds.  The burst modes move two items a round and take what a burst
+ * leaves with a second NOWAIT call, which must succeed as well.
+ */
+enum lin_mode { LIN_POP, LIN_PUSH, LIN_POP_BURST, LIN_PUSH_BURST };
+enum { LIN_MAX_THREADS = 8 };
+
+typedef struct lin_run {
+    weir_queue *q;
+    enum lin_mode mode;
+    unsigned rounds;            /* per thread */
+    _Atomic unsigned failures;  /* NOWAIT calls that failed, all threads */
+    _Atomic int first_rc;       /* the first such call's result */
+} lin_run;
+
+static void
+lin_fail(lin_run *l, long rc)
+{
+    int none = 1;
+    atomic_compare_exchange_strong(&l->first_rc, &none, (int)rc);
+    atomic_fetch_add(&l->failures, 1);
+}
+
+/*
+ * Blocking: move exactly n items in or out, whatever the bursts return.
+ * Returns 0, or -1 after a failure, when it closes the queue so that the
+ * other threads stop too instead of waiting for items that never come.
+ */
+static int
+lin_block(lin_run *l, int put, size_t n)
+{
+    void *items[2] = { ITEM(1), ITEM(2) };
+    for (size_t done = 0; done < n;) {
+        size_t m = n - done;
+        long k = put ? weir_queue_push_burst(l->q, items, m, WEIR_FOREVER)
+                     : weir_queue_pop_burst(l->q, items, m, WEIR_FOREVER);
+        if (k <= 0) {
+            if (k != WEIR_ECLOSED)
+                lin_fail(l, k);
+            weir_queue_close(l->q);
+            return -1;
+        }
+        done += (size_t)k;
+    }
+    return 0;
+}
+
+/*
+ * NOWAIT: move n items, each call of which must move at least one.  After
+ * a failure the rest moves by blocking calls, which keeps every thread's
+ * count of items in and out as the test needs it.
+ */
+static int
+lin_nowait(lin_run *l, int put, size_t n)
+{
+    void *items[2] = { ITEM(3), ITEM(4) };
+    for (size_t done = 0; done < n;) {
+        long k;
+        if (n - done == 1)
+            k = put ? weir_queue_push(l->q, items[0], WEIR_NOWAIT)
+                    : weir_queue_pop(l->q, items, WEIR_NOWAIT);
+        else
+            k = put ? weir_queue_push_burst(l->q, items, n - done, WEIR_NOWAIT)
+                    : weir_queue_pop_burst(l->q, items, n - done, WEIR_NOWAIT);
+        if (n - done == 1 && k == 0)
+            k = 1;
+        if (k <= 0) {
+            lin_fail(l, k);
+            return lin_block(l, put, n - done);
+        }
+        done += (size_t)k;
+    }
+    return 0;
+}
+
+static void *
+lin_worker(void *arg)
+{
+    lin_run *l = arg;
+    int burst = l->mode == LIN_POP_BURST || l->mode == LIN_PUSH_BURST;
+    int pop_nowait = l->mode == LIN_POP || l->mode == LIN_POP_BURST;
+    size_t n = burst ? 2 : 1;
+    for (unsigned i = 0; i < l->rounds; i++)
+        if (lin_block(l, pop_nowait, n) != 0 ||
+            lin_nowait(l, !pop_nowait, n) != 0)
+            break;
+    return NULL;
+}
+
+static void
+run_lin(size_t capacity, int threads, enum lin_mode mode, size_t rounds)
+{
+    lin_run l = { .q = make_queue(capacity), .mode = mode,
+                  .rounds = (unsigned)rounds };
+    atomic_init(&l.failures, 0);
+    atomic_init(&l.first_rc, 1);
+    /* The push modes start full, so that their pops find items. */
+    if (mode == LIN_PUSH || mode == LIN_PUSH_BURST)
+        for (size_t i = 0; i < capacity; i++)
+            assert_int_equal(weir_queue_push(l.q, ITEM(9), WEIR_NOWAIT), 0);
+    pthread_t th[LIN_MAX_THREADS];
+    assert_true(threads <= LIN_MAX_THREADS);
+    for (int i = 0; i < threads; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, lin_worker, &l), 0);
+    for (int i = 0; i < threads; i++)
+        pthread_join(th[i], NULL);
+    if (atomic_load(&l.failures) != 0)
+        fail_msg("capacity %zu, %d threads, mode %d: %u NOWAIT calls failed, "
+                 "the first with %d", capacity, threads, (int)mode,
+                 atomic_load(&l.failures), atomic_load(&l.first_rc));
+    assert_int_equal(weir_queue_size(l.q),
+                     mode == LIN_PUSH || mode == LIN_PUSH_BURST ? capacity : 0);
+    weir_queue_destroy(l.q);
+}
+
+/*
+ * The first run is crossbeam's test as it is: 4 threads, capacity 4,
+ * 25,000 rounds.  The others use 8 threads, which on a machine of few
+ * cores get preempted inside the windows more often, and a capacity that
+ * is not a power of two as well, whose bound lies below the slot count.
+ * How full the queue runs depends on what the threads hold, not on the
+ * capacity; the burst modes need twice the threads to never deadlock
+ * with every thread holding one item of its two.
+ */
+static void
+test_queue_nowait_pop_is_linearizable(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 100);
+    run_lin(4, 4, LIN_POP, 25000);
+    run_lin(3, 8, LIN_POP, ts_scale(25000));
+    ts_watchdog_disarm();
+}
+
+static void
+test_queue_nowait_push_is_linearizable(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 100);
+    run_lin(4, 8, LIN_PUSH, ts_scale(25000));
+    run_lin(3, 8, LIN_PUSH, ts_scale(25000));
+    ts_watchdog_disarm();
+}
+
+static void
+test_queue_nowait_pop_burst_is_linearizable(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 100);
+    run_lin(16, 8, LIN_POP_BURST, ts_scale(25000));
+    run_lin(15, 8, LIN_POP_BURST, ts_scale(25000));
+    ts_watchdog_disarm();
+}
+
+static void
+test_queue_nowait_push_burst_is_linearizable(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 100);
+    run_lin(16, 8, LIN_PUSH_BURST, ts_scale(25000));
+    run_lin(15, 8, LIN_PUSH_BURST, ts_scale(25000));
+    ts_watchdog_disarm();
+}
+
 /* ---- 4 producers + 4 consumers, every kind of call -------------------- */
 
 enum { NPROD = 4, NCONS = 4 };
@@ -488,6 +662,10 @@ main(void)
         cmocka_unit_test(test_queue_close_wakes_sleeping_producers),
         cmocka_unit_test(test_queue_sleepers_wake_on_change),
         cmocka_unit_test(test_queue_push_burst_fills_all_room),
+        cmocka_unit_test(test_queue_nowait_pop_is_linearizable),
+        cmocka_unit_test(test_queue_nowait_push_is_linearizable),
+        cmocka_unit_test(test_queue_nowait_pop_burst_is_linearizable),
+        cmocka_unit_test(test_queue_nowait_push_burst_is_linearizable),
         cmocka_unit_test(test_queue_4p4c_capacity_1),
         cmocka_unit_test(test_queue_4p4c_capacity_3),
         cmocka_unit_test(test_queue_4p4c_capacity_64),

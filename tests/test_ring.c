@@ -503,6 +503,102 @@ test_ring_mpmc_4p4c_small_capacity(void **state)
     ts_watchdog_disarm();
 }
 
+/*
+ * crossbeam's `linearizable` test, on the ring: threads that each push
+ * one item and then pop one, so that a thread about to push has taken
+ * out all it put in and each other thread has at most one more in than
+ * out, and a thread about to pop has one more in than out.  With as many
+ * threads as slots, the ring has room throughout every push and holds an
+ * item throughout every pop, counting the claims weir_mpmc_size counts.
+ * The ring is not linearizable (see weir_mpmc_push): a call may still
+ * fail on a slot a thread of the other side is mid-way through.  What
+ * ring.h promises is that a retry gets through, and that a failed pop
+ * followed by weir_mpmc_size tells such a slot from an empty ring: a size
+ * of 0 after a failed pop here is a wrong answer.  (A size cannot prove
+ * a ring full; see ring.h.)  The burst rounds move two items a thread
+ * (capacity twice the threads).  8 threads on few cores get preempted
+ * inside those windows often.
+ */
+typedef struct busy_ring {
+    weir_mpmc ring;
+    int burst;
+    unsigned rounds;            /* per thread */
+    _Atomic unsigned wrong;     /* failed pops that then saw size 0 */
+} busy_ring;
+
+/* Move n items in (put) or out, retrying only on a busy slot. */
+static void
+busy_move(busy_ring *b, int put, size_t n)
+{
+    void *items[2] = { ITEM(1), ITEM(2) };
+    unsigned fails = 0;
+    for (size_t done = 0; done < n;) {
+        size_t k;
+        if (b->burst)
+            k = put ? weir_mpmc_push_burst(&b->ring, items, n - done)
+                    : weir_mpmc_pop_burst(&b->ring, items, n - done);
+        else
+            k = (put ? weir_mpmc_push(&b->ring, items[0])
+                     : weir_mpmc_pop(&b->ring, items)) == 0;
+        if (k > 0) {
+            done += k;
+            fails = 0;
+            continue;
+        }
+        if (!put && weir_mpmc_size(&b->ring) == 0)
+            atomic_fetch_add(&b->wrong, 1);
+        ts_backoff(&fails);
+    }
+}
+
+static void *
+busy_worker(void *arg)
+{
+    busy_ring *b = arg;
+    size_t n = b->burst ? 2 : 1;
+    for (unsigned i = 0; i < b->rounds; i++) {
+        busy_move(b, 1, n);
+        busy_move(b, 0, n);
+    }
+    return NULL;
+}
+
+static void
+run_busy_ring(size_t capacity, int threads, int burst, size_t rounds)
+{
+    busy_ring *b = aligned_alloc(_Alignof(busy_ring), sizeof(*b));
+    assert_non_null(b);
+    memset(b, 0, sizeof(*b));
+    b->burst = burst;
+    b->rounds = (unsigned)rounds;
+    assert_int_equal(weir_mpmc_init(&b->ring, capacity), 0);
+    pthread_t th[8];
+    assert_true(threads <= 8);
+    for (int i = 0; i < threads; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, busy_worker, b), 0);
+    for (int i = 0; i < threads; i++)
+        pthread_join(th[i], NULL);
+    unsigned wrong = atomic_load(&b->wrong);
+    if (wrong != 0)
+        fail_msg("capacity %zu, %d threads%s: %u pops failed on empty",
+                 capacity, threads, burst ? ", bursts" : "", wrong);
+    assert_int_equal(weir_mpmc_size(&b->ring), 0);
+    weir_mpmc_destroy(&b->ring);
+    free(b);
+}
+
+static void
+test_ring_mpmc_size_tells_busy_from_empty(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 100);
+    run_busy_ring(4, 4, 0, ts_scale(100000));
+    run_busy_ring(8, 8, 0, ts_scale(100000));
+    run_busy_ring(8, 4, 1, ts_scale(100000));
+    run_busy_ring(16, 8, 1, ts_scale(100000));
+    ts_watchdog_disarm();
+}
+
 typedef struct spsc_stress {
     weir_spsc ring;
     size_t items;
@@ -602,6 +698,7 @@ main(void)
         cmocka_unit_test(test_ring_spsc_1p1c_exactly_once_in_order),
         cmocka_unit_test(test_ring_mpmc_4p4c_exactly_once_in_order),
         cmocka_unit_test(test_ring_mpmc_4p4c_small_capacity),
+        cmocka_unit_test(test_ring_mpmc_size_tells_busy_from_empty),
     };
     return cmocka_run_group_tests_name("ring", tests, ts_watchdog_group, NULL);
 }

@@ -60,17 +60,25 @@ void weir_queue_destroy(weir_queue *q);
 
 /*
  * weir_queue_push - append item (any value, NULL included), waiting up to
- * timeout_ns for room.  Returns 0; WEIR_EAGAIN if the queue was full and
- * timeout_ns is WEIR_NOWAIT; WEIR_ETIMEDOUT if it stayed full until the
- * timeout; WEIR_ECLOSED if the queue is or becomes closed before the item
- * could be placed; WEIR_EINVAL for a NULL q or a bad timeout.  On any
- * failure the item was not queued.  Any thread.
+ * timeout_ns for room.  Returns 0; WEIR_EAGAIN if timeout_ns is
+ * WEIR_NOWAIT and the queue was full at some instant during the call;
+ * WEIR_ETIMEDOUT if it stayed full until the timeout; WEIR_ECLOSED if the
+ * queue is or becomes closed before the item could be placed; WEIR_EINVAL
+ * for a NULL q or a bad timeout.  On any failure the item was not queued.
+ * Any thread.
+ *
+ * "Full" counts places: a pop that has taken its place but not yet copied
+ * its item out has made room, and a push that finds that place next waits
+ * for the copy (nanoseconds, unless that thread is preempted) rather than
+ * report a full queue; likewise a pop waits for a push in progress.  So
+ * a thread that pushed and then pops with WEIR_NOWAIT always gets an item.
  */
 int weir_queue_push(weir_queue *q, void *item, int64_t timeout_ns);
 
 /*
  * weir_queue_pop - remove the oldest item into *item, waiting up to
- * timeout_ns for one.  Returns 0; WEIR_EAGAIN (WEIR_NOWAIT and empty);
+ * timeout_ns for one.  Returns 0; WEIR_EAGAIN (WEIR_NOWAIT, and the queue
+ * was empty at some instant during the call; see weir_queue_push);
  * WEIR_ETIMEDOUT; WEIR_ECLOSED once the queue is closed and empty;
  * WEIR_EINVAL for NULL q or item, or a bad timeout.  *item is written only
  * on success.  Any thread.
@@ -81,8 +89,12 @@ int weir_queue_pop(weir_queue *q, void **item, int64_t timeout_ns);
  * weir_queue_push_burst - append items[0..n-1] in order, as many as there
  * is room for, waiting up to timeout_ns for room for at least one.
  * Returns how many were queued (1..n), or a negative code as for
- * weir_queue_push (then none were); n == 0 returns 0 at once.  The items
- * queued are consecutive: none of another producer's land between them.
+ * weir_queue_push (then none were, and WEIR_EAGAIN means full at some
+ * instant during the call); n == 0 returns 0 at once.  The items queued
+ * are consecutive: none of another producer's land between them.  Room
+ * that a pop in progress is still emptying is not waited for unless it is
+ * all there is: a burst stops before such a place, so it may take fewer
+ * than the room only while another thread is in the middle of a pop.
  */
 long weir_queue_push_burst(weir_queue *q, void *const *items, size_t n,
                            int64_t timeout_ns);
@@ -90,8 +102,10 @@ long weir_queue_push_burst(weir_queue *q, void *const *items, size_t n,
 /*
  * weir_queue_pop_burst - wait up to timeout_ns for at least one item, then
  * take up to n of the oldest that are there without waiting more.  Returns
- * how many (1..n), or a negative code as for weir_queue_pop; n == 0
- * returns 0 at once.
+ * how many (1..n), or a negative code as for weir_queue_pop (WEIR_EAGAIN:
+ * empty at some instant during the call); n == 0 returns 0 at once.  It
+ * stops before an item whose push is still in progress, and waits for
+ * that push (as weir_queue_pop does) only when that item is the oldest.
  */
 long weir_queue_pop_burst(weir_queue *q, void **items, size_t n,
                           int64_t timeout_ns);

@@ -231,11 +231,23 @@ WEIRI_INLINE size_t weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n);
  * the consumer that took the item one lap earlier has claimed it but not
  * yet finished copying it out.  If that consumer is preempted in between,
  * pushes report EAGAIN until it runs again (pops of other slots continue).
- * Likewise a producer preempted
- * between claiming a slot and filling it makes pops report EAGAIN until it
- * runs again, even if later pushes have completed, because the ring hands
- * items out strictly in claim order.  No thread is ever blocked by a lock;
- * a preempted thread delays only the other side's use of its one slot.
+ * Likewise a producer preempted between claiming a slot and filling it
+ * makes pops report EAGAIN until it runs again, even if later pushes have
+ * completed, because the ring hands items out strictly in claim order.
+ * No thread is ever blocked by a lock; a preempted thread delays only the
+ * other side's use of its one slot.
+ *
+ * So the MPMC calls are not linearizable: WEIR_EAGAIN (a burst's 0) does
+ * not prove that the ring was ever full (empty) during the call.  Ask
+ * weir_mpmc_size after the failure, which reads head before tail: after
+ * a failed pop, 0 proves the ring was empty; after a failed push, a size
+ * below the capacity proves it was not full.  Otherwise a thread of the
+ * other side may be mid-way through that slot, and a retry is worth it.
+ * weir_queue checks its counters in the right order for each side and
+ * reports full or empty only when it was.  The ring leaves that to its
+ * caller because it means reading the other side's counter on every
+ * failed call, the line that side writes on every call: it cost 1P1C
+ * throughput some 40% when measured (bench/NOTES.md).
  */
 WEIRI_INLINE int weir_mpmc_push(weir_mpmc *r, void *item);
 
@@ -252,15 +264,15 @@ WEIRI_INLINE int weir_mpmc_pop(weir_mpmc *r, void **item);
  * weir_mpmc_push_burst - append up to n items, in order, into consecutive
  * positions claimed with one atomic operation, so no other producer's item
  * lands between them.  Returns how many (0 when the next slot is not free,
- * see weir_mpmc_push, or on NULL arguments or a ring with no slots).  Any
- * thread.
+ * see weir_mpmc_push, or on NULL arguments or a ring with no slots); it
+ * stops before the first slot that is not free.  Any thread.
  */
 WEIRI_INLINE size_t weir_mpmc_push_burst(weir_mpmc *r, void *const *items, size_t n);
 
 /*
  * weir_mpmc_pop_burst - remove up to n consecutive oldest items with one
- * claim; returns how many, 0 if none is ready or on NULL arguments or
- * a ring with no slots.
+ * claim; returns how many, 0 if none is ready (see weir_mpmc_pop) or on
+ * NULL arguments or a ring with no slots.
  */
 WEIRI_INLINE size_t weir_mpmc_pop_burst(weir_mpmc *r, void **items, size_t n);
 
