@@ -2,7 +2,8 @@
 /*
  * bus_internal.h - PRIVATE to lib/: the structures shared by bus.c
  * (the bus and publishing), topic.c (the topic registry and the
- * subscription snapshots) and sub.c (subscriptions and their workers).
+ * subscription snapshots), sub.c (subscriptions and their workers) and
+ * place.c (a subscription's queue as the bus uses it).
  *
  * Lock order: bus->mu, then bus->grace_mu; nothing else is ever held
  * together with them, no weir lock is held while a handler runs, and a
@@ -260,10 +261,47 @@ weiri_topic_leave(weir_topic *t, unsigned ticket)
                                   memory_order_release);
 }
 
-/* sub.c */
+/* sub.c: subscriptions and their workers */
 int weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn,
                      void *ctx, const weir_sub_opts *opts, weir_sub **out);
 int weiri_sub_start(weir_sub *s);
+/*
+ * weiri_sub_quiet - whether s has nothing queued, in flight or pinned,
+ * adding to *moves a sum of counters that only grow, so that two equal
+ * sums over the same subscriptions mean none of them moved in between.
+ */
+bool weiri_sub_quiet(const weir_sub *s, uint64_t *moves);
+/*
+ * weiri_sub_drain - shut s, let its workers drain it until the deadline,
+ * then stop and join them and release what is left (counted queued).
+ * Returns 0, or WEIR_ETIMEDOUT if messages were left.
+ */
+int weiri_sub_drain(weir_sub *s, int64_t deadline);
+void weiri_sub_free(weir_sub *s);
+bool weiri_sub_await_permit(weir_sub *s);
+/*
+ * weiri_sub_took - a worker of s took batch[0..n-1] off its queue,
+ * asking for want: count started those of no batch, and note the depth
+ * they show.
+ */
+void weiri_sub_took(weir_sub *s, void *const *batch, size_t n, size_t want);
+/*
+ * weiri_sub_admit - whether a message a worker took is to be handled:
+ * one of a batch waits for its commit's decision and is counted started
+ * if it committed, released if not (the abort counted it voided).
+ */
+bool weiri_sub_admit(weir_sub *s, weiri_body *b);
+
+/* place.c: a subscription's queue, as the bus and its workers use it */
+/* The subscription whose worker this thread is, if any (set by sub.c). */
+extern _Thread_local const weir_sub *weiri_current_sub;
+bool weiri_in_handler_of(const weir_bus *bus, const weir_sub *sub);
+/*
+ * weiri_bus_refuses - whether a publish by the calling thread is refused
+ * for the bus's close: from outside once it is closed, from its own
+ * workers once it is sealed.
+ */
+bool weiri_bus_refuses(weir_bus *bus);
 /*
  * weiri_sub_offer - place b (one reference for s) by s's policy without
  * waiting.  Returns 0 (placed, or dropped by a DROP policy), WEIR_EAGAIN
@@ -298,23 +336,16 @@ void weiri_sub_wait_end(const weir_bus *bus, weir_sub *s);
 void weiri_sub_pin(weir_sub *s);
 void weiri_sub_unpin(weir_sub *s);
 /*
- * weiri_sub_quiet - whether s has nothing queued, in flight or pinned,
- * adding to *moves a sum of counters that only grow, so that two equal
- * sums over the same subscriptions mean none of them moved in between.
- */
-bool weiri_sub_quiet(const weir_sub *s, uint64_t *moves);
-/*
- * weiri_sub_drain - shut s, let its workers drain it until the deadline,
- * then stop and join them and release what is left (counted queued).
- * Returns 0, or WEIR_ETIMEDOUT if messages were left.
- */
-int weiri_sub_drain(weir_sub *s, int64_t deadline);
-/*
- * What the bus asks of a subscription's queue or inbox, whichever it has.
+ * The rest, on whichever kind of queue s has:
  * weiri_sub_claim / weiri_sub_fill: as weiri_queue_claim / fill.
  * weiri_sub_place: push without waiting (0, WEIR_EAGAIN, WEIR_ECLOSED).
  * weiri_sub_has_room: closed, or room for need more now.
  * weiri_sub_shut: refuse every later message.
+ * weiri_sub_take: take up to n, as weir_queue_pop_burst.
+ * weiri_sub_waiting: placed and not yet taken, now.
+ * weiri_sub_pushed: ever placed (only grows).
+ * weiri_sub_drop_queued: let go of one taken off the queue without a
+ * worker: counted dropped (left false) or, left by a close, queued.
  */
 int weiri_sub_claim(weir_sub *s, size_t *pos);
 void weiri_sub_fill(weir_sub *s, size_t pos, weiri_body *b);
@@ -322,27 +353,10 @@ int weiri_sub_place(weir_sub *s, weiri_body *b);
 size_t weiri_sub_capacity(const weir_sub *s);
 bool weiri_sub_has_room(const weir_sub *s, size_t need);
 void weiri_sub_shut(weir_sub *s);
-void weiri_sub_free(weir_sub *s);
-bool weiri_in_handler_of(const weir_bus *bus, const weir_sub *sub);
-/*
- * weiri_bus_refuses - whether a publish by the calling thread is refused
- * for the bus's close: from outside once it is closed, from its own
- * workers once it is sealed.
- */
-bool weiri_bus_refuses(weir_bus *bus);
-bool weiri_sub_await_permit(weir_sub *s);
-/*
- * weiri_sub_took - a worker of s took batch[0..n-1] off its queue,
- * asking for want: count started those of no batch, and note the depth
- * they show.
- */
-void weiri_sub_took(weir_sub *s, void *const *batch, size_t n, size_t want);
-/*
- * weiri_sub_admit - whether a message a worker took is to be handled:
- * one of a batch waits for its commit's decision and is counted started
- * if it committed, released if not (the abort counted it voided).
- */
-bool weiri_sub_admit(weir_sub *s, weiri_body *b);
+long weiri_sub_take(weir_sub *s, void **batch, size_t n, int64_t timeout_ns);
+size_t weiri_sub_waiting(const weir_sub *s);
+uint64_t weiri_sub_pushed(const weir_sub *s);
+void weiri_sub_drop_queued(weir_sub *s, weiri_body *b, bool left);
 
 /* deliver.c: the careful workers (see weir_sub.careful) */
 int weiri_deliver_setup(weir_sub *s, const weir_sub_opts *o);

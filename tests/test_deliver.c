@@ -1531,7 +1531,7 @@ test_due_retry_goes_before_a_parked_chain(void **state)
         ts_sleep_ms(1);
     weir_pub_opts k = { .key = "K" }, j = { .key = "J" };
     for (int i = 0; i <= 20; i++) {
-        char p[8];
+        char p[16];
         snprintf(p, sizeof(p), "K%d", i);
         assert_int_equal(weir_bus_publish(bus, "t", p, strlen(p) + 1, &k), 0);
     }
