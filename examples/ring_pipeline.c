@@ -99,9 +99,14 @@ sink_main(void *arg)
     sink *me = arg;
     void *item;
     for (;;) {
-        if (weir_mpmc_pop(&priced, &item) == WEIR_EAGAIN) {
+        int rc = weir_mpmc_pop(&priced, &item);
+        if (rc == WEIR_EAGAIN) {
             wait_a_little();
             continue;
+        }
+        if (rc != 0) {
+            fprintf(stderr, "pop: %s\n", weir_strerror(rc));
+            exit(1);
         }
         uint64_t v = AS_NUM(item);
         if (v == 0)
