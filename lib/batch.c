@@ -119,6 +119,9 @@ typedef struct item_in {
     const weiri_subset *set;       /* its topic's subscriptions */
     size_t share;                  /* staged messages of its topic: each of
                                       those subscriptions' share */
+    weiri_body *body;              /* this try's copy, one reference per
+                                      subscription; NULL if none */
+    size_t tried, placed;          /* places tried and taken this try */
 } item_in;
 
 /* A distinct topic a try entered. */
@@ -146,7 +149,7 @@ typedef struct outcome {
  * uncounted, see sub.c).
  */
 static outcome
-try_commit(weir_batch *batch, const item_in *in, weir_sub **placed)
+try_commit(weir_batch *batch, item_in *in, weir_sub **placed)
 {
     weir_bus *bus = batch->bus;
     outcome o = { 0 };
@@ -161,6 +164,11 @@ try_commit(weir_batch *batch, const item_in *in, weir_sub **placed)
     atomic_init(&g->state, WEIRI_GATE_PENDING);
     atomic_init(&g->refs, 1); /* ours, until decided */
     int64_t now = weiri_stamp_ns(); /* one publish time for the whole batch */
+    for (size_t i = 0; i < batch->n; i++) {
+        in[i].body = NULL;
+        in[i].tried = in[i].placed = 0;
+    }
+    /* Every message's copy first, then the places. */
     for (size_t i = 0; i < batch->n && o.rc == 0; i++) {
         const weiri_body *tpl = batch->items[i].body;
         const weiri_subset *set = in[i].set;
@@ -180,18 +188,29 @@ try_commit(weir_batch *batch, const item_in *in, weir_sub **placed)
         ids++;
         atomic_fetch_add(&g->refs, 1);
         b->gate = g;
-        for (size_t j = 0; j < set->n; j++) {
-            weir_sub *s = set->subs[j];
-            int rc = place(s, b);
-            if (rc == 0) {
-                placed[np++] = s;
-                continue;
-            }
-            if (rc == WEIR_ECLOSED && !atomic_load(&bus->sealed))
-                continue; /* s is being closed: as for a publish, skip it */
-            if (rc != 0) {
-                if (set->n - j - 1 > 0)
-                    weiri_body_release(b, (uint32_t)(set->n - j - 1));
+        in[i].body = b;
+    }
+    /*
+     * The caller's own subscription last (a handler committing to its own
+     * topic): a try that fails elsewhere then leaves nothing in a queue
+     * that only the caller's worker could empty.
+     */
+    for (int own = 0; own < 2 && o.rc == 0; own++) {
+        for (size_t i = 0; i < batch->n && o.rc == 0; i++) {
+            const weiri_subset *set = in[i].set;
+            for (size_t j = 0; in[i].body != NULL && j < set->n; j++) {
+                weir_sub *s = set->subs[j];
+                if (weiri_in_handler_of(bus, s) != (own == 1))
+                    continue;
+                in[i].tried++;
+                int rc = place(s, in[i].body);
+                if (rc == 0) {
+                    in[i].placed++;
+                    placed[np++] = s;
+                    continue;
+                }
+                if (rc == WEIR_ECLOSED && !atomic_load(&bus->sealed))
+                    continue; /* s is being closed: as for a publish, skip it */
                 o.rc = rc == WEIR_EAGAIN && s->overflow != WEIR_OVERFLOW_REJECT
                            ? WEIR_ETIMEDOUT : rc;
                 o.full = s;
@@ -201,12 +220,29 @@ try_commit(weir_batch *batch, const item_in *in, weir_sub **placed)
             }
         }
     }
+    /*
+     * References no place was tried for go back.  A message every one of
+     * whose subscriptions was closing reached nobody: as a publish's, its
+     * id is taken back, and it counts as unrouted.
+     */
+    for (size_t i = 0; i < batch->n; i++) {
+        if (in[i].body == NULL)
+            continue;
+        if (in[i].set->n > in[i].tried)
+            weiri_body_release(in[i].body,
+                               (uint32_t)(in[i].set->n - in[i].tried));
+        if (o.rc == 0 && in[i].placed == 0) {
+            atomic_fetch_add_explicit(&bus->unused_ids, 1,
+                                      memory_order_release);
+            o.unrouted++;
+        }
+    }
     /* A close that overtook us shut queues we counted as skipped. */
     if (o.rc == 0 && atomic_load(&bus->sealed))
         o.rc = WEIR_ECLOSED;
     if (o.rc != 0) {
-        atomic_fetch_add_explicit(&bus->unused_ids, ids,
-                                  memory_order_release); /* see the bus's stats */
+        /* Release: see weir_bus_get_stats. */
+        atomic_fetch_add_explicit(&bus->unused_ids, ids, memory_order_release);
         for (size_t i = 0; i < np; i++)
             atomic_fetch_add_explicit(&placed[i]->voided, 1, memory_order_release);
     }
@@ -334,7 +370,7 @@ weir_batch_commit(weir_batch *batch, int64_t timeout_ns)
         if (rc != WEIR_ETIMEDOUT)
             break;
         /* A handler waiting for room in its own queue: as a publish does. */
-        if (!weiri_sub_wait_begin(bus, o.full)) {
+        if (!weiri_sub_wait_begin(bus, o.full, deadline == WEIRI_NO_DEADLINE)) {
             rc = WEIR_EDEADLK;
             break;
         }

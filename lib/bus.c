@@ -4,7 +4,7 @@
  *
  * A publish looks its topic up without a lock (topic.c), enters the
  * topic's read section, copies the payload once into a body with one
- * reference per subscription, places it with each (sub.c) and leaves;
+ * reference per subscription, places it with each (place.c) and leaves;
  * see fanout for the order of those steps.  A topic's lone subscription
  * may take a small message written whole into its inbox instead.  The
  * bus-wide state a publish writes is the id counter and the read slot
@@ -342,8 +342,8 @@ fanout(weir_topic *topic, const weiri_subset *set, unsigned ticket,
      * Full BLOCK queues are waited for after the section: a publisher
      * asleep in one must not hold up a subscribe or close of the topic,
      * which wait for its sections, when the thread that would make room
-     * is the one subscribing or closing.  Each such subscription is
-     * pinned meanwhile, so that its close does not free it under us.
+     * is the one subscribing or closing.  Each is noted, and found
+     * again and pinned only for its own wait (wait_for_room).
      */
     noted wait_here[WAIT_INLINE], *waits = wait_here;
     size_t nwait = 0, offered = set->n;
@@ -352,7 +352,8 @@ fanout(weir_topic *topic, const weiri_subset *set, unsigned ticket,
             continue;
         weir_sub *s = set->subs[i];
         int rc = weiri_sub_offer(s, b);
-        if (rc == WEIRI_MUST_WAIT && !room_to_wait(&waits, wait_here, nwait, set->n)) {
+        if (rc == WEIRI_MUST_WAIT &&
+            !room_to_wait(&waits, wait_here, nwait, set->n)) {
             weiri_body_release(b, 1); /* s's reference */
             atomic_fetch_add_explicit(&s->rejected, 1, memory_order_relaxed);
             rc = WEIR_ENOMEM;
@@ -382,7 +383,8 @@ fanout(weir_topic *topic, const weiri_subset *set, unsigned ticket,
      */
     if (out->gone == offered) {
         if (!relay)
-            atomic_fetch_add_explicit(&bus->unused_ids, 1, memory_order_release);
+            atomic_fetch_add_explicit(&bus->unused_ids, 1,
+                                      memory_order_release);
         return WEIR_ECLOSED;
     }
     return result == WEIR_ECLOSED ? 0 : result;
@@ -467,8 +469,8 @@ weiri_bus_deliver_delayed(void *bus, void *topic, void *body, int64_t timeout_ns
      */
     if (fanout(topic, set, ticket, body, NULL, deadline, &b->delays_over,
                false, &r) == WEIR_ECLOSED)
-        atomic_fetch_add_explicit(atomic_load(&b->delays_over) ? &b->delayed_left
-                                                               : &b->unrouted,
+        atomic_fetch_add_explicit(atomic_load(&b->delays_over)
+                                      ? &b->delayed_left : &b->unrouted,
                                   1, memory_order_relaxed);
 }
 
@@ -534,8 +536,9 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
     }
     int rc = fanout(topic, set, ticket, NULL, &src, deadline, NULL, false, &r);
     /* Shut by the bus's seal, not by a subscription's own close: counted. */
-    return rc == WEIR_ECLOSED && atomic_load(&bus->sealed) ? forward_refused(bus)
-                                                           : rc;
+    if (rc == WEIR_ECLOSED && atomic_load(&bus->sealed))
+        return forward_refused(bus);
+    return rc;
 }
 
 int
@@ -551,6 +554,8 @@ weir_bus_publish(weir_bus *bus, const char *topic, const void *data,
     /* A delayed message goes to whoever subscribes by the time it is due. */
     if (opts != NULL && opts->delay_ns > 0) {
         int rc = weir_bus_topic(bus, topic, &t);
+        if (rc == WEIR_ECLOSED)
+            return forward_refused(bus);
         return rc != 0 ? rc : weir_topic_publish(t, data, len, opts);
     }
     /* No topic means no subscription: validate as a publish would, count. */
@@ -630,6 +635,9 @@ close_bus(weir_bus *bus, int64_t drain_timeout_ns, bool wait_delayed)
     /* From here no subscription is added or removed: the list is ours. */
     atomic_store(&bus->closed, true);
     pthread_mutex_unlock(&bus->mu);
+    /* What this close leaves, if anything, shows in these and the queues. */
+    uint64_t left = atomic_load(&bus->delayed_left);
+    uint64_t refused = atomic_load(&bus->forwards_refused);
     int rc = 0;
     if (!wait_delayed) {
         give_up_delayed(bus);
@@ -641,7 +649,8 @@ close_bus(weir_bus *bus, int64_t drain_timeout_ns, bool wait_delayed)
      * looks; one still to wait for room counts in bus->waiters.
      */
     for (size_t b = 0; b < WEIRI_TOPIC_BUCKETS; b++)
-        for (weir_topic *t = atomic_load(&bus->buckets[b]); t != NULL; t = t->next)
+        for (weir_topic *t = atomic_load(&bus->buckets[b]); t != NULL;
+             t = t->next)
             weiri_topic_quiesce(t);
     /*
      * Drain the bus as a whole: delayed messages that come due in time
@@ -650,15 +659,27 @@ close_bus(weir_bus *bus, int64_t drain_timeout_ns, bool wait_delayed)
      * refuse the forwards too, and shut and drain every subscription,
      * which is quick if the bus went quiet.
      */
-    if (!weiri_poll_until(quiet, bus, deadline))
-        rc = WEIR_ETIMEDOUT;
+    (void)weiri_poll_until(quiet, bus, deadline);
     give_up_delayed(bus);
     atomic_store(&bus->sealed, true);
     for (weir_sub *s = bus->all; s != NULL; s = s->next)
         weiri_sub_shut(s);
+    /*
+     * A publish still to wait for room meets a shut queue at once: once
+     * none is left, nothing from outside is inside the bus.
+     */
+    for (unsigned pauses = 0; atomic_load(&bus->waiters) != 0;)
+        weiri_pause(pauses++);
     for (weir_sub *s = bus->all; s != NULL; s = s->next)
         if (weiri_sub_drain(s, deadline) != 0)
             rc = WEIR_ETIMEDOUT;
+    /*
+     * Out of time only if something was left: a weir_sub_close still
+     * under way, or a publish refused at the seal, left nothing of ours.
+     */
+    if (atomic_load(&bus->delayed_left) != left ||
+        atomic_load(&bus->forwards_refused) != refused)
+        rc = WEIR_ETIMEDOUT;
     return rc;
 }
 
@@ -712,7 +733,8 @@ weir_bus_get_stats(const weir_bus *bus, weir_bus_stats *out)
      * take-back, which follows its id's): so every id taken back is
      * counted in next_id as read after, and the difference never wraps.
      */
-    uint64_t unused = atomic_load_explicit(&b->unused_ids, memory_order_acquire);
+    uint64_t unused = atomic_load_explicit(&b->unused_ids,
+                                           memory_order_acquire);
     out->published = atomic_load_explicit(&b->next_id, memory_order_relaxed) +
                      unrouted - unused;
     out->unrouted = unrouted;

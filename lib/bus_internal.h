@@ -84,7 +84,8 @@ struct weir_bus {
     pthread_mutex_t grace_mu;      /* serialises weiri_topic_quiesce, which moves epoch */
     _Atomic(weir_topic *) buckets[WEIRI_TOPIC_BUCKETS]; /* chains only grow; read lock-free */
     weir_sub *all;                 /* every subscription not closed on its own; under mu */
-    uint64_t subs_made;            /* serials handed out (weir_sub.serial); under mu */
+    uint64_t subs_made;            /* serials handed out (weir_sub.serial);
+                                      under mu */
     _Atomic unsigned closing_subs; /* weir_sub_close calls past taking their
                                       subscription out of all, not yet done */
     _Atomic unsigned waiters;      /* publishes between their read section
@@ -107,8 +108,10 @@ struct weir_bus {
     _Atomic bool sealed;
     _Atomic bool delays_over;      /* close has given up what was not due */
     _Atomic uint64_t delayed_left; /* delayed publishes given up at close */
-    _Atomic uint64_t forwards_refused; /* workers' publishes refused by a sealed bus */
-    _Atomic uint64_t dead_letters_unrouted; /* to a topic with no subscription */
+    _Atomic uint64_t forwards_refused; /* workers' publishes refused by a
+                                          sealed bus */
+    _Atomic uint64_t dead_letters_unrouted; /* to a topic with no
+                                               subscription */
     WEIR_ALIGNAS(WEIR_CACHELINE)
     _Atomic uint64_t next_id;      /* message ids handed out; written by every routed publish */
     _Atomic uint64_t unrouted;     /* publishes to a topic with no subscription */
@@ -148,7 +151,8 @@ struct weir_sub {
      * for none to be left (weiri_sub_drain).
      */
     _Atomic unsigned pins;
-    _Atomic unsigned self_waits;   /* own workers waiting for room in s (EDEADLK) */
+    _Atomic unsigned self_waits;   /* own workers waiting for room in s
+                                      (weiri_sub_wait_begin) */
     weiri_event wake;              /* workers waiting for a permit, and the closer
                                       waiting for live == 0, sleep here */
     /* Written by publishers (routed is counted by the queue itself). */
@@ -308,7 +312,7 @@ bool weiri_bus_refuses(weir_bus *bus);
  * (REJECT, full; counted rejected), WEIR_ECLOSED (s is shut; not
  * counted), the reference then released; or WEIRI_MUST_WAIT: s is a full
  * BLOCK queue and the reference is still the caller's, to pass to
- * weiri_sub_wait outside the read section, s pinned meanwhile.
+ * weiri_sub_wait outside the read section, s pinned for that wait.
  */
 #define WEIRI_MUST_WAIT 1
 int weiri_sub_offer(weir_sub *s, weiri_body *b);
@@ -324,13 +328,14 @@ int weiri_sub_offer(weir_sub *s, weiri_body *b);
 int weiri_sub_wait(weir_sub *s, weiri_body *b, int64_t deadline,
                    const _Atomic bool *stop);
 /*
- * weiri_sub_wait_begin - before the calling thread waits for room in s:
- * false when it is a worker of s and every other worker of s waits so
- * too, for then nobody is left to make room (WEIR_EDEADLK).  On true,
- * call weiri_sub_wait_end after the wait.  s is touched only if the
- * caller is its worker.
+ * weiri_sub_wait_begin - before the calling thread waits for room in s,
+ * without limit if unbounded: false when that wait is unbounded, the
+ * caller is a worker of s and every other worker of s waits so too, for
+ * then nobody is left to make room (WEIR_EDEADLK).  On true, call
+ * weiri_sub_wait_end after the wait.  s is touched only if the caller
+ * is its worker.
  */
-bool weiri_sub_wait_begin(const weir_bus *bus, weir_sub *s);
+bool weiri_sub_wait_begin(const weir_bus *bus, weir_sub *s, bool unbounded);
 void weiri_sub_wait_end(const weir_bus *bus, weir_sub *s);
 /* Pin s while waiting outside a read section (see weir_sub.pins). */
 void weiri_sub_pin(weir_sub *s);

@@ -9,14 +9,11 @@
  *
  * sub.c runs the workers and calls in here; nothing here calls sub.c.
  */
-#include <stdlib.h>
-
 #include "bus_internal.h"
 #include "clock_internal.h"
 #include "queue_internal.h"
 
 _Thread_local const weir_sub *weiri_current_sub;
-
 
 bool
 weiri_in_handler_of(const weir_bus *bus, const weir_sub *sub)
@@ -33,7 +30,6 @@ weiri_bus_refuses(weir_bus *bus)
         return false;
     return !weiri_in_handler_of(bus, NULL) || atomic_load(&bus->sealed);
 }
-
 
 int
 weiri_sub_claim(weir_sub *s, size_t *pos)
@@ -68,7 +64,8 @@ weiri_sub_place(weir_sub *s, weiri_body *b)
 size_t
 weiri_sub_waiting(const weir_sub *s)
 {
-    return s->inbox != NULL ? weiri_inbox_size(s->inbox) : weir_queue_size(s->queue);
+    return s->inbox != NULL ? weiri_inbox_size(s->inbox)
+                            : weir_queue_size(s->queue);
 }
 
 size_t
@@ -98,10 +95,10 @@ weiri_sub_shut(weir_sub *s)
 long
 weiri_sub_take(weir_sub *s, void **batch, size_t n, int64_t timeout_ns)
 {
-    return s->inbox != NULL ? weiri_inbox_take(s->inbox, batch, n, timeout_ns)
-                            : weir_queue_pop_burst(s->queue, batch, n, timeout_ns);
+    return s->inbox != NULL
+               ? weiri_inbox_take(s->inbox, batch, n, timeout_ns)
+               : weir_queue_pop_burst(s->queue, batch, n, timeout_ns);
 }
-
 
 /*
  * A message taken off the queue without a worker (dropped by DROP_OLDEST,
@@ -122,12 +119,13 @@ weiri_sub_drop_queued(weir_sub *s, weiri_body *b, bool left)
 }
 
 bool
-weiri_sub_wait_begin(const weir_bus *bus, weir_sub *s)
+weiri_sub_wait_begin(const weir_bus *bus, weir_sub *s, bool unbounded)
 {
     /* Not a worker of s: s is not touched (it may be gone). */
     if (!weiri_in_handler_of(bus, s))
         return true;
-    if (atomic_fetch_add(&s->self_waits, 1) + 1 < s->nworkers)
+    /* A bounded wait ends by itself, but still makes no room meanwhile. */
+    if (atomic_fetch_add(&s->self_waits, 1) + 1 < s->nworkers || !unbounded)
         return true;
     atomic_fetch_sub(&s->self_waits, 1);
     return false;
@@ -150,7 +148,8 @@ weiri_sub_wait_end(const weir_bus *bus, weir_sub *s)
  * refuse it.  Room there is still taken once *stop is true.
  */
 static int
-push_blocking(weir_sub *s, weiri_body *b, int64_t deadline, const _Atomic bool *stop)
+push_blocking(weir_sub *s, weiri_body *b, int64_t deadline,
+              const _Atomic bool *stop)
 {
     for (;;) {
         bool stopping = stop != NULL && atomic_load(stop);
@@ -179,7 +178,11 @@ push_blocking(weir_sub *s, weiri_body *b, int64_t deadline, const _Atomic bool *
 static int
 refused(weir_sub *s, weiri_body *b, int rc)
 {
-    if (rc != WEIR_ECLOSED)
+    /*
+     * A subscription closing on its own has left the topic; a queue the
+     * bus's seal shut turned a publish away, as a full REJECT one does.
+     */
+    if (rc != WEIR_ECLOSED || atomic_load(&s->bus->sealed))
         atomic_fetch_add_explicit(&s->rejected, 1, memory_order_relaxed);
     weiri_body_release(b, 1);
     return rc;
@@ -196,7 +199,8 @@ weiri_sub_offer(weir_sub *s, weiri_body *b)
             return WEIRI_MUST_WAIT;
         break;
     case WEIR_OVERFLOW_DROP_OLDEST:
-        while ((rc = weir_queue_push(s->queue, b, WEIR_NOWAIT)) == WEIR_EAGAIN) {
+        while ((rc = weir_queue_push(s->queue, b, WEIR_NOWAIT)) ==
+               WEIR_EAGAIN) {
             void *victim;
             if (weir_queue_pop(s->queue, &victim, WEIR_NOWAIT) == 0)
                 weiri_sub_drop_queued(s, victim, false);
@@ -220,7 +224,8 @@ int
 weiri_sub_wait(weir_sub *s, weiri_body *b, int64_t deadline,
                const _Atomic bool *stop)
 {
-    if (!weiri_sub_wait_begin(s->bus, s))
+    if (!weiri_sub_wait_begin(s->bus, s,
+                              deadline == WEIRI_NO_DEADLINE && stop == NULL))
         return refused(s, b, WEIR_EDEADLK);
     int rc = push_blocking(s, b, deadline, stop);
     weiri_sub_wait_end(s->bus, s);
@@ -232,8 +237,9 @@ weiri_sub_pin(weir_sub *s)
 {
     /*
      * Relaxed: taken inside a read section, whose leave (a release)
-     * publishes it to a closer, which reads pins only after
-     * weiri_topic_quiesce has seen that leave.
+     * publishes it to weir_sub_close, which reads pins only after its
+     * weiri_topic_quiesce has seen that leave.  close_bus waits for
+     * bus->waiters instead, which its holder drops after its unpins.
      */
     atomic_fetch_add_explicit(&s->pins, 1, memory_order_relaxed);
 }

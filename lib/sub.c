@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * sub.c - subscriptions: their queue (a weir_queue, or an inbox: see
- * weir_sub.inbox), worker threads, pacing, accounting and shutdown.
+ * sub.c - subscriptions: their life, worker threads, pacing, accounting
+ * and shutdown.  Their queue, as the bus uses it, is place.c's.
  *
  * Accounting.  Each counter moves at one point, and only up but for the
  * take-backs said below:
@@ -383,7 +383,6 @@ weiri_sub_drain(weir_sub *s, int64_t deadline)
     return st.queued + st.in_flight > 0 ? WEIR_ETIMEDOUT : 0;
 }
 
-
 void
 weiri_sub_free(weir_sub *s)
 {
@@ -472,7 +471,8 @@ counts(const weir_sub *sub, weir_sub_stats *out)
     uint64_t voided = atomic_load_explicit(&s->voided, memory_order_acquire);
     uint64_t started = atomic_load_explicit(&s->started, memory_order_acquire);
     out->dropped = atomic_load_explicit(&s->dropped, memory_order_acquire);
-    out->routed = weiri_sub_pushed(s) + atomic_load_explicit(&s->dropped_in, memory_order_acquire);
+    out->routed = weiri_sub_pushed(s) +
+                  atomic_load_explicit(&s->dropped_in, memory_order_acquire);
     out->routed = out->routed > voided ? out->routed - voided : 0;
     out->rejected = atomic_load_explicit(&s->rejected, memory_order_relaxed);
     out->high_water = atomic_load_explicit(&s->high_water, memory_order_relaxed);

@@ -89,8 +89,10 @@ size_t weiri_timer_delayed(weiri_timer *t);
 /*
  * Callbacks, defined by the bus.  weiri_sub_retry_due runs under the
  * timer's lock (so a subscription that takes its entries out with
- * weiri_timer_take never has one firing); weiri_bus_deliver_delayed runs
- * without it, since a BLOCK queue may make it wait.
+ * weiri_timer_take never has one firing); a worker also calls it, with
+ * no lock, to put a key's next message behind a ready retry.
+ * weiri_bus_deliver_delayed runs without it, since a BLOCK queue may
+ * make it wait.
  */
 void weiri_sub_retry_due(void *sub, void *delivery);
 void weiri_bus_deliver_delayed(void *bus, void *topic, void *body,

@@ -2183,6 +2183,159 @@ test_bus_close_waits_for_a_sub_closing_on_its_own(void **state)
     ts_watchdog_disarm();
 }
 
+/* ---- closes side by side, and what a sealed bus counts --------------------- */
+
+static int
+slow_count(const weir_msg *m, void *ctx)
+{
+    (void)m;
+    ts_sleep_ms(5);
+    atomic_fetch_add((_Atomic uint64_t *)ctx, 1);
+    return 0;
+}
+
+/*
+ * A slow subscription closing on its own (WEIR_FOREVER) beside a bus
+ * close with 20 ms: the bus close runs out of time waiting for it, but
+ * nothing of the bus's was left, so it returns 0; the subscription's
+ * close drains everything.
+ */
+static void
+test_bus_close_beside_a_slow_sub_close_left_nothing(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    weir_bus *bus = make_bus();
+    static _Atomic uint64_t done;
+    atomic_store(&done, 0);
+    sub_closer c = { 0 };
+    assert_int_equal(weir_bus_subscribe(bus, "x", slow_count, &done, NULL,
+                                        &c.sub), 0);
+    for (uint64_t i = 0; i < 10; i++)
+        assert_int_equal(weir_bus_publish(bus, "x", &i, sizeof(i), NULL), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, close_sub_thread, &c), 0);
+    ts_sleep_ms(2);
+    int rc = weir_bus_close(bus, 20 * WEIR_MSEC);
+    pthread_join(th, NULL);
+    if (atomic_load(&c.rc) == 0) {
+        assert_int_equal(rc, 0);
+        assert_int_equal(atomic_load(&done), 10);
+    }
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+typedef struct late_forwarder {
+    weir_bus *bus;
+    _Atomic uint64_t eclosed, other;
+} late_forwarder;
+
+/*
+ * Publishes until the bus's seal refuses it, then once more in every way
+ * a handler can: plain and delayed, to a topic that exists and to one
+ * that does not, and in a batch.
+ */
+static int
+forward_after_seal(const weir_msg *m, void *ctx)
+{
+    (void)m;
+    late_forwarder *f = ctx;
+    int64_t until = ts_now_ns() + 10 * WEIR_SEC;
+    int rc;
+    while ((rc = weir_bus_publish(f->bus, "out", "x", 1, NULL)) == 0 &&
+           ts_now_ns() < until)
+        ts_sleep_ms(1);
+    int rcs[6] = { rc };
+    weir_pub_opts later = { .delay_ns = WEIR_MSEC };
+    rcs[1] = weir_bus_publish(f->bus, "out", "x", 1, &later);
+    rcs[2] = weir_bus_publish(f->bus, "new.plain", "x", 1, NULL);
+    rcs[3] = weir_bus_publish(f->bus, "new.delayed", "x", 1, &later);
+    weir_batch *b;
+    rcs[4] = weir_batch_begin(f->bus, &b);
+    if (rcs[4] == 0) {
+        rcs[4] = weir_batch_publish(b, "new.batch", "x", 1, NULL);
+        rcs[5] = weir_batch_publish(b, "out", "x", 1, NULL);
+        weir_batch_abort(b);
+    }
+    for (int i = 0; i < 6; i++)
+        atomic_fetch_add(rcs[i] == WEIR_ECLOSED ? &f->eclosed : &f->other, 1);
+    return 0;
+}
+
+/*
+ * A handler still running after a close ran out of time: every publish
+ * the seal refuses it, whichever way it was made, is counted in
+ * forwards_refused, exactly.
+ */
+static void
+test_bus_every_refused_forward_is_counted(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    weir_bus *bus = make_bus();
+    static late_forwarder f;
+    memset(&f, 0, sizeof(f));
+    f.bus = bus;
+    static _Atomic uint64_t sink;
+    weir_sub *s, *out;
+    assert_int_equal(weir_bus_subscribe(bus, "in", forward_after_seal, &f, NULL,
+                                        &s), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "out", count_any, &sink, NULL,
+                                        &out), 0);
+    assert_int_equal(weir_bus_publish(bus, "in", "x", 1, NULL), 0);
+    assert_int_equal(weir_bus_close(bus, 20 * WEIR_MSEC), WEIR_ETIMEDOUT);
+    assert_int_equal(atomic_load(&f.other), 0);
+    weir_bus_stats bs;
+    assert_int_equal(weir_bus_get_stats(bus, &bs), 0);
+    assert_int_equal(bs.forwards_refused, atomic_load(&f.eclosed));
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+/* With a timeout, a handler's wait for its own queue is a bounded wait. */
+static int
+own_bounded(const weir_msg *m, void *ctx)
+{
+    self_pub *p = ctx;
+    if (*(const char *)weir_msg_data(m) == 'c') {
+        atomic_fetch_add(&p->children, 1);
+        return 0;
+    }
+    weir_pub_opts ms = { .timeout_ns = WEIR_MSEC };
+    for (int i = 0; i < 3; i++) {
+        int rc = weir_bus_publish(p->bus, "loop", "c", 1, &ms);
+        atomic_fetch_add(rc == 0 ? &p->ok : rc == WEIR_ETIMEDOUT ? &p->deadlk
+                                                                 : &p->other, 1);
+    }
+    return 0;
+}
+
+/*
+ * One worker, capacity 2, its handler publishing three to its own topic
+ * with a 1 ms timeout: the third waits that long and times out; only an
+ * unbounded wait gets WEIR_EDEADLK.
+ */
+static void
+test_bus_bounded_publish_to_own_full_queue_times_out(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    static self_pub p;
+    memset(&p, 0, sizeof(p));
+    p.bus = make_bus();
+    weir_sub_opts so = { .capacity = 2 };
+    weir_sub *s;
+    assert_int_equal(weir_bus_subscribe(p.bus, "loop", own_bounded, &p, &so, &s), 0);
+    assert_int_equal(weir_bus_publish(p.bus, "loop", "s", 1, NULL), 0);
+    assert_int_equal(weir_bus_close(p.bus, 10 * WEIR_SEC), 0);
+    assert_int_equal(atomic_load(&p.ok), 2);
+    assert_int_equal(atomic_load(&p.deadlk), 1); /* here: timed out */
+    assert_int_equal(atomic_load(&p.other), 0);
+    weir_bus_destroy(p.bus);
+    ts_watchdog_disarm();
+}
+
 int
 main(void)
 {
@@ -2219,6 +2372,9 @@ main(void)
         cmocka_unit_test(test_bus_close_of_a_sub_a_publish_will_wait_on_later),
         cmocka_unit_test(test_bus_publish_refused_by_policy_and_close_is_eagain),
         cmocka_unit_test(test_bus_close_waits_for_a_sub_closing_on_its_own),
+        cmocka_unit_test(test_bus_close_beside_a_slow_sub_close_left_nothing),
+        cmocka_unit_test(test_bus_every_refused_forward_is_counted),
+        cmocka_unit_test(test_bus_bounded_publish_to_own_full_queue_times_out),
     };
     return cmocka_run_group_tests_name("bus", tests, ts_watchdog_group, NULL);
 }

@@ -1548,6 +1548,72 @@ test_due_retry_goes_before_a_parked_chain(void **state)
     ts_watchdog_disarm();
 }
 
+/* ---- a handler's batch whose first try failed elsewhere -------------------- */
+
+typedef struct own_first {
+    weir_bus *bus;
+    gate_handler f;             /* holds "f" full until released */
+    _Atomic int started, done, rc;
+} own_first;
+
+static int
+own_first_handler(const weir_msg *m, void *ctx)
+{
+    own_first *o = ctx;
+    if (*(const char *)weir_msg_data(m) != 'g')
+        return 0;
+    atomic_store(&o->started, 1);
+    ts_sleep_ms(20); /* let 'q' be queued behind us */
+    weir_batch *b;
+    int rc = weir_batch_begin(o->bus, &b);
+    if (rc == 0 && (rc = weir_batch_publish(b, "s", "x", 1, NULL)) == 0 &&
+        (rc = weir_batch_publish(b, "f", "y", 1, NULL)) == 0)
+        rc = weir_batch_commit(b, WEIR_FOREVER);
+    else if (b != NULL)
+        weir_batch_abort(b);
+    atomic_store(&o->rc, rc);
+    atomic_store(&o->done, 1);
+    return 0;
+}
+
+/*
+ * A handler of s (capacity 2, one worker, one message queued behind it)
+ * commits a batch for s and for f, which is full.  The try that fails on
+ * f must not leave its message in s, where only this worker could take
+ * it: the commit then found s full and gave WEIR_EDEADLK although s had
+ * room.  It waits for f, then commits.
+ */
+static void
+test_batch_own_queue_is_placed_last(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    static own_first o;
+    memset(&o, 0, sizeof(o));
+    o.bus = make_bus();
+    weir_sub *s;
+    weir_sub_opts so = { .capacity = 2 };
+    (void)full_held_sub(o.bus, "f", &o.f, 1, WEIR_OVERFLOW_BLOCK);
+    assert_int_equal(weir_bus_subscribe(o.bus, "s", own_first_handler, &o, &so,
+                                        &s), 0);
+    assert_int_equal(weir_bus_publish(o.bus, "s", "g", 1, NULL), 0);
+    while (!atomic_load(&o.started))
+        ts_sleep_ms(1);
+    assert_int_equal(weir_bus_publish(o.bus, "s", "q", 1, NULL), 0);
+    ts_sleep_ms(50); /* the commit's first try fails on f */
+    atomic_store(&o.f.release, 1);
+    while (!atomic_load(&o.done))
+        ts_sleep_ms(1);
+    assert_int_equal(atomic_load(&o.rc), 0);
+    assert_int_equal(weir_bus_close(o.bus, 10 * WEIR_SEC), 0);
+    weir_sub_stats st = stats_of(s);
+    assert_int_equal(st.routed, 3);
+    assert_int_equal(st.acked, 3);
+    assert_balanced(&st);
+    weir_bus_destroy(o.bus);
+    ts_watchdog_disarm();
+}
+
 int
 main(void)
 {
@@ -1580,6 +1646,7 @@ main(void)
         cmocka_unit_test(test_due_retry_goes_before_the_rest_of_the_batch),
         cmocka_unit_test(test_batch_commit_to_own_full_queue_is_edeadlk),
         cmocka_unit_test(test_due_retry_goes_before_a_parked_chain),
+        cmocka_unit_test(test_batch_own_queue_is_placed_last),
     };
     return cmocka_run_group_tests_name("deliver", tests, ts_watchdog_group, NULL);
 }

@@ -75,8 +75,9 @@
  * Locks: the bus has one mutex, taken by subscribe, close and topic
  * creation, never by a publish of an existing topic and never while a
  * handler runs.  Handlers run with no weir lock held.  A publish waiting
- * for room in a full BLOCK queue holds nothing that a subscribe or a
- * close waits for: those never wait for a publisher that waits for room.
+ * for room in a full BLOCK queue holds nothing that weir_bus_subscribe
+ * or weir_sub_close waits for: they never wait for it.  weir_bus_close
+ * lets it place its message while the bus drains, within its timeout.
  */
 #ifndef WEIR_BUS_H
 #define WEIR_BUS_H
@@ -116,11 +117,12 @@ typedef struct weir_msg weir_msg;
  * the call: copy what you need to keep.  Return 0 to acknowledge; any
  * other value counts the message as failed.  A handler may publish, and
  * subscribe or close other subscriptions; closing its own subscription or
- * its bus from inside the handler returns WEIR_EDEADLK.  A publish from
- * a handler to its own subscription's full BLOCK queue waits for room
- * while another worker of that subscription could make it; when every
- * other worker is waiting the same way (at once with one worker), it
- * returns WEIR_EDEADLK instead of waiting for ever.
+ * its bus from inside the handler returns WEIR_EDEADLK.  A publish
+ * without a timeout (or a batch commit with WEIR_FOREVER) from a handler
+ * to its own subscription's full BLOCK queue waits for room while another
+ * worker of that subscription could make it; when every other worker is
+ * waiting the same way (at once with one worker), it returns WEIR_EDEADLK
+ * instead of waiting for ever.  With a timeout it waits that long.
  */
 typedef int (*weir_handler)(const weir_msg *msg, void *ctx);
 
@@ -179,7 +181,8 @@ typedef struct weir_sub_stats {
     uint64_t failed;     /* handler calls that returned non-zero */
     uint64_t dropped;    /* by DROP_OLDEST or DROP_NEWEST */
     uint64_t rejected;   /* publishes turned away (REJECT full, BLOCK timed out,
-                            or would deadlock, or no memory to wait); not routed */
+                            would deadlock, no memory to wait, or refused by
+                            the bus's close after its drain); not routed */
     uint64_t retried;    /* deliveries that failed and were scheduled again */
     uint64_t dead_lettered; /* given up and published to the dead-letter topic */
     uint64_t queued;     /* routed, not yet taken by a worker; after a close, left unhandled */
@@ -188,11 +191,12 @@ typedef struct weir_sub_stats {
     uint64_t in_flight;  /* taken by a worker, handler not yet returned */
     int64_t  latency_p50_ns, latency_p99_ns, latency_max_ns;
                          /* publish to handler return, over all handled messages
-                            of all workers; p50/p99 are the top of a bucket a
-                            quarter of a power of two wide (at most 25% above the
-                            true value), never above latency_max_ns, which is
-                            exact; the clock is read after every 8th handler of a
-                            worker's batch, so a value may include up to 7 later
+                            of all workers; p50/p99 are the top of a bucket
+                            a quarter of a power of two wide (at most 25%
+                            above the true value), never above
+                            latency_max_ns, which is exact; the clock is read
+                            after every 8th handler of a worker's batch, so a
+                            value may include up to 7 later
                             handlers of the batch */
     uint64_t duplicates; /* skipped by duplicate suppression; counted in acked too */
 } weir_sub_stats;
@@ -298,8 +302,9 @@ int weir_bus_topic(weir_bus *bus, const char *topic, weir_topic **out);
  * Returns 0 when every subscription took it (or there is none);
  * WEIR_EAGAIN when a REJECT subscription was full; WEIR_ETIMEDOUT when a
  * BLOCK subscription stayed full past opts->timeout_ns; WEIR_EDEADLK when
- * a handler publishes to its own subscription's full BLOCK queue that no
- * other worker of it could empty (see weir_handler); WEIR_ENOMEM when
+ * a handler publishes, without a timeout, to its own subscription's full
+ * BLOCK queue that no other worker of it could empty (see weir_handler);
+ * WEIR_ENOMEM when
  * there was no memory to note a full BLOCK queue to wait for (beyond 8 at
  * once); in each case the other subscriptions still got the message, and
  * when several apply the first of ETIMEDOUT, EDEADLK, ENOMEM, EAGAIN is
@@ -309,8 +314,8 @@ int weir_bus_topic(weir_bus *bus, const char *topic, weir_topic **out);
  * close while it waited for room): the message reached nobody and is not
  * counted published.  WEIR_EINVAL for NULL bus or topic, a bad name or
  * key, len over WEIR_MAX_PAYLOAD, NULL data with len > 0, or a negative
- * timeout or delay; WEIR_ENOMEM (the message could not be made).  The caller keeps data and
- * the key.  Any thread, also from a handler.  Message ids are unique and
+ * timeout or delay; WEIR_ENOMEM (the message could not be made).  The
+ * caller keeps data and the key.  Any thread, also from a handler.  Message ids are unique and
  * increasing per bus, in the order messages are routed.
  *
  * With opts->delay_ns > 0 the call copies the message and returns 0 at
@@ -330,22 +335,25 @@ int weir_topic_publish(weir_topic *topic, const void *data, size_t len,
 
 /*
  * weir_bus_close - stop accepting publishes from outside the bus (they
- * return WEIR_ECLOSED; one already waiting for room still gets it, or
- * WEIR_ECLOSED if the drain runs out first), deliver the delayed messages
- * that come due within drain_timeout_ns, and drain the bus as a whole
- * within the same timeout (one deadline for all): every subscription
- * handles what is queued and finishes its retries, and what its handlers
- * publish meanwhile (delayed publishes and batches too) is accepted and
- * handled too, until no subscription has anything queued or in flight,
- * no delayed message is left and no weir_sub_close is under way.  Then it refuses those
- * publishes too and joins every worker thread.  Returns 0, or
- * WEIR_ETIMEDOUT if messages were left unhandled (see each
+ * return WEIR_ECLOSED; one already waiting for room still gets it, or,
+ * if the drain runs out first, is refused by the subscriptions it waits
+ * for, counted rejected there), deliver the delayed messages that come
+ * due within drain_timeout_ns, and drain the bus as a whole within the
+ * same timeout (one deadline for all): every subscription handles what
+ * is queued and finishes its retries, and what its handlers publish
+ * meanwhile (delayed publishes and batches too) is accepted and handled
+ * too, until no subscription has anything queued or in flight, no
+ * delayed message is left and no weir_sub_close is under way.  Then it
+ * refuses those publishes too and joins every worker thread.  Returns 0,
+ * or WEIR_ETIMEDOUT if messages were left unhandled (see each
  * subscription's queued count, and the bus's delayed_left and
  * forwards_refused), WEIR_ECLOSED if already closed, WEIR_EDEADLK from a
- * handler of this bus, WEIR_EINVAL for NULL or a bad timeout.  Handlers
- * that forward to each other in a cycle for ever never let the bus go
- * quiet: only a finite timeout ends such a close.  Statistics stay
- * readable until weir_bus_destroy.
+ * handler of this bus, WEIR_EINVAL for NULL or a bad timeout.  A
+ * weir_sub_close still under way at the deadline goes on without it:
+ * join the thread that called it before weir_bus_destroy.  Handlers that
+ * forward to each other in a cycle for ever never let the bus go quiet:
+ * only a finite timeout ends such a close.  Statistics stay readable
+ * until weir_bus_destroy.
  */
 int weir_bus_close(weir_bus *bus, int64_t drain_timeout_ns);
 
@@ -411,8 +419,8 @@ int weir_msg_last_error(const weir_msg *m);
  *
  * weir_batch_begin - start an empty batch on bus in *batch.  Returns 0,
  * WEIR_EINVAL (NULL argument), WEIR_ECLOSED (closed; a handler of the bus
- * may still begin one while it drains, see weir_bus_close) or
- * WEIR_ENOMEM.  A batch
+ * may always begin one: once the drain is over, what it stages is refused
+ * at publish or commit, see weir_bus_close) or WEIR_ENOMEM.  A batch
  * belongs to one thread at a time; commit or abort it before
  * weir_bus_destroy.
  *
@@ -429,10 +437,11 @@ int weir_msg_last_error(const weir_msg *m);
  * BLOCK queues.  Returns 0 (all placed; overflow policies that drop still
  * apply), or places none and returns WEIR_EAGAIN (a REJECT queue was full,
  * or one subscription's share of the batch exceeds its capacity),
- * WEIR_ETIMEDOUT (a BLOCK queue stayed full), WEIR_EDEADLK (a handler's
- * batch for its own subscription's full queue, which no other worker of
- * it could empty), WEIR_ECLOSED (the bus is closed: from a handler, once
- * its drain is over), WEIR_ENOMEM; WEIR_EINVAL for NULL or a bad
+ * WEIR_ETIMEDOUT (a BLOCK queue stayed full), WEIR_EDEADLK (with
+ * WEIR_FOREVER, a handler's batch for its own subscription's full queue,
+ * which no other worker of it could empty), WEIR_ECLOSED (the bus is
+ * closed: from a handler, once its drain is over), WEIR_ENOMEM;
+ * WEIR_EINVAL for NULL or a bad
  * timeout.  Frees
  * the batch whatever it returns.
  *
