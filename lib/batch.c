@@ -108,6 +108,9 @@ weir_batch_abort(weir_batch *batch)
 static int
 place(weir_sub *s, weiri_body *b)
 {
+    /* Before the place (its fill is a release): see weiri_sub_took. */
+    if (!atomic_load_explicit(&s->gated, memory_order_relaxed))
+        atomic_store_explicit(&s->gated, true, memory_order_relaxed);
     int rc = weiri_sub_place(s, b);
     if (rc != 0)
         weiri_body_release(b, 1);

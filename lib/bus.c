@@ -264,6 +264,75 @@ wait_for_room(weir_topic *topic, const noted *w, weiri_body *b,
 }
 
 /*
+ * The rest of fanout, for the subscriptions whose place was not claimed
+ * first (claim[i] for i < first says which were): offer b to each, wait
+ * for room in the full BLOCK queues after leaving the section, count
+ * what became of b in *out.  Returns as fanout.
+ */
+static int
+offer_rest(weir_topic *topic, const weiri_subset *set, unsigned ticket,
+           weiri_body *b, size_t first, const int *claim, int64_t deadline,
+           const _Atomic bool *stop, bool relay, weiri_routed *out)
+{
+    weir_bus *bus = topic->bus;
+    int result = 0;
+    /*
+     * Full BLOCK queues are waited for after the section: a publisher
+     * asleep in one must not hold up a subscribe or close of the topic,
+     * which wait for its sections, when the thread that would make room
+     * is the one subscribing or closing.  Each is noted, and found
+     * again and pinned only for its own wait (wait_for_room).
+     */
+    noted wait_here[WAIT_INLINE], *waits = wait_here;
+    size_t nwait = 0, offered = set->n;
+    for (size_t i = 0; i < offered; i++) {
+        if (i < first && claim[i] == 0)
+            continue;
+        weir_sub *s = set->subs[i];
+        int rc = weiri_sub_offer(s, b);
+        if (rc == 0) {
+            out->placed++;
+            continue;
+        }
+        if (rc == WEIRI_MUST_WAIT &&
+            !room_to_wait(&waits, wait_here, nwait, offered)) {
+            weiri_body_release(b, 1); /* s's reference */
+            atomic_fetch_add_explicit(&s->rejected, 1, memory_order_relaxed);
+            rc = WEIR_ENOMEM;
+        } else if (rc == WEIRI_MUST_WAIT) {
+            waits[nwait++] = (noted){ s, s->serial };
+            continue;
+        }
+        note(out, &result, rc);
+    }
+    /*
+     * A close waits for publishes still to wait for room (close_bus's
+     * quiet): counted in the section, so that its quiesce sees it.
+     */
+    if (nwait > 0)
+        atomic_fetch_add(&bus->waiters, 1);
+    weiri_topic_leave(topic, ticket);
+    for (size_t i = 0; i < nwait; i++)
+        wait_for_room(topic, &waits[i], b, deadline, stop, out, &result);
+    if (nwait > 0)
+        atomic_fetch_sub(&bus->waiters, 1); /* seq_cst: see quiet */
+    if (waits != wait_here)
+        free(waits);
+    /*
+     * Refused by every subscription for their close (or the bus's): the
+     * message reached nobody, so it is no publish; its id is taken back.
+     * Release: pairs with the acquire read in weir_bus_get_stats.
+     */
+    if (out->gone == offered) {
+        if (!relay)
+            atomic_fetch_add_explicit(&bus->unused_ids, 1,
+                                      memory_order_release);
+        return WEIR_ECLOSED;
+    }
+    return result == WEIR_ECLOSED ? 0 : result;
+}
+
+/*
  * Offer a body to every subscription of topic in set, the snapshot of the
  * read section the caller entered (ticket), which fanout leaves; give it
  * one reference each and an id, or count it unrouted if there is none.
@@ -331,63 +400,19 @@ fanout(weir_topic *topic, const weiri_subset *set, unsigned ticket,
     if (src == NULL)
         atomic_store_explicit(&b->refs, (uint32_t)set->n, memory_order_relaxed);
     b->id = id;
-    int result = 0;
     out->placed = 0;
     for (size_t i = 0; i < first; i++)
         if (claim[i] == 0) {
             weiri_sub_fill(set->subs[i], pos[i], b); /* s's reference */
             out->placed++;
         }
-    /*
-     * Full BLOCK queues are waited for after the section: a publisher
-     * asleep in one must not hold up a subscribe or close of the topic,
-     * which wait for its sections, when the thread that would make room
-     * is the one subscribing or closing.  Each is noted, and found
-     * again and pinned only for its own wait (wait_for_room).
-     */
-    noted wait_here[WAIT_INLINE], *waits = wait_here;
-    size_t nwait = 0, offered = set->n;
-    for (size_t i = 0; i < offered; i++) {
-        if (i < first && claim[i] == 0)
-            continue;
-        weir_sub *s = set->subs[i];
-        int rc = weiri_sub_offer(s, b);
-        if (rc == WEIRI_MUST_WAIT &&
-            !room_to_wait(&waits, wait_here, nwait, set->n)) {
-            weiri_body_release(b, 1); /* s's reference */
-            atomic_fetch_add_explicit(&s->rejected, 1, memory_order_relaxed);
-            rc = WEIR_ENOMEM;
-        } else if (rc == WEIRI_MUST_WAIT) {
-            waits[nwait++] = (noted){ s, s->serial };
-            continue;
-        }
-        note(out, &result, rc);
+    /* Every place claimed: the common case, with nothing left to do. */
+    if (out->placed == set->n) {
+        weiri_topic_leave(topic, ticket);
+        return 0;
     }
-    /*
-     * A close waits for publishes still to wait for room (close_bus's
-     * quiet): counted in the section, so that its quiesce sees it.
-     */
-    if (nwait > 0)
-        atomic_fetch_add(&bus->waiters, 1);
-    weiri_topic_leave(topic, ticket);
-    for (size_t i = 0; i < nwait; i++)
-        wait_for_room(topic, &waits[i], b, deadline, stop, out, &result);
-    if (nwait > 0)
-        atomic_fetch_sub(&bus->waiters, 1); /* seq_cst: see quiet */
-    if (waits != wait_here)
-        free(waits);
-    /*
-     * Refused by every subscription for their close (or the bus's): the
-     * message reached nobody, so it is no publish; its id is taken back.
-     * Release: pairs with the acquire read in weir_bus_get_stats.
-     */
-    if (out->gone == offered) {
-        if (!relay)
-            atomic_fetch_add_explicit(&bus->unused_ids, 1,
-                                      memory_order_release);
-        return WEIR_ECLOSED;
-    }
-    return result == WEIR_ECLOSED ? 0 : result;
+    return offer_rest(topic, set, ticket, b, first, claim, deadline, stop,
+                      relay, out);
 }
 
 size_t

@@ -163,6 +163,8 @@ struct weir_sub {
     _Atomic uint64_t started, delivered, acked, failed, high_water;
     _Atomic uint64_t retried, dead_lettered, duplicates;
     _Atomic uint64_t voided;       /* placed by a batch commit that then aborted */
+    _Atomic bool gated;            /* a batch commit has placed in it; only
+                                      set (relaxed, before that place) */
     _Atomic uint64_t left;         /* taken, then released unhandled (counted
                                       queued): retries given up by destroy */
 
@@ -293,8 +295,15 @@ void weiri_sub_took(weir_sub *s, void *const *batch, size_t n, size_t want);
  * weiri_sub_admit - whether a message a worker took is to be handled:
  * one of a batch waits for its commit's decision and is counted started
  * if it committed, released if not (the abort counted it voided).
+ * Inline: a worker asks for every message, and most have no batch.
  */
-bool weiri_sub_admit(weir_sub *s, weiri_body *b);
+bool weiri_sub_admit_gated(weir_sub *s, weiri_body *b);
+
+static inline bool
+weiri_sub_admit(weir_sub *s, weiri_body *b)
+{
+    return b->gate == NULL || weiri_sub_admit_gated(s, b);
+}
 
 /* place.c: a subscription's queue, as the bus and its workers use it */
 /* The subscription whose worker this thread is, if any (set by sub.c). */

@@ -320,13 +320,17 @@ weiri_queue_pop_kickable(weir_queue *q, void **items, size_t n,
 int
 weiri_queue_claim(weir_queue *q, size_t *pos)
 {
-    /* A claim is a WEIR_NOWAIT push: full only at the bound (transfer_try). */
-    for (unsigned n = 0;; n++) {
-        int rc = weiri_mpmc_claim(&q->ring, pos);
-        if (rc != WEIR_EAGAIN || at_bound(q, true))
-            return rc;
+    /*
+     * A claim is a WEIR_NOWAIT push: full only at the bound
+     * (transfer_try).  The first try stands alone, so the common case
+     * pays no loop around it.
+     */
+    int rc = weiri_mpmc_claim(&q->ring, pos);
+    for (unsigned n = 0; rc == WEIR_EAGAIN && !at_bound(q, true); n++) {
         settle_pause(n);
+        rc = weiri_mpmc_claim(&q->ring, pos);
     }
+    return rc;
 }
 
 void

@@ -245,23 +245,31 @@ handle_batch(weiri_worker *w, void **batch, long n)
 void
 weiri_sub_took(weir_sub *s, void *const *batch, size_t n, size_t want)
 {
-    uint64_t plain = 0;
-    for (size_t i = 0; i < n; i++)
-        plain += ((const weiri_body *)batch[i])->gate == NULL;
+    /*
+     * Relaxed: the commit set gated before placing the message the take
+     * just acquired, so a take that holds one sees it.  Without batches,
+     * no message need be looked at.
+     */
+    uint64_t plain = n;
+    if (atomic_load_explicit(&s->gated, memory_order_relaxed))
+        for (size_t i = 0; i < n; i++)
+            plain -= ((const weiri_body *)batch[i])->gate != NULL;
     /* Release: pairs with the acquire read of started in the stats. */
     atomic_fetch_add_explicit(&s->started, plain, memory_order_release);
     /*
      * A short batch took everything there was, so n was the depth; only
      * a full one needs the queue's size, which reads the producers' line:
-     * one cache miss per batch saved while the worker keeps up.
+     * one cache miss per batch saved while the worker keeps up.  What is
+     * waiting was read after the take, so it may count places filled
+     * since: never more than the queue could have held.
      */
-    uint64_t depth = n < want ? n : (uint64_t)n + weiri_sub_waiting(s);
-    /*
-     * What is waiting was read after the take, so it may count places
-     * filled since: never more than the queue could have held.
-     */
-    uint64_t cap = weiri_sub_capacity(s);
-    note_high_water(s, depth < cap ? depth : cap);
+    uint64_t depth = n;
+    if (n == want) {
+        uint64_t cap = weiri_sub_capacity(s);
+        depth += weiri_sub_waiting(s);
+        depth = depth < cap ? depth : cap;
+    }
+    note_high_water(s, depth);
 }
 
 static void *
@@ -316,10 +324,8 @@ weiri_sub_start(weir_sub *s)
 }
 
 bool
-weiri_sub_admit(weir_sub *s, weiri_body *b)
+weiri_sub_admit_gated(weir_sub *s, weiri_body *b)
 {
-    if (b->gate == NULL)
-        return true;
     if (!weiri_gate_wait(b->gate)) {
         weiri_body_release(b, 1);
         return false;
