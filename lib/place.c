@@ -194,7 +194,9 @@ weiri_sub_offer(weir_sub *s, weiri_body *b)
     int rc;
     switch (s->overflow) {
     case WEIR_OVERFLOW_BLOCK:
-        rc = push(s, b, WEIR_NOWAIT);
+        /* No need to tell busy from full: the wait sorts it out. */
+        rc = s->inbox != NULL ? weiri_inbox_push(s->inbox, b, WEIR_NOWAIT)
+                              : weiri_queue_try_push(s->queue, b);
         if (rc == WEIR_EAGAIN)
             return WEIRI_MUST_WAIT;
         break;

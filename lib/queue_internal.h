@@ -30,15 +30,23 @@ long weiri_queue_pop_kickable(weir_queue *q, void **items, size_t n,
 
 /*
  * weiri_queue_claim / weiri_queue_fill - a push in two steps that never
- * waits for room: claim a place (0, WEIR_EAGAIN when full, WEIR_ECLOSED),
- * then, always and soon, fill it, which wakes a consumer as a push does.
- * As weir_queue_push with WEIR_NOWAIT, a claim reports full only when the
- * queue is, and waits out a pop that is still copying out the item that
- * last used the place.  Pops wait at a claimed place until it is filled
+ * waits: claim a place (0, WEIR_EAGAIN, WEIR_ECLOSED), then, always and
+ * soon, fill it, which wakes a consumer as a push does.  Unlike
+ * weir_queue_push with WEIR_NOWAIT, a claim fails at once on a place a
+ * pop is still copying the last item out of (the ring's own rule), so
+ * its WEIR_EAGAIN may not mean full: the bus then offers the message
+ * the exact way.  Pops wait at a claimed place until it is filled
  * (spinning, yielding, then sleeping 100 us at a time), so nothing that
  * may block belongs between the two.
  */
 int weiri_queue_claim(weir_queue *q, size_t *pos);
+/*
+ * weiri_queue_try_push - one try, as the ring makes it: WEIR_EAGAIN may
+ * mean a busy place rather than full.  For a caller that waits for room
+ * when it fails (the bus's BLOCK offer), so need not settle a busy place
+ * here: its wait sleeps until a pop wakes it.
+ */
+int weiri_queue_try_push(weir_queue *q, void *item);
 void weiri_queue_fill(weir_queue *q, size_t pos, void *item);
 
 /* weiri_queue_wake_consumers - wake every consumer asleep in q. */
