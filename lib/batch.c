@@ -108,7 +108,11 @@ weir_batch_abort(weir_batch *batch)
 static int
 place(weir_sub *s, weiri_body *b)
 {
-    /* Before the place (its fill is a release): see weiri_sub_took. */
+    /*
+     * Before the place, whose fill is the release that orders it: see
+     * weiri_sub_took.  Relaxed load first: a stale false only stores
+     * true again, and the line stays clean once it is set.
+     */
     if (!atomic_load_explicit(&s->gated, memory_order_relaxed))
         atomic_store_explicit(&s->gated, true, memory_order_relaxed);
     int rc = weiri_sub_place(s, b);

@@ -163,8 +163,10 @@ struct weir_sub {
     _Atomic uint64_t started, delivered, acked, failed, high_water;
     _Atomic uint64_t retried, dead_lettered, duplicates;
     _Atomic uint64_t voided;       /* placed by a batch commit that then aborted */
-    _Atomic bool gated;            /* a batch commit has placed in it; only
-                                      set (relaxed, before that place) */
+    _Atomic bool gated;            /* a batch commit has placed in it; set
+                                      once by a commit (relaxed, before that
+                                      place), read by every take: here for
+                                      the takes */
     _Atomic uint64_t left;         /* taken, then released unhandled (counted
                                       queued): retries given up by destroy */
 

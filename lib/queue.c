@@ -212,6 +212,17 @@ transfer(weir_queue *q, void *const *in, void **out, size_t n,
     transfer_ctx c = { q, in, out, n, kick, seen, timeout_ns == WEIR_NOWAIT };
     long rc = weiri_await(in != NULL ? &q->not_full : &q->not_empty,
                           timeout_ns, transfer_try, transfer_idle, &c);
+    /*
+     * A wait whose deadline passed while a place was busy (the queue not
+     * full, not empty) ends with one settling try: it times out only if
+     * the queue is at its bound then.
+     */
+    if (rc == WEIR_ETIMEDOUT) {
+        c.settle = true;
+        rc = transfer_try(&c);
+        if (rc == 0)
+            rc = WEIR_ETIMEDOUT;
+    }
     return rc == KICKED ? 0 : rc;
 }
 

@@ -44,7 +44,8 @@ int weiri_queue_claim(weir_queue *q, size_t *pos);
  * weiri_queue_try_push - one try, as the ring makes it: WEIR_EAGAIN may
  * mean a busy place rather than full.  For a caller that waits for room
  * when it fails (the bus's BLOCK offer), so need not settle a busy place
- * here: its wait sleeps until a pop wakes it.
+ * here: its wait yields to the busy place's thread, or sleeps until a
+ * pop wakes it if full, and settles before it times out.
  */
 int weiri_queue_try_push(weir_queue *q, void *item);
 void weiri_queue_fill(weir_queue *q, size_t pos, void *item);

@@ -346,6 +346,8 @@ enum { LIN_MAX_THREADS = 8 };
 typedef struct lin_run {
     weir_queue *q;
     enum lin_mode mode;
+    int64_t wait;               /* of the calls that must succeed: NOWAIT,
+                                   or a timeout that must not run out */
     unsigned rounds;            /* per thread */
     _Atomic unsigned failures;  /* NOWAIT calls that failed, all threads */
     _Atomic int first_rc;       /* the first such call's result */
@@ -395,11 +397,11 @@ lin_nowait(lin_run *l, int put, size_t n)
     for (size_t done = 0; done < n;) {
         long k;
         if (n - done == 1)
-            k = put ? weir_queue_push(l->q, items[0], WEIR_NOWAIT)
-                    : weir_queue_pop(l->q, items, WEIR_NOWAIT);
+            k = put ? weir_queue_push(l->q, items[0], l->wait)
+                    : weir_queue_pop(l->q, items, l->wait);
         else
-            k = put ? weir_queue_push_burst(l->q, items, n - done, WEIR_NOWAIT)
-                    : weir_queue_pop_burst(l->q, items, n - done, WEIR_NOWAIT);
+            k = put ? weir_queue_push_burst(l->q, items, n - done, l->wait)
+                    : weir_queue_pop_burst(l->q, items, n - done, l->wait);
         if (n - done == 1 && k == 0)
             k = 1;
         if (k <= 0) {
@@ -426,9 +428,10 @@ lin_worker(void *arg)
 }
 
 static void
-run_lin(size_t capacity, int threads, enum lin_mode mode, size_t rounds)
+run_lin_waiting(size_t capacity, int threads, enum lin_mode mode,
+                size_t rounds, int64_t wait)
 {
-    lin_run l = { .q = make_queue(capacity), .mode = mode,
+    lin_run l = { .q = make_queue(capacity), .mode = mode, .wait = wait,
                   .rounds = (unsigned)rounds };
     atomic_init(&l.failures, 0);
     atomic_init(&l.first_rc, 1);
@@ -443,12 +446,19 @@ run_lin(size_t capacity, int threads, enum lin_mode mode, size_t rounds)
     for (int i = 0; i < threads; i++)
         pthread_join(th[i], NULL);
     if (atomic_load(&l.failures) != 0)
-        fail_msg("capacity %zu, %d threads, mode %d: %u NOWAIT calls failed, "
+        fail_msg("capacity %zu, %d threads, mode %d: %u calls that had to "
+                 "succeed failed, "
                  "the first with %d", capacity, threads, (int)mode,
                  atomic_load(&l.failures), atomic_load(&l.first_rc));
     assert_int_equal(weir_queue_size(l.q),
                      mode == LIN_PUSH || mode == LIN_PUSH_BURST ? capacity : 0);
     weir_queue_destroy(l.q);
+}
+
+static void
+run_lin(size_t capacity, int threads, enum lin_mode mode, size_t rounds)
+{
+    run_lin_waiting(capacity, threads, mode, rounds, WEIR_NOWAIT);
 }
 
 /*
@@ -487,6 +497,22 @@ test_queue_nowait_pop_burst_is_linearizable(void **state)
     ts_watchdog_arm(__func__, 100);
     run_lin(16, 8, LIN_POP_BURST, ts_scale(25000));
     run_lin(15, 8, LIN_POP_BURST, ts_scale(25000));
+    ts_watchdog_disarm();
+}
+
+/*
+ * The same with a 1 us timeout instead of WEIR_NOWAIT: a timed call that
+ * finds a place busy when its deadline passes must not time out while
+ * the queue is not at its bound (the bus's BLOCK publishes with a
+ * timeout wait this way).
+ */
+static void
+test_queue_timed_calls_time_out_only_at_the_bound(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 100);
+    run_lin_waiting(4, 8, LIN_POP, ts_scale(25000), WEIR_USEC);
+    run_lin_waiting(4, 8, LIN_PUSH, ts_scale(25000), WEIR_USEC);
     ts_watchdog_disarm();
 }
 
@@ -666,6 +692,7 @@ main(void)
         cmocka_unit_test(test_queue_nowait_push_is_linearizable),
         cmocka_unit_test(test_queue_nowait_pop_burst_is_linearizable),
         cmocka_unit_test(test_queue_nowait_push_burst_is_linearizable),
+        cmocka_unit_test(test_queue_timed_calls_time_out_only_at_the_bound),
         cmocka_unit_test(test_queue_4p4c_capacity_1),
         cmocka_unit_test(test_queue_4p4c_capacity_3),
         cmocka_unit_test(test_queue_4p4c_capacity_64),
