@@ -1583,13 +1583,16 @@ test_bus_close_out_of_time_counts_pipeline_leftovers(void **state)
 typedef struct self_pub {
     weir_bus *bus;
     unsigned workers;
+    int children_each;          /* children a seed publishes */
+    int64_t timeout;            /* of those publishes; 0 = none */
+    int refusal;                /* the code a refused one must get */
     _Atomic unsigned seeds_in;  /* seed handlers running */
-    _Atomic uint64_t ok, deadlk, other, children;
+    _Atomic uint64_t ok, refused, other, children;
 } self_pub;
 
 /*
- * A seed message (payload 's') publishes four children to its own topic;
- * a child ('c') just counts.  Seeds wait (bounded) until every worker
+ * A seed message (payload 's') publishes children to its own topic; a
+ * child ('c') just counts.  Seeds wait (bounded) until every worker
  * holds one, so that all of them publish into the full queue at once.
  */
 static int
@@ -1604,10 +1607,11 @@ self_publisher(const weir_msg *m, void *ctx)
     int64_t until = ts_now_ns() + 5 * WEIR_SEC;
     while (atomic_load(&p->seeds_in) < p->workers && ts_now_ns() < until)
         ts_sleep_ms(1);
-    for (int i = 0; i < 4; i++) {
-        int rc = weir_bus_publish(p->bus, "loop", "c", 1, NULL);
-        atomic_fetch_add(rc == 0 ? &p->ok : rc == WEIR_EDEADLK ? &p->deadlk
-                                                               : &p->other, 1);
+    weir_pub_opts po = { .timeout_ns = p->timeout };
+    for (int i = 0; i < p->children_each; i++) {
+        int rc = weir_bus_publish(p->bus, "loop", "c", 1, &po);
+        atomic_fetch_add(rc == 0 ? &p->ok : rc == p->refusal ? &p->refused
+                                                             : &p->other, 1);
     }
     return 0;
 }
@@ -1630,6 +1634,8 @@ test_bus_handler_publishing_to_its_own_full_queue(void **state)
         memset(&p, 0, sizeof(p));
         p.bus = make_bus();
         p.workers = workers[i];
+        p.children_each = 4;
+        p.refusal = WEIR_EDEADLK;
         weir_sub_opts so = { .capacity = 2, .workers = workers[i] };
         weir_sub *s;
         assert_int_equal(weir_bus_subscribe(p.bus, "loop", self_publisher, &p,
@@ -1639,14 +1645,14 @@ test_bus_handler_publishing_to_its_own_full_queue(void **state)
         assert_int_equal(weir_bus_close(p.bus, 10 * WEIR_SEC), 0);
         uint64_t tries = 4 * (uint64_t)workers[i];
         assert_int_equal(atomic_load(&p.other), 0);
-        assert_int_equal(atomic_load(&p.ok) + atomic_load(&p.deadlk), tries);
-        assert_true(atomic_load(&p.deadlk) >= 1);
+        assert_int_equal(atomic_load(&p.ok) + atomic_load(&p.refused), tries);
+        assert_true(atomic_load(&p.refused) >= 1);
         if (workers[i] == 1)
-            assert_int_equal(atomic_load(&p.deadlk), 2);
+            assert_int_equal(atomic_load(&p.refused), 2);
         assert_int_equal(atomic_load(&p.children), atomic_load(&p.ok));
         weir_sub_stats st;
         assert_int_equal(weir_sub_get_stats(s, &st), 0);
-        assert_int_equal(st.rejected, atomic_load(&p.deadlk));
+        assert_int_equal(st.rejected, atomic_load(&p.refused));
         assert_int_equal(st.routed, workers[i] + atomic_load(&p.ok));
         assert_settled(s, st.routed);
         weir_bus_destroy(p.bus);
@@ -2293,24 +2299,6 @@ test_bus_every_refused_forward_is_counted(void **state)
     ts_watchdog_disarm();
 }
 
-/* With a timeout, a handler's wait for its own queue is a bounded wait. */
-static int
-own_bounded(const weir_msg *m, void *ctx)
-{
-    self_pub *p = ctx;
-    if (*(const char *)weir_msg_data(m) == 'c') {
-        atomic_fetch_add(&p->children, 1);
-        return 0;
-    }
-    weir_pub_opts ms = { .timeout_ns = WEIR_MSEC };
-    for (int i = 0; i < 3; i++) {
-        int rc = weir_bus_publish(p->bus, "loop", "c", 1, &ms);
-        atomic_fetch_add(rc == 0 ? &p->ok : rc == WEIR_ETIMEDOUT ? &p->deadlk
-                                                                 : &p->other, 1);
-    }
-    return 0;
-}
-
 /*
  * One worker, capacity 2, its handler publishing three to its own topic
  * with a 1 ms timeout: the third waits that long and times out; only an
@@ -2324,13 +2312,18 @@ test_bus_bounded_publish_to_own_full_queue_times_out(void **state)
     static self_pub p;
     memset(&p, 0, sizeof(p));
     p.bus = make_bus();
+    p.workers = 1;
+    p.children_each = 3;
+    p.timeout = WEIR_MSEC;
+    p.refusal = WEIR_ETIMEDOUT;
     weir_sub_opts so = { .capacity = 2 };
     weir_sub *s;
-    assert_int_equal(weir_bus_subscribe(p.bus, "loop", own_bounded, &p, &so, &s), 0);
+    assert_int_equal(weir_bus_subscribe(p.bus, "loop", self_publisher, &p, &so,
+                                        &s), 0);
     assert_int_equal(weir_bus_publish(p.bus, "loop", "s", 1, NULL), 0);
     assert_int_equal(weir_bus_close(p.bus, 10 * WEIR_SEC), 0);
     assert_int_equal(atomic_load(&p.ok), 2);
-    assert_int_equal(atomic_load(&p.deadlk), 1); /* here: timed out */
+    assert_int_equal(atomic_load(&p.refused), 1);
     assert_int_equal(atomic_load(&p.other), 0);
     weir_bus_destroy(p.bus);
     ts_watchdog_disarm();
