@@ -42,8 +42,16 @@ CFLAGS_ALL   := -std=c11 $(OPT) $(WARN) -fPIC -pthread -Iinclude $(MODEFLAGS) $(
 CXXFLAGS_ALL := -std=c++11 $(OPT) $(WARN) -pthread -Iinclude $(MODEFLAGS) $(CXXFLAGS)
 LDFLAGS_ALL  := -pthread $(MODEFLAGS) $(LDFLAGS)
 
-LIB_SRC  := $(wildcard lib/*.c)
+# lib/ has one folder per layer, each seeing only itself and the layers
+# below it (lib/README.md): an include of a higher layer's header fails
+# to compile.
+LAYERS   := base core bus
+LIB_SRC  := $(foreach l,$(LAYERS),$(wildcard lib/$(l)/*.c))
 LIB_OBJ  := $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRC))
+LIB_INTERNAL := $(foreach l,$(LAYERS),$(wildcard lib/$(l)/*_internal.h))
+INC_base := -Ilib/base
+INC_core := $(INC_base) -Ilib/core
+INC_bus  := $(INC_core) -Ilib/bus
 LIB      := $(BUILD)/libweir.a
 HEADERS  := $(wildcard include/*.h include/weir/*.h)
 
@@ -59,13 +67,14 @@ EXAMPLES    := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 
 .SECONDARY:
 
-.PHONY: all check check-layout check-licence run examples bench install uninstall clean deps-test
+.PHONY: all check check-layout check-licence check-layers run examples bench \
+        install uninstall clean deps-test
 
 all: $(LIB)
 
-$(BUILD)/lib/%.o: lib/%.c $(HEADERS) $(wildcard lib/*_internal.h) Makefile
+$(BUILD)/lib/%.o: lib/%.c $(HEADERS) $(LIB_INTERNAL) Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Ilib -c $< -o $@
+	$(CC) $(CFLAGS_ALL) $(INC_$(firstword $(subst /, ,$*))) -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
@@ -88,8 +97,18 @@ $(BUILD)/tests/%: tests/%.cpp $(TEST_SUPPORT_OBJ) $(LIB) $(wildcard tests/suppor
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS_ALL) -Itests $< $(TEST_SUPPORT_OBJ) $(LIB) -lcmocka $(LDFLAGS_ALL) -o $@
 
-check: $(TESTS) check-layout check-licence
+check: $(TESTS) check-layout check-licence check-layers
 	@tests/run-all $(TESTS)
+
+# A lower layer of lib/ cannot see a higher one's headers.
+check-layers:
+	@! echo '#include "bus_internal.h"' | $(CC) -std=c11 -Iinclude \
+	    $(INC_core) -fsyntax-only -x c - 2>/dev/null || \
+	    { echo "check-layers: FAILED, lib/core sees lib/bus"; exit 1; }
+	@! echo '#include "queue_internal.h"' | $(CC) -std=c11 -Iinclude \
+	    $(INC_base) -fsyntax-only -x c - 2>/dev/null || \
+	    { echo "check-layers: FAILED, lib/base sees lib/core"; exit 1; }
+	@echo "check-layers: lib/base sees no lib/core header, lib/core no lib/bus one"
 
 # Every source file says its licence in its first lines (outside a git
 # checkout there is no list of sources, and nothing to check).

@@ -225,7 +225,7 @@ test_bus_message_carries_copies(void **state)
 /*
  * A message's timestamp is never before a clock reading taken just before
  * its publish, and no later than one taken as it returns but for the few
- * tens of ns a TSC-based stamp may run late (lib/clock.c; a microsecond
+ * tens of ns a TSC-based stamp may run late (lib/base/clock.c; a microsecond
  * allowed here).  The publishes are spread over ~100 ms, long enough for
  * the stamps to have measured the TSC's rate and serve from it where they
  * can.

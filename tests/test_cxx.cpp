@@ -2,7 +2,7 @@
 /*
  * test_cxx.cpp - the public headers compile as C++11 with every warning
  * an error, the ring calls link from C++ (to the out-of-line copies
- * lib/ring.c emits), and every layer behaves as it does from C.
+ * lib/core/ring.c emits), and every layer behaves as it does from C.
  */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_hash.c - the hashes of lib/hash.c and the seeds of the tables
+ * test_hash.c - the hashes of lib/base/hash.c and the seeds of the tables
  * keyed by outside data: SipHash against its published vectors, keys
  * crafted to collide under FNV-1a spreading under the seeded hash (in
  * the hash and in a real dedup table), and seeds that differ per table.
@@ -15,8 +15,8 @@
 
 #include <cmocka.h>
 
-#include "../lib/dedup_internal.h"
-#include "../lib/hash_internal.h"
+#include "../lib/core/dedup_internal.h"
+#include "../lib/base/hash_internal.h"
 #include "support/support.h"
 #include "weir.h"
 

@@ -4,7 +4,7 @@
  * Include weir/ring.h, never this file.
  *
  * These use C99 inline semantics: each function here is an inline
- * definition, and lib/ring.c declares them extern, which makes it the one
+ * definition, and lib/core/ring.c declares them extern, which makes it the one
  * translation unit that emits their out-of-line copies (taken by C++
  * callers, by unoptimised builds and by anyone taking their address).
  * An inline definition with external linkage may not refer to anything
@@ -272,11 +272,11 @@ weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n)
  * store after it carry the item.  The CAS is seq_cst although the ring
  * needs no order from it: weir_queue's sleepers check the counters after
  * announcing themselves, and a seq_cst claim lets a waker skip a separate
- * fence (the same instruction on x86; see lib/wait_internal.h).
+ * fence (the same instruction on x86; see lib/base/wait_internal.h).
  */
 
 /*
- * weiri_mpmc_no_slot - PRIVATE (lib/ring.c): the one slot of every MPMC
+ * weiri_mpmc_no_slot - PRIVATE (lib/core/ring.c): the one slot of every MPMC
  * ring that holds none (its init failed, or it was destroyed).  Its
  * sequence is below that of any position such a ring has (0 for pushes,
  * 1 for pops) as a signed difference, so the calls below take their

@@ -170,7 +170,7 @@ typedef struct transfer_ctx {
  * that failed on a busy slot is repeated until it succeeds or the queue
  * is full (empty) or closed.  The counters are read with seq_cst loads
  * after the try, one after the other in the order each question needs
- * (lib/ring.c), so a failure is reported only if the queue was at its
+ * (lib/core/ring.c), so a failure is reported only if the queue was at its
  * bound at the instant of the second load: a call that pushed and then
  * pops with WEIR_NOWAIT always gets an item (crossbeam's `linearizable`
  * test).

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * thread_internal.h - PRIVATE to lib/: starting and joining threads, the
- * one place weir creates them (lib/thread.c).
+ * one place weir creates them (lib/base/thread.c).
  */
 #ifndef WEIR_THREAD_INTERNAL_H
 #define WEIR_THREAD_INTERNAL_H

@@ -216,7 +216,7 @@ weiri_mpmc_is_closed(const weir_mpmc *r)
  * The two checks below and weiri_mpmc_drained use seq_cst loads: they are
  * the re-checks of a thread about to sleep in weir_queue, which must see
  * any seq_cst claim that came before the waker's look at the waiters
- * (lib/wait_internal.h).
+ * (lib/base/wait_internal.h).
  */
 bool
 weiri_mpmc_empty(const weir_mpmc *r)

@@ -41,8 +41,8 @@ weir_bus_create(weir_bus **bus, const weir_bus_opts *opts)
     if (weiri_timer_init(&b->delays, WEIRI_TIMED_DELAYED, b) != 0)
         goto fail_delays;
     /*
-     * The first stamp checks whether the TSC may serve (lib/clock.c), which
-     * reads a file: better here than in the first publish.
+     * The first stamp checks whether the TSC may serve (lib/base/clock.c),
+     * which reads a file: better here than in the first publish.
      */
     (void)weiri_stamp_ns();
     weiri_body_setup();

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * clock_internal.h - PRIVATE to lib/: the monotonic clock and deadlines.
- * The only place weir reads the time; see lib/clock.c.
+ * The only place weir reads the time; see lib/base/clock.c.
  */
 #ifndef WEIR_CLOCK_INTERNAL_H
 #define WEIR_CLOCK_INTERNAL_H
@@ -21,7 +21,7 @@ int64_t weiri_now_ns(void);
  * weiri_stamp_ns - CLOCK_MONOTONIC in nanoseconds, cheaply, for message
  * timestamps and latencies: where the TSC keeps the kernel's time, read
  * from it, never earlier than weiri_now_ns would say and at most a few
- * tens of ns later; else weiri_now_ns itself (see lib/clock.c).  Never
+ * tens of ns later; else weiri_now_ns itself (see lib/base/clock.c).  Never
  * for deadlines.  Any thread.  Inline (below), for every publish takes
  * one.
  */
@@ -33,7 +33,7 @@ int64_t weiri_now_ns(void);
  * odd while the fields change.  mult is ns per tick in 32.32 fixed point,
  * running fast by the slew margin, and window the ticks a base serves;
  * both are 0 while no rate is known, which sends every stamp to the
- * clock.  PRIVATE to lib/clock.c but for this read side.
+ * clock.  PRIVATE to lib/base/clock.c but for this read side.
  */
 struct weiri_stamp_base {
     WEIR_ALIGNAS(WEIR_CACHELINE)
@@ -45,7 +45,7 @@ struct weiri_stamp_base {
 };
 extern struct weiri_stamp_base weiri_stamp_base;
 
-/* weiri_stamp_slow - a stamp the base cannot serve (lib/clock.c). */
+/* weiri_stamp_slow - a stamp the base cannot serve (lib/base/clock.c). */
 int64_t weiri_stamp_slow(void);
 
 static inline int64_t

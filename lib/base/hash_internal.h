@@ -11,8 +11,8 @@
  *   collide, and FNV needs no seed to be kept next to the table.
  *
  *   weiri_siphash (SipHash-1-3, seeded per table) - every table keyed by
- *   data that may come from outside: the dedup table (lib/dedup.c) and
- *   the per-key order table of ordered_by_key (lib/deliver.c), whose keys
+ *   data that may come from outside: the dedup table (lib/core/dedup.c) and
+ *   the per-key order table of ordered_by_key (lib/bus/deliver.c), whose keys
  *   are typically request or customer ids.  FNV-1a's low bits depend only
  *   on the key's bytes, so anyone who chooses keys can find, offline and
  *   cheaply, as many as they like that share one bucket of a power-of-two
