@@ -17,15 +17,6 @@
 #error "include weir/ring.h, not weir/ring_inline.h"
 #endif
 
-/* Tell the core we are spinning, so a sibling hyperthread gets the pipeline. */
-#if defined(__x86_64__) || defined(__i386__)
-#define WEIRI_RELAX() __builtin_ia32_pause()
-#elif defined(__aarch64__) || defined(__arm__)
-#define WEIRI_RELAX() __asm__ __volatile__("yield" ::: "memory")
-#else
-#define WEIRI_RELAX() ((void)0)
-#endif
-
 /*
  * The queue layer (weir/queue.h) closes its ring by setting the top bit of
  * tail, which makes every later claim fail, so that "refused" and "queued"

@@ -35,6 +35,18 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/*
+ * WEIRI_RELAX - tell the core we are spinning, so a sibling hyperthread
+ * gets the pipeline.  Internal: no installed header needs it.
+ */
+#if defined(__x86_64__) || defined(__i386__)
+#define WEIRI_RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__) || defined(__arm__)
+#define WEIRI_RELAX() __asm__ __volatile__("yield" ::: "memory")
+#else
+#define WEIRI_RELAX() ((void)0)
+#endif
+
 /* Futex where there is one; the portable fallback everywhere else. */
 #ifndef WEIR_PORTABLE_WAIT
 #ifdef __linux__

@@ -183,8 +183,14 @@ struct weir_sub {
     double multiplier;
     weir_topic *dead_letter;       /* or NULL */
     weir_dedup *dedup;             /* or NULL */
+    /*
+     * Lock order (deliver.c): take_mu, then mu; a timer's lock, then mu
+     * (weiri_sub_retry_due runs under it).  Nothing else is taken while
+     * either is held, and no handler runs under them.
+     */
     pthread_mutex_t mu;            /* careful only: guards ready and keys */
-    pthread_mutex_t take_mu;       /* ordered: one worker at a time takes from the queue */
+    pthread_mutex_t take_mu;       /* ordered: one worker at a time takes
+                                      from the queue */
     weiri_delivery *ready, *ready_tail; /* retries that came due, oldest first */
     _Atomic size_t ready_n;        /* how many are on ready */
     _Atomic size_t pending;        /* retries scheduled and not yet taken off ready */
