@@ -2329,6 +2329,66 @@ test_bus_bounded_publish_to_own_full_queue_times_out(void **state)
     ts_watchdog_disarm();
 }
 
+/* ---- one meaning for each time value --------------------------------------- */
+
+static void *
+open_soon(void *arg)
+{
+    ts_sleep_ms(30);
+    gate_open(arg);
+    return NULL;
+}
+
+/*
+ * A full BLOCK subscription: a publish with .timeout_ns = WEIR_NOWAIT is
+ * refused at once (WEIR_EAGAIN, counted rejected); with WEIR_FOREVER,
+ * and with zeroed options (the default), it waits for room.
+ */
+static void
+test_bus_publish_timeout_sentinels(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    static gate g;
+    gate_init(&g);
+    weir_sub_opts one = { .capacity = 1 };
+    weir_sub *s;
+    assert_int_equal(weir_bus_subscribe(bus, "t", gated, &g, &one, &s), 0);
+    uint64_t seq = 0;
+    assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL), 0);
+    wait_until(entered_one, &g);
+    seq = 1;
+    assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL), 0);
+    /* Full: one in the handler, one queued. */
+    weir_pub_opts nowait = { .timeout_ns = WEIR_NOWAIT };
+    seq = 2;
+    assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), &nowait),
+                     WEIR_EAGAIN);
+    weir_sub_stats st;
+    assert_int_equal(weir_sub_get_stats(s, &st), 0);
+    assert_int_equal(st.rejected, 1);
+    /* A bad value stays bad. */
+    weir_pub_opts bad = { .timeout_ns = WEIR_NOWAIT - 1 };
+    assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), &bad),
+                     WEIR_EINVAL);
+    /* FOREVER and the zeroed default wait until the handler makes room. */
+    weir_pub_opts forever = { .timeout_ns = WEIR_FOREVER };
+    weir_pub_opts zeroed = { 0 };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, open_soon, &g), 0);
+    seq = 2;
+    assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), &forever), 0);
+    seq = 3;
+    assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), &zeroed), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    assert_settled(s, 4);
+    weir_bus_destroy(bus);
+    gate_fini(&g);
+    ts_watchdog_disarm();
+}
+
 int
 main(void)
 {
@@ -2368,6 +2428,7 @@ main(void)
         cmocka_unit_test(test_bus_close_beside_a_slow_sub_close_left_nothing),
         cmocka_unit_test(test_bus_every_refused_forward_is_counted),
         cmocka_unit_test(test_bus_bounded_publish_to_own_full_queue_times_out),
+        cmocka_unit_test(test_bus_publish_timeout_sentinels),
     };
     return cmocka_run_group_tests_name("bus", tests, ts_watchdog_group, NULL);
 }

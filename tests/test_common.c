@@ -74,7 +74,9 @@ static void
 test_common_time_constants(void **state)
 {
     (void)state;
-    assert_true(WEIR_NOWAIT == 0);
+    /* Issue 18: NOWAIT is a sentinel of its own, not 0 (an option's default). */
+    assert_true(WEIR_NOWAIT == -2);
+    assert_true(WEIR_NOWAIT != 0 && WEIR_NOWAIT != WEIR_FOREVER);
     assert_true(WEIR_FOREVER == -1);
     assert_true(sizeof(WEIR_FOREVER) == sizeof(int64_t));
     assert_true(WEIR_SEC == 1000 * WEIR_MSEC);

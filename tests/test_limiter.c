@@ -175,7 +175,7 @@ test_limiter_rejects_bad_input(void **state)
     assert_int_equal(weir_limiter_init(&l, 10, 1), 0);
     assert_int_equal(weir_limiter_acquire(&l, 0, WEIR_NOWAIT), WEIR_EINVAL);
     assert_int_equal(weir_limiter_acquire(NULL, 1, WEIR_NOWAIT), WEIR_EINVAL);
-    assert_int_equal(weir_limiter_acquire(&l, 1, -2), WEIR_EINVAL);
+    assert_int_equal(weir_limiter_acquire(&l, 1, -3), WEIR_EINVAL);
     assert_int_equal(weir_limiter_wait_ns(&l, 0), WEIR_EINVAL);
     assert_int_equal(weir_limiter_wait_ns(NULL, 1), WEIR_EINVAL);
     assert_int_equal(weir_limiter_set_rate(&l, NAN, 1), WEIR_EINVAL);

@@ -59,7 +59,7 @@ test_queue_calls_reject_bad_arguments(void **state)
     assert_int_equal(weir_queue_push(NULL, item, WEIR_NOWAIT), WEIR_EINVAL);
     assert_int_equal(weir_queue_pop(NULL, &item, WEIR_NOWAIT), WEIR_EINVAL);
     assert_int_equal(weir_queue_pop(q, NULL, WEIR_NOWAIT), WEIR_EINVAL);
-    assert_int_equal(weir_queue_push(q, item, -2), WEIR_EINVAL);
+    assert_int_equal(weir_queue_push(q, item, -3), WEIR_EINVAL);
     assert_int_equal(weir_queue_pop(q, &item, INT64_MIN), WEIR_EINVAL);
     assert_int_equal(weir_queue_push_burst(NULL, items, 2, 0), WEIR_EINVAL);
     assert_int_equal(weir_queue_push_burst(q, NULL, 2, 0), WEIR_EINVAL);

@@ -165,8 +165,11 @@ typedef struct weir_sub_opts {
 typedef struct weir_pub_opts {
     const char *key;             /* NULL = none; copied */
     int64_t     timeout_ns;      /* how long a publish may block on a full BLOCK queue:
-                                    0 = no limit (the default), > 0 = that many ns,
-                                    then WEIR_ETIMEDOUT */
+                                    0 (the default) or WEIR_FOREVER = no limit;
+                                    WEIR_NOWAIT = not at all: a full BLOCK queue
+                                    refuses at once (WEIR_EAGAIN, counted
+                                    rejected); > 0 = that many ns, then
+                                    WEIR_ETIMEDOUT */
     int64_t     delay_ns;        /* deliver no earlier than this; 0 = now */
 } weir_pub_opts;
 
@@ -300,7 +303,8 @@ int weir_bus_topic(weir_bus *bus, const char *topic, weir_topic **out);
  * 0) into one message and place it in the queue of every subscription of
  * topic, following each one's overflow policy.  opts may be NULL.
  * Returns 0 when every subscription took it (or there is none);
- * WEIR_EAGAIN when a REJECT subscription was full; WEIR_ETIMEDOUT when a
+ * WEIR_EAGAIN when a REJECT subscription was full (or a BLOCK one, with
+ * opts->timeout_ns WEIR_NOWAIT); WEIR_ETIMEDOUT when a
  * BLOCK subscription stayed full past opts->timeout_ns; WEIR_EDEADLK when
  * a handler publishes, without a timeout, to its own subscription's full
  * BLOCK queue that no other worker of it could empty (see weir_handler);
@@ -313,8 +317,8 @@ int weir_bus_topic(weir_bus *bus, const char *topic, weir_topic **out);
  * subscription it was offered to was closed before it could take it (a
  * close while it waited for room): the message reached nobody and is not
  * counted published.  WEIR_EINVAL for NULL bus or topic, a bad name or
- * key, len over WEIR_MAX_PAYLOAD, NULL data with len > 0, or a negative
- * timeout or delay; WEIR_ENOMEM (the message could not be made).  The
+ * key, len over WEIR_MAX_PAYLOAD, NULL data with len > 0, a timeout
+ * below WEIR_NOWAIT, or a negative delay; WEIR_ENOMEM (the message could not be made).  The
  * caller keeps data and the key.  Any thread, also from a handler.  Message ids are unique and
  * increasing per bus, in the order messages are routed.
  *

@@ -58,10 +58,14 @@ const char *weir_version(void);
 
 /*
  * Time.  Every duration in weir is an int64_t count of nanoseconds.  Two
- * values are sentinels: WEIR_NOWAIT tries once without blocking and
+ * values are sentinels, and mean the same in every call and every
+ * option that takes a timeout: WEIR_NOWAIT tries once without blocking,
  * WEIR_FOREVER blocks without limit.  Other negative values are invalid.
+ * As a call's argument, a timeout of 0 ns tries once too.  In an option
+ * struct, 0 means the option's default (so that zeroed options are the
+ * defaults): write WEIR_NOWAIT there to never wait.
  */
-#define WEIR_NOWAIT   ((int64_t)0)
+#define WEIR_NOWAIT   ((int64_t)-2)
 #define WEIR_FOREVER  ((int64_t)-1)
 #define WEIR_NSEC     ((int64_t)1)
 #define WEIR_USEC     ((int64_t)1000)

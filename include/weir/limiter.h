@@ -84,9 +84,9 @@ int weir_limiter_init_clock(weir_limiter *l, double rate_per_sec,
  * idle period.  timeout_ns is WEIR_NOWAIT (take them only if due now),
  * WEIR_FOREVER or a number of nanoseconds.  When the wait needed already
  * exceeds the timeout, returns at once instead of sleeping and failing.
- * Returns 0 (taken); WEIR_EAGAIN (WEIR_NOWAIT, not due); WEIR_ETIMEDOUT;
- * WEIR_EINVAL (NULL l, n == 0, or a negative timeout other than
- * WEIR_FOREVER).  A failed call takes nothing.  Any thread, any number
+ * Returns 0 (taken); WEIR_EAGAIN (WEIR_NOWAIT or 0, not due);
+ * WEIR_ETIMEDOUT; WEIR_EINVAL (NULL l, n == 0, or a negative timeout
+ * other than WEIR_NOWAIT and WEIR_FOREVER).  A failed call takes nothing.  Any thread, any number
  * at once.  A call that sleeps has already reserved its permits: they
  * count against the rate even though they are handed out at the end of
  * the sleep.

@@ -10,8 +10,8 @@
  * using CPU, until the queue changes, the queue is closed or its timeout
  * expires.
  *
- * Timeouts are nanoseconds on CLOCK_MONOTONIC: WEIR_NOWAIT (0) tries once,
- * a positive value waits at most that long, WEIR_FOREVER (-1) waits without
+ * Timeouts are nanoseconds on CLOCK_MONOTONIC: WEIR_NOWAIT (or 0) tries
+ * once, a positive value waits at most that long, WEIR_FOREVER waits without
  * limit; any other negative value is WEIR_EINVAL.  The deadline is fixed
  * when the call starts, so wake-ups that find nothing never extend it.
  *

@@ -37,8 +37,10 @@ weiri_now_ns(void)
 int64_t
 weiri_deadline(int64_t timeout_ns)
 {
-    if (timeout_ns < 0)
+    if (timeout_ns == WEIR_FOREVER)
         return WEIRI_NO_DEADLINE;
+    if (timeout_ns < 0) /* WEIR_NOWAIT */
+        timeout_ns = 0;
     int64_t now = weiri_now_ns();
     if (timeout_ns > WEIRI_NO_DEADLINE - now)
         return WEIRI_NO_DEADLINE;

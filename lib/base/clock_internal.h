@@ -78,12 +78,26 @@ weiri_stamp_ns(void)
 #endif
 
 /*
- * weiri_deadline - turn a relative timeout (WEIR_FOREVER or > 0 ns) into
- * an absolute CLOCK_MONOTONIC deadline, once, so that retries after a
- * spurious wake-up never extend the total wait.  Saturates instead of
- * overflowing.
+ * weiri_deadline - turn a relative timeout (WEIR_FOREVER, WEIR_NOWAIT or
+ * >= 0 ns) into an absolute CLOCK_MONOTONIC deadline, once, so that
+ * retries after a spurious wake-up never extend the total wait.
+ * WEIR_NOWAIT is now.  Saturates instead of overflowing.
  */
 int64_t weiri_deadline(int64_t timeout_ns);
+
+/* weiri_bad_timeout - a timeout argument no call accepts. */
+static inline int
+weiri_bad_timeout(int64_t timeout_ns)
+{
+    return timeout_ns < WEIR_NOWAIT;
+}
+
+/* weiri_try_once - WEIR_NOWAIT or 0 ns: try once, never wait. */
+static inline int
+weiri_try_once(int64_t timeout_ns)
+{
+    return timeout_ns == WEIR_NOWAIT || timeout_ns == 0;
+}
 
 /*
  * weiri_sleep_until - sleep until CLOCK_MONOTONIC reaches deadline_ns;

@@ -95,7 +95,7 @@ weiri_await(weiri_event *ev, int64_t timeout_ns, long (*try)(void *ctx),
         long rc = try(ctx);
         if (rc != 0)
             return rc;
-        if (timeout_ns == WEIR_NOWAIT)
+        if (weiri_try_once(timeout_ns))
             return WEIR_EAGAIN;
         if (step == 0)
             deadline = weiri_deadline(timeout_ns);

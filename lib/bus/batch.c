@@ -337,7 +337,7 @@ weir_batch_commit(weir_batch *batch, int64_t timeout_ns)
     item_in *in = NULL;
     topic_in *top = NULL;
     weir_sub **placed = NULL;
-    if (timeout_ns < WEIR_FOREVER)
+    if (weiri_bad_timeout(timeout_ns))
         goto out;
     int64_t deadline = weiri_deadline(timeout_ns);
     in = calloc(batch->n + 1, sizeof(*in));

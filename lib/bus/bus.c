@@ -64,7 +64,7 @@ fail_mu:
 static bool
 bad_timeout(int64_t timeout_ns)
 {
-    return timeout_ns < WEIR_FOREVER;
+    return weiri_bad_timeout(timeout_ns);
 }
 
 int
@@ -126,7 +126,7 @@ weir_bus_subscribe(weir_bus *bus, const char *topic, weir_handler fn,
 int
 weiri_check_pub_opts(const weir_pub_opts *opts, size_t *key_len)
 {
-    if (opts->timeout_ns < 0 || opts->delay_ns < 0)
+    if (weiri_bad_timeout(opts->timeout_ns) || opts->delay_ns < 0)
         return WEIR_EINVAL;
     if (opts->key != NULL &&
         (*key_len = strnlen(opts->key, WEIR_KEY_MAX + 1)) > WEIR_KEY_MAX)
@@ -475,8 +475,9 @@ weiri_bus_deliver_delayed(void *bus, void *topic, void *body, int64_t timeout_ns
         free(body);
         return;
     }
-    int64_t deadline = timeout_ns == 0 ? WEIRI_NO_DEADLINE
-                                       : weiri_deadline(timeout_ns);
+    int64_t deadline = timeout_ns == WEIR_NOWAIT ? WEIRI_NOWAIT_DEADLINE
+                       : timeout_ns == 0   ? WEIRI_NO_DEADLINE
+                                           : weiri_deadline(timeout_ns);
     /*
      * A full BLOCK queue holds it only until close gives up on delayed
      * messages.  One that then reached nobody because of the close (a
@@ -516,7 +517,8 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
      * takes the clock itself, exact; a plain publish takes a stamp, which
      * may run late by a few tens of ns but costs less than half as much.
      */
-    int64_t now = delayed || timeout != 0 ? weiri_now_ns() : weiri_stamp_ns();
+    bool timed = timeout > 0 || timeout == WEIR_NOWAIT;
+    int64_t now = delayed || timed ? weiri_now_ns() : weiri_stamp_ns();
     if (delayed) {
         /*
          * In a read section too, so that close_bus's quiesce sees it to
@@ -536,8 +538,11 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
         weiri_topic_leave(topic, ticket);
         return rc;
     }
+    /* 0 (the default) and WEIR_FOREVER: no limit. */
     int64_t deadline = WEIRI_NO_DEADLINE;
-    if (timeout != 0 && timeout < WEIRI_NO_DEADLINE - now)
+    if (timeout == WEIR_NOWAIT)
+        deadline = WEIRI_NOWAIT_DEADLINE;
+    else if (timeout > 0 && timeout < WEIRI_NO_DEADLINE - now)
         deadline = now + timeout;
     body_src src = { data, len, key, key_len, now };
     weiri_routed r;

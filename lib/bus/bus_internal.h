@@ -275,6 +275,12 @@ weiri_topic_leave(weir_topic *t, unsigned ticket)
                                   memory_order_release);
 }
 
+/*
+ * A publish's deadline when its timeout was WEIR_NOWAIT: a full BLOCK
+ * queue refuses it at once (WEIR_EAGAIN), as a full REJECT one does.
+ */
+#define WEIRI_NOWAIT_DEADLINE INT64_MIN
+
 /* sub.c: subscriptions and their workers */
 int weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn,
                      void *ctx, const weir_sub_opts *opts, weir_sub **out);

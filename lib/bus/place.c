@@ -151,6 +151,8 @@ static int
 push_blocking(weir_sub *s, weiri_body *b, int64_t deadline,
               const _Atomic bool *stop)
 {
+    if (deadline == WEIRI_NOWAIT_DEADLINE)
+        return push(s, b, WEIR_NOWAIT);
     for (;;) {
         bool stopping = stop != NULL && atomic_load(stop);
         /* No clock read without a deadline: the common publish has none. */

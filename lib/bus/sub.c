@@ -411,7 +411,7 @@ int
 weir_sub_close_stats(weir_sub *sub, int64_t drain_timeout_ns,
                      weir_sub_stats *final)
 {
-    if (sub == NULL || drain_timeout_ns < WEIR_FOREVER)
+    if (sub == NULL || weiri_bad_timeout(drain_timeout_ns))
         return WEIR_EINVAL;
     if (weiri_in_handler_of(sub->bus, sub))
         return WEIR_EDEADLK;

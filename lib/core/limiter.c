@@ -119,7 +119,7 @@ weir_limiter_wait_ns(weir_limiter *l, unsigned n)
 int
 weir_limiter_acquire(weir_limiter *l, unsigned n, int64_t timeout_ns)
 {
-    if (l == NULL || n == 0 || timeout_ns < WEIR_FOREVER)
+    if (l == NULL || n == 0 || weiri_bad_timeout(timeout_ns))
         return WEIR_EINVAL;
     /*
      * Relaxed throughout: TAT is a counter of time handed out, not a
@@ -137,7 +137,7 @@ weir_limiter_acquire(weir_limiter *l, unsigned n, int64_t timeout_ns)
         int64_t tat = atomic_load_explicit(&l->tat, memory_order_relaxed);
         int64_t next = plan(l, n, now, tat, &wait);
         if (wait > 0) {
-            if (timeout_ns == WEIR_NOWAIT)
+            if (weiri_try_once(timeout_ns))
                 return WEIR_EAGAIN;
             if (timeout_ns != WEIR_FOREVER && wait > timeout_ns)
                 return WEIR_ETIMEDOUT;

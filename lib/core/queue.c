@@ -209,7 +209,7 @@ static long
 transfer(weir_queue *q, void *const *in, void **out, size_t n,
          int64_t timeout_ns, const _Atomic uint32_t *kick, uint32_t seen)
 {
-    transfer_ctx c = { q, in, out, n, kick, seen, timeout_ns == WEIR_NOWAIT };
+    transfer_ctx c = { q, in, out, n, kick, seen, weiri_try_once(timeout_ns) };
     long rc = weiri_await(in != NULL ? &q->not_full : &q->not_empty,
                           timeout_ns, transfer_try, transfer_idle, &c);
     /*
@@ -229,7 +229,7 @@ transfer(weir_queue *q, void *const *in, void **out, size_t n,
 static bool
 bad_timeout(int64_t timeout_ns)
 {
-    return timeout_ns < WEIR_FOREVER;
+    return weiri_bad_timeout(timeout_ns);
 }
 
 int
