@@ -145,6 +145,7 @@ typedef struct outcome {
                          policy, full), WEIR_ECLOSED or WEIR_ENOMEM */
     weir_sub *full;   /* the subscription that was full */
     weir_topic *full_topic; /* a topic of it: topics live as long as the bus */
+    uint64_t full_serial;   /* full's, to find it again (weiri_subset_has) */
     size_t need;      /* how many of ours it must take */
     uint64_t unrouted;
 } outcome;
@@ -221,6 +222,7 @@ try_commit(weir_batch *batch, item_in *in, weir_sub **placed)
                 o.rc = rc == WEIR_EAGAIN && s->overflow != WEIR_OVERFLOW_REJECT
                            ? WEIR_ETIMEDOUT : rc;
                 o.full = s;
+                o.full_serial = s->serial;
                 o.full_topic = batch->items[i].topic;
                 o.need = in[i].share;
                 break;
@@ -264,6 +266,7 @@ try_commit(weir_batch *batch, item_in *in, weir_sub **placed)
 typedef struct room_for {
     weir_topic *topic;
     const weir_sub *s;
+    uint64_t serial;   /* s's */
     size_t need;
 } room_for;
 
@@ -278,11 +281,8 @@ room_or_gone(void *arg)
     const room_for *r = arg;
     unsigned ticket;
     const weiri_subset *set = weiri_topic_enter(r->topic, &ticket);
-    bool member = false, room = false;
-    for (size_t j = 0; set != NULL && j < set->n; j++)
-        member |= set->subs[j] == r->s;
-    if (member)
-        room = weiri_sub_has_room(r->s, r->need);
+    bool member = weiri_subset_has(set, r->s, r->serial);
+    bool room = member && weiri_sub_has_room(r->s, r->need);
     weiri_topic_leave(r->topic, ticket);
     return !member || room;
 }
@@ -292,9 +292,10 @@ room_or_gone(void *arg)
  * or the deadline.  true: try again (room, or s is gone or closing).
  */
 static bool
-await_room(weir_topic *topic, const weir_sub *s, size_t need, int64_t deadline)
+await_room(weir_topic *topic, const weir_sub *s, uint64_t serial, size_t need,
+           int64_t deadline)
 {
-    room_for r = { topic, s, need };
+    room_for r = { topic, s, serial, need };
     return weiri_poll_until(room_or_gone, &r, deadline);
 }
 
@@ -381,7 +382,8 @@ weir_batch_commit(weir_batch *batch, int64_t timeout_ns)
             rc = WEIR_EDEADLK;
             break;
         }
-        bool room = await_room(o.full_topic, o.full, o.need, deadline);
+        bool room = await_room(o.full_topic, o.full, o.full_serial, o.need,
+                               deadline);
         weiri_sub_wait_end(bus, o.full);
         if (!room)
             break;

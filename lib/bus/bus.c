@@ -247,10 +247,7 @@ wait_for_room(weir_topic *topic, const noted *w, weiri_body *b,
 {
     unsigned ticket;
     const weiri_subset *set = weiri_topic_enter(topic, &ticket);
-    weir_sub *s = NULL;
-    for (size_t j = 0; set != NULL && j < set->n && s == NULL; j++)
-        if (set->subs[j] == w->sub && w->sub->serial == w->serial)
-            s = w->sub;
+    weir_sub *s = weiri_subset_has(set, w->sub, w->serial) ? w->sub : NULL;
     if (s != NULL)
         weiri_sub_pin(s);
     weiri_topic_leave(topic, ticket);
@@ -438,17 +435,11 @@ weiri_bus_forwards_refused(weir_bus *bus, uint64_t n)
     return WEIR_ECLOSED;
 }
 
-static int
-forward_refused(weir_bus *bus)
-{
-    return weiri_bus_forwards_refused(bus, 1);
-}
-
-/* weiri_bus_refuses, for a publish: counted as forward_refused. */
+/* weiri_bus_refuses, for a publish: counted by weiri_bus_forwards_refused. */
 static bool
 refused_at_close(weir_bus *bus)
 {
-    return weiri_bus_refuses(bus) && forward_refused(bus) != 0;
+    return weiri_bus_refuses(bus) && weiri_bus_forwards_refused(bus, 1) != 0;
 }
 
 /* A delayed publish: the body waits in the timer, routed when due. */
@@ -533,7 +524,7 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
                                               key, key_len, now, 0);
             rc = b == NULL ? WEIR_ENOMEM : publish_later(topic, b, opts);
             if (rc == WEIR_ECLOSED)
-                forward_refused(bus);
+                weiri_bus_forwards_refused(bus, 1);
         }
         weiri_topic_leave(topic, ticket);
         return rc;
@@ -567,7 +558,7 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
     int rc = fanout(topic, set, ticket, NULL, &src, deadline, NULL, false, &r);
     /* Shut by the bus's seal, not by a subscription's own close: counted. */
     if (rc == WEIR_ECLOSED && atomic_load(&bus->sealed))
-        return forward_refused(bus);
+        return weiri_bus_forwards_refused(bus, 1);
     return rc;
 }
 
@@ -585,7 +576,7 @@ weir_bus_publish(weir_bus *bus, const char *topic, const void *data,
     if (opts != NULL && opts->delay_ns > 0) {
         int rc = weir_bus_topic(bus, topic, &t);
         if (rc == WEIR_ECLOSED)
-            return forward_refused(bus);
+            return weiri_bus_forwards_refused(bus, 1);
         return rc != 0 ? rc : weir_topic_publish(t, data, len, opts);
     }
     /* No topic means no subscription: validate as a publish would, count. */

@@ -276,6 +276,21 @@ weiri_topic_leave(weir_topic *t, unsigned ticket)
 }
 
 /*
+ * weiri_subset_has - whether set, a snapshot read in a section, holds
+ * sub: the very one, by its serial, not a later one at its address (sub
+ * is dereferenced only once found, so it may have been freed).
+ */
+static inline bool
+weiri_subset_has(const weiri_subset *set, const weir_sub *sub,
+                 uint64_t serial)
+{
+    for (size_t j = 0; set != NULL && j < set->n; j++)
+        if (set->subs[j] == sub)
+            return sub->serial == serial;
+    return false;
+}
+
+/*
  * A publish's deadline when its timeout was WEIR_NOWAIT: a full BLOCK
  * queue refuses it at once (WEIR_EAGAIN), as a full REJECT one does.
  */
