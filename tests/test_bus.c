@@ -2397,6 +2397,65 @@ test_bus_publish_timeout_sentinels(void **state)
     ts_watchdog_disarm();
 }
 
+/*
+ * Three threads publish to t, whose handler forwards each message to u,
+ * while the bus closes: more threads than cores, the close racing both
+ * the publishers and the forwards.  Every publish was refused
+ * (WEIR_ECLOSED) or is in the books of both stages; with time to drain,
+ * both stages handled all of them; with none, what is left is counted.
+ */
+static void
+test_bus_close_under_publishers_and_forwards(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 120);
+    for (int round = 0; round < 2 * (int)ts_scale(10); round++) {
+        bool quick = round % 2;
+        static closing_race c;
+        static stage a, b;
+        memset(&c, 0, sizeof(c));
+        memset(&a, 0, sizeof(a));
+        memset(&b, 0, sizeof(b));
+        c.bus = a.bus = b.bus = make_bus();
+        a.next = "u";
+        weir_sub *sa, *sb;
+        assert_int_equal(weir_bus_subscribe(c.bus, "t", forward, &a, NULL, &sa), 0);
+        assert_int_equal(weir_bus_subscribe(c.bus, "u", forward, &b, NULL, &sb), 0);
+        pthread_t th[3];
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(pthread_create(&th[i], NULL, publish_until_closed,
+                                            &c), 0);
+        wait_until(published_some, &c);
+        int rc = weir_bus_close(c.bus, quick ? WEIR_NOWAIT : 10 * WEIR_SEC);
+        for (int i = 0; i < 3; i++)
+            pthread_join(th[i], NULL);
+        assert_int_equal(atomic_load(&c.failures), 0);
+        uint64_t in = atomic_load(&c.published);
+        weir_sub_stats st, su;
+        weir_bus_stats bs;
+        assert_int_equal(weir_sub_get_stats(sa, &st), 0);
+        assert_int_equal(weir_sub_get_stats(sb, &su), 0);
+        assert_int_equal(weir_bus_get_stats(c.bus, &bs), 0);
+        assert_int_equal(st.routed, in);
+        assert_int_equal(st.in_flight + su.in_flight, 0);
+        assert_int_equal(st.routed, st.acked + st.queued);
+        assert_int_equal(st.acked, atomic_load(&a.handled));
+        assert_int_equal(st.acked, atomic_load(&a.forwarded) +
+                                       atomic_load(&a.refused));
+        assert_int_equal(atomic_load(&a.other), 0);
+        assert_int_equal(su.routed, atomic_load(&a.forwarded));
+        assert_int_equal(su.routed, su.acked + su.queued);
+        assert_int_equal(bs.forwards_refused, atomic_load(&a.refused));
+        assert_int_equal(bs.published, in + atomic_load(&a.forwarded));
+        if (!quick) {
+            assert_int_equal(rc, 0);
+            assert_int_equal(atomic_load(&b.handled), in);
+        }
+        weir_bus_destroy(c.bus);
+    }
+    ts_watchdog_disarm();
+}
+
 int
 main(void)
 {
@@ -2437,6 +2496,7 @@ main(void)
         cmocka_unit_test(test_bus_every_refused_forward_is_counted),
         cmocka_unit_test(test_bus_bounded_publish_to_own_full_queue_times_out),
         cmocka_unit_test(test_bus_publish_timeout_sentinels),
+        cmocka_unit_test(test_bus_close_under_publishers_and_forwards),
     };
     return cmocka_run_group_tests_name("bus", tests, ts_watchdog_group, NULL);
 }
