@@ -91,7 +91,7 @@ $(BUILD)/tests/support/%.o: tests/support/%.c $(wildcard tests/support/*.h) $(HE
 
 $(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT_OBJ) $(LIB) $(wildcard tests/support/*.h) | deps-test
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -D_GNU_SOURCE -Itests $< $(TEST_SUPPORT_OBJ) $(LIB) -lcmocka $(LDFLAGS_ALL) -o $@
+	$(CC) $(CFLAGS_ALL) -D_GNU_SOURCE -Itests $(INC_bus) $< $(TEST_SUPPORT_OBJ) $(LIB) -lcmocka $(LDFLAGS_ALL) -o $@
 
 $(BUILD)/tests/%: tests/%.cpp $(TEST_SUPPORT_OBJ) $(LIB) $(wildcard tests/support/*.h) | deps-test
 	@mkdir -p $(dir $@)
