@@ -22,7 +22,9 @@
 #include <string.h>
 
 #include "alloc_internal.h"
-#include "bus_internal.h"
+#include "place_internal.h"
+#include "publish_internal.h"
+#include "topic_internal.h"
 #include "clock_internal.h"
 
 typedef struct staged {

@@ -19,7 +19,7 @@
  * key is handled one message at a time, in order, retries included; the
  * entry goes when nothing of its key is left in hand.
  *
- * Accounting (see sub.c).  A message is started when taken off the
+ * Accounting (see work.c).  A message is started when taken off the
  * queue and stays in flight, through parking and retries, until acked,
  * failed or dead-lettered.  A message a close leaves behind is un-started
  * and released, so it counts as queued, as in sub.c.
@@ -27,10 +27,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus_internal.h"
 #include "clock_internal.h"
+#include "deliver_internal.h"
 #include "hash_internal.h"
+#include "publish_internal.h"
 #include "queue_internal.h"
+#include "work_internal.h"
 
 typedef struct weiri_key {
     struct weiri_key *next;        /* hash chain */
@@ -86,11 +88,14 @@ weiri_deliver_teardown(weir_sub *s)
 
 /* --- the ready list, fed by the timer -------------------------------------- */
 
-void
-weiri_sub_retry_due(void *sub, void *delivery)
+/*
+ * Put d on s's ready list and wake a worker for it: a retry come due
+ * (retry_due, under the retries timer's lock), or a key's next message
+ * going behind one.
+ */
+static void
+ready_add(weir_sub *s, weiri_delivery *d)
 {
-    weir_sub *s = sub;
-    weiri_delivery *d = delivery;
     d->next = NULL;
     pthread_mutex_lock(&s->mu);
     if (s->ready_tail != NULL)
@@ -98,6 +103,11 @@ weiri_sub_retry_due(void *sub, void *delivery)
     else
         s->ready = d;
     s->ready_tail = d;
+    /*
+     * seq_cst: ordered before the kick below, so a worker that sees the
+     * kick move (weiri_queue_pop_kickable) finds ready_n > 0.  Workers
+     * read it without mu as a hint; the list itself is read under mu.
+     */
     atomic_fetch_add(&s->ready_n, 1);
     pthread_mutex_unlock(&s->mu);
     /* seq_cst, before the wakes: pairs with the sleepers' re-check. */
@@ -106,9 +116,30 @@ weiri_sub_retry_due(void *sub, void *delivery)
     weiri_event_notify(&s->wake, UINT32_MAX);
 }
 
+/*
+ * A retry in hand is over: taken off the ready list, refused by the
+ * timer, or dropped.  seq_cst, before the notify: await_retries reads
+ * pending after preparing its wait, so the wake for the last one is
+ * never missed, and a worker waiting only for it may exit.
+ */
+static void
+pending_done(weir_sub *s)
+{
+    if (atomic_fetch_sub(&s->pending, 1) == 1)
+        weiri_event_notify(&s->wake, UINT32_MAX);
+}
+
+/* The retries timer's callback: target is the subscription, item d. */
+static void
+retry_due(const weiri_timed *e)
+{
+    ready_add(e->target, e->item);
+}
+
 static weiri_delivery *
 take_ready(weir_sub *s)
 {
+    /* seq_cst: a worker reads it after the kick it waited on (run). */
     if (atomic_load(&s->ready_n) == 0)
         return NULL;
     pthread_mutex_lock(&s->mu);
@@ -117,12 +148,11 @@ take_ready(weir_sub *s)
         s->ready = d->next;
         if (s->ready == NULL)
             s->ready_tail = NULL;
-        atomic_fetch_sub(&s->ready_n, 1);
+        atomic_fetch_sub(&s->ready_n, 1); /* under mu, as the add */
     }
     pthread_mutex_unlock(&s->mu);
-    /* The last retry in hand: workers waiting only for it may now exit. */
-    if (d != NULL && atomic_fetch_sub(&s->pending, 1) == 1)
-        weiri_event_notify(&s->wake, UINT32_MAX);
+    if (d != NULL)
+        pending_done(s);
     return d;
 }
 
@@ -272,46 +302,41 @@ backoff_after(const weir_sub *s, unsigned attempt)
 }
 
 /*
- * After the last attempt: a dead letter if one is set and some
- * subscription of its topic takes it; else failed (and, when the topic
- * has no subscription at all, counted by the bus: a misspelt dead-letter
- * topic shows).  weir_bus_close takes it while it drains, as any
- * forward of a worker.
+ * After the last attempt: true if it became a dead letter (one is set
+ * and some subscription of its topic took it); else it is failed, and,
+ * when the topic has no subscription at all, counted by the bus: a
+ * misspelt dead-letter topic shows.  weir_bus_close takes it while it
+ * drains, as any forward of a worker.
  */
-static void
+static bool
 give_up(weir_sub *s, const weiri_body *b, unsigned attempts, int rc)
 {
     weir_bus *bus = s->bus;
-    weiri_body *dl = NULL;
-    if (s->dead_letter != NULL)
-        dl = weiri_body_create(&bus->bodies, s->dead_letter->name, b->data,
-                               b->size, b->key, b->key ? strlen(b->key) : 0,
-                               weiri_stamp_ns(), 0);
-    if (dl != NULL) {
-        dl->id = b->id;
-        dl->origin = b->topic;
-        dl->attempt_base = attempts;
-        dl->origin_error = rc;
-        /* A full BLOCK queue holds us only until our close runs out of time. */
-        size_t took = weiri_bus_relay(s->dead_letter, dl, &s->abort);
-        if (took == SIZE_MAX)
-            atomic_fetch_add_explicit(&bus->dead_letters_unrouted, 1,
-                                      memory_order_relaxed);
-        if (took > 0 && took != SIZE_MAX) {
-            atomic_fetch_add_explicit(&s->dead_lettered, 1, memory_order_release);
-            return;
-        }
-    }
-    atomic_fetch_add_explicit(&s->failed, 1, memory_order_release);
+    if (s->dead_letter == NULL)
+        return false;
+    weiri_body *dl = weiri_body_create(&bus->bodies, s->dead_letter->name,
+                                       b->data, b->size, b->key,
+                                       b->key ? strlen(b->key) : 0,
+                                       weiri_stamp_ns(), 0);
+    if (dl == NULL)
+        return false;
+    dl->id = b->id;
+    dl->origin = b->topic;
+    dl->attempt_base = attempts;
+    dl->origin_error = rc;
+    /* A full BLOCK queue holds us only until our close runs out of time. */
+    weiri_routed r = weiri_publish_relay(s->dead_letter, dl, &s->abort);
+    if (r.nobody)
+        atomic_fetch_add_explicit(&bus->dead_letters_unrouted, 1,
+                                  memory_order_relaxed);
+    return r.placed > 0;
 }
 
 /* A message the worker cannot handle because the subscription aborts. */
 static void
 leave(weir_sub *s, weiri_delivery *d)
 {
-    /* left before started: see weiri_sub_quiet. */
-    atomic_fetch_add(&s->left, 1);
-    atomic_fetch_sub(&s->started, 1);
+    weiri_work_put_back(s, 1);
     weiri_body_release(d->body, 1);
     if (d->heap)
         free(d);
@@ -329,18 +354,20 @@ handle(weiri_worker *w, weiri_delivery *d)
     while (d != NULL) {
         weiri_body *b = d->body;
         if (atomic_load_explicit(&s->abort, memory_order_relaxed) ||
-            (s->limited && !weiri_sub_await_permit(s))) {
+            (s->limited && !weiri_work_permit(s))) {
             leave(s, d);
             return;
         }
         int rc = 0;
+        uint64_t calls = 0;
         if (d->attempt == 1 && s->dedup != NULL && b->key != NULL &&
-            weir_dedup_check_and_insert(s->dedup, b->key, strlen(b->key)) == 0) {
+            weir_dedup_check_and_insert(s->dedup, b->key,
+                                        strlen(b->key)) == 0) {
             atomic_fetch_add_explicit(&s->duplicates, 1, memory_order_relaxed);
         } else {
             weir_msg m = { b, d->attempt, d->last_error };
             rc = s->fn(&m, s->ctx);
-            atomic_fetch_add_explicit(&s->delivered, 1, memory_order_relaxed);
+            calls = 1;
         }
         /* A delivery on the worker's stack moves to the heap to wait. */
         if (rc != 0 && d->attempt < s->max_attempts && !d->heap) {
@@ -353,10 +380,12 @@ handle(weiri_worker *w, weiri_delivery *d)
         }
         /* Without memory to wait in, the message is given up, counted. */
         if (rc != 0 && d->attempt < s->max_attempts && d->heap) {
-            weiri_timed e = { .due = weiri_deadline(backoff_after(s, d->attempt)),
-                              .target = s, .item = d };
+            weiri_timed e = { .due = weiri_deadline(backoff_after(s,
+                                                                 d->attempt)),
+                              .fire = retry_due, .target = s, .item = d };
             d->attempt++;
             d->last_error = rc;
+            /* seq_cst: see pending_done. */
             atomic_fetch_add(&s->pending, 1);
             /*
              * Counted before it is scheduled: once it is, another worker
@@ -364,22 +393,19 @@ handle(weiri_worker *w, weiri_delivery *d)
              * again, and a finished message's retries must all show.
              */
             atomic_fetch_add_explicit(&s->retried, 1, memory_order_relaxed);
+            weiri_work_done(s, calls, 0, 0, 0);
+            calls = 0;
             if (weiri_timer_add(&s->bus->retries, e) == 0)
                 return; /* its key, if any, stays in hand */
             atomic_fetch_sub_explicit(&s->retried, 1, memory_order_relaxed);
-            /* As in take_ready: workers may be waiting for this one alone. */
-            if (atomic_fetch_sub(&s->pending, 1) == 1)
-                weiri_event_notify(&s->wake, UINT32_MAX);
+            pending_done(s);
             d->attempt--;
         }
-        if (rc == 0)
-            atomic_fetch_add_explicit(&s->acked, 1, memory_order_release);
-        else
-            give_up(s, b, d->attempt, rc);
-        weiri_hist_record(&w->latency, weiri_stamp_ns() - b->timestamp_ns);
+        bool dead = rc != 0 && give_up(s, b, d->attempt, rc);
+        weiri_work_done(s, calls, rc == 0, rc != 0 && !dead, dead);
         weiri_delivery *next = d->holds_key ? key_next(s, b->key, d->key_hash)
                                             : NULL;
-        weiri_body_release(b, 1);
+        weiri_work_settle(w, b, weiri_stamp_ns());
         if (d->heap)
             free(d);
         d = next;
@@ -390,7 +416,7 @@ handle(weiri_worker *w, weiri_delivery *d)
          */
         if (d != NULL && atomic_load(&s->ready_n) > 0) {
             atomic_fetch_add(&s->pending, 1);
-            weiri_sub_retry_due(s, d);
+            ready_add(s, d);
             return;
         }
     }
@@ -404,7 +430,7 @@ handle(weiri_worker *w, weiri_delivery *d)
 static weiri_delivery *
 arrive(weir_sub *s, weiri_body *b, weiri_delivery *local)
 {
-    if (!weiri_sub_admit(s, b))
+    if (!weiri_work_admit(s, b))
         return NULL;
     if (!s->ordered || b->key == NULL) {
         *local = (weiri_delivery){ .body = b, .attempt = 1 };
@@ -414,7 +440,7 @@ arrive(weir_sub *s, weiri_body *b, weiri_delivery *local)
     /* Never lose a message to a failed malloc: wait for memory instead. */
     while ((d = malloc(sizeof(*d))) == NULL) {
         if (atomic_load(&s->abort)) {
-            atomic_fetch_sub(&s->started, 1);
+            weiri_work_put_back(s, 1);
             weiri_body_release(b, 1);
             return NULL;
         }
@@ -451,7 +477,7 @@ weiri_deliver_run(weiri_worker *w)
             pthread_mutex_lock(&s->take_mu);
         long n = weiri_queue_pop_kickable(s->queue, items, want, &s->kick, seen);
         if (n > 0)
-            weiri_sub_took(s, items, (size_t)n, want);
+            weiri_work_took(s, items, (size_t)n, want);
         if (serial) {
             d = n > 0 ? arrive(s, items[0], &local) : NULL;
             pthread_mutex_unlock(&s->take_mu);
@@ -498,8 +524,7 @@ drop_retry(weiri_timed *e, void *unused)
     (void)unused;
     weir_sub *s = e->target;
     leave(s, e->item);
-    if (atomic_fetch_sub(&s->pending, 1) == 1)
-        weiri_event_notify(&s->wake, UINT32_MAX);
+    pending_done(s);
 }
 
 /*
@@ -517,7 +542,7 @@ drop_retry_hand_on(weiri_timed *e, void *unused)
                                         : NULL;
     if (next != NULL) {
         atomic_fetch_add(&s->pending, 1);
-        weiri_sub_retry_due(s, next);
+        ready_add(s, next);
     }
     drop_retry(e, unused);
 }
@@ -537,7 +562,7 @@ weiri_deliver_release_left(weir_sub *s)
     weiri_timer_take(&s->bus->retries, not_ours, drop_retry, s);
     for (weiri_delivery *d = s->ready, *next; d != NULL; d = next) {
         next = d->next;
-        atomic_fetch_sub(&s->pending, 1);
+        pending_done(s);
         leave(s, d);
     }
     s->ready = s->ready_tail = NULL;

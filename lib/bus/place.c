@@ -9,7 +9,8 @@
  *
  * sub.c runs the workers and calls in here; nothing here calls sub.c.
  */
-#include "bus_internal.h"
+#include "place_internal.h"
+#include "topic_internal.h"
 #include "clock_internal.h"
 #include "queue_internal.h"
 

@@ -1,41 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * sub.c - subscriptions: their life, worker threads, pacing, accounting
- * and shutdown.  Their queue, as the bus uses it, is place.c's.
- *
- * Accounting.  Each counter moves at one point, and only up but for the
- * take-backs said below:
- * routed is the queue's (inbox's) own count of pushes plus the messages
- * dropped on the way in (DROP_NEWEST), so a publish pays no extra atomic
- * for it;
- * started moves when a worker takes messages off the queue, acked,
- * failed or dead_lettered when a message is finished with (deliver.c:
- * after its last attempt), dropped when an overflow policy discards one,
- * retried just before a retry is scheduled (taken back if the timer
- * refuses it), so that a finished message's retries all show.
- * A message of a batch is started only once its commit succeeded
- * (weiri_sub_admit); until then it counts as queued, and the messages an
- * aborted batch placed are taken back out of routed (voided) by the
- * abort at once, so the identity below holds right after a failed
- * commit too, wherever the messages are.
- * queued and in_flight are derived:
- *     queued    = routed - started - dropped
- *     in_flight = started - acked - failed - dead_lettered
- * so routed = acked + failed + dead_lettered + dropped + queued + in_flight by
- * construction, and what the tests check is that the derived values match
- * reality (the queue is empty after a drain, nothing is in flight).  A
- * snapshot reads the counters in the reverse of the order a message moves
- * through them, so it never shows more finished than started.
+ * sub.c - subscriptions: their life, their worker threads and the
+ * plain worker loop (batches), close and statistics.  A worker runs this
+ * loop or, for a subscription with delivery guarantees, deliver.c's;
+ * what the two share, the books included, is work.c's.  Their queue, as
+ * the bus uses it, is place.c's.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc_internal.h"
-#include "bus_internal.h"
 #include "clock_internal.h"
-#include "queue_internal.h"
+#include "deliver_internal.h"
+#include "place_internal.h"
+#include "sub_internal.h"
 #include "thread_internal.h"
+#include "topic_internal.h"
+#include "work_internal.h"
 
 /* A solo worker's batch shorter than this is followed by a yield: see worker_main. */
 enum { GATHER_BELOW = 8 };
@@ -144,35 +126,6 @@ fail:
 }
 
 /*
- * Wait for a permit to start a handler, sleeping on s->wake so that an
- * aborting close can cut the wait short.  false: aborted.
- */
-bool
-weiri_sub_await_permit(weir_sub *s)
-{
-    while (weir_limiter_acquire(&s->limiter, 1, WEIR_NOWAIT) != 0) {
-        int64_t wait = weir_limiter_wait_ns(&s->limiter, 1);
-        uint32_t e = weiri_event_prepare(&s->wake);
-        if (atomic_load(&s->abort)) {
-            weiri_event_cancel(&s->wake);
-            return false;
-        }
-        weiri_event_wait(&s->wake, e, weiri_deadline(wait > 0 ? wait : 1));
-    }
-    return true;
-}
-
-static void
-note_high_water(weir_sub *s, uint64_t depth)
-{
-    uint64_t hw = atomic_load_explicit(&s->high_water, memory_order_relaxed);
-    while (depth > hw && !atomic_compare_exchange_weak_explicit(&s->high_water,
-                             &hw, depth, memory_order_relaxed,
-                             memory_order_relaxed))
-        ;
-}
-
-/*
  * Latency needs a clock reading after the handler, which costs up to 50
  * ns on some virtual machines, as much as a fast handler and the rest of
  * the delivery together.  So the clock is read after every CLOCK_EVERY-th
@@ -187,11 +140,8 @@ static void
 settle(weiri_worker *w, void **batch, long from, long to)
 {
     int64_t now = weiri_stamp_ns();
-    for (long j = from; j < to; j++) {
-        weiri_body *b = batch[j];
-        weiri_hist_record(&w->latency, now - b->timestamp_ns);
-        weiri_body_release(b, 1);
-    }
+    for (long j = from; j < to; j++)
+        weiri_work_settle(w, batch[j], now);
 }
 
 /*
@@ -207,10 +157,10 @@ handle_batch(weiri_worker *w, void **batch, long n)
     long i, settled = 0;
     for (i = 0; i < n; i++) {
         if (atomic_load_explicit(&s->abort, memory_order_relaxed) ||
-            (s->limited && !weiri_sub_await_permit(s)))
+            (s->limited && !weiri_work_permit(s)))
             break;
         weiri_body *b = batch[i];
-        if (!weiri_sub_admit(s, b)) {
+        if (!weiri_work_admit(s, b)) {
             /* Out of the batch, as if never taken: shift the rest down. */
             memmove(&batch[i], &batch[i + 1], (size_t)(n - i - 1) * sizeof(*batch));
             n--;
@@ -226,10 +176,7 @@ handle_batch(weiri_worker *w, void **batch, long n)
     }
     if (settled < i)
         settle(w, batch, settled, i);
-    /* Relaxed: statistics; their consistency comes from the read order. */
-    atomic_fetch_add_explicit(&s->delivered, (uint64_t)i, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->acked, ok, memory_order_release);
-    atomic_fetch_add_explicit(&s->failed, (uint64_t)i - ok, memory_order_release);
+    weiri_work_done(s, (uint64_t)i, ok, (uint64_t)i - ok, 0);
     if (i == n)
         return true;
     /* What was started goes back to queued; a batch's was never started. */
@@ -238,38 +185,8 @@ handle_batch(weiri_worker *w, void **batch, long n)
         unstart += ((weiri_body *)batch[i])->gate == NULL;
         weiri_body_release(batch[i], 1);
     }
-    atomic_fetch_sub(&s->started, unstart);
+    weiri_work_put_back(s, unstart);
     return false;
-}
-
-void
-weiri_sub_took(weir_sub *s, void *const *batch, size_t n, size_t want)
-{
-    /*
-     * Relaxed: the commit set gated before placing the message the take
-     * just acquired, so a take that holds one sees it.  Without batches,
-     * no message need be looked at.
-     */
-    uint64_t plain = n;
-    if (atomic_load_explicit(&s->gated, memory_order_relaxed))
-        for (size_t i = 0; i < n; i++)
-            plain -= ((const weiri_body *)batch[i])->gate != NULL;
-    /* Release: pairs with the acquire read of started in the stats. */
-    atomic_fetch_add_explicit(&s->started, plain, memory_order_release);
-    /*
-     * A short batch took everything there was, so n was the depth; only
-     * a full one needs the queue's size, which reads the producers' line:
-     * one cache miss per batch saved while the worker keeps up.  What is
-     * waiting was read after the take, so it may count places filled
-     * since: never more than the queue could have held.
-     */
-    uint64_t depth = n;
-    if (n == want) {
-        uint64_t cap = weiri_sub_capacity(s);
-        depth += weiri_sub_waiting(s);
-        depth = depth < cap ? depth : cap;
-    }
-    note_high_water(s, depth);
 }
 
 static void *
@@ -286,7 +203,7 @@ worker_main(void *arg)
         long n = weiri_sub_take(s, batch, want, WEIR_FOREVER);
         if (n < 0)
             break; /* closed and drained */
-        weiri_sub_took(s, batch, (size_t)n, want);
+        weiri_work_took(s, batch, (size_t)n, want);
         if (!handle_batch(w, batch, n))
             break;
         /*
@@ -321,18 +238,6 @@ weiri_sub_start(weir_sub *s)
         }
     }
     return 0;
-}
-
-bool
-weiri_sub_admit_gated(weir_sub *s, weiri_body *b)
-{
-    if (!weiri_gate_wait(b->gate)) {
-        weiri_body_release(b, 1);
-        return false;
-    }
-    /* Release: pairs with the acquire read of started in the stats. */
-    atomic_fetch_add_explicit(&s->started, 1, memory_order_release);
-    return true;
 }
 
 int
@@ -460,40 +365,12 @@ weir_sub_name(const weir_sub *sub)
     return sub != NULL ? sub->name : NULL;
 }
 
-/* Every count of s's statistics but the latency ones, into *out. */
-static void
-counts(const weir_sub *sub, weir_sub_stats *out)
-{
-    weir_sub *s = (weir_sub *)sub; /* atomics are read-only here */
-    memset(out, 0, sizeof(*out));
-    /* Reverse of the path a message takes; see the top of this file. */
-    out->acked = atomic_load_explicit(&s->acked, memory_order_acquire);
-    out->failed = atomic_load_explicit(&s->failed, memory_order_acquire);
-    out->dead_lettered = atomic_load_explicit(&s->dead_lettered, memory_order_acquire);
-    out->delivered = atomic_load_explicit(&s->delivered, memory_order_relaxed);
-    out->retried = atomic_load_explicit(&s->retried, memory_order_relaxed);
-    out->duplicates = atomic_load_explicit(&s->duplicates, memory_order_relaxed);
-    /* voided before started: a voided message is never started. */
-    uint64_t voided = atomic_load_explicit(&s->voided, memory_order_acquire);
-    uint64_t started = atomic_load_explicit(&s->started, memory_order_acquire);
-    out->dropped = atomic_load_explicit(&s->dropped, memory_order_acquire);
-    out->routed = weiri_sub_pushed(s) +
-                  atomic_load_explicit(&s->dropped_in, memory_order_acquire);
-    out->routed = out->routed > voided ? out->routed - voided : 0;
-    out->rejected = atomic_load_explicit(&s->rejected, memory_order_relaxed);
-    out->high_water = atomic_load_explicit(&s->high_water, memory_order_relaxed);
-    uint64_t done = out->acked + out->failed + out->dead_lettered;
-    out->in_flight = started > done ? started - done : 0;
-    uint64_t gone = started + out->dropped;
-    out->queued = out->routed > gone ? out->routed - gone : 0;
-}
-
 int
 weir_sub_get_stats(const weir_sub *sub, weir_sub_stats *out)
 {
     if (sub == NULL || out == NULL)
         return WEIR_EINVAL;
-    counts(sub, out);
+    weiri_work_counts(sub, out);
     /*
      * Each worker's histogram sits in its own struct: summed one by one,
      * never read as an array.  Fixed at subscribe, freed only with s.
@@ -513,15 +390,15 @@ weiri_sub_quiet(const weir_sub *s, uint64_t *moves)
     /* Acquire: pairs with weiri_sub_unpin; the pins before the counters. */
     bool pinned = atomic_load_explicit(&s->pins, memory_order_acquire) != 0;
     weir_sub_stats st;
-    counts(s, &st);
+    weiri_work_counts(s, &st);
     /*
      * What destroy gave up counts as queued, but no worker will take it.
      * Read after the stats, and moved before started by its writer
-     * (leave, deliver.c; both seq_cst), so never counted short.
+     * (weiri_work_put_back; both seq_cst), so never counted short.
      */
     uint64_t left = atomic_load(&s->left);
     uint64_t waiting_now = st.queued > left ? st.queued - left : 0;
-    /* Relaxed: a sum compared with itself; counts() gave the order. */
+    /* Relaxed: a sum compared with itself; the counts gave the order. */
     *moves += weiri_sub_pushed(s) + st.delivered + st.acked + st.failed +
               st.dead_lettered + st.dropped + st.retried + st.rejected +
               atomic_load_explicit(&s->voided, memory_order_relaxed);

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * timer.c - the bus's timer thread and its min-heap (timer_internal.h).
+ * timer.c - a timer thread and its min-heap (timer_internal.h).
  *
  * The thread sleeps on an event count until the earliest entry is due or
- * an add makes an earlier one; it is started by the first add, so a bus
- * that never delays or retries has no such thread.
+ * an add makes an earlier one; it is started by the first add, so a timer
+ * never used costs no thread.
  */
 #include <stdlib.h>
 
@@ -15,9 +15,9 @@
 #include "timer_internal.h"
 
 int
-weiri_timer_init(weiri_timer *t, weiri_timed_kind kind, void *bus)
+weiri_timer_init(weiri_timer *t, bool locked)
 {
-    *t = (weiri_timer){ .kind = kind, .bus = bus };
+    *t = (weiri_timer){ .locked = locked };
     if (pthread_mutex_init(&t->mu, NULL) != 0)
         return WEIR_ENOMEM;
     if (weiri_event_init(&t->changed) != 0) {
@@ -89,15 +89,14 @@ timer_main(void *arg)
             continue;
         }
         weiri_timed e = pop_min(t);
-        if (t->kind == WEIRI_TIMED_RETRY) {
-            weiri_sub_retry_due(e.target, e.item);
-            continue;
-        }
-        pthread_mutex_unlock(&t->mu);
-        weiri_bus_deliver_delayed(t->bus, e.target, e.item, e.timeout_ns);
-        pthread_mutex_lock(&t->mu);
-        t->delayed--;
-        weiri_event_notify(&t->changed, UINT32_MAX); /* a close may wait */
+        if (!t->locked)
+            pthread_mutex_unlock(&t->mu);
+        e.fire(&e);
+        if (!t->locked)
+            pthread_mutex_lock(&t->mu);
+        /* Only the last one matters to weiri_timer_await_idle. */
+        if (--t->busy == 0)
+            weiri_event_notify(&t->changed, UINT32_MAX);
     }
     pthread_mutex_unlock(&t->mu);
     return NULL;
@@ -134,8 +133,7 @@ weiri_timer_add(weiri_timer *t, weiri_timed e)
     t->heap[t->n] = e;
     /* Only a new earliest entry changes when the thread must wake. */
     earliest = sift_up(t->heap, t->n++) == 0;
-    if (t->kind == WEIRI_TIMED_DELAYED)
-        t->delayed++;
+    t->busy++;
 out:
     pthread_mutex_unlock(&t->mu);
     if (rc == 0 && earliest)
@@ -154,23 +152,25 @@ weiri_timer_take(weiri_timer *t, bool (*keep)(const weiri_timed *, void *),
             t->heap[kept++] = t->heap[i];
             continue;
         }
-        if (t->kind == WEIRI_TIMED_DELAYED)
-            t->delayed--;
+        t->busy--;
         drop(&t->heap[i], arg);
     }
     t->n = kept;
     /* Floyd's construction: O(n), and taking is rare (close, abort). */
     for (size_t i = kept / 2; i-- > 0;)
         sift_down(t->heap, kept, i);
+    bool idle = t->busy == 0;
     pthread_mutex_unlock(&t->mu);
+    if (idle && kept < n)
+        weiri_event_notify(&t->changed, UINT32_MAX);
     return n - kept;
 }
 
 bool
-weiri_timer_await_delayed(weiri_timer *t, int64_t deadline)
+weiri_timer_await_idle(weiri_timer *t, int64_t deadline)
 {
     pthread_mutex_lock(&t->mu);
-    while (t->delayed > 0) {
+    while (t->busy > 0) {
         uint32_t e = weiri_event_prepare(&t->changed);
         pthread_mutex_unlock(&t->mu);
         int rc = weiri_event_wait(&t->changed, e, deadline);
@@ -178,7 +178,7 @@ weiri_timer_await_delayed(weiri_timer *t, int64_t deadline)
         if (rc == WEIR_ETIMEDOUT)
             break;
     }
-    bool none = t->delayed == 0;
+    bool none = t->busy == 0;
     pthread_mutex_unlock(&t->mu);
     return none;
 }
@@ -192,10 +192,10 @@ weiri_timer_seal(weiri_timer *t)
 }
 
 size_t
-weiri_timer_delayed(weiri_timer *t)
+weiri_timer_busy(weiri_timer *t)
 {
     pthread_mutex_lock(&t->mu);
-    size_t n = t->delayed;
+    size_t n = t->busy;
     pthread_mutex_unlock(&t->mu);
     return n;
 }

@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * timer_internal.h - PRIVATE to lib/: the bus's timers, each one thread
- * and one min-heap for the messages that must wait: the bus has one for
- * delayed publishes and one for retries after a backoff.  A waiting
- * message costs a heap entry, O(log n) to add and to take, never a thread
- * or a sleeping worker.
+ * timer_internal.h - PRIVATE to lib/: a timer, one thread and one
+ * min-heap of entries, each with its own callback and arguments (as the
+ * timers of libuv or Redis are).  A waiting entry costs a heap slot,
+ * O(log n) to add and to take, never a thread or a sleeping caller.
+ * The timer knows nothing of what its entries stand for; the bus keeps
+ * two, one for delayed publishes and one for retries (see weir_bus).
  *
- * Lock order: a timer's mutex may be taken while holding nothing or
- * bus->mu; while holding it, the timer takes a subscription's mu only
- * (weiri_sub_retry_due), never the other way round.
+ * Lock order: a timer's mutex is taken while holding nothing, or the
+ * locks its user holds around its calls (bus->mu); a timer that fires
+ * under its lock holds it while its callbacks take theirs, so those must
+ * never call this timer.
  */
 #ifndef WEIR_TIMER_INTERNAL_H
 #define WEIR_TIMER_INTERNAL_H
@@ -20,36 +22,41 @@
 
 #include "wait_internal.h"
 
-/* What a timer holds; each timer holds one kind. */
-typedef enum {
-    WEIRI_TIMED_DELAYED, /* target: weir_topic *, item: weiri_body * */
-    WEIRI_TIMED_RETRY    /* target: weir_sub *, item: weiri_delivery * */
-} weiri_timed_kind;
+typedef struct weiri_timed weiri_timed;
 
-typedef struct weiri_timed {
+/* Called by the timer's thread with (a copy of) an entry come due. */
+typedef void (*weiri_timer_fn)(const weiri_timed *e);
+
+struct weiri_timed {
     int64_t due;         /* CLOCK_MONOTONIC ns */
     uint64_t seq;        /* order of adding: breaks ties between equal dues */
-    void *target, *item;
-    int64_t timeout_ns;  /* DELAYED: the publish's BLOCK timeout */
-} weiri_timed;
+    weiri_timer_fn fire;
+    void *target, *item; /* the callback's; the timer never reads them */
+    int64_t value;       /* the callback's too */
+};
 
 typedef struct weiri_timer {
-    weiri_timed_kind kind;   /* of every entry; fixed at init */
     pthread_mutex_t mu;      /* guards everything below */
     weiri_timed *heap;       /* min-heap on (due, seq) */
     size_t n, cap;
     uint64_t seq;
-    size_t delayed;          /* DELAYED: entries in the heap or being delivered */
+    size_t busy;             /* entries in the heap or being fired */
+    bool locked;             /* callbacks run under mu; fixed at init */
     bool running, stop;      /* the thread was started; it must exit */
     bool sealed;             /* adds are refused (weiri_timer_seal) */
     pthread_t thread;
-    weiri_event changed;     /* the thread sleeps here; so does a close
-                                waiting for delayed deliveries */
-    void *bus;               /* weir_bus *, handed to the callbacks */
+    weiri_event changed;     /* the thread sleeps here; so does
+                                weiri_timer_await_idle */
 } weiri_timer;
 
-/* weiri_timer_init - 0 or WEIR_ENOMEM.  No thread until the first add. */
-int weiri_timer_init(weiri_timer *t, weiri_timed_kind kind, void *bus);
+/*
+ * weiri_timer_init - 0 or WEIR_ENOMEM.  No thread until the first add.
+ * locked: every callback runs under the timer's lock, so that an entry
+ * taken out by weiri_timer_take is never firing meanwhile; for short
+ * callbacks only, since adds wait for them.  Otherwise callbacks run
+ * without it and may wait (weiri_timer_await_idle waits for them).
+ */
+int weiri_timer_init(weiri_timer *t, bool locked);
 
 /*
  * weiri_timer_stop - join the thread and free the heap; entries still in
@@ -59,8 +66,8 @@ int weiri_timer_init(weiri_timer *t, weiri_timed_kind kind, void *bus);
 void weiri_timer_stop(weiri_timer *t);
 
 /*
- * weiri_timer_add - queue e (its seq is assigned).  0, WEIR_ENOMEM, or
- * WEIR_ECLOSED once sealed.
+ * weiri_timer_add - queue e (its seq is assigned) to fire when due.  0,
+ * WEIR_ENOMEM, or WEIR_ECLOSED once sealed.  Thread-safe.
  */
 int weiri_timer_add(weiri_timer *t, weiri_timed e);
 
@@ -70,32 +77,19 @@ void weiri_timer_seal(weiri_timer *t);
 /*
  * weiri_timer_take - remove every entry for which keep(entry, arg) is
  * false (every entry if keep is NULL) and hand each to drop(entry, arg),
- * under the timer's lock, so no removed entry can be firing meanwhile.
- * Returns how many were removed.
+ * under the timer's lock.  Returns how many were removed.
  */
 size_t weiri_timer_take(weiri_timer *t,
                         bool (*keep)(const weiri_timed *, void *),
                         void (*drop)(weiri_timed *, void *), void *arg);
 
 /*
- * weiri_timer_await_delayed - wait until no DELAYED entry is left or the
- * deadline passes.  true if none is left.
+ * weiri_timer_await_idle - wait until no entry is queued or firing, or
+ * the deadline passes.  true if none is.
  */
-bool weiri_timer_await_delayed(weiri_timer *t, int64_t deadline);
+bool weiri_timer_await_idle(weiri_timer *t, int64_t deadline);
 
-/* weiri_timer_delayed - how many DELAYED entries are waiting or being delivered. */
-size_t weiri_timer_delayed(weiri_timer *t);
-
-/*
- * Callbacks, defined by the bus.  weiri_sub_retry_due runs under the
- * timer's lock (so a subscription that takes its entries out with
- * weiri_timer_take never has one firing); a worker also calls it, with
- * no lock, to put a key's next message behind a ready retry.
- * weiri_bus_deliver_delayed runs without it, since a BLOCK queue may
- * make it wait.
- */
-void weiri_sub_retry_due(void *sub, void *delivery);
-void weiri_bus_deliver_delayed(void *bus, void *topic, void *body,
-                               int64_t timeout_ns);
+/* weiri_timer_busy - how many entries are queued or firing now. */
+size_t weiri_timer_busy(weiri_timer *t);
 
 #endif /* WEIR_TIMER_INTERNAL_H */

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "alloc_internal.h"
-#include "bus_internal.h"
+#include "topic_internal.h"
 #include "hash_internal.h"
 #include "clock_internal.h"
 
