@@ -67,8 +67,8 @@ EXAMPLES    := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 
 .SECONDARY:
 
-.PHONY: all check check-layout check-licence check-layers run examples bench \
-        install uninstall clean deps-test
+.PHONY: all check check-layout check-licence check-layers check-calls run \
+        examples bench install uninstall clean deps-test
 
 all: $(LIB)
 
@@ -97,8 +97,12 @@ $(BUILD)/tests/%: tests/%.cpp $(TEST_SUPPORT_OBJ) $(LIB) $(wildcard tests/suppor
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS_ALL) -Itests $< $(TEST_SUPPORT_OBJ) $(LIB) -lcmocka $(LDFLAGS_ALL) -o $@
 
-check: $(TESTS) check-layout check-licence check-layers
+check: $(TESTS) check-layout check-licence check-layers check-calls
 	@tests/run-all $(TESTS)
+
+# No file of lib/ calls one above it (tests/check-calls gives the order).
+check-calls: $(LIB)
+	@tests/check-calls $(BUILD)/lib
 
 # A lower layer of lib/ cannot see a higher one's headers.
 check-layers:

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * place.c - a subscription's queue as the bus uses it, whichever kind it
- * has (an inbox or a weir_queue: see weir_sub.inbox): placing a message
+ * place.c - a subscription's mailbox, whichever kind it has (an inbox or a
+ * weir_queue: see weir_sub.inbox), chosen here: placing a message
  * by the overflow policy, waiting for room in a full BLOCK queue outside
  * the publisher's read section (pins), the rule that keeps a handler
  * from waiting for room in its own queue for ever, and the plain
@@ -30,6 +30,31 @@ weiri_bus_refuses(weir_bus *bus)
     if (!atomic_load(&bus->closed))
         return false;
     return !weiri_in_handler_of(bus, NULL) || atomic_load(&bus->sealed);
+}
+
+int
+weiri_sub_mailbox_open(weir_sub *s, size_t capacity, bool lone)
+{
+    /*
+     * An inbox only for the first subscription of a topic: a message is
+     * written in place only while it is the topic's one subscription, and
+     * otherwise its wide slots cost more than a queue's (one line per
+     * message, not a quarter): with 64 subscriptions, each with an inbox,
+     * a publish cost 3-4x as much.  And only where one worker takes and
+     * no publisher takes back (not careful, not DROP_OLDEST).
+     */
+    if (lone && !s->careful && s->nworkers == 1 &&
+        s->overflow != WEIR_OVERFLOW_DROP_OLDEST &&
+        capacity <= WEIRI_INBOX_MAX)
+        return weiri_inbox_create(&s->inbox, capacity, s->topic->name);
+    return weir_queue_create(&s->queue, capacity);
+}
+
+void
+weiri_sub_mailbox_free(weir_sub *s)
+{
+    weiri_inbox_destroy(s->inbox);
+    weir_queue_destroy(s->queue);
 }
 
 int

@@ -81,4 +81,46 @@ size_t weiri_sub_waiting(const weir_sub *s);
 uint64_t weiri_sub_pushed(const weir_sub *s);
 void weiri_sub_drop_queued(weir_sub *s, weiri_body *b, bool left);
 
+/*
+ * weiri_sub_mailbox_open - give s (its options set: careful, nworkers,
+ * overflow) a mailbox of capacity places: an inbox if it may have one
+ * and is its topic's first subscription (lone), else a weir_queue.
+ * 0, WEIR_EINVAL or WEIR_ENOMEM.  weiri_sub_mailbox_free frees it.
+ */
+int weiri_sub_mailbox_open(weir_sub *s, size_t capacity, bool lone);
+void weiri_sub_mailbox_free(weir_sub *s);
+
+/*
+ * A small message written whole into s's mailbox, no body made: only an
+ * inbox takes one (weiri_sub_takes_copy, for extra bytes of payload and
+ * key).  weiri_sub_claim_copy claims a place (0, or non-zero: none free,
+ * or shut); weiri_sub_fill_copy writes the message there.  Inline: the
+ * publish path of a topic with one subscription.
+ */
+static inline bool
+weiri_sub_takes_copy(const weir_sub *s, size_t extra)
+{
+    return s->inbox != NULL && extra <= WEIRI_INBOX_INLINE;
+}
+
+static inline int
+weiri_sub_claim_copy(weir_sub *s, size_t *pos)
+{
+    return weiri_inbox_claim(s->inbox, pos);
+}
+
+static inline void
+weiri_sub_fill_copy(weir_sub *s, size_t pos, uint64_t id, int64_t stamp,
+                    const void *data, size_t size, const char *key,
+                    size_t key_len)
+{
+    /*
+     * The next place's line, on its way while this one is written (see
+     * weiri_body_ahead): a publisher mostly claims places in a row.
+     */
+    weiri_inbox_prefetch(s->inbox, pos + 1);
+    weiri_inbox_fill_copy(s->inbox, pos, id, stamp, data, size, key,
+                          key_len);
+}
+
 #endif /* WEIR_PLACE_INTERNAL_H */

@@ -51,27 +51,22 @@ fill_from(weiri_body *b, weir_topic *topic, const body_src *src, size_t refs)
 }
 
 /*
- * A message for a topic whose one subscription has an inbox: written
- * straight into a place of it, when there is one free (false: there is
- * not, or the inbox is closed; nothing was done).  No body, no reference:
- * the slot is the one copy (inbox_internal.h).  As in fanout, both locked
- * instructions come before the writes.
+ * A message for a topic whose one subscription takes copies: written
+ * straight into a place of its mailbox, when there is one free (false:
+ * there is not, or it is shut; nothing was done).  No body, no
+ * reference: the slot is the one copy (inbox_internal.h).  As in fanout,
+ * both locked instructions come before the writes.
  */
 static bool
 publish_in_place(weir_sub *s, const body_src *src, weiri_routed *out)
 {
     size_t pos;
-    if (weiri_inbox_claim(s->inbox, &pos) != 0)
+    if (weiri_sub_claim_copy(s, &pos) != 0)
         return false;
     uint64_t id = atomic_fetch_add_explicit(&s->bus->next_id, 1,
                                             memory_order_relaxed) + 1;
-    /*
-     * The next place's line, on its way while this one is written (see
-     * weiri_body_ahead): a publisher mostly claims places in a row.
-     */
-    weiri_inbox_prefetch(s->inbox, pos + 1);
-    weiri_inbox_fill_copy(s->inbox, pos, id, src->timestamp_ns, src->data,
-                          src->size, src->key, src->key_len);
+    weiri_sub_fill_copy(s, pos, id, src->timestamp_ns, src->data, src->size,
+                        src->key, src->key_len);
     *out = (weiri_routed){ .placed = 1 };
     return true;
 }
@@ -477,8 +472,9 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
         weiri_topic_leave(topic, ticket);
         return WEIR_ECLOSED;
     }
-    if (set != NULL && set->n == 1 && set->subs[0]->inbox != NULL &&
-        weiri_body_extra(len, key_len, key != NULL) <= WEIRI_INBOX_INLINE &&
+    if (set != NULL && set->n == 1 &&
+        weiri_sub_takes_copy(set->subs[0],
+                             weiri_body_extra(len, key_len, key != NULL)) &&
         publish_in_place(set->subs[0], &src, &r)) {
         weiri_topic_leave(topic, ticket);
         return 0;

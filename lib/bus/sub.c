@@ -97,19 +97,10 @@ weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn, void *ctx,
     }
     if ((rc = weiri_deliver_setup(s, &o)) != 0)
         goto fail_event;
-    /*
-     * An inbox only for the first subscription of a topic: a message is
-     * written in place only while it is the topic's one subscription, and
-     * otherwise its wide slots cost more than a queue's (one line per
-     * message, not a quarter): with 64 subscriptions, each with an inbox,
-     * a publish cost 3-4x as much.  Under bus->mu, so the count is exact.
-     */
-    const weiri_subset *set = atomic_load_explicit(&t->subs, memory_order_relaxed);
-    if (!s->careful && o.workers == 1 && o.overflow != WEIR_OVERFLOW_DROP_OLDEST &&
-        o.capacity <= WEIRI_INBOX_MAX && (set == NULL || set->n == 0))
-        rc = weiri_inbox_create(&s->inbox, o.capacity, t->name);
-    else
-        rc = weir_queue_create(&s->queue, o.capacity);
+    /* Under bus->mu, so the count is exact. */
+    const weiri_subset *set = atomic_load_explicit(&t->subs,
+                                                   memory_order_relaxed);
+    rc = weiri_sub_mailbox_open(s, o.capacity, set == NULL || set->n == 0);
     if (rc != 0)
         goto fail_deliver;
     *out = s;
@@ -298,8 +289,7 @@ void
 weiri_sub_free(weir_sub *s)
 {
     weiri_deliver_teardown(s);
-    weiri_inbox_destroy(s->inbox);
-    weir_queue_destroy(s->queue);
+    weiri_sub_mailbox_free(s);
     weiri_event_destroy(&s->wake);
     weiri_free(s->workers);
     free(s->name);
