@@ -110,7 +110,11 @@ ready_add(weir_sub *s, weiri_delivery *d)
      */
     atomic_fetch_add(&s->ready_n, 1);
     pthread_mutex_unlock(&s->mu);
-    /* seq_cst, before the wakes: pairs with the sleepers' re-check. */
+    /*
+     * seq_cst, before the wakes: pairs with the load of kick in
+     * weiri_deliver_run, taken before its worker looks at ready_n and
+     * then sleeps in the queue only while kick has not moved.
+     */
     atomic_fetch_add(&s->kick, 1);
     weiri_queue_wake_consumers(s->queue);
     weiri_event_notify(&s->wake, UINT32_MAX);
@@ -127,6 +131,18 @@ pending_done(weir_sub *s)
 {
     if (atomic_fetch_sub(&s->pending, 1) == 1)
         weiri_event_notify(&s->wake, UINT32_MAX);
+}
+
+/*
+ * A key's next message goes on the ready list as a retry would, pending
+ * too, so the workers wait for it before they exit (await_retries).
+ * seq_cst: counted pending before it can be taken (pending_done).
+ */
+static void
+ready_hand_on(weir_sub *s, weiri_delivery *d)
+{
+    atomic_fetch_add(&s->pending, 1);
+    ready_add(s, d);
 }
 
 /* The retries timer's callback: target is the subscription, item d. */
@@ -165,6 +181,12 @@ await_retries(weir_sub *s)
 {
     for (;;) {
         uint32_t e = weiri_event_prepare(&s->wake);
+        /*
+         * seq_cst, after the prepare: each pairs with a store or RMW
+         * followed by a notify of s->wake (the abort in weiri_sub_drain,
+         * ready_add, pending_done), so a change after these loads wakes
+         * the wait below.
+         */
         if (atomic_load(&s->abort) || atomic_load(&s->ready_n) > 0 ||
             atomic_load(&s->pending) == 0) {
             weiri_event_cancel(&s->wake);
@@ -415,8 +437,7 @@ handle(weiri_worker *w, weiri_delivery *d)
          * order holds), rather than a chain of them holding the retry up.
          */
         if (d != NULL && atomic_load(&s->ready_n) > 0) {
-            atomic_fetch_add(&s->pending, 1);
-            ready_add(s, d);
+            ready_hand_on(s, d);
             return;
         }
     }
@@ -439,6 +460,7 @@ arrive(weir_sub *s, weiri_body *b, weiri_delivery *local)
     weiri_delivery *d;
     /* Never lose a message to a failed malloc: wait for memory instead. */
     while ((d = malloc(sizeof(*d))) == NULL) {
+        /* seq_cst: as every read of abort, a flag read for itself. */
         if (atomic_load(&s->abort)) {
             weiri_work_put_back(s, 1);
             weiri_body_release(b, 1);
@@ -464,12 +486,17 @@ weiri_deliver_run(weiri_worker *w)
      * queue.  A lone worker claims in order anyway.
      */
     bool serial = s->ordered && s->nworkers > 1;
+    /* abort: seq_cst, as in await_retries; the drain notifies after it. */
     while (!atomic_load(&s->abort)) {
         weiri_delivery local, *d = take_ready(s);
         if (d != NULL) {
             handle(w, d);
             continue;
         }
+        /*
+         * kick before ready_n (both seq_cst; see ready_add): a retry made
+         * ready after this look moves kick, and the pop returns at once.
+         */
         uint32_t seen = atomic_load(&s->kick);
         if (atomic_load(&s->ready_n) > 0)
             continue;
@@ -540,10 +567,8 @@ drop_retry_hand_on(weiri_timed *e, void *unused)
     weiri_delivery *d = e->item;
     weiri_delivery *next = d->holds_key ? key_next(s, d->body->key, d->key_hash)
                                         : NULL;
-    if (next != NULL) {
-        atomic_fetch_add(&s->pending, 1);
-        ready_add(s, next);
-    }
+    if (next != NULL)
+        ready_hand_on(s, next);
     drop_retry(e, unused);
 }
 
@@ -566,7 +591,7 @@ weiri_deliver_release_left(weir_sub *s)
         leave(s, d);
     }
     s->ready = s->ready_tail = NULL;
-    atomic_store(&s->ready_n, 0);
+    atomic_store(&s->ready_n, 0); /* the workers are joined: none reads it */
     for (size_t i = 0; i < s->key_buckets; i++) {
         for (weiri_key *k = s->keys[i], *next; k != NULL; k = next) {
             next = k->next;

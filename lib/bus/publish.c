@@ -360,6 +360,21 @@ weiri_publish_refused(weir_bus *bus)
 }
 
 /*
+ * The deadline of a publish whose weir_pub_opts.timeout_ns is timeout,
+ * from now: 0 (the default) and WEIR_FOREVER wait without limit, as
+ * options do; WEIR_NOWAIT tries once.
+ */
+static int64_t
+pub_deadline(int64_t timeout, int64_t now)
+{
+    if (timeout == WEIR_NOWAIT)
+        return WEIRI_NOWAIT_DEADLINE;
+    if (timeout > 0 && timeout < WEIRI_NO_DEADLINE - now)
+        return now + timeout;
+    return WEIRI_NO_DEADLINE;
+}
+
+/*
  * A delayed message come due (the delays timer's callback, run without
  * its lock, for a full BLOCK queue may make it wait): target is its
  * topic, item its body, value the publish's timeout.
@@ -376,9 +391,7 @@ deliver_delayed(const weiri_timed *e)
         free(body);
         return;
     }
-    int64_t deadline = e->value == WEIR_NOWAIT ? WEIRI_NOWAIT_DEADLINE
-                       : e->value == 0         ? WEIRI_NO_DEADLINE
-                                               : weiri_deadline(e->value);
+    int64_t deadline = pub_deadline(e->value, weiri_now_ns());
     /*
      * A full BLOCK queue holds it only until close gives up on delayed
      * messages.  One that then reached nobody because of the close (a
@@ -452,12 +465,7 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
         weiri_topic_leave(topic, ticket);
         return rc;
     }
-    /* 0 (the default) and WEIR_FOREVER: no limit. */
-    int64_t deadline = WEIRI_NO_DEADLINE;
-    if (timeout == WEIR_NOWAIT)
-        deadline = WEIRI_NOWAIT_DEADLINE;
-    else if (timeout > 0 && timeout < WEIRI_NO_DEADLINE - now)
-        deadline = now + timeout;
+    int64_t deadline = pub_deadline(timeout, now);
     body_src src = { data, len, key, key_len, now };
     weiri_routed r;
     unsigned ticket;
