@@ -202,9 +202,8 @@ push_blocking(weir_sub *s, weiri_body *b, int64_t deadline,
     }
 }
 
-/* A reference s did not take: count the refusal (but a close) and drop it. */
-static int
-refused(weir_sub *s, weiri_body *b, int rc)
+int
+weiri_sub_refused(weir_sub *s, weiri_body *b, int rc)
 {
     /*
      * A subscription closing on its own has left the topic; a queue the
@@ -247,7 +246,7 @@ weiri_sub_offer(weir_sub *s, weiri_body *b)
         }
         break;
     }
-    return rc == 0 ? 0 : refused(s, b, rc);
+    return rc == 0 ? 0 : weiri_sub_refused(s, b, rc);
 }
 
 int
@@ -256,10 +255,10 @@ weiri_sub_wait(weir_sub *s, weiri_body *b, int64_t deadline,
 {
     if (!weiri_sub_wait_begin(s->bus, s,
                               deadline == WEIRI_NO_DEADLINE && stop == NULL))
-        return refused(s, b, WEIR_EDEADLK);
+        return weiri_sub_refused(s, b, WEIR_EDEADLK);
     int rc = push_blocking(s, b, deadline, stop);
     weiri_sub_wait_end(s->bus, s);
-    return rc == 0 ? 0 : refused(s, b, rc);
+    return rc == 0 ? 0 : weiri_sub_refused(s, b, rc);
 }
 
 void

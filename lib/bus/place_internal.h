@@ -35,6 +35,13 @@ bool weiri_bus_refuses(weir_bus *bus);
 #define WEIRI_MUST_WAIT 1
 int weiri_sub_offer(weir_sub *s, weiri_body *b);
 /*
+ * weiri_sub_refused - s did not take b (one reference for s), for rc:
+ * count it rejected (but a close: WEIR_ECLOSED, unless the bus's seal
+ * shut s) and release the reference.  Returns rc.  The one writer of
+ * rejected.
+ */
+int weiri_sub_refused(weir_sub *s, weiri_body *b, int rc);
+/*
  * weiri_sub_wait - place b in s's BLOCK queue, waiting for room until
  * the deadline, and while *stop (if not NULL) is false.  Returns 0;
  * WEIR_ETIMEDOUT (counted rejected); WEIR_EDEADLK (counted rejected): the

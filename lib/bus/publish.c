@@ -193,9 +193,7 @@ offer_rest(weir_topic *topic, const weiri_subset *set, unsigned ticket,
         }
         if (rc == WEIRI_MUST_WAIT &&
             !room_to_wait(&waits, wait_here, nwait, offered)) {
-            weiri_body_release(b, 1); /* s's reference */
-            atomic_fetch_add_explicit(&s->rejected, 1, memory_order_relaxed);
-            rc = WEIR_ENOMEM;
+            rc = weiri_sub_refused(s, b, WEIR_ENOMEM);
         } else if (rc == WEIRI_MUST_WAIT) {
             waits[nwait++] = (noted){ s, s->serial };
             continue;
