@@ -75,7 +75,8 @@ main(int argc, char **argv)
     int rc;
     if ((rc = weir_bus_create(&bus, NULL)) != 0)
         bench_fail("weir_bus_create", rc);
-    if ((rc = weir_bus_subscribe(bus, "bench", ok_handler, NULL, &im->opts, &sub)) != 0)
+    if ((rc = weir_bus_subscribe(bus, "bench", ok_handler, NULL, &im->opts,
+                                 &sub)) != 0)
         bench_fail("weir_bus_subscribe", rc);
     if ((rc = weir_bus_topic(bus, "bench", &topic)) != 0)
         bench_fail("weir_bus_topic", rc);
@@ -107,8 +108,8 @@ main(int argc, char **argv)
     weir_sub_stats st;
     weir_sub_get_stats(sub, &st);
     if (st.acked != cli.count || st.routed != cli.count) {
-        fprintf(stderr, "bench: %" PRIu64 " routed, %" PRIu64 " acked of %" PRIu64 "\n",
-                st.routed, st.acked, cli.count);
+        fprintf(stderr, "bench: %" PRIu64 " routed, %" PRIu64
+                " acked of %" PRIu64 "\n", st.routed, st.acked, cli.count);
         return 1;
     }
     printf("%.0f\n", (double)cli.count * 1e9 / (double)(t2 - t0));

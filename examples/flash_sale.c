@@ -105,7 +105,8 @@ main(void)
                          .rate_per_sec = DB_RATE, .burst = 100 };
     int rc = weir_bus_create(&bus, NULL);
     if (rc == 0)
-        rc = weir_bus_subscribe(bus, "sale.order", write_order, NULL, &db, &v.sub);
+        rc = weir_bus_subscribe(bus, "sale.order", write_order, NULL, &db,
+                                &v.sub);
     if (rc == 0)
         rc = weir_bus_topic(bus, "sale.order", &orders);
     if (rc != 0) {
@@ -113,7 +114,8 @@ main(void)
         return 1;
     }
     printf("flash sale: %d requests within %d ms, database takes %d/s, "
-           "buffer %d, overflow REJECT\n", REQUESTS, ARRIVAL_MS, DB_RATE, BUFFER);
+           "buffer %d, overflow REJECT\n", REQUESTS, ARRIVAL_MS, DB_RATE,
+           BUFFER);
     pthread_t th;
     if (pthread_create(&th, NULL, viewer, &v) != 0)
         return 1;
@@ -122,7 +124,8 @@ main(void)
     int64_t start = now_ns();
     for (uint64_t i = 0; i < REQUESTS; i++) {
         /* Spread the burst evenly over ARRIVAL_MS. */
-        int64_t due = start + (int64_t)(i * (ARRIVAL_MS * 1000000LL) / REQUESTS);
+        int64_t due = start +
+                      (int64_t)(i * (ARRIVAL_MS * 1000000LL) / REQUESTS);
         while (now_ns() < due)
             ;
         uint64_t request = i;
@@ -146,8 +149,8 @@ main(void)
     weir_sub_stats st;
     weir_sub_get_stats(v.sub, &st);
     uint64_t done = atomic_load(&written);
-    printf("\nburst took %.0f ms; drained in %.2f s (%.0f writes/s)\n", burst_ms,
-           total_s, done / total_s);
+    printf("\nburst took %.0f ms; drained in %.2f s (%.0f writes/s)\n",
+           burst_ms, total_s, done / total_s);
     printf("requests %d = accepted %" PRIu64 " + rejected %" PRIu64
            "; processed %" PRIu64 "\n", REQUESTS, accepted, refused, done);
     int ok = rc == 0 && accepted + refused == REQUESTS && done == accepted &&

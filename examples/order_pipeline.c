@@ -135,7 +135,8 @@ median_us(int64_t *t, size_t n)
 static int
 subscribe(weir_bus *bus, step *s, const weir_sub_opts *opts)
 {
-    int rc = weir_bus_subscribe(bus, "order.created", on_order, s, opts, &s->sub);
+    int rc = weir_bus_subscribe(bus, "order.created", on_order, s, opts,
+                                &s->sub);
     if (rc != 0)
         fprintf(stderr, "subscribe %s: %s\n", s->name, weir_strerror(rc));
     return rc;
@@ -166,8 +167,9 @@ main(void)
     weir_sub_opts sms_opts = { .capacity = 10000, .rate_per_sec = 200,
                                .burst = 50 };
     weir_sub_opts two = { .workers = 2 };
-    if (rc != 0 || subscribe(bus, &coupon, &two) || subscribe(bus, &points, NULL) ||
-        subscribe(bus, &stock, &two) || subscribe(bus, &sms, &sms_opts)) {
+    if (rc != 0 || subscribe(bus, &coupon, &two) ||
+        subscribe(bus, &points, NULL) || subscribe(bus, &stock, &two) ||
+        subscribe(bus, &sms, &sms_opts)) {
         fprintf(stderr, "setup failed\n");
         return 1;
     }
@@ -185,10 +187,11 @@ main(void)
     }
 
     printf("order path response time, median per order:\n");
-    printf("  calling coupon, points, stock, sms in turn: %8.1f us (%d orders)\n",
-           median_us(sync_t, SYNC_ORDERS), SYNC_ORDERS);
-    printf("  publishing order.created instead:           %8.1f us (%d orders)\n\n",
-           median_us(async_t, ORDERS), ORDERS);
+    printf("  calling coupon, points, stock, sms in turn: "
+           "%8.1f us (%d orders)\n", median_us(sync_t, SYNC_ORDERS),
+           SYNC_ORDERS);
+    printf("  publishing order.created instead:           "
+           "%8.1f us (%d orders)\n\n", median_us(async_t, ORDERS), ORDERS);
 
     printf("waiting for the handlers (sms drains at 200/s)...\n\n");
     rc = weir_bus_close(bus, 30 * WEIR_SEC);

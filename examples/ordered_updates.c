@@ -106,8 +106,8 @@ main(void)
     printf("balances wrong: %d, updates applied out of order: %d,"
            " concurrently with their account: %d\n", wrong,
            atomic_load(&overtaken), atomic_load(&overlapped));
-    bool books = st.routed == UPDATES && st.acked == UPDATES && st.failed == 0 &&
-                 st.queued == 0 && st.in_flight == 0;
+    bool books = st.routed == UPDATES && st.acked == UPDATES &&
+                 st.failed == 0 && st.queued == 0 && st.in_flight == 0;
     weir_bus_destroy(bus);
     if (wrong != 0 || atomic_load(&overtaken) != 0 ||
         atomic_load(&overlapped) != 0 || !books) {

@@ -13,7 +13,8 @@
  * must be either charged once or dead-lettered once, and the statistics
  * must reconcile, or the program exits non-zero.
  *
- * Build:  cc -std=c11 -O2 retry_dead_letter.c $(pkg-config --cflags --libs weir)
+ * Build:  cc -std=c11 -O2 retry_dead_letter.c \
+ *             $(pkg-config --cflags --libs weir)
  */
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -35,7 +36,10 @@ typedef struct payment {
     uint32_t cents;
 } payment;
 
-/* A stand-in for a remote call: fails 1 call in 3, and always for every 97th card. */
+/*
+ * A stand-in for a remote call: fails 1 call in 3, and always for every
+ * 97th card.
+ */
 static int
 gateway(const weir_msg *m, void *ctx)
 {
@@ -79,11 +83,12 @@ main(void)
                           .dead_letter_topic = "payments.dead" };
     weir_sub *gw;
     if (weir_bus_subscribe(bus, "payments", gateway, NULL, &pay, &gw) != 0 ||
-        weir_bus_subscribe(bus, "payments.dead", dead_letters, NULL, NULL, NULL) != 0)
+        weir_bus_subscribe(bus, "payments.dead", dead_letters, NULL, NULL,
+                           NULL) != 0)
         return 1;
 
-    printf("publishing %d payments to a gateway that fails a third of its calls\n",
-           PAYMENTS);
+    printf("publishing %d payments to a gateway that fails a third of its "
+           "calls\n", PAYMENTS);
     for (uint32_t i = 0; i < PAYMENTS; i++) {
         payment p = { i, 500 + i * 37 % 10000 };
         char key[24];
@@ -109,11 +114,13 @@ main(void)
         ok += c;
         gave_up += d;
     }
-    printf("charged %u, dead-lettered %u, handler calls %" PRIu64 ", retries %" PRIu64 "\n",
-           ok, gave_up, st.delivered, st.retried);
-    printf("statistics: routed %" PRIu64 " = acked %" PRIu64 " + failed %" PRIu64
-           " + dead_lettered %" PRIu64 " + queued %" PRIu64 " + in_flight %" PRIu64 "\n",
-           st.routed, st.acked, st.failed, st.dead_lettered, st.queued, st.in_flight);
+    printf("charged %u, dead-lettered %u, handler calls %" PRIu64
+           ", retries %" PRIu64 "\n", ok, gave_up, st.delivered, st.retried);
+    printf("statistics: routed %" PRIu64 " = acked %" PRIu64
+           " + failed %" PRIu64 " + dead_lettered %" PRIu64
+           " + queued %" PRIu64 " + in_flight %" PRIu64 "\n",
+           st.routed, st.acked, st.failed, st.dead_lettered, st.queued,
+           st.in_flight);
     bool books = st.routed == PAYMENTS && st.acked == ok &&
                  st.dead_lettered == gave_up && st.failed == 0 &&
                  st.queued == 0 && st.in_flight == 0 &&

@@ -23,7 +23,8 @@
  *     and the worker goes on with the next one.
  *   - Nothing disappears uncounted: per subscription, whenever statistics
  *     are read with no publish in progress,
- *         routed = acked + failed + dead_lettered + dropped + queued + in_flight.
+ *         routed = acked + failed + dead_lettered + dropped + queued
+ *                  + in_flight.
  *   - Close drains the bus as a whole: publishes from outside are
  *     refused, while what the bus's own handlers publish (a pipeline's
  *     next stage, a dead letter) is still taken and delivered, so a
@@ -133,7 +134,8 @@ typedef struct weir_bus_opts {
 
 /* What a subscription does when its queue is full at publish time. */
 typedef enum {
-    WEIR_OVERFLOW_BLOCK = 0,     /* the publisher waits for room (its timeout) */
+    WEIR_OVERFLOW_BLOCK = 0,     /* the publisher waits for room
+                                    (its timeout) */
     WEIR_OVERFLOW_REJECT,        /* the publish returns WEIR_EAGAIN for it */
     WEIR_OVERFLOW_DROP_OLDEST,   /* the oldest queued message is dropped */
     WEIR_OVERFLOW_DROP_NEWEST    /* the new message is dropped */
@@ -141,34 +143,43 @@ typedef enum {
 
 /* weir_sub_opts - options for weir_bus_subscribe; NULL or zeroed = defaults. */
 typedef struct weir_sub_opts {
-    const char   *name;          /* for statistics; NULL = the topic's name; copied */
+    const char   *name;          /* for statistics; NULL = the topic's name;
+                                    copied */
     unsigned      workers;       /* 0 = 1; at most WEIR_MAX_WORKERS */
-    size_t        capacity;      /* queue bound; 0 = 1024; at most WEIR_MAX_CAPACITY */
+    size_t        capacity;      /* queue bound; 0 = 1024; at most
+                                    WEIR_MAX_CAPACITY */
     weir_overflow overflow;      /* 0 = WEIR_OVERFLOW_BLOCK */
     double        rate_per_sec;  /* handler starts per second; 0 = unlimited */
     double        burst;         /* 0 = 1 when a rate is set */
-    /* Delivery guarantees (see "Retries, dead letters, order, duplicates" above). */
-    unsigned      max_attempts;          /* deliveries at most; 0 or 1 = no retry;
-                                            at most WEIR_MAX_ATTEMPTS */
+    /*
+     * Delivery guarantees (see "Retries, dead letters, order, duplicates"
+     * above).
+     */
+    unsigned      max_attempts;          /* deliveries at most; 0 or 1 = no
+                                            retry; at most WEIR_MAX_ATTEMPTS */
     int64_t       retry_backoff_ns;      /* first backoff; 0 = 10 ms */
     double        retry_multiplier;      /* 0 = 2.0; at least 1 */
-    int64_t       retry_backoff_max_ns;  /* 0 = 1 s, or the first backoff if longer;
-                                            else at least the first backoff */
-    bool          retry_jitter;          /* spread retries over [backoff/2, backoff] */
+    int64_t       retry_backoff_max_ns;  /* 0 = 1 s, or the first backoff if
+                                            longer; else at least the first
+                                            backoff */
+    bool          retry_jitter;          /* spread retries over
+                                            [backoff/2, backoff] */
     const char   *dead_letter_topic;     /* NULL = none; copied */
-    bool          ordered_by_key;        /* same key: one at a time, in publish order */
+    bool          ordered_by_key;        /* same key: one at a time, in
+                                            publish order */
     int64_t       dedup_window_ns;       /* 0 = no duplicate suppression */
-    size_t        dedup_max_keys;        /* bound on remembered keys; 0 = 65536 */
+    size_t        dedup_max_keys;        /* bound on remembered keys;
+                                            0 = 65536 */
 } weir_sub_opts;
 
 /* weir_pub_opts - options for a publish; NULL or zeroed = defaults. */
 typedef struct weir_pub_opts {
     const char *key;             /* NULL = none; copied */
-    int64_t     timeout_ns;      /* how long a publish may block on a full BLOCK queue:
-                                    0 (the default) or WEIR_FOREVER = no limit;
-                                    WEIR_NOWAIT = not at all: a full BLOCK queue
-                                    refuses at once (WEIR_EAGAIN, counted
-                                    rejected); > 0 = that many ns, then
+    int64_t     timeout_ns;      /* how long a publish may block on a full BLOCK
+                                    queue: 0 (the default) or WEIR_FOREVER = no
+                                    limit; WEIR_NOWAIT = not at all: a full
+                                    BLOCK queue refuses at once (WEIR_EAGAIN,
+                                    counted rejected); > 0 = that many ns, then
                                     WEIR_ETIMEDOUT */
     int64_t     delay_ns;        /* deliver no earlier than this; 0 = now */
 } weir_pub_opts;
@@ -178,7 +189,8 @@ typedef struct weir_pub_opts {
  * own; together they are a snapshot taken without stopping anyone.
  */
 typedef struct weir_sub_stats {
-    uint64_t routed;     /* messages placed in the queue, or dropped on the way in */
+    uint64_t routed;     /* messages placed in the queue, or
+                            dropped on the way in */
     uint64_t delivered;  /* handler calls */
     uint64_t acked;      /* handler calls that returned 0 */
     uint64_t failed;     /* handler calls that returned non-zero */
@@ -187,8 +199,10 @@ typedef struct weir_sub_stats {
                             would deadlock, no memory to wait, or refused by
                             the bus's close after its drain); not routed */
     uint64_t retried;    /* deliveries that failed and were scheduled again */
-    uint64_t dead_lettered; /* given up and published to the dead-letter topic */
-    uint64_t queued;     /* routed, not yet taken by a worker; after a close, left unhandled */
+    uint64_t dead_lettered; /* given up and published to the dead-letter
+                               topic */
+    uint64_t queued;     /* routed, not yet taken by a worker; after a close,
+                            left unhandled */
     uint64_t high_water; /* most messages seen queued, at most the capacity; a
                             worker taking a burst estimates it from above */
     uint64_t in_flight;  /* taken by a worker, handler not yet returned */
@@ -201,13 +215,15 @@ typedef struct weir_sub_stats {
                             after every 8th handler of a worker's batch, so a
                             value may include up to 7 later
                             handlers of the batch */
-    uint64_t duplicates; /* skipped by duplicate suppression; counted in acked too */
+    uint64_t duplicates; /* skipped by duplicate suppression;
+                            counted in acked too */
 } weir_sub_stats;
 
 /* weir_bus_stats - counters of the whole bus. */
 typedef struct weir_bus_stats {
     uint64_t published;  /* publishes accepted (routed anywhere or not) */
-    uint64_t unrouted;   /* of those, published to a topic with no subscription */
+    uint64_t unrouted;   /* of those, published to a topic with no
+                            subscription */
     uint64_t delayed;    /* delayed publishes accepted and not yet due */
     uint64_t delayed_left; /* delayed publishes given up by weir_bus_close
                               (or weir_bus_destroy): not due within its timeout,
@@ -238,10 +254,10 @@ int weir_bus_create(weir_bus **bus, const weir_bus_opts *opts);
  * topic name, options out of range: workers or capacity over the maximum,
  * an unknown overflow policy, a rate or burst that is negative, NaN or
  * infinite, a rate above 1e9, or a burst below 1 with a rate set;
- * max_attempts over WEIR_MAX_ATTEMPTS, a
- * negative backoff or dedup window, a multiplier below 1, a backoff cap
- * below the first backoff, dedup_max_keys over WEIR_DEDUP_MAX_KEYS, a bad
- * dead-letter topic name or the subscription's own topic); WEIR_ECLOSED (the bus is closed);
+ * max_attempts over WEIR_MAX_ATTEMPTS, a negative backoff or dedup
+ * window, a multiplier below 1, a backoff cap below the first backoff,
+ * dedup_max_keys over WEIR_DEDUP_MAX_KEYS, a bad dead-letter topic name
+ * or the subscription's own topic); WEIR_ECLOSED (the bus is closed);
  * WEIR_ENOMEM (memory or threads).  On failure nothing was subscribed.
  * Any thread, also from a handler.
  *
@@ -304,23 +320,23 @@ int weir_bus_topic(weir_bus *bus, const char *topic, weir_topic **out);
  * topic, following each one's overflow policy.  opts may be NULL.
  * Returns 0 when every subscription took it (or there is none);
  * WEIR_EAGAIN when a REJECT subscription was full (or a BLOCK one, with
- * opts->timeout_ns WEIR_NOWAIT); WEIR_ETIMEDOUT when a
- * BLOCK subscription stayed full past opts->timeout_ns; WEIR_EDEADLK when
- * a handler publishes, without a timeout, to its own subscription's full
- * BLOCK queue that no other worker of it could empty (see weir_handler);
- * WEIR_ENOMEM when
- * there was no memory to note a full BLOCK queue to wait for (beyond 8 at
- * once); in each case the other subscriptions still got the message, and
- * when several apply the first of ETIMEDOUT, EDEADLK, ENOMEM, EAGAIN is
- * returned.  WEIR_ECLOSED after weir_bus_close (from the bus's own
- * handlers: once its drain is over, see weir_bus_close), or when every
- * subscription it was offered to was closed before it could take it (a
- * close while it waited for room): the message reached nobody and is not
- * counted published.  WEIR_EINVAL for NULL bus or topic, a bad name or
- * key, len over WEIR_MAX_PAYLOAD, NULL data with len > 0, a timeout
- * below WEIR_NOWAIT, or a negative delay; WEIR_ENOMEM (the message could not be made).  The
- * caller keeps data and the key.  Any thread, also from a handler.  Message ids are unique and
- * increasing per bus, in the order messages are routed.
+ * opts->timeout_ns WEIR_NOWAIT); WEIR_ETIMEDOUT when a BLOCK subscription
+ * stayed full past opts->timeout_ns; WEIR_EDEADLK when a handler
+ * publishes, without a timeout, to its own subscription's full BLOCK
+ * queue that no other worker of it could empty (see weir_handler);
+ * WEIR_ENOMEM when there was no memory to note a full BLOCK queue to wait
+ * for (beyond 8 at once); in each case the other subscriptions still got
+ * the message, and when several apply the first of ETIMEDOUT, EDEADLK,
+ * ENOMEM, EAGAIN is returned.  WEIR_ECLOSED after weir_bus_close (from
+ * the bus's own handlers: once its drain is over, see weir_bus_close), or
+ * when every subscription it was offered to was closed before it could
+ * take it (a close while it waited for room): the message reached nobody
+ * and is not counted published.  WEIR_EINVAL for NULL bus or topic, a bad
+ * name or key, len over WEIR_MAX_PAYLOAD, NULL data with len > 0, a
+ * timeout below WEIR_NOWAIT, or a negative delay; WEIR_ENOMEM (the
+ * message could not be made).  The caller keeps data and the key.  Any
+ * thread, also from a handler.  Message ids are unique and increasing per
+ * bus, in the order messages are routed.
  *
  * With opts->delay_ns > 0 the call copies the message and returns 0 at
  * once (or WEIR_ECLOSED, WEIR_EINVAL, WEIR_ENOMEM); when it is due, the

@@ -29,14 +29,18 @@ extern "C" {
  * folded into the nearest of these rather than passed through as errno.
  */
 #define WEIR_OK          0  /* success */
-#define WEIR_EINVAL    (-1) /* an argument is NULL, out of range or inconsistent */
+#define WEIR_EINVAL    (-1) /* an argument is NULL, out of range or
+                               inconsistent */
 #define WEIR_ENOMEM    (-2) /* memory (or a thread) could not be allocated */
-#define WEIR_EAGAIN    (-3) /* would block: full or empty on a non-blocking call */
-#define WEIR_ETIMEDOUT (-4) /* the timeout expired before the call could complete */
+#define WEIR_EAGAIN    (-3) /* would block: full or empty on a
+                               non-blocking call */
+#define WEIR_ETIMEDOUT (-4) /* the timeout expired before the call
+                               could complete */
 #define WEIR_ECLOSED   (-5) /* the object is closed to this operation */
 #define WEIR_ENOENT    (-6) /* no such entry (topic, subscription, key) */
 #define WEIR_EEXIST    (-7) /* the entry already exists */
-#define WEIR_EDEADLK   (-8) /* would deadlock: e.g. a handler closing its own subscription */
+#define WEIR_EDEADLK   (-8) /* would deadlock: e.g. a handler closing its own
+                               subscription */
 
 /* The most negative code in use; codes below it are unknown. */
 #define WEIR_ELAST     WEIR_EDEADLK

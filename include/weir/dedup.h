@@ -50,7 +50,9 @@ int weir_dedup_create(weir_dedup **d, size_t max_keys, int64_t window_ns);
  */
 int weir_dedup_check_and_insert(weir_dedup *d, const void *key, size_t len);
 
-/* weir_dedup_size - how many keys are remembered now; 0 for NULL.  Any thread. */
+/*
+ * weir_dedup_size - how many keys are remembered now; 0 for NULL.  Any thread.
+ */
 size_t weir_dedup_size(weir_dedup *d);
 
 /* weir_dedup_destroy - free d and its keys.  No call may run on d. NULL ok. */

@@ -54,7 +54,8 @@ typedef struct weir_clock {
  */
 typedef struct weir_limiter {
     WEIR_ALIGNAS(WEIR_CACHELINE)
-    WEIR_ATOMIC(int64_t) tat;        /* theoretical arrival time, ns; the one CAS'd word */
+    WEIR_ATOMIC(int64_t) tat;        /* theoretical arrival time, ns;
+                                        the one CAS'd word */
     WEIR_ATOMIC(double) interval_ns; /* ns per permit: 1e9 / rate */
     WEIR_ATOMIC(double) burst;       /* permits that may pass at once */
     weir_clock clock;                /* copied at init; read-only after */
@@ -86,10 +87,10 @@ int weir_limiter_init_clock(weir_limiter *l, double rate_per_sec,
  * exceeds the timeout, returns at once instead of sleeping and failing.
  * Returns 0 (taken); WEIR_EAGAIN (WEIR_NOWAIT or 0, not due);
  * WEIR_ETIMEDOUT; WEIR_EINVAL (NULL l, n == 0, or a negative timeout
- * other than WEIR_NOWAIT and WEIR_FOREVER).  A failed call takes nothing.  Any thread, any number
- * at once.  A call that sleeps has already reserved its permits: they
- * count against the rate even though they are handed out at the end of
- * the sleep.
+ * other than WEIR_NOWAIT and WEIR_FOREVER).  A failed call takes nothing.
+ * Any thread, any number at once.  A call that sleeps has already
+ * reserved its permits: they count against the rate even though they are
+ * handed out at the end of the sleep.
  */
 int weir_limiter_acquire(weir_limiter *l, unsigned n, int64_t timeout_ns);
 

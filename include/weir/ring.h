@@ -73,12 +73,12 @@ extern "C" {
  * struct weir_spsc - PRIVATE.  Declared here only so that callers can embed
  * a ring and the hot paths can be inlined; use the functions below.
  *
- * Three cache lines of bookkeeping: the consumer's, a read-only one and
- * the producer's, in that order, so the two written lines are not
- * neighbours (some cores fetch lines in adjacent pairs).  The slots are packed in cache lines of
- * WEIRI_SPSC_PER_LINE items plus a sequence word saying how far the
- * producer has filled: it writes the items, then the word.  The consumer
- * polls the word of the line it wants next, so it never reads the
+ * Three cache lines of bookkeeping: the consumer's, a read-only one and the
+ * producer's, in that order, so the two written lines are not neighbours
+ * (some cores fetch lines in adjacent pairs).  The slots are packed in
+ * cache lines of WEIRI_SPSC_PER_LINE items plus a sequence word saying how
+ * far the producer has filled: it writes the items, then the word.  The
+ * consumer polls the word of the line it wants next, so it never reads the
  * producer's index, and an item reaches it in the one cache line it sits
  * in: half the cross-core transfers of a ring whose consumer reads the
  * producer's index and then the slot, which is what a round trip and a
@@ -98,13 +98,15 @@ extern "C" {
 
 struct weir_spsc_line {
     WEIR_ALIGNAS(WEIR_CACHELINE)
-    WEIR_ATOMIC(size_t) seq;   /* 1 + the last position written into this line */
+    WEIR_ATOMIC(size_t) seq;   /* 1 + the last position written
+                                  into this line */
     void *item[WEIRI_SPSC_PER_LINE];
 };
 
 typedef struct weir_spsc {
     WEIR_ALIGNAS(WEIR_CACHELINE)
-    WEIR_ATOMIC(size_t) head;  /* next position to pop; written by the consumer */
+    WEIR_ATOMIC(size_t) head;  /* next position to pop;
+                                  written by the consumer */
     struct weir_spsc_line *head_line; /* consumer's cursor: the line of head */
     size_t head_off;                  /* and head's slot in it */
     WEIR_ALIGNAS(WEIR_CACHELINE)
@@ -112,7 +114,8 @@ typedef struct weir_spsc {
     struct weir_spsc_line *end;   /* one past the last line */
     size_t capacity;              /* the rounded capacity */
     WEIR_ALIGNAS(WEIR_CACHELINE)
-    WEIR_ATOMIC(size_t) tail;  /* next position to push; written by the producer */
+    WEIR_ATOMIC(size_t) tail;  /* next position to push;
+                                  written by the producer */
     size_t head_cache;         /* producer's last reading of head */
     struct weir_spsc_line *tail_line; /* producer's cursor: the line of tail */
     size_t tail_off;                  /* and tail's slot in it */
@@ -134,20 +137,26 @@ struct weir_mpmc_slot {
      * the capacity is 1, where Vyukov's pos / pos + 1 would collide.
      */
     WEIR_ATOMIC(size_t) seq;
-    void *item;                /* written by the claiming producer, read by the claiming consumer */
+    void *item;                /* written by the claiming producer,
+                                  read by the claiming consumer */
 };
 
 typedef struct weir_mpmc {
     WEIR_ALIGNAS(WEIR_CACHELINE)
-    WEIR_ATOMIC(size_t) tail;  /* next position producers will claim; top bit: closed */
-    WEIR_ATOMIC(size_t) head_cache; /* producers' last reading of head (bounded rings) */
+    WEIR_ATOMIC(size_t) tail;  /* next position producers will claim;
+                                  top bit: closed */
+    WEIR_ATOMIC(size_t) head_cache; /* producers' last reading of head
+                                       (bounded rings) */
     WEIR_ALIGNAS(WEIR_CACHELINE)
     WEIR_ATOMIC(size_t) head;  /* next position consumers will claim */
     WEIR_ALIGNAS(WEIR_CACHELINE)
-    struct weir_mpmc_slot *slots; /* mask + 1 entries; set at init, then read-only */
+    struct weir_mpmc_slot *slots; /* mask + 1 entries;
+                                     set at init, then read-only */
     size_t mask;                  /* slot count - 1 */
-    size_t limit;                 /* 0, or a bound below the slot count (weir_queue) */
-    int closable;                 /* nonzero: the top bit of tail means closed */
+    size_t limit;                 /* 0, or a bound below the slot count
+                                     (weir_queue) */
+    int closable;                 /* nonzero: the top bit of tail means
+                                     closed */
 } weir_mpmc;
 
 /*
@@ -213,7 +222,8 @@ WEIRI_INLINE int weir_spsc_pop(weir_spsc *r, void **item);
  * 0 when full or on NULL arguments.  Producer only.  The items become
  * visible to the consumer together, with one index update.
  */
-WEIRI_INLINE size_t weir_spsc_push_burst(weir_spsc *r, void *const *items, size_t n);
+WEIRI_INLINE size_t weir_spsc_push_burst(weir_spsc *r, void *const *items,
+                                         size_t n);
 
 /*
  * weir_spsc_pop_burst - remove up to n of the oldest items into
@@ -267,7 +277,8 @@ WEIRI_INLINE int weir_mpmc_pop(weir_mpmc *r, void **item);
  * see weir_mpmc_push, or on NULL arguments or a ring with no slots); it
  * stops before the first slot that is not free.  Any thread.
  */
-WEIRI_INLINE size_t weir_mpmc_push_burst(weir_mpmc *r, void *const *items, size_t n);
+WEIRI_INLINE size_t weir_mpmc_push_burst(weir_mpmc *r, void *const *items,
+                                         size_t n);
 
 /*
  * weir_mpmc_pop_burst - remove up to n consecutive oldest items with one

@@ -45,9 +45,9 @@ weiri_spsc_room(weir_spsc *r, size_t t, size_t want)
 
 /*
  * weiri_spsc_copy - PRIVATE: copy k items, k at most a line's worth (0
- * too), from one array to another that does not overlap it.  Copies of a constant
- * size, which compilers turn into a vector move or two: a loop to k
- * becomes a call to memmove or a string instruction, whose start-up costs
+ * too), from one array to another that does not overlap it.  Copies of a
+ * constant size, which compilers turn into a vector move or two: a loop to
+ * k becomes a call to memmove or a string instruction, whose start-up costs
  * more than the few items of a line.  Two such copies cover k items when
  * they overlap in the middle, so nothing outside the k is read or written.
  */
@@ -61,7 +61,8 @@ weiri_spsc_copy(void **dst, void *const *src, size_t k)
         memcpy(dst, src, 2 * sizeof(void *));
         memcpy(dst + k - 2, src + k - 2, 2 * sizeof(void *));
     } else {
-        for (size_t i = 0; i < k; i++) /* 1, or more than 8 with 4-byte pointers */
+        /* 1, or more than 8 with 4-byte pointers. */
+        for (size_t i = 0; i < k; i++)
             dst[i] = src[i];
     }
 }
@@ -86,7 +87,8 @@ weiri_spsc_next(const weir_spsc *r, struct weir_spsc_line *l)
 inline size_t
 weiri_spsc_ready(const struct weir_spsc_line *l, size_t h, size_t off)
 {
-    ptrdiff_t in = (ptrdiff_t)(atomic_load_explicit(&l->seq, memory_order_acquire) - h);
+    ptrdiff_t in = (ptrdiff_t)(atomic_load_explicit(&l->seq,
+                                                    memory_order_acquire) - h);
     if (in <= 0)
         return 0;
     return (size_t)in < WEIRI_SPSC_PER_LINE - off ? (size_t)in
@@ -206,7 +208,8 @@ weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n)
         struct weir_spsc_line *last = l + (off + n - 1) / WEIRI_SPSC_PER_LINE;
         if (last >= r->end)
             last -= r->end - r->lines;
-        whole = (ptrdiff_t)(atomic_load_explicit(&last->seq, memory_order_acquire) -
+        whole = (ptrdiff_t)(atomic_load_explicit(&last->seq,
+                                                 memory_order_acquire) -
                             (h + n)) >= 0;
     }
     if (whole) {
@@ -230,8 +233,9 @@ weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n)
             weiri_spsc_copy(items + got, l->item + off, k);
             got += k;
             off += k;
+            /* Done, or the producer has not filled this line further. */
             if (off < WEIRI_SPSC_PER_LINE)
-                break; /* done, or the producer has not filled this line further */
+                break;
             off = 0;
             l = weiri_spsc_next(r, l);
         }
@@ -321,7 +325,10 @@ weiri_mpmc_claim(weir_mpmc *r, size_t *claimed)
         if ((pos & WEIRI_MPMC_CLOSED) && r->closable)
             return WEIR_ECLOSED;
         struct weir_mpmc_slot *s = &slots[pos & mask];
-        /* Acquire pairs with the consumer's release of seq: it read the old item. */
+        /*
+         * Acquire pairs with the consumer's release of seq: it read the old
+         * item.
+         */
         size_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
         ptrdiff_t dif = (ptrdiff_t)(seq - 2 * pos);
         if (dif == 0) {
@@ -393,7 +400,10 @@ weir_mpmc_pop(weir_mpmc *r, void **item)
             continue;
         }
         if (dif < 0) {
-            /* Not yet filled for this lap: empty unless a push has claimed it. */
+            /*
+             * Not yet filled for this lap: empty unless a push has claimed
+             * it.
+             */
             return s != &weiri_mpmc_no_slot ? WEIR_EAGAIN : WEIR_EINVAL;
         }
         pos = atomic_load_explicit(&r->head, memory_order_relaxed);
@@ -423,10 +433,12 @@ weir_mpmc_push_burst(weir_mpmc *r, void *const *items, size_t n)
          * stops at the first one that is not free.
          */
         size_t k = 0;
-        while (k < want && atomic_load_explicit(&slots[(pos + k) & mask].seq,
-                                                memory_order_acquire) == 2 * (pos + k))
+        while (k < want &&
+               atomic_load_explicit(&slots[(pos + k) & mask].seq,
+                                    memory_order_acquire) == 2 * (pos + k))
             k++;
-        if (k == 0) /* full, busy or a stale pos: the single push sorts it out */
+        /* Full, busy or a stale pos: the single push sorts it out. */
+        if (k == 0)
             return weir_mpmc_push(r, items[0]) == 0 ? 1 : 0;
         if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + k,
                 memory_order_seq_cst, memory_order_relaxed)) {
@@ -452,10 +464,14 @@ weir_mpmc_pop_burst(weir_mpmc *r, void **items, size_t n)
         n = mask + 1;
     size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
     for (;;) {
-        /* Filled slots stay filled until their position is claimed: as above. */
+        /*
+         * Filled slots stay filled until their position is claimed: as
+         * above.
+         */
         size_t k = 0;
-        while (k < n && atomic_load_explicit(&slots[(pos + k) & mask].seq,
-                                             memory_order_acquire) == 2 * (pos + k) + 1)
+        while (k < n &&
+               atomic_load_explicit(&slots[(pos + k) & mask].seq,
+                                    memory_order_acquire) == 2 * (pos + k) + 1)
             k++;
         if (k == 0)
             return weir_mpmc_pop(r, items) == 0 ? 1 : 0;

@@ -17,7 +17,8 @@ weiri_alloc_array(size_t n, size_t size)
         return NULL;
     size_t bytes = n * size;
     /* aligned_alloc wants a multiple of the alignment. */
-    size_t rounded = (bytes + WEIR_CACHELINE - 1) & ~(size_t)(WEIR_CACHELINE - 1);
+    size_t rounded = (bytes + WEIR_CACHELINE - 1) &
+                     ~(size_t)(WEIR_CACHELINE - 1);
     if (rounded < bytes || rounded == 0)
         return NULL;
     void *p = aligned_alloc(WEIR_CACHELINE, rounded);

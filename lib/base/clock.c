@@ -100,8 +100,10 @@ weiri_sleep_until(int64_t deadline_ns)
 #define STAMP_FIRST_RATE_NS 2000000LL
 #define STAMP_RATE_NS 1000000000LL     /* then re-measured over ~1 s */
 #define STAMP_SLEW_PPM 500.0           /* stamps run this much fast */
-#define STAMP_RATE_PPM 1000.0          /* a re-measured rate moving more is refused */
-#define STAMP_LATE_NS 200              /* a base predicted later than this: re-measure */
+#define STAMP_RATE_PPM 1000.0          /* a re-measured rate moving more is
+                                          refused */
+#define STAMP_LATE_NS 200              /* a base predicted later than this:
+                                          re-measure */
 #define STAMP_ONE 4294967296.0         /* 1.0 in the rate's 32.32 format */
 
 /* Read by every stamp (clock_internal.h); written by stamp_publish. */
@@ -135,16 +137,21 @@ tsc_trusted(void)
     if (f == NULL)
         return false;
     char name[16] = "";
-    bool tsc = fgets(name, sizeof(name), f) != NULL && strcmp(name, "tsc\n") == 0;
+    bool tsc = fgets(name, sizeof(name), f) != NULL &&
+               strcmp(name, "tsc\n") == 0;
     fclose(f);
     return tsc;
 }
 
-/* How far CLOCK_BOOTTIME is ahead of CLOCK_MONOTONIC: it grows by suspends. */
+/*
+ * How far CLOCK_BOOTTIME is ahead of CLOCK_MONOTONIC: it grows by
+ * suspends.
+ */
 static int64_t
 boot_offset(int64_t mono_ns)
 {
-    int64_t boot = mono_ns; /* stays so without CLOCK_BOOTTIME: no suspend seen */
+    /* Stays so without CLOCK_BOOTTIME: no suspend seen. */
+    int64_t boot = mono_ns;
 #ifdef CLOCK_BOOTTIME
     (void)read_ns(CLOCK_BOOTTIME, &boot);
 #endif
@@ -203,7 +210,8 @@ stamp_pair(uint64_t *tsc, int64_t *ns, uint64_t *width)
     if (refresh.best == 0 || *width < refresh.best)
         refresh.best = refresh.bar = *width;
     if (*width <= refresh.bar + refresh.bar / 4 + 2) {
-        if (*width < refresh.bar) /* the bar comes back down with narrow pairings */
+        /* The bar comes back down with narrow pairings. */
+        if (*width < refresh.bar)
             refresh.bar = *width;
         return true;
     }
@@ -239,11 +247,13 @@ stamp_rate(uint64_t tsc, int64_t ns)
     int64_t boot = boot_offset(ns);
     if (refresh.anchor_ns != 0 && span <= 2 * STAMP_RATE_NS &&
         boot - refresh.anchor_boot < WEIR_MSEC && tsc > refresh.anchor_tsc) {
-        double m = (double)span * STAMP_ONE / (double)(tsc - refresh.anchor_tsc);
+        double m = (double)span * STAMP_ONE /
+                   (double)(tsc - refresh.anchor_tsc);
         if (m < STAMP_ONE / 1000.0 || m > STAMP_ONE * 1000.0)
             refresh.candidate = 0;
         else if (refresh.rate > 0 ? rate_near(m, refresh.rate)
-                                  : refresh.candidate > 0 && rate_near(m, refresh.candidate))
+                                  : refresh.candidate > 0 &&
+                                    rate_near(m, refresh.candidate))
             refresh.rate = m;
         else if (refresh.rate == 0)
             refresh.candidate = m;
@@ -271,13 +281,17 @@ weiri_stamp_slow(void)
     int64_t ns = 0;
     uint64_t tsc = 0, width = 0;
     uint64_t mult = atomic_load_explicit(&base->mult, memory_order_relaxed);
-    uint64_t base_tsc = atomic_load_explicit(&base->base_tsc, memory_order_relaxed);
-    int64_t base_ns = atomic_load_explicit(&base->base_ns, memory_order_relaxed);
-    uint64_t window = atomic_load_explicit(&base->window, memory_order_relaxed);
+    uint64_t base_tsc = atomic_load_explicit(&base->base_tsc,
+                                             memory_order_relaxed);
+    int64_t base_ns = atomic_load_explicit(&base->base_ns,
+                                           memory_order_relaxed);
+    uint64_t window = atomic_load_explicit(&base->window,
+                                           memory_order_relaxed);
     if (usable < 0) {
         ns = weiri_now_ns();
     } else if (refresh.rate == 0 && refresh.anchor_ns != 0 &&
-               (ns = weiri_now_ns()) - refresh.anchor_ns < STAMP_FIRST_RATE_NS) {
+               (ns = weiri_now_ns()) - refresh.anchor_ns <
+                   STAMP_FIRST_RATE_NS) {
         /* No rate yet, and none measurable: no use pairing. */
     } else if (!stamp_pair(&tsc, &ns, &width)) {
         ns = weiri_now_ns();
@@ -289,8 +303,10 @@ weiri_stamp_slow(void)
          * one is measured afresh.
          */
         if (mult != 0 && tsc - base_tsc < 10 * window) {
-            int64_t pred = base_ns + (int64_t)(((tsc - base_tsc) * mult) >> 32);
-            int64_t slack = (int64_t)(((double)width * (double)mult) / STAMP_ONE);
+            int64_t pred = base_ns +
+                           (int64_t)(((tsc - base_tsc) * mult) >> 32);
+            int64_t slack = (int64_t)(((double)width * (double)mult) /
+                                      STAMP_ONE);
             if (pred < ns - slack || pred > ns + STAMP_LATE_NS) {
                 refresh.rate = refresh.candidate = 0;
                 refresh.anchor_ns = 0;

@@ -55,7 +55,8 @@ weiri_stamp_ns(void)
     /* The seqlock's read side: see stamp_publish.  Plain loads on x86. */
     uint64_t s = atomic_load_explicit(&b->seq, memory_order_acquire);
     uint64_t t = __builtin_ia32_rdtsc();
-    uint64_t base_tsc = atomic_load_explicit(&b->base_tsc, memory_order_acquire);
+    uint64_t base_tsc = atomic_load_explicit(&b->base_tsc,
+                                             memory_order_acquire);
     int64_t base_ns = atomic_load_explicit(&b->base_ns, memory_order_acquire);
     uint64_t mult = atomic_load_explicit(&b->mult, memory_order_acquire);
     uint64_t window = atomic_load_explicit(&b->window, memory_order_acquire);

@@ -28,7 +28,8 @@ bucket_top(unsigned b)
         return (int64_t)b;
     unsigned top = b / WEIRI_HIST_SUB + WEIRI_HIST_SUB_BITS - 1;
     uint64_t sub = b % WEIRI_HIST_SUB;
-    uint64_t low = ((uint64_t)WEIRI_HIST_SUB + sub) << (top - WEIRI_HIST_SUB_BITS);
+    uint64_t low = ((uint64_t)WEIRI_HIST_SUB + sub) <<
+                   (top - WEIRI_HIST_SUB_BITS);
     uint64_t width = (uint64_t)1 << (top - WEIRI_HIST_SUB_BITS);
     uint64_t hi = low + width - 1;
     return hi > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)hi;

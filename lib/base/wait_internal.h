@@ -84,7 +84,10 @@ void weiri_event_cancel(weiri_event *ev);
  */
 int weiri_event_wait(weiri_event *ev, uint32_t e, int64_t deadline);
 
-/* weiri_event_wake - move the epoch and wake up to n waiters (UINT32_MAX: all). */
+/*
+ * weiri_event_wake - move the epoch and wake up to n waiters (UINT32_MAX:
+ * all).
+ */
 void weiri_event_wake(weiri_event *ev, uint32_t n);
 
 /*

@@ -37,7 +37,8 @@ typedef struct entry {
 struct weir_dedup {
     pthread_mutex_t mu;
     int64_t window;
-    size_t max, count, oldest; /* the live entries are oldest .. oldest+count-1, mod max */
+    size_t max, count, oldest; /* the live entries are oldest ..
+                                  oldest+count-1, mod max */
     entry *e;
     uint32_t *bucket;          /* heads of chains */
     size_t mask;               /* buckets - 1 */
@@ -62,7 +63,8 @@ weir_dedup_create(weir_dedup **d, size_t max_keys, int64_t window_ns)
         buckets <<= 1;
     t->e = calloc(max_keys, sizeof(entry));
     t->bucket = malloc(buckets * sizeof(uint32_t));
-    if (t->e == NULL || t->bucket == NULL || pthread_mutex_init(&t->mu, NULL) != 0) {
+    if (t->e == NULL || t->bucket == NULL ||
+        pthread_mutex_init(&t->mu, NULL) != 0) {
         free(t->e);
         free(t->bucket);
         free(t);

@@ -57,7 +57,8 @@ weir_limiter_init_clock(weir_limiter *l, double rate_per_sec, double burst,
 {
     if (l == NULL || !valid_rate(rate_per_sec, burst))
         return WEIR_EINVAL;
-    if (clock != NULL && (clock->now_ns == NULL || clock->sleep_until_ns == NULL))
+    if (clock != NULL &&
+        (clock->now_ns == NULL || clock->sleep_until_ns == NULL))
         return WEIR_EINVAL;
     if (clock != NULL)
         l->clock = *clock;
@@ -96,7 +97,8 @@ static int64_t
 plan(const weir_limiter *l, unsigned n, int64_t now, int64_t tat,
      int64_t *wait)
 {
-    double interval = atomic_load_explicit(&l->interval_ns, memory_order_relaxed);
+    double interval = atomic_load_explicit(&l->interval_ns,
+                                           memory_order_relaxed);
     double burst = atomic_load_explicit(&l->burst, memory_order_relaxed);
     int64_t base = tat > now ? tat : now;
     /* Clamp base - now first, so adding two clamped durations stays small. */

@@ -267,7 +267,8 @@ burst(weir_queue *q, void *const *in, void **out, size_t n, int64_t timeout_ns)
         return WEIR_EINVAL;
     if (n == 0)
         return 0;
-    return transfer(q, in, out, n > LONG_MAX ? LONG_MAX : n, timeout_ns, NULL, 0);
+    return transfer(q, in, out, n > LONG_MAX ? LONG_MAX : n, timeout_ns,
+                    NULL, 0);
 }
 
 long
