@@ -4,11 +4,21 @@
  * Include weir/ring.h, never this file.
  *
  * These use C99 inline semantics: each function here is an inline
- * definition, and lib/core/ring.c declares them extern, which makes it the one
- * translation unit that emits their out-of-line copies (taken by C++
- * callers, by unoptimised builds and by anyone taking their address).
- * An inline definition with external linkage may not refer to anything
- * static, hence the macro rather than a helper function below.
+ * definition, and one source file of the library declares them extern,
+ * which makes it the one translation unit that emits their out-of-line
+ * copies (taken by C++ callers, by unoptimised builds and by anyone
+ * taking their address).  An inline definition with external linkage may
+ * not refer to anything static, hence the macro rather than a helper
+ * function below.
+ *
+ * The close bit, the bound (weiri_mpmc_room) and the claim / fill split
+ * serve only the library: weir_queue's ring is bounded and closable, and
+ * the bus claims a place in it before it writes the message.  A ring made
+ * by weir_mpmc_init is never bounded or closed.  They are here, not in a
+ * library header, because weir_mpmc_push and weir_mpmc_push_burst are
+ * built from them and the queue pushes through those same inline calls;
+ * moving them out would mean a second copy of the claim loop.  None of
+ * them is API.
  */
 #ifndef WEIR_RING_INLINE_H
 #define WEIR_RING_INLINE_H
@@ -125,7 +135,7 @@ weir_spsc_pop(weir_spsc *r, void **item)
     /* Relaxed: only this thread writes head. */
     size_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
     struct weir_spsc_line *l = r->head_line;
-    /* l may be ring.c's stand-in for a ring with no slots (capacity 0). */
+    /* l may be the library's stand-in for a ring with no slots (capacity 0). */
     if (weiri_spsc_ready(l, h, r->head_off) == 0)
         return r->capacity != 0 ? WEIR_EAGAIN : WEIR_EINVAL;
     *item = l->item[r->head_off];
@@ -267,16 +277,16 @@ weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n)
  * store after it carry the item.  The CAS is seq_cst although the ring
  * needs no order from it: weir_queue's sleepers check the counters after
  * announcing themselves, and a seq_cst claim lets a waker skip a separate
- * fence (the same instruction on x86; see lib/base/wait_internal.h).
+ * fence (the same instruction on x86).
  */
 
 /*
- * weiri_mpmc_no_slot - PRIVATE (lib/core/ring.c): the one slot of every MPMC
- * ring that holds none (its init failed, or it was destroyed).  Its
- * sequence is below that of any position such a ring has (0 for pushes,
- * 1 for pops) as a signed difference, so the calls below take their
- * "not ready" branch on it, never claim it, and tell it apart there by
- * its address, at no cost to the calls that succeed.
+ * weiri_mpmc_no_slot - PRIVATE, defined in the library: the one slot of
+ * every MPMC ring that holds none (its init failed, or it was destroyed).
+ * Its sequence is below that of any position such a ring has (0 for
+ * pushes, 1 for pops) as a signed difference, so the calls below take
+ * their "not ready" branch on it, never claim it, and tell it apart there
+ * by its address, at no cost to the calls that succeed.
  */
 extern struct weir_mpmc_slot weiri_mpmc_no_slot;
 

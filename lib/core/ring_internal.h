@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * ring_internal.h - PRIVATE to lib/: what the queue layer needs from the
- * MPMC ring beyond its public API.
+ * MPMC ring beyond its public API.  The close bit (WEIRI_MPMC_CLOSED), the
+ * bound and the claim / fill split are in weir/ring_inline.h instead: the
+ * inline pushes the queue calls are made of them.
  */
 #ifndef WEIR_RING_INTERNAL_H
 #define WEIR_RING_INTERNAL_H
