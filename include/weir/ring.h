@@ -256,8 +256,8 @@ WEIRI_INLINE size_t weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n);
  * weir_queue checks its counters in the right order for each side and
  * reports full or empty only when it was.  The ring leaves that to its
  * caller because it means reading the other side's counter on every
- * failed call, the line that side writes on every call: it cost 1P1C
- * throughput some 40% when measured (bench/NOTES.md).
+ * failed call, the line that side writes on every call, which costs a
+ * one-producer, one-consumer ring much of its throughput.
  */
 WEIRI_INLINE int weir_mpmc_push(weir_mpmc *r, void *item);
 

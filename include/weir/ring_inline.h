@@ -267,11 +267,10 @@ weir_spsc_pop_burst(weir_spsc *r, void **items, size_t n)
  * counter).  Telling full or empty from mid-operation would take a read
  * of the other side's counter, the line it writes on every call: a
  * caller polling an empty ring would pull that line away from the
- * producer on every try.  Measured (bench/NOTES.md), reading it there
- * and waiting out a busy slot, as crossbeam's ArrayQueue does, cost 1P1C
- * throughput about 40%.  So the slot alone decides, and a caller that
- * must know (weir_queue, before it sleeps or reports full or empty) asks
- * weiri_mpmc_empty or _full.
+ * producer on every try (reading it there and waiting out a busy slot,
+ * as crossbeam's ArrayQueue does, is much slower one to one).  So the
+ * slot alone decides, and a caller that must know (weir_queue, before it
+ * sleeps or reports full or empty) asks weiri_mpmc_empty or _full.
  *
  * The acquire load of the slot's sequence before the CAS and the release
  * store after it carry the item.  The CAS is seq_cst although the ring

@@ -67,10 +67,10 @@ weiri_poll_until(bool (*ready)(void *), void *arg, int64_t deadline)
  * pays on a machine with more runnable threads than cores (the common
  * case under a bus: a publisher and a worker per subscription): the CPU
  * goes to the thread that will fill or drain the queue, and when nobody
- * else wants it a yield returns at once.  Measured on two cores, spinning
- * up to 64 pauses per try instead cost a third of the bus's throughput
- * and gained nothing on a blocking 1P1C queue.  A waiter whose other side
- * is idle is asleep after some microseconds and uses no CPU from then on.
+ * else wants it a yield returns at once; spinning longer per try instead
+ * cost the bus much of its throughput on two cores and gained a blocking
+ * queue nothing (bench/NOTES.md).  A waiter whose other side is idle is
+ * asleep after some microseconds and uses no CPU from then on.
  */
 enum { SPIN_STEPS = 1, YIELD_STEPS = 16 };
 
