@@ -29,7 +29,8 @@
 
 typedef struct staged {
     weir_topic *topic;
-    weiri_body *body;              /* the copy each try's bodies are made from */
+    /* the copy each try's bodies are made from */
+    weiri_body *body;
 } staged;
 
 struct weir_batch {
@@ -154,9 +155,9 @@ typedef struct outcome {
 
 /*
  * One try: place everything under a new gate, then decide it (see
- * item_in).  placed has room for every placement; an abort takes each back out of its
- * subscription's routed count at once (workers then discard the messages
- * uncounted, see sub.c).
+ * item_in).  placed has room for every placement; an abort takes each
+ * back out of its subscription's routed count at once (workers then
+ * discard the messages uncounted, see sub.c).
  */
 static outcome
 try_commit(weir_batch *batch, item_in *in, weir_sub **placed)
@@ -194,7 +195,8 @@ try_commit(weir_batch *batch, item_in *in, weir_sub **placed)
             o.rc = WEIR_ENOMEM;
             break;
         }
-        b->id = atomic_fetch_add_explicit(&bus->next_id, 1, memory_order_relaxed) + 1;
+        b->id = atomic_fetch_add_explicit(&bus->next_id, 1,
+                                          memory_order_relaxed) + 1;
         ids++;
         atomic_fetch_add(&g->refs, 1);
         b->gate = g;
@@ -255,10 +257,15 @@ try_commit(weir_batch *batch, item_in *in, weir_sub **placed)
         /* Release: see weir_bus_get_stats. */
         atomic_fetch_add_explicit(&bus->unused_ids, ids, memory_order_release);
         for (size_t i = 0; i < np; i++)
-            atomic_fetch_add_explicit(&placed[i]->voided, 1, memory_order_release);
+            atomic_fetch_add_explicit(&placed[i]->voided, 1,
+                                      memory_order_release);
     }
-    /* seq_cst: a waker's store must precede its look for sleepers (wait_internal.h). */
-    atomic_store(&g->state, o.rc == 0 ? WEIRI_GATE_COMMITTED : WEIRI_GATE_ABORTED);
+    /*
+     * seq_cst: a waker's store must precede its look for sleepers
+     * (wait_internal.h).
+     */
+    atomic_store(&g->state,
+                 o.rc == 0 ? WEIRI_GATE_COMMITTED : WEIRI_GATE_ABORTED);
     weiri_event_notify(&g->decided, UINT32_MAX);
     weiri_gate_release(g);
     return o;
@@ -376,7 +383,8 @@ weir_batch_commit(weir_batch *batch, int64_t timeout_ns)
             weiri_topic_leave(top[k].topic, top[k].ticket);
         rc = o.rc;
         if (rc == 0)
-            atomic_fetch_add_explicit(&bus->unrouted, o.unrouted, memory_order_relaxed);
+            atomic_fetch_add_explicit(&bus->unrouted, o.unrouted,
+                                      memory_order_relaxed);
         if (rc != WEIR_ETIMEDOUT)
             break;
         /* A handler waiting for room in its own queue: as a publish does. */

@@ -305,7 +305,8 @@ weir_bus_get_stats(const weir_bus *bus, weir_bus_stats *out)
     if (bus == NULL || out == NULL)
         return WEIR_EINVAL;
     weir_bus *b = (weir_bus *)bus; /* atomics are read-only here */
-    uint64_t unrouted = atomic_load_explicit(&b->unrouted, memory_order_relaxed);
+    uint64_t unrouted = atomic_load_explicit(&b->unrouted,
+                                             memory_order_relaxed);
     /*
      * Ids taken back first (acquire, pairing with the release of each
      * take-back, which follows its id's): so every id taken back is
@@ -317,7 +318,8 @@ weir_bus_get_stats(const weir_bus *bus, weir_bus_stats *out)
                      unrouted - unused;
     out->unrouted = unrouted;
     out->delayed = weiri_timer_busy(&b->delays);
-    out->delayed_left = atomic_load_explicit(&b->delayed_left, memory_order_relaxed);
+    out->delayed_left = atomic_load_explicit(&b->delayed_left,
+                                             memory_order_relaxed);
     out->forwards_refused = atomic_load_explicit(&b->forwards_refused,
                                                  memory_order_relaxed);
     out->dead_letters_unrouted = atomic_load_explicit(&b->dead_letters_unrouted,

@@ -40,9 +40,11 @@ typedef struct weiri_subset {
 } weiri_subset;
 
 struct weir_topic {
-    struct weir_topic *next;       /* hash chain; fixed before the topic is published */
+    struct weir_topic *next;       /* hash chain; fixed before the topic is
+                                      published */
     weir_bus *bus;
-    _Atomic(weiri_subset *) subs;  /* current snapshot, NULL if none; written under bus->mu */
+    _Atomic(weiri_subset *) subs;  /* current snapshot, NULL if none; written
+                                      under bus->mu */
     /*
      * Read sections that found every slot of bus->readers taken count
      * themselves here, per epoch parity, so that a writer can wait for the
@@ -50,7 +52,8 @@ struct weir_topic {
      */
     WEIR_ALIGNAS(WEIR_CACHELINE)
     _Atomic uint64_t shared[2];
-    _Atomic unsigned epoch;        /* parity new sections count under; under bus->grace_mu */
+    _Atomic unsigned epoch;        /* parity new sections count under; under
+                                      bus->grace_mu */
     size_t name_len;
     char name[];                   /* NUL-terminated */
 };
@@ -72,25 +75,32 @@ struct weir_topic {
 
 typedef struct weiri_reader {
     WEIR_ALIGNAS(WEIR_CACHELINE)
-    _Atomic uint64_t mark;         /* 0: free; else 1 + the epoch its holder entered under */
+    _Atomic uint64_t mark;         /* 0: free; else 1 + the epoch its holder
+                                      entered under */
     _Atomic(weir_topic *) topic;   /* the holder's topic; stale while free */
-    weiri_body *spare;             /* the next publish's body (weiri_body_ahead), or
-                                      NULL; only the holder touches it */
+    weiri_body *spare;             /* the next publish's body
+                                      (weiri_body_ahead), or NULL; only the
+                                      holder touches it */
 } weiri_reader;
 
 struct weir_bus {
-    pthread_mutex_t mu;            /* guards topic creation, every subs snapshot change,
-                                      the subscription list and closing */
-    pthread_mutex_t grace_mu;      /* serialises weiri_topic_quiesce, which moves epoch */
-    _Atomic(weir_topic *) buckets[WEIRI_TOPIC_BUCKETS]; /* chains only grow; read lock-free */
-    weir_sub *all;                 /* every subscription not closed on its own; under mu */
+    pthread_mutex_t mu;            /* guards topic creation, every subs
+                                      snapshot change, the subscription list
+                                      and closing */
+    pthread_mutex_t grace_mu;      /* serialises weiri_topic_quiesce, which
+                                      moves epoch */
+    _Atomic(weir_topic *) buckets[WEIRI_TOPIC_BUCKETS]; /* chains only grow;
+                                                           read lock-free */
+    weir_sub *all;                 /* every subscription not closed on its own;
+                                      under mu */
     uint64_t subs_made;            /* serials handed out (weir_sub.serial);
                                       under mu */
     _Atomic unsigned closing_subs; /* weir_sub_close calls past taking their
                                       subscription out of all, not yet done */
     _Atomic unsigned waiters;      /* publishes between their read section
                                       and the end of their waits for room */
-    weir_mpmc bodies;              /* free small message bodies (msg_internal.h) */
+    weir_mpmc bodies;              /* free small message bodies
+                                      (msg_internal.h) */
     /*
      * Two timers, so that a retry never waits behind a delayed message: a
      * due delayed message may wait for room in a BLOCK queue on its
@@ -113,12 +123,15 @@ struct weir_bus {
     _Atomic uint64_t dead_letters_unrouted; /* to a topic with no
                                                subscription */
     WEIR_ALIGNAS(WEIR_CACHELINE)
-    _Atomic uint64_t next_id;      /* message ids handed out; written by every routed publish */
-    _Atomic uint64_t unrouted;     /* publishes to a topic with no subscription */
+    _Atomic uint64_t next_id;      /* message ids handed out; written by every
+                                      routed publish */
+    _Atomic uint64_t unrouted;     /* publishes to a topic with no
+                                      subscription */
     _Atomic uint64_t unused_ids;   /* ids handed to batches that then aborted */
     /* Read sections (see weiri_reader). */
     WEIR_ALIGNAS(WEIR_CACHELINE)
-    _Atomic uint64_t epoch;        /* moved by weiri_topic_quiesce, under grace_mu */
+    _Atomic uint64_t epoch;        /* moved by weiri_topic_quiesce, under
+                                      grace_mu */
     weiri_reader readers[WEIRI_READER_SLOTS];
 };
 
@@ -136,7 +149,8 @@ struct weir_sub {
     weiri_inbox *inbox;
     weir_queue *queue;
     weir_overflow overflow;
-    bool limited;                  /* a rate was set: limiter paces handler starts */
+    bool limited;                  /* a rate was set: limiter paces handler
+                                      starts */
     weir_limiter limiter;
     unsigned nworkers;             /* as configured; fixed */
     unsigned running;              /* workers started and not yet joined */
@@ -153,8 +167,9 @@ struct weir_sub {
     _Atomic unsigned pins;
     _Atomic unsigned self_waits;   /* own workers waiting for room in s
                                       (weiri_sub_wait_begin) */
-    weiri_event wake;              /* workers waiting for a permit, and the closer
-                                      waiting for live == 0, sleep here */
+    weiri_event wake;              /* workers waiting for a permit, and the
+                                      closer waiting for live == 0, sleep
+                                      here */
     /* Written by publishers (routed is counted by the queue itself). */
     WEIR_ALIGNAS(WEIR_CACHELINE)
     _Atomic uint64_t dropped, dropped_in, rejected;
@@ -162,7 +177,8 @@ struct weir_sub {
     WEIR_ALIGNAS(WEIR_CACHELINE)
     _Atomic uint64_t started, delivered, acked, failed, high_water;
     _Atomic uint64_t retried, dead_lettered, duplicates;
-    _Atomic uint64_t voided;       /* placed by a batch commit that then aborted */
+    _Atomic uint64_t voided;       /* placed by a batch commit that then
+                                      aborted */
     _Atomic bool gated;            /* a batch commit has placed in it; set
                                       once by a commit (relaxed, before that
                                       place), read by every take: here for
@@ -185,16 +201,19 @@ struct weir_sub {
     weir_dedup *dedup;             /* or NULL */
     /*
      * Lock order (deliver.c): take_mu, then mu; a timer's lock, then mu
-     * (its callback, deliver.c's retry_due, runs under it).  Nothing else is taken while
-     * either is held, and no handler runs under them.
+     * (its callback, deliver.c's retry_due, runs under it).  Nothing else
+     * is taken while either is held, and no handler runs under them.
      */
     pthread_mutex_t mu;            /* careful only: guards ready and keys */
     pthread_mutex_t take_mu;       /* ordered: one worker at a time takes
                                       from the queue */
-    weiri_delivery *ready, *ready_tail; /* retries that came due, oldest first */
+    weiri_delivery *ready, *ready_tail; /* retries that came due, oldest
+                                           first */
     _Atomic size_t ready_n;        /* how many are on ready */
-    _Atomic size_t pending;        /* retries scheduled and not yet taken off ready */
-    _Atomic uint32_t kick;         /* moves when ready gains one; see deliver.c */
+    _Atomic size_t pending;        /* retries scheduled and not yet taken off
+                                      ready */
+    _Atomic uint32_t kick;         /* moves when ready gains one; see
+                                      deliver.c */
     struct weiri_key **keys;       /* ordered: keys with a message in hand */
     size_t nkeys, key_buckets;
     uint64_t key_seed[2];          /* ordered: SipHash seed of keys, random */

@@ -64,7 +64,8 @@ weiri_deliver_setup(weir_sub *s, const weir_sub_opts *o)
         return WEIR_ENOMEM;
     }
     if (o->dedup_window_ns > 0 &&
-        weir_dedup_create(&s->dedup, o->dedup_max_keys, o->dedup_window_ns) != 0) {
+        weir_dedup_create(&s->dedup, o->dedup_max_keys,
+                          o->dedup_window_ns) != 0) {
         pthread_mutex_destroy(&s->take_mu);
         pthread_mutex_destroy(&s->mu);
         return WEIR_ENOMEM;
@@ -86,7 +87,7 @@ weiri_deliver_teardown(weir_sub *s)
     pthread_mutex_destroy(&s->mu);
 }
 
-/* --- the ready list, fed by the timer -------------------------------------- */
+/* --- the ready list, fed by the timer ------------------------------------- */
 
 /*
  * Put d on s's ready list and wake a worker for it: a retry come due
@@ -196,13 +197,14 @@ await_retries(weir_sub *s)
     }
 }
 
-/* --- keys in hand (ordered_by_key) ----------------------------------------- */
+/* --- keys in hand (ordered_by_key) ---------------------------------------- */
 
 static weiri_key **
 key_slot(weir_sub *s, const char *key, uint64_t h)
 {
     weiri_key **link = &s->keys[h & (s->key_buckets - 1)];
-    while (*link != NULL && ((*link)->hash != h || strcmp((*link)->name, key) != 0))
+    while (*link != NULL &&
+           ((*link)->hash != h || strcmp((*link)->name, key) != 0))
         link = &(*link)->next;
     return link;
 }
@@ -298,7 +300,7 @@ key_next(weir_sub *s, const char *key, uint64_t h)
     return d;
 }
 
-/* --- one delivery ---------------------------------------------------------- */
+/* --- one delivery --------------------------------------------------------- */
 
 /* The backoff after the attempt-th delivery failed. */
 static int64_t
@@ -502,7 +504,8 @@ weiri_deliver_run(weiri_worker *w)
             continue;
         if (serial)
             pthread_mutex_lock(&s->take_mu);
-        long n = weiri_queue_pop_kickable(s->queue, items, want, &s->kick, seen);
+        long n = weiri_queue_pop_kickable(s->queue, items, want, &s->kick,
+                                          seen);
         if (n > 0)
             weiri_work_took(s, items, (size_t)n, want);
         if (serial) {
@@ -537,7 +540,7 @@ weiri_deliver_run(weiri_worker *w)
     }
 }
 
-/* --- after the workers are gone -------------------------------------------- */
+/* --- after the workers are gone ------------------------------------------- */
 
 static bool
 not_ours(const weiri_timed *e, void *sub)

@@ -24,7 +24,8 @@ weiri_body_setup(void)
 #ifdef WEIRI_PREFETCHW
     unsigned a, b, c, d;
     if (__get_cpuid(0x80000001u, &a, &b, &c, &d) && (c & (1u << 8)))
-        atomic_store_explicit(&weiri_have_prefetchw, true, memory_order_relaxed);
+        atomic_store_explicit(&weiri_have_prefetchw, true,
+                              memory_order_relaxed);
 #endif
 }
 

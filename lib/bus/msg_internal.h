@@ -45,17 +45,20 @@ bool weiri_gate_wait(weiri_gate *g);
 void weiri_gate_release(weiri_gate *g);
 
 typedef struct weiri_body {
-    _Atomic uint32_t refs;   /* holders: one per subscription queue it sits in */
+    _Atomic uint32_t refs;   /* holders: one per subscription queue it sits
+                                in */
     bool in_slot;            /* written in an inbox's slot (inbox_internal.h):
                                 refs is not used, and a release does nothing */
-    weir_mpmc *pool;         /* where it goes back when released; NULL: free() */
+    weir_mpmc *pool;         /* where it goes back when released; NULL:
+                                free() */
     uint64_t id;             /* unique, increasing per bus */
     int64_t timestamp_ns;    /* CLOCK_MONOTONIC at publish */
     const char *topic;       /* the topic's name; lives as long as the bus */
     const char *key;         /* NULL, or a copy inside this allocation */
     size_t size;             /* payload bytes */
     weiri_gate *gate;        /* the batch it belongs to, or NULL */
-    const char *origin;      /* dead letters: the topic it failed on; else NULL */
+    const char *origin;      /* dead letters: the topic it failed on; else
+                                NULL */
     unsigned attempt_base;   /* 1, or for a dead letter the attempts it had */
     int origin_error;        /* dead letters: the handler's last return */
     alignas(max_align_t) unsigned char data[]; /* payload, then the key */
@@ -77,7 +80,8 @@ typedef struct weiri_delivery {
     weiri_body *body;
     unsigned attempt;        /* the delivery it waits for, from 1 */
     int last_error;          /* the previous delivery's return; 0 if none */
-    bool heap;               /* malloc'ed; else on a worker's stack, for one call */
+    bool heap;               /* malloc'ed; else on a worker's stack, for one
+                                call */
     bool holds_key;          /* has its key's entry (ordered_by_key) */
     uint64_t key_hash;       /* its key's, once key_claim has hashed it */
 } weiri_delivery;
@@ -140,7 +144,8 @@ void weiri_body_fill(weiri_body *b, weir_mpmc *pool, const char *topic,
  * publish's first locked instruction waits for those writes.  *spare
  * belongs to the caller alone.
  */
-weiri_body *weiri_body_ahead(weir_mpmc *pool, weiri_body **spare, weiri_body *fresh);
+weiri_body *weiri_body_ahead(weir_mpmc *pool, weiri_body **spare,
+                             weiri_body *fresh);
 
 /*
  * weiri_prefetch_write - ask for the line at p in a writable state,

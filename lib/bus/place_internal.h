@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * place_internal.h - PRIVATE to lib/: a subscription's mailbox (its inbox or its
- * queue) as publishers and workers use it (place.c), whichever kind it
- * is.
+ * place_internal.h - PRIVATE to lib/: a subscription's mailbox (its inbox
+ * or its queue) as publishers and workers use it (place.c), whichever
+ * kind it is.
  */
 #ifndef WEIR_PLACE_INTERNAL_H
 #define WEIR_PLACE_INTERNAL_H

@@ -19,7 +19,10 @@
 #include "topic_internal.h"
 #include "work_internal.h"
 
-/* A solo worker's batch shorter than this is followed by a yield: see worker_main. */
+/*
+ * A solo worker's batch shorter than this is followed by a yield: see
+ * worker_main.
+ */
 enum { GATHER_BELOW = 8 };
 
 static bool
@@ -47,7 +50,8 @@ weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn, void *ctx,
         o.rate_per_sec > 1e9 || (o.rate_per_sec > 0 && o.burst < 1))
         return WEIR_EINVAL;
     /* Delivery guarantees; 0 means the default for each. */
-    int64_t first = o.retry_backoff_ns > 0 ? o.retry_backoff_ns : 10 * WEIR_MSEC;
+    int64_t first = o.retry_backoff_ns > 0 ? o.retry_backoff_ns
+                                           : 10 * WEIR_MSEC;
     if (o.max_attempts > WEIR_MAX_ATTEMPTS || o.retry_backoff_ns < 0 ||
         o.retry_backoff_max_ns < 0 || o.dedup_window_ns < 0 ||
         bad_number(o.retry_multiplier) ||
@@ -61,7 +65,10 @@ weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn, void *ctx,
         if (!weiri_topic_name_ok(o.dead_letter_topic, &len) ||
             strcmp(o.dead_letter_topic, t->name) == 0)
             return WEIR_EINVAL;
-        /* Under bus->mu (weir_bus_subscribe); topics live as long as the bus. */
+        /*
+         * Under bus->mu (weir_bus_subscribe); topics live as long as the
+         * bus.
+         */
         int rc = weiri_topic_get(bus, o.dead_letter_topic, len, &dead_letter);
         if (rc != 0)
             return rc;
@@ -153,7 +160,8 @@ handle_batch(weiri_worker *w, void **batch, long n)
         weiri_body *b = batch[i];
         if (!weiri_work_admit(s, b)) {
             /* Out of the batch, as if never taken: shift the rest down. */
-            memmove(&batch[i], &batch[i + 1], (size_t)(n - i - 1) * sizeof(*batch));
+            memmove(&batch[i], &batch[i + 1],
+                    (size_t)(n - i - 1) * sizeof(*batch));
             n--;
             i--;
             continue;

@@ -61,7 +61,8 @@ weiri_topic_leave(weir_topic *t, unsigned ticket)
      * before the slot reads free.  A plain store on x86.
      */
     if (ticket < WEIRI_READER_SLOTS)
-        atomic_store_explicit(&t->bus->readers[ticket].mark, 0, memory_order_release);
+        atomic_store_explicit(&t->bus->readers[ticket].mark, 0,
+                              memory_order_release);
     else
         atomic_fetch_sub_explicit(&t->shared[ticket - WEIRI_READER_SLOTS], 1,
                                   memory_order_release);
