@@ -2,14 +2,16 @@
 # weir - build, test, benchmark and install.
 #
 #   make                      build/libweir.a
-#   make check                build and run the cmocka suite (installs cmocka if it can)
+#   make check                build and run the cmocka suite (installs
+#                             cmocka if it can)
 #   make check SANITIZE=thread            ... under ThreadSanitizer
 #   make check SANITIZE=address,undefined ... under ASan + UBSan
-#   make check WEIR_PORTABLE_WAIT=1       ... sleeping on pthread condvars, not futex
+#   make check WEIR_PORTABLE_WAIT=1       ... sleeping on pthread condvars,
+#                                             not futex
 #   make run                  build and run the demo program
 #   make examples             build every example
 #   make bench                benchmarks against peers (installs them if it can)
-#   make install PREFIX=/usr/local   (and DESTDIR=) / make uninstall / make clean
+#   make install PREFIX=/usr/local (and DESTDIR=) / make uninstall / make clean
 #
 # Every output goes under build/ (build/san-<name>/ for a sanitizer build),
 # so plain and sanitized objects never mix.
@@ -28,7 +30,8 @@ BUILD    := build
 else
 BUILD    := build/san-$(subst $(comma),-,$(SANITIZE))
 OPT      := -O1 -g -fno-omit-frame-pointer
-MODEFLAGS := -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -DWEIR_TEST_SANITIZED=1
+MODEFLAGS := -fsanitize=$(SANITIZE) -fno-sanitize-recover=all \
+             -DWEIR_TEST_SANITIZED=1
 endif
 
 # WEIR_PORTABLE_WAIT=1 sleeps on a mutex + condition variable instead of a
@@ -38,8 +41,10 @@ BUILD    := $(if $(SANITIZE),$(BUILD)-portable,build/portable)
 MODEFLAGS += -DWEIR_PORTABLE_WAIT=1
 endif
 
-CFLAGS_ALL   := -std=c11 $(OPT) $(WARN) -fPIC -pthread -Iinclude $(MODEFLAGS) $(CFLAGS)
-CXXFLAGS_ALL := -std=c++11 $(OPT) $(WARN) -pthread -Iinclude $(MODEFLAGS) $(CXXFLAGS)
+CFLAGS_ALL   := -std=c11 $(OPT) $(WARN) -fPIC -pthread -Iinclude \
+                $(MODEFLAGS) $(CFLAGS)
+CXXFLAGS_ALL := -std=c++11 $(OPT) $(WARN) -pthread -Iinclude \
+                $(MODEFLAGS) $(CXXFLAGS)
 LDFLAGS_ALL  := -pthread $(MODEFLAGS) $(LDFLAGS)
 
 # lib/ has one folder per layer, each seeing only itself and the layers
@@ -85,17 +90,22 @@ $(LIB): $(LIB_OBJ)
 deps-test:
 	@.ci/ensure-pkg c cmocka.h libcmocka-dev
 
-$(BUILD)/tests/support/%.o: tests/support/%.c $(wildcard tests/support/*.h) $(HEADERS) | deps-test
+$(BUILD)/tests/support/%.o: tests/support/%.c $(wildcard tests/support/*.h) \
+                            $(HEADERS) | deps-test
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -D_GNU_SOURCE -c $< -o $@
 
-$(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT_OBJ) $(LIB) $(wildcard tests/support/*.h) | deps-test
+$(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT_OBJ) $(LIB) \
+                  $(wildcard tests/support/*.h) | deps-test
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -D_GNU_SOURCE -Itests $(INC_bus) $< $(TEST_SUPPORT_OBJ) $(LIB) -lcmocka $(LDFLAGS_ALL) -o $@
+	$(CC) $(CFLAGS_ALL) -D_GNU_SOURCE -Itests $(INC_bus) $< \
+	    $(TEST_SUPPORT_OBJ) $(LIB) -lcmocka $(LDFLAGS_ALL) -o $@
 
-$(BUILD)/tests/%: tests/%.cpp $(TEST_SUPPORT_OBJ) $(LIB) $(wildcard tests/support/*.h) | deps-test
+$(BUILD)/tests/%: tests/%.cpp $(TEST_SUPPORT_OBJ) $(LIB) \
+                  $(wildcard tests/support/*.h) | deps-test
 	@mkdir -p $(dir $@)
-	$(CXX) $(CXXFLAGS_ALL) -Itests $< $(TEST_SUPPORT_OBJ) $(LIB) -lcmocka $(LDFLAGS_ALL) -o $@
+	$(CXX) $(CXXFLAGS_ALL) -Itests $< $(TEST_SUPPORT_OBJ) $(LIB) -lcmocka \
+	    $(LDFLAGS_ALL) -o $@
 
 check: $(TESTS) check-layout check-licence check-layers check-calls
 	@tests/run-all $(TESTS)
@@ -118,8 +128,10 @@ check-layers:
 # checkout there is no list of sources, and nothing to check).
 check-licence:
 	@missing=$$(git ls-files 2>/dev/null | \
-	    grep -E '\.(c|h|cpp|rs|go|java|sh|awk|toml|mod)$$|(^|/)(Makefile|run|run-all|ensure-pkg)$$' | \
-	    while read -r f; do head -3 "$$f" | grep -q 'SPDX-License-Identifier: MIT' || echo "$$f"; done); \
+	    grep -E -e '\.(c|h|cpp|rs|go|java|sh|awk|toml|mod)$$' \
+	        -e '(^|/)(Makefile|run|run-all|ensure-pkg)$$' | \
+	    while read -r f; do head -3 "$$f" | \
+	        grep -q 'SPDX-License-Identifier: MIT' || echo "$$f"; done); \
 	if [ -n "$$missing" ]; then \
 	    echo "check-licence: FAILED, no SPDX line in:" $$missing; exit 1; fi; \
 	test -f LICENSE || { echo "check-licence: FAILED, no LICENSE"; exit 1; }
@@ -160,7 +172,9 @@ install: $(LIB)
 	install -m 644 include/weir.h $(DESTDIR)$(PREFIX)/include/weir.h
 	install -m 644 include/weir/*.h $(DESTDIR)$(PREFIX)/include/weir/
 	sed -e 's|@PREFIX@|$(PREFIX)|' \
-	    -e 's|@VERSION@|$(shell sed -n 's/^#define WEIR_VERSION_[A-Z]* *//p' include/weir/common.h | paste -sd.)|' \
+	    -e 's|@VERSION@|$(shell sed -n \
+	        's/^#define WEIR_VERSION_[A-Z]* *//p' include/weir/common.h | \
+	        paste -sd.)|' \
 	    lib/weir.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/weir.pc
 
 uninstall:
