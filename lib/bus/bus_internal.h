@@ -66,8 +66,8 @@ struct weir_topic {
  * store, on x86 locked too), both before the publish writes anything, and
  * frees it with a plain store: a locked instruction there would wait for
  * the stores of the publish to reach other cores' caches.  (Skipping the
- * topic's store when the slot already names it measured 4% slower.)  Each
- * slot has its own line.
+ * topic's store when the slot already names it was slower; see
+ * bench/NOTES.md.)  Each slot has its own line.
  * A thread tries the slot it had last, so a publishing thread keeps
  * reusing one line.
  */

@@ -210,8 +210,8 @@ worker_main(void *arg)
          * and would next take their messages one or two at a time, each
          * pulling lines the publisher is still writing.  One yield first
          * lets a few gather (~1 us), and hands the CPU to whoever needs
-         * it; measured on two cores it gained 10% at one subscription and
-         * changed neither four-subscription throughput nor paced latency.
+         * it: a gain at one subscription, no loss at four or in paced
+         * latency (bench/NOTES.md).
          */
         if ((size_t)n < GATHER_BELOW && want > 1)
             weiri_yield();

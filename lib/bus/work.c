@@ -121,26 +121,6 @@ weiri_work_put_back(weir_sub *s, uint64_t n)
 }
 
 void
-weiri_work_done(weir_sub *s, uint64_t calls, uint64_t acked,
-                uint64_t failed, uint64_t dead_lettered)
-{
-    /*
-     * Relaxed: a count of calls, read for itself.  The finishing counts
-     * are release: each pairs with the acquire read in
-     * weiri_work_counts, which then sees the message started.
-     */
-    if (calls != 0)
-        atomic_fetch_add_explicit(&s->delivered, calls, memory_order_relaxed);
-    if (acked != 0)
-        atomic_fetch_add_explicit(&s->acked, acked, memory_order_release);
-    if (failed != 0)
-        atomic_fetch_add_explicit(&s->failed, failed, memory_order_release);
-    if (dead_lettered != 0)
-        atomic_fetch_add_explicit(&s->dead_lettered, dead_lettered,
-                                  memory_order_release);
-}
-
-void
 weiri_work_counts(const weir_sub *sub, weir_sub_stats *out)
 {
     weir_sub *s = (weir_sub *)sub; /* atomics are read-only here */

@@ -52,9 +52,27 @@ void weiri_work_put_back(weir_sub *s, uint64_t n);
  * weiri_work_done - a worker of s made calls handler calls, and finished
  * with acked, failed and dead_lettered messages (a message is finished
  * after its last attempt; its earlier calls count with calls alone).
+ * Inline: the careful loop calls it for every message.
  */
-void weiri_work_done(weir_sub *s, uint64_t calls, uint64_t acked,
-                     uint64_t failed, uint64_t dead_lettered);
+static inline void
+weiri_work_done(weir_sub *s, uint64_t calls, uint64_t acked,
+                uint64_t failed, uint64_t dead_lettered)
+{
+    /*
+     * Relaxed: a count of calls, read for itself.  The finishing counts
+     * are release: each pairs with the acquire read in
+     * weiri_work_counts, which then sees the message started.
+     */
+    if (calls != 0)
+        atomic_fetch_add_explicit(&s->delivered, calls, memory_order_relaxed);
+    if (acked != 0)
+        atomic_fetch_add_explicit(&s->acked, acked, memory_order_release);
+    if (failed != 0)
+        atomic_fetch_add_explicit(&s->failed, failed, memory_order_release);
+    if (dead_lettered != 0)
+        atomic_fetch_add_explicit(&s->dead_lettered, dead_lettered,
+                                  memory_order_release);
+}
 
 /*
  * weiri_work_settle - w is done with b at the time now: its latency goes
