@@ -17,7 +17,8 @@
  * which is publish order since one queue feeds every worker.  Whoever
  * finishes the message in hand takes the next parked one itself, so a
  * key is handled one message at a time, in order, retries included; the
- * entry goes when nothing of its key is left in hand.
+ * entry goes when nothing of its key is left in hand (keys.c keeps the
+ * entries).
  *
  * Accounting (see work.c).  A message is started when taken off the
  * queue and stays in flight, through parking and retries, until acked,
@@ -29,17 +30,11 @@
 
 #include "clock_internal.h"
 #include "deliver_internal.h"
-#include "hash_internal.h"
+#include "keys_internal.h"
 #include "publish_internal.h"
 #include "queue_internal.h"
 #include "work_internal.h"
 
-typedef struct weiri_key {
-    struct weiri_key *next;        /* hash chain */
-    uint64_t hash;
-    weiri_delivery *head, *tail;   /* parked, oldest first */
-    char name[];
-} weiri_key;
 
 int
 weiri_deliver_setup(weir_sub *s, const weir_sub_opts *o)
@@ -70,9 +65,8 @@ weiri_deliver_setup(weir_sub *s, const weir_sub_opts *o)
         pthread_mutex_destroy(&s->mu);
         return WEIR_ENOMEM;
     }
-    /* Keys come from outside: hash them under a seed of our own. */
     if (s->ordered)
-        weiri_random_seed(s->key_seed);
+        weiri_keys_setup(s);
     return 0;
 }
 
@@ -82,7 +76,7 @@ weiri_deliver_teardown(weir_sub *s)
     if (!s->careful)
         return;
     weir_dedup_destroy(s->dedup);
-    free(s->keys);
+    weiri_keys_teardown(s);
     pthread_mutex_destroy(&s->take_mu);
     pthread_mutex_destroy(&s->mu);
 }
@@ -195,109 +189,6 @@ await_retries(weir_sub *s)
         }
         weiri_event_wait(&s->wake, e, WEIRI_NO_DEADLINE);
     }
-}
-
-/* --- keys in hand (ordered_by_key) ---------------------------------------- */
-
-static weiri_key **
-key_slot(weir_sub *s, const char *key, uint64_t h)
-{
-    weiri_key **link = &s->keys[h & (s->key_buckets - 1)];
-    while (*link != NULL &&
-           ((*link)->hash != h || strcmp((*link)->name, key) != 0))
-        link = &(*link)->next;
-    return link;
-}
-
-/* Double the buckets when the table is as full as it is wide.  Under mu. */
-static void
-key_grow(weir_sub *s)
-{
-    size_t nb = s->key_buckets == 0 ? 64 : 2 * s->key_buckets;
-    weiri_key **nk = calloc(nb, sizeof(*nk));
-    if (nk == NULL)
-        return; /* longer chains, still correct */
-    for (size_t i = 0; i < s->key_buckets; i++) {
-        for (weiri_key *k = s->keys[i], *next; k != NULL; k = next) {
-            next = k->next;
-            k->next = nk[k->hash & (nb - 1)];
-            nk[k->hash & (nb - 1)] = k;
-        }
-    }
-    free(s->keys);
-    s->keys = nk;
-    s->key_buckets = nb;
-}
-
-/*
- * Claim b's key for the caller, or park d (holding b) behind the message
- * of that key in hand.  true: claimed, handle it now.  Under no lock.
- * Without memory for an entry the message is handled at once, out of
- * order rather than lost, and without holding the key (d->holds_key
- * stays false), so finishing it leaves the key's entry alone.
- */
-static bool
-key_claim(weir_sub *s, weiri_delivery *d)
-{
-    const char *key = d->body->key;
-    size_t len = strlen(key);
-    uint64_t h = weiri_siphash(s->key_seed, key, len);
-    d->key_hash = h; /* for key_next: one hash per message, not two */
-    bool claimed = true;
-    pthread_mutex_lock(&s->mu);
-    if (s->nkeys >= s->key_buckets)
-        key_grow(s);
-    if (s->key_buckets > 0) {
-        weiri_key **link = key_slot(s, key, h);
-        if (*link != NULL) {
-            weiri_key *k = *link;
-            d->next = NULL;
-            if (k->tail != NULL)
-                k->tail->next = d;
-            else
-                k->head = d;
-            k->tail = d;
-            claimed = false;
-        } else {
-            weiri_key *k = malloc(sizeof(*k) + len + 1);
-            if (k != NULL) {
-                *k = (weiri_key){ .hash = h };
-                memcpy(k->name, key, len + 1);
-                *link = k;
-                s->nkeys++;
-                d->holds_key = true;
-            }
-        }
-    }
-    pthread_mutex_unlock(&s->mu);
-    return claimed;
-}
-
-/*
- * The message of key (hashed h by key_claim) in hand is finished: the
- * next parked one, or NULL.
- */
-static weiri_delivery *
-key_next(weir_sub *s, const char *key, uint64_t h)
-{
-    weiri_delivery *d = NULL;
-    pthread_mutex_lock(&s->mu);
-    if (s->key_buckets > 0) {
-        weiri_key **link = key_slot(s, key, h);
-        weiri_key *k = *link;
-        if (k != NULL && (d = k->head) != NULL) {
-            k->head = d->next;
-            if (k->head == NULL)
-                k->tail = NULL;
-            d->holds_key = true; /* handed on with the key */
-        } else if (k != NULL) {
-            *link = k->next;
-            s->nkeys--;
-            free(k);
-        }
-    }
-    pthread_mutex_unlock(&s->mu);
-    return d;
 }
 
 /* --- one delivery --------------------------------------------------------- */
@@ -427,8 +318,7 @@ handle(weiri_worker *w, weiri_delivery *d)
         }
         bool dead = rc != 0 && give_up(s, b, d->attempt, rc);
         weiri_work_done(s, calls, rc == 0, rc != 0 && !dead, dead);
-        weiri_delivery *next = d->holds_key ? key_next(s, b->key, d->key_hash)
-                                            : NULL;
+        weiri_delivery *next = weiri_key_next(s, d);
         weiri_work_settle(w, b, weiri_stamp_ns());
         if (d->heap)
             free(d);
@@ -471,7 +361,7 @@ arrive(weir_sub *s, weiri_body *b, weiri_delivery *local)
         weiri_yield();
     }
     *d = (weiri_delivery){ .body = b, .attempt = 1, .heap = true };
-    return key_claim(s, d) ? d : NULL; /* NULL: parked behind its key */
+    return weiri_key_claim(s, d) ? d : NULL; /* NULL: parked behind its key */
 }
 
 void
@@ -568,8 +458,7 @@ drop_retry_hand_on(weiri_timed *e, void *unused)
 {
     weir_sub *s = e->target;
     weiri_delivery *d = e->item;
-    weiri_delivery *next = d->holds_key ? key_next(s, d->body->key, d->key_hash)
-                                        : NULL;
+    weiri_delivery *next = weiri_key_next(s, d);
     if (next != NULL)
         ready_hand_on(s, next);
     drop_retry(e, unused);
@@ -595,16 +484,5 @@ weiri_deliver_release_left(weir_sub *s)
     }
     s->ready = s->ready_tail = NULL;
     atomic_store(&s->ready_n, 0); /* the workers are joined: none reads it */
-    for (size_t i = 0; i < s->key_buckets; i++) {
-        for (weiri_key *k = s->keys[i], *next; k != NULL; k = next) {
-            next = k->next;
-            for (weiri_delivery *d = k->head, *dn; d != NULL; d = dn) {
-                dn = d->next;
-                leave(s, d);
-            }
-            free(k);
-        }
-        s->keys[i] = NULL;
-    }
-    s->nkeys = 0;
+    weiri_keys_release(s, leave);
 }
