@@ -47,7 +47,9 @@ weir_batch_begin(weir_bus *bus, weir_batch **batch)
     *batch = NULL;
     /*
      * A worker of the bus may always begin: what it stages is refused,
-     * and counted, at weir_batch_publish or weir_batch_commit.
+     * and counted, at weir_batch_publish or weir_batch_commit.  A hint
+     * only (seq_cst, though any order would do): the commit checks again
+     * in its read sections.
      */
     if (atomic_load(&bus->closed) && !weiri_in_handler_of(bus, NULL))
         return WEIR_ECLOSED;
@@ -221,6 +223,7 @@ try_commit(weir_batch *batch, item_in *in, weir_sub **placed)
                     placed[np++] = s;
                     continue;
                 }
+                /* seq_cst: see close_bus's store of sealed. */
                 if (rc == WEIR_ECLOSED && !atomic_load(&bus->sealed))
                     continue; /* s is being closed: as for a publish, skip it */
                 o.rc = rc == WEIR_EAGAIN && s->overflow != WEIR_OVERFLOW_REJECT
@@ -250,7 +253,10 @@ try_commit(weir_batch *batch, item_in *in, weir_sub **placed)
             o.unrouted++;
         }
     }
-    /* A close that overtook us shut queues we counted as skipped. */
+    /*
+     * A close that overtook us shut queues we counted as skipped.
+     * seq_cst: see close_bus's store of sealed, before the shuts.
+     */
     if (o.rc == 0 && atomic_load(&bus->sealed))
         o.rc = WEIR_ECLOSED;
     if (o.rc != 0) {

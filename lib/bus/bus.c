@@ -88,6 +88,7 @@ weir_bus_subscribe(weir_bus *bus, const char *topic, weir_handler fn,
     weir_topic *t = NULL;
     weir_sub *s = NULL;
     weiri_subset *old = NULL;
+    /* Under mu, as close_bus's store: a plain check of the flag. */
     int rc = atomic_load(&bus->closed) ? WEIR_ECLOSED
                                        : weiri_topic_get(bus, topic, len, &t);
     if (rc == 0)
@@ -165,6 +166,11 @@ give_up_delayed(weir_bus *bus)
 {
     weiri_timer_seal(&bus->delays);
     weiri_timer_take(&bus->delays, NULL, count_left, bus);
+    /*
+     * seq_cst: pairs with deliver_delayed's first load (one popped just
+     * before the take counts itself left) and with the stop flag that
+     * weiri_sub_wait polls, which ends a delivery waiting for room.
+     */
     atomic_store(&bus->delays_over, true);
     weiri_timer_await_idle(&bus->delays, WEIRI_NO_DEADLINE);
 }
@@ -210,10 +216,19 @@ close_bus(weir_bus *bus, int64_t drain_timeout_ns, bool wait_delayed)
         pthread_mutex_unlock(&bus->mu);
         return WEIR_ECLOSED;
     }
-    /* From here no subscription is added or removed: the list is ours. */
+    /*
+     * From here no subscription is added or removed: the list is ours.
+     * seq_cst: pairs with the load in a publish's read section
+     * (weiri_bus_refuses), so that either the quiesce below sees the
+     * section or the section sees closed.
+     */
     atomic_store(&bus->closed, true);
     pthread_mutex_unlock(&bus->mu);
-    /* What this close leaves, if anything, shows in these and the queues. */
+    /*
+     * What this close leaves, if anything, shows in these and the queues.
+     * Counts compared with themselves after the drain, which joined
+     * every thread that adds to them: relaxed would do, seq_cst is free.
+     */
     uint64_t left = atomic_load(&bus->delayed_left);
     uint64_t refused = atomic_load(&bus->forwards_refused);
     int rc = 0;
@@ -226,6 +241,7 @@ close_bus(weir_bus *bus, int64_t drain_timeout_ns, bool wait_delayed)
      * their read sections, which checked closed, before anything below
      * looks; one still to wait for room counts in bus->waiters.
      */
+    /* seq_cst: pairs with the release that publishes a new topic. */
     for (size_t b = 0; b < WEIRI_TOPIC_BUCKETS; b++)
         for (weir_topic *t = atomic_load(&bus->buckets[b]); t != NULL;
              t = t->next)
@@ -239,6 +255,12 @@ close_bus(weir_bus *bus, int64_t drain_timeout_ns, bool wait_delayed)
      */
     (void)weiri_poll_until(quiet, bus, deadline);
     give_up_delayed(bus);
+    /*
+     * seq_cst, before the queues are shut: pairs with the loads of
+     * sealed after a refusal (weiri_bus_refuses, weiri_sub_refused, the
+     * batch commit), so a refusal by a shut queue is known for the
+     * seal's and counted as such.
+     */
     atomic_store(&bus->sealed, true);
     for (weir_sub *s = bus->all; s != NULL; s = s->next)
         weiri_sub_shut(s);
@@ -246,6 +268,7 @@ close_bus(weir_bus *bus, int64_t drain_timeout_ns, bool wait_delayed)
      * A publish still to wait for room meets a shut queue at once: once
      * none is left, nothing from outside is inside the bus.
      */
+    /* seq_cst: pairs with offer_rest's decrement after its waits. */
     for (unsigned pauses = 0; atomic_load(&bus->waiters) != 0;)
         weiri_pause(pauses++);
     for (weir_sub *s = bus->all; s != NULL; s = s->next)
@@ -276,6 +299,7 @@ weir_bus_destroy(weir_bus *bus)
 {
     if (bus == NULL)
         return;
+    /* No call may run with destroy: a plain check of the flag. */
     if (!atomic_load(&bus->closed))
         close_bus(bus, WEIR_FOREVER, false);
     /*

@@ -150,7 +150,11 @@ weiri_sub_wait_begin(const weir_bus *bus, weir_sub *s, bool unbounded)
     /* Not a worker of s: s is not touched (it may be gone). */
     if (!weiri_in_handler_of(bus, s))
         return true;
-    /* A bounded wait ends by itself, but still makes no room meanwhile. */
+    /*
+     * A bounded wait ends by itself, but still makes no room meanwhile.
+     * seq_cst RMWs on one counter: of the workers that wait at once, the
+     * last to count itself sees every other, whatever the order.
+     */
     if (atomic_fetch_add(&s->self_waits, 1) + 1 < s->nworkers || !unbounded)
         return true;
     atomic_fetch_sub(&s->self_waits, 1);
@@ -180,6 +184,7 @@ push_blocking(weir_sub *s, weiri_body *b, int64_t deadline,
     if (deadline == WEIRI_NOWAIT_DEADLINE)
         return push(s, b, WEIR_NOWAIT);
     for (;;) {
+        /* seq_cst: see the store of the flag (close_bus, weiri_sub_drain). */
         bool stopping = stop != NULL && atomic_load(stop);
         /* No clock read without a deadline: the common publish has none. */
         int64_t wait = WEIR_FOREVER;
@@ -209,6 +214,7 @@ weiri_sub_refused(weir_sub *s, weiri_body *b, int rc)
      * A subscription closing on its own has left the topic; a queue the
      * bus's seal shut turned a publish away, as a full REJECT one does.
      */
+    /* seq_cst: pairs with close_bus's store before it shuts the queues. */
     if (rc != WEIR_ECLOSED || atomic_load(&s->bus->sealed))
         atomic_fetch_add_explicit(&s->rejected, 1, memory_order_relaxed);
     weiri_body_release(b, 1);

@@ -217,6 +217,10 @@ worker_main(void *arg)
             weiri_yield();
     }
     weiri_current_sub = NULL;
+    /*
+     * seq_cst, before the notify: pairs with weiri_sub_drain's load of
+     * live after its prepare, so the last exit's wake is never missed.
+     */
     if (atomic_fetch_sub(&s->live, 1) == 1)
         weiri_event_notify(&s->wake, UINT32_MAX);
     return NULL;
@@ -225,11 +229,15 @@ worker_main(void *arg)
 int
 weiri_sub_start(weir_sub *s)
 {
+    /* Before any worker runs (thread start orders it): no pairing. */
     atomic_store(&s->live, s->nworkers);
     for (unsigned i = 0; i < s->nworkers; i++, s->running++) {
         if (weiri_thread_start(&s->workers[i].thread, worker_main,
                                &s->workers[i]) != 0) {
-            /* Stop the ones already running; they have nothing to do. */
+            /*
+             * Stop the ones already running; they have nothing to do.
+             * seq_cst, as a worker's exit: the drain reads it.
+             */
             atomic_fetch_sub(&s->live, s->nworkers - i);
             weiri_sub_shut(s);
             weiri_sub_drain(s, WEIRI_NO_DEADLINE);
@@ -245,12 +253,18 @@ weiri_sub_drain(weir_sub *s, int64_t deadline)
     weiri_sub_shut(s);
     for (;;) {
         uint32_t e = weiri_event_prepare(&s->wake);
+        /* seq_cst, after the prepare: see worker_main's exit. */
         if (atomic_load(&s->live) == 0) {
             weiri_event_cancel(&s->wake);
             break;
         }
         if (weiri_event_wait(&s->wake, e, deadline) == WEIR_ETIMEDOUT &&
             atomic_load(&s->live) != 0) {
+            /*
+             * seq_cst, before the notify: pairs with the loads of abort
+             * that workers make after preparing a wait on s->wake
+             * (weiri_work_permit, await_retries).
+             */
             atomic_store(&s->abort, true);
             weiri_event_notify(&s->wake, UINT32_MAX);
             break;
@@ -322,6 +336,7 @@ weir_sub_close_stats(weir_sub *sub, int64_t drain_timeout_ns,
     weir_bus *bus = sub->bus;
     weiri_subset *old;
     pthread_mutex_lock(&bus->mu);
+    /* Under mu, as close_bus's store: a plain check of the flag. */
     if (atomic_load(&bus->closed)) {
         pthread_mutex_unlock(&bus->mu);
         return WEIR_ECLOSED;
@@ -340,6 +355,7 @@ weir_sub_close_stats(weir_sub *sub, int64_t drain_timeout_ns,
     /*
      * Out of bus->all, yet its handlers may still forward: a bus close
      * that starts now waits for this one to end (close_bus's quiet).
+     * Under mu, which that close takes before it looks: no pairing.
      */
     atomic_fetch_add(&bus->closing_subs, 1);
     pthread_mutex_unlock(&bus->mu);
