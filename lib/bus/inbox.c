@@ -52,7 +52,8 @@ weiri_inbox_create(weiri_inbox **out, size_t capacity, const char *topic)
     /* What every copy has in common, written once: see take_try. */
     for (size_t i = 0; i < WEIRI_INBOX_HOLD; i++)
     {
-        weiri_body_fill(&in->scratch[i].body, NULL, topic, NULL, 0, NULL, 0, 0, 1);
+        weiri_body_fill(&in->scratch[i].body, NULL, topic, NULL, 0, NULL, 0,
+                        0, 1);
         in->scratch[i].body.in_slot = true;
     }
     if (weiri_event_init(&in->not_empty) != 0)
@@ -165,14 +166,17 @@ take_try(void *arg)
     if (!atomic_load(&in->closing))
         return 0;
     size_t t = atomic_load(&in->tail);
-    return (t & WEIRI_INBOX_CLOSED) && (t & ~WEIRI_INBOX_CLOSED) == k ? WEIR_ECLOSED : 0;
+    return (t & WEIRI_INBOX_CLOSED) && (t & ~WEIRI_INBOX_CLOSED) == k
+               ? WEIR_ECLOSED
+               : 0;
 }
 
 static bool
 take_idle(void *arg)
 {
     weiri_inbox *in = ((take_ctx *)arg)->in;
-    return (atomic_load(&in->tail) & ~WEIRI_INBOX_CLOSED) == atomic_load(&in->taken);
+    return (atomic_load(&in->tail) & ~WEIRI_INBOX_CLOSED) ==
+           atomic_load(&in->taken);
 }
 
 long
@@ -202,7 +206,8 @@ weiri_inbox_size(const weiri_inbox *in)
 {
     weiri_inbox *m = (weiri_inbox *)in; /* atomics are read-only here */
     size_t k = atomic_load_explicit(&m->taken, memory_order_acquire);
-    size_t t = atomic_load_explicit(&m->tail, memory_order_acquire) & ~WEIRI_INBOX_CLOSED;
+    size_t t = atomic_load_explicit(&m->tail, memory_order_acquire) &
+               ~WEIRI_INBOX_CLOSED;
     return t - k;
 }
 
@@ -216,6 +221,7 @@ uint64_t
 weiri_inbox_pushed(const weiri_inbox *in)
 {
     /* Acquire: a stats reader sees what led to the claims it counts. */
-    return atomic_load_explicit(&((weiri_inbox *)in)->tail, memory_order_acquire) &
+    weiri_inbox *m = (weiri_inbox *)in; /* atomics are read-only here */
+    return atomic_load_explicit(&m->tail, memory_order_acquire) &
            ~WEIRI_INBOX_CLOSED;
 }

@@ -33,7 +33,10 @@ typedef struct weiri_inbox weiri_inbox;
 /* The most messages one take returns. */
 #define WEIRI_INBOX_HOLD 64
 
-/* The largest capacity an inbox is made for (sub.c uses a weir_queue above it). */
+/*
+ * The largest capacity an inbox is made for (place.c uses a weir_queue
+ * above it).
+ */
 #define WEIRI_INBOX_MAX ((size_t)1 << 16)
 
 /*
@@ -48,7 +51,10 @@ typedef struct weiri_inbox weiri_inbox;
  * outlive the inbox.
  */
 int weiri_inbox_create(weiri_inbox **out, size_t capacity, const char *topic);
-/* weiri_inbox_destroy - free it; the shared bodies still inside are the caller's. */
+/*
+ * weiri_inbox_destroy - free it; the shared bodies still inside are the
+ * caller's.
+ */
 void weiri_inbox_destroy(weiri_inbox *in);
 
 /*
@@ -83,7 +89,8 @@ int weiri_inbox_push(weiri_inbox *in, weiri_body *b, int64_t timeout_ns);
  * set: releasing it does nothing), which the next take writes over: a
  * take ends the caller's use of what the take before it returned.
  */
-long weiri_inbox_take(weiri_inbox *in, void **out, size_t n, int64_t timeout_ns);
+long weiri_inbox_take(weiri_inbox *in, void **out, size_t n,
+                      int64_t timeout_ns);
 
 /* Any thread. */
 void weiri_inbox_close(weiri_inbox *in);  /* idempotent; wakes everyone */
@@ -98,8 +105,10 @@ uint64_t weiri_inbox_pushed(const weiri_inbox *in); /* claims ever made */
  * are private to inbox.c otherwise.
  */
 typedef struct weiri_slot {
-    _Atomic size_t seq;            /* 1 + the position it holds; 0: never filled */
-    weiri_body *item;              /* a shared body, or NULL: the message is here */
+    _Atomic size_t seq;            /* 1 + the position it holds; 0: never
+                                      filled */
+    weiri_body *item;              /* a shared body, or NULL: the message
+                                      is here */
     uint64_t id;                   /* the rest: a message here */
     int64_t timestamp_ns;
     uint32_t size;
@@ -178,7 +187,10 @@ weiri_inbox_claim(weiri_inbox *in, size_t *pos)
             return WEIR_ECLOSED;
         if (weiri_inbox_full_at(in, t))
             return WEIR_EAGAIN;
-        /* seq_cst: the worker's sleep re-check must see it (wait_internal.h). */
+        /*
+         * seq_cst: the worker's sleep re-check must see it
+         * (wait_internal.h).
+         */
         if (atomic_compare_exchange_weak_explicit(&in->tail, &t, t + 1,
                                                   memory_order_seq_cst,
                                                   memory_order_relaxed)) {
