@@ -231,9 +231,11 @@ typedef struct weir_bus_stats {
                               queue when it ran out (that subscription does not
                               count it rejected); not counted in published */
     uint64_t forwards_refused; /* messages the bus's own handlers published
-                                  (also delayed, or in a batch) that its
-                                  close refused: its drain had run out of
-                                  time */
+                                  (also delayed, in a batch, or as dead
+                                  letters) that its close refused, wholly
+                                  or for some of their subscriptions (each
+                                  of which counts it rejected): its drain
+                                  had run out of time */
     uint64_t dead_letters_unrouted; /* dead letters to a topic with no
                                        subscription (counted failed there) */
 } weir_bus_stats;

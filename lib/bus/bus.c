@@ -262,6 +262,18 @@ close_bus(weir_bus *bus, int64_t drain_timeout_ns, bool wait_delayed)
      * seal's and counted as such.
      */
     atomic_store(&bus->sealed, true);
+    /*
+     * A handler's publish that found the bus unsealed may still be
+     * placing its message: its read section ends before any queue is
+     * shut, so that it is placed with every subscription, or refused
+     * (and counted) by every one.  Only a publish still to wait for room
+     * can meet a shut queue after taking a place elsewhere; it counts
+     * itself (weir_topic_publish).
+     */
+    for (size_t b = 0; b < WEIRI_TOPIC_BUCKETS; b++)
+        for (weir_topic *t = atomic_load(&bus->buckets[b]); t != NULL;
+             t = t->next)
+            weiri_topic_quiesce(t);
     for (weir_sub *s = bus->all; s != NULL; s = s->next)
         weiri_sub_shut(s);
     /*

@@ -328,6 +328,21 @@ route_body(weir_topic *topic, weiri_body *b, const offer_how *how,
     return offer_rest(topic, set, ticket, b, 0, NULL, how, out);
 }
 
+/*
+ * A message refused, wholly or by some of its subscriptions (each counts
+ * it rejected), once the bus is sealed: if a worker of the bus sent it,
+ * a forward the drain ran out of time for.  A refusal by a
+ * subscription's own close counts too then: the bus's close ran out of
+ * time waiting for that close.  seq_cst: sealed is stored before the
+ * queues are shut (close_bus).
+ */
+static void
+count_sealed(weir_bus *bus, const weiri_routed *r)
+{
+    if (r->gone > 0 && atomic_load(&bus->sealed))
+        weiri_bus_forwards_refused(bus, 1);
+}
+
 weiri_routed
 weiri_publish_relay(weir_topic *topic, weiri_body *b, const _Atomic bool *stop)
 {
@@ -335,6 +350,7 @@ weiri_publish_relay(weir_topic *topic, weiri_body *b, const _Atomic bool *stop)
     offer_how how = { .deadline = WEIRI_NO_DEADLINE, .stop = stop,
                       .relay = true };
     route_body(topic, b, &how, &r);
+    count_sealed(topic->bus, &r);
     return r;
 }
 
@@ -486,8 +502,6 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
         return 0;
     }
     int rc = fanout(topic, set, ticket, &src, deadline, &r);
-    /* Shut by the bus's seal, not by a subscription's own close: counted. */
-    if (rc == WEIR_ECLOSED && atomic_load(&bus->sealed))
-        return weiri_bus_forwards_refused(bus, 1);
+    count_sealed(bus, &r);
     return rc;
 }
