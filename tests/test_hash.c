@@ -15,8 +15,8 @@
 
 #include <cmocka.h>
 
-#include "../lib/core/dedup_internal.h"
-#include "../lib/base/hash_internal.h"
+#include "dedup_internal.h"
+#include "hash_internal.h"
 #include "support/support.h"
 #include "weir.h"
 

@@ -28,7 +28,7 @@
 #include <stdatomic.h>
 
 #include "alloc_internal.h"
-#include "bus_internal.h"
+#include "topic_internal.h"
 #include "support/bus.h"
 #include "support/support.h"
 #include "weir.h"
