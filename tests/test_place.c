@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "bus_internal.h" /* one test waits for a sub's abort flag */
 #include "support/bus.h"
 #include "support/support.h"
 #include "weir.h"
@@ -122,8 +123,9 @@ test_bus_block_policy_waits_for_room(void **state)
     weir_sub *s = full_gated(bus, &g);
     uint64_t seq;
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, open_later, &g), 0);
+    /* Before the thread starts: its 50 ms then all fall after t0. */
     int64_t t0 = ts_now_ns();
+    assert_int_equal(pthread_create(&th, NULL, open_later, &g), 0);
     seq = 2; /* default options: blocks without limit */
     assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL), 0);
     assert_true(ts_now_ns() - t0 >= 40 * WEIR_MSEC);
@@ -484,6 +486,7 @@ test_bus_waiting_publisher_holds_up_no_subscribe_or_close(void **state)
 typedef struct late {
     weir_bus *bus;
     gate *g;
+    weir_sub *aborting;            /* if set, also wait for its drain to give up */
     _Atomic int rc, done;
 } late;
 
@@ -497,13 +500,18 @@ publish_third(void *arg)
     return NULL;
 }
 
-/* Open the gate once the waiting publish has returned (or after 10 s). */
+/*
+ * Open the gate once the waiting publish has returned and, if set, the
+ * close of l->aborting has given up draining (or after 10 s).
+ */
 static void *
 open_after_third(void *arg)
 {
     late *l = arg;
     int64_t until = ts_now_ns() + 10 * WEIR_SEC;
-    while (!atomic_load(&l->done) && ts_now_ns() < until)
+    while ((!atomic_load(&l->done) ||
+            (l->aborting != NULL && !atomic_load(&l->aborting->abort))) &&
+           ts_now_ns() < until)
         ts_sleep_ms(1);
     gate_open(l->g);
     return NULL;
@@ -528,6 +536,13 @@ test_bus_publish_waiting_at_close_returns_eclosed(void **state)
         l.bus = make_bus();
         l.g = &g;
         weir_sub *s = full_gated(l.bus, &g);
+        /*
+         * Held until the close has given up draining (white-box: s->abort):
+         * let go as soon as the publish returned, the worker could empty
+         * the queue before a descheduled close got to its drain, which
+         * then had nothing left to time out on.
+         */
+        l.aborting = s;
         pthread_t p, opener;
         assert_int_equal(pthread_create(&p, NULL, publish_third, &l), 0);
         ts_sleep_ms(20);

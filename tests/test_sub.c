@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "bus_internal.h" /* one test waits for a sub's abort flag */
 #include "support/bus.h"
 #include "support/support.h"
 #include "weir.h"
@@ -268,6 +269,27 @@ test_bus_latency_percentiles_with_several_workers(void **state)
 
 /* ---- names, final statistics, idle closes, high water ---------------------- */
 
+/*
+ * Open g once s's close has run out of time and told its workers to stop
+ * (white-box: s->abort), not after a fixed time, which a loaded machine
+ * can overrun before the close has even begun.
+ */
+typedef struct held_gate {
+    weir_sub *s;
+    gate *g;
+} held_gate;
+
+static void *
+open_once_aborting(void *arg)
+{
+    held_gate *h = arg;
+    int64_t until = ts_now_ns() + 10 * WEIR_SEC;
+    while (!atomic_load(&h->s->abort) && ts_now_ns() < until)
+        ts_sleep_ms(1);
+    gate_open(h->g);
+    return NULL;
+}
+
 static void
 test_bus_sub_name_and_final_stats(void **state)
 {
@@ -293,7 +315,8 @@ test_bus_sub_name_and_final_stats(void **state)
         assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL), 0);
     wait_until(entered_one, &g);
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, open_later, &g), 0);
+    held_gate hg = { held, &g };
+    assert_int_equal(pthread_create(&th, NULL, open_once_aborting, &hg), 0);
     weir_sub_stats fin;
     memset(&fin, 0xff, sizeof(fin));
     assert_int_equal(weir_sub_close_stats(held, WEIR_NOWAIT, &fin), WEIR_ETIMEDOUT);
