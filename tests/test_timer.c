@@ -69,6 +69,26 @@ entry(fire_log *l, int64_t due, int id)
                           .item = (void *)(intptr_t)id };
 }
 
+/*
+ * Start t (unlocked) with a blocker entry (-1) firing and held until
+ * l->block is cleared, so that the entries added next are all queued
+ * before any fires.  Returns a base time a second in the past: entries
+ * due after it but before now fire as soon as the blocker lets go.
+ */
+static int64_t
+start_held(weiri_timer *t, fire_log *l)
+{
+    assert_int_equal(weiri_timer_init(t, false), 0);
+    atomic_store(&l->block, 1);
+    int64_t base = weiri_now_ns() - WEIR_SEC;
+    weiri_timed b = entry(l, base - 1, -1);
+    b.value = 1;
+    assert_int_equal(weiri_timer_add(t, b), 0);
+    while (!atomic_load(&l->in_fire))
+        ts_sleep_ms(1);
+    return base;
+}
+
 static void
 await_count(fire_log *l, int n)
 {
@@ -91,15 +111,7 @@ test_timer_fires_in_due_order_ties_by_add(void **state)
     static fire_log l;
     log_init(&l);
     weiri_timer t;
-    assert_int_equal(weiri_timer_init(&t, false), 0);
-    atomic_store(&l.block, 1);
-    int64_t base = weiri_now_ns() - WEIR_SEC;
-    /* A blocker due first holds the thread while the rest are added. */
-    weiri_timed b = entry(&l, base - 1, -1);
-    b.value = 1;
-    assert_int_equal(weiri_timer_add(&t, b), 0);
-    while (!atomic_load(&l.in_fire))
-        ts_sleep_ms(1);
+    int64_t base = start_held(&t, &l);
     static const int64_t offs[] = { 5, 1, 3, 1, 4, 0, 3, 2, 1, 5 };
     enum { N = sizeof(offs) / sizeof(offs[0]) };
     for (int i = 0; i < N; i++)
@@ -194,14 +206,7 @@ test_timer_heap_holds_after_take(void **state)
     static fire_log l;
     log_init(&l);
     weiri_timer t;
-    assert_int_equal(weiri_timer_init(&t, false), 0);
-    atomic_store(&l.block, 1);
-    int64_t base = weiri_now_ns() - WEIR_SEC;
-    weiri_timed b = entry(&l, base - 1, -1);
-    b.value = 1;
-    assert_int_equal(weiri_timer_add(&t, b), 0);
-    while (!atomic_load(&l.in_fire))
-        ts_sleep_ms(1);
+    int64_t base = start_held(&t, &l);
     enum { N = 64 };
     for (int i = 0; i < N; i++) /* dues scrambled: 37 is prime to 64 */
         assert_int_equal(weiri_timer_add(&t, entry(&l, base + (i * 37) % N,
