@@ -267,3 +267,25 @@ release_later(void *arg)
     atomic_store(&((gate_handler *)arg)->release, 1);
     return NULL;
 }
+
+void *
+publish_until_closed(void *arg)
+{
+    closing_race *c = arg;
+    uint64_t seq = 0;
+    for (;;) {
+        int rc = weir_bus_publish(c->bus, "t", &seq, sizeof(seq), NULL);
+        if (rc == WEIR_ECLOSED)
+            return NULL;
+        if (rc != 0)
+            atomic_fetch_add(&c->failures, 1);
+        atomic_fetch_add(&c->published, 1);
+        seq++;
+    }
+}
+
+int
+published_some(void *arg)
+{
+    return atomic_load(&((closing_race *)arg)->published) >= 2000;
+}

@@ -160,4 +160,22 @@ weir_sub *full_held_sub(weir_bus *bus, const char *topic, gate_handler *held,
 /* release_later - a thread: release the gate_handler arg after 80 ms. */
 void *release_later(void *arg);
 
+/* ---- publishers racing a close ----------------------------------------- */
+
+typedef struct closing_race {
+    weir_bus *bus;
+    _Atomic uint64_t published;
+    _Atomic int failures;          /* publishes failing otherwise than ECLOSED */
+} closing_race;
+
+/*
+ * publish_until_closed - a thread: publish to "t" of the closing_race
+ * arg's bus until it refuses with WEIR_ECLOSED, counting each publish
+ * and each failure of another kind.
+ */
+void *publish_until_closed(void *arg);
+
+/* published_some - for wait_until: a closing_race has published 2,000. */
+int published_some(void *arg);
+
 #endif /* WEIR_TEST_SUPPORT_BUS_H */
