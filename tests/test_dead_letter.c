@@ -239,6 +239,51 @@ test_close_not_held_by_a_full_dead_letter_queue(void **state)
     ts_watchdog_disarm();
 }
 
+/*
+ * A handler call shows in delivered as soon as it returns, also while
+ * its message's dead letter waits for room in a full BLOCK queue: before
+ * a fix found in review, the count came only after the dead letter was
+ * placed, so the stats showed two calls of three while the third waited.
+ */
+static void
+test_delivered_counts_before_a_dead_letter_waits(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    _Atomic int calls = 0;
+    gate_handler held = { 0 };
+    weir_sub *src, *dead;
+    weir_sub_opts od = { .capacity = 1 };
+    assert_int_equal(weir_bus_subscribe(bus, "d", held_handler, &held, &od,
+                                        &dead), 0);
+    weir_sub_opts os = { .dead_letter_topic = "d" };
+    assert_int_equal(weir_bus_subscribe(bus, "src", always_fail, &calls, &os,
+                                        &src), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(weir_bus_publish(bus, "src", &i, sizeof(i), NULL), 0);
+    /* One dead letter held, one queued, the third waits for room. */
+    while (atomic_load(&calls) < 3)
+        ts_sleep_ms(1);
+    int64_t until = ts_now_ns() + 5 * WEIR_SEC;
+    weir_sub_stats st = stats_of(src);
+    while ((st.delivered < 3 || st.dead_lettered < 2) && ts_now_ns() < until) {
+        ts_sleep_ms(1);
+        st = stats_of(src);
+    }
+    assert_int_equal(st.delivered, 3);
+    assert_int_equal(st.dead_lettered, 2);
+    assert_int_equal(st.in_flight, 1);
+    assert_balanced(&st);
+    atomic_store(&held.release, 1);
+    assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
+    st = stats_of(src);
+    assert_int_equal(st.delivered, 3);
+    assert_int_equal(st.dead_lettered, 3);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
 int
 main(void)
 {
@@ -247,6 +292,7 @@ main(void)
         cmocka_unit_test(test_dead_letter_to_an_empty_topic),
         cmocka_unit_test(test_close_delivers_last_dead_letters),
         cmocka_unit_test(test_close_not_held_by_a_full_dead_letter_queue),
+        cmocka_unit_test(test_delivered_counts_before_a_dead_letter_waits),
     };
     return cmocka_run_group_tests_name("dead-letter", tests, ts_watchdog_group, NULL);
 }

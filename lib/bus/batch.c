@@ -115,7 +115,7 @@ place(weir_sub *s, weiri_body *b)
 {
     /*
      * Before the place, whose fill is the release that orders it: see
-     * weiri_sub_took.  Relaxed load first: a stale false only stores
+     * weiri_work_took.  Relaxed load first: a stale false only stores
      * true again, and the line stays clean once it is set.
      */
     if (!atomic_load_explicit(&s->gated, memory_order_relaxed))
@@ -159,7 +159,7 @@ typedef struct outcome {
  * One try: place everything under a new gate, then decide it (see
  * item_in).  placed has room for every placement; an abort takes each
  * back out of its subscription's routed count at once (workers then
- * discard the messages uncounted, see sub.c).
+ * discard the messages uncounted, see weiri_work_admit).
  */
 static outcome
 try_commit(weir_batch *batch, item_in *in, weir_sub **placed)

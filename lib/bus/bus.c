@@ -168,8 +168,10 @@ give_up_delayed(weir_bus *bus)
     weiri_timer_take(&bus->delays, NULL, count_left, bus);
     /*
      * seq_cst: pairs with deliver_delayed's first load (one popped just
-     * before the take counts itself left) and with the stop flag that
-     * weiri_sub_wait polls, which ends a delivery waiting for room.
+     * before the take counts itself left if that load comes after this
+     * store, and is routed, waited for below, if before) and with the
+     * stop flag that weiri_sub_wait polls, which ends a delivery waiting
+     * for room.
      */
     atomic_store(&bus->delays_over, true);
     weiri_timer_await_idle(&bus->delays, WEIRI_NO_DEADLINE);
@@ -226,8 +228,10 @@ close_bus(weir_bus *bus, int64_t drain_timeout_ns, bool wait_delayed)
     pthread_mutex_unlock(&bus->mu);
     /*
      * What this close leaves, if anything, shows in these and the queues.
-     * Counts compared with themselves after the drain, which joined
-     * every thread that adds to them: relaxed would do, seq_cst is free.
+     * Counts compared with themselves after the drain (a delta, so any
+     * order would do).  A handler of a weir_sub_close still under way
+     * at the deadline is not joined by this close: a forward of its
+     * refused later is counted, but may miss this comparison.
      */
     uint64_t left = atomic_load(&bus->delayed_left);
     uint64_t refused = atomic_load(&bus->forwards_refused);
@@ -268,7 +272,7 @@ close_bus(weir_bus *bus, int64_t drain_timeout_ns, bool wait_delayed)
      * shut, so that it is placed with every subscription, or refused
      * (and counted) by every one.  Only a publish still to wait for room
      * can meet a shut queue after taking a place elsewhere; it counts
-     * itself (weir_topic_publish).
+     * itself (weir_topic_publish, weiri_publish_relay).
      */
     for (size_t b = 0; b < WEIRI_TOPIC_BUCKETS; b++)
         for (weir_topic *t = atomic_load(&bus->buckets[b]); t != NULL;

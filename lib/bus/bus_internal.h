@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bus_internal.h - PRIVATE to lib/: the structures shared by bus.c
- * (the bus and publishing), topic.c (the topic registry and the
- * subscription snapshots), sub.c (subscriptions and their workers) and
- * place.c (a subscription's queue as the bus uses it).
+ * bus_internal.h - PRIVATE to lib/: the structures the files of lib/bus
+ * share (the bus, its topics and read slots, a subscription and its
+ * workers).  Each module's functions are declared in its own header
+ * (lib/README.md lists them).
  *
  * Lock order: bus->mu, then bus->grace_mu; nothing else is ever held
  * together with them, no weir lock is held while a handler runs, and a
@@ -160,7 +160,8 @@ struct weir_sub {
     _Atomic bool abort;            /* the drain timed out: stop handling */
     _Atomic unsigned live;         /* workers that have not exited */
     /*
-     * Publishers waiting for room outside their read section (fanout):
+     * Publishers waiting for room outside their read section
+     * (publish.c's wait_for_room, for every kind of publish):
      * each pins s there, so s is not freed under it; its closer waits
      * for none to be left (weiri_sub_drain).
      */
@@ -184,7 +185,7 @@ struct weir_sub {
                                       place), read by every take: here for
                                       the takes */
     _Atomic uint64_t left;         /* taken, then released unhandled (counted
-                                      queued): retries given up by destroy */
+                                      queued): weiri_work_put_back */
 
     /*
      * Delivery guarantees (deliver.c), fixed at subscribe.  careful: any

@@ -316,7 +316,13 @@ handle(weiri_worker *w, weiri_delivery *d)
             pending_done(s);
             d->attempt--;
         }
-        bool dead = rc != 0 && give_up(s, b, d->attempt, rc);
+        bool dead = false;
+        if (rc != 0) {
+            /* The call shows before a dead letter may wait for room. */
+            weiri_work_done(s, calls, 0, 0, 0);
+            calls = 0;
+            dead = give_up(s, b, d->attempt, rc);
+        }
         weiri_work_done(s, calls, rc == 0, rc != 0 && !dead, dead);
         weiri_delivery *next = weiri_key_next(s, d);
         weiri_work_settle(w, b, weiri_stamp_ns());

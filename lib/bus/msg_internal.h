@@ -83,7 +83,7 @@ typedef struct weiri_delivery {
     bool heap;               /* malloc'ed; else on a worker's stack, for one
                                 call */
     bool holds_key;          /* has its key's entry (ordered_by_key) */
-    uint64_t key_hash;       /* its key's, once key_claim has hashed it */
+    uint64_t key_hash;       /* its key's, once weiri_key_claim hashed it */
 } weiri_delivery;
 
 /*

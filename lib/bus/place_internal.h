@@ -27,10 +27,11 @@ bool weiri_bus_refuses(weir_bus *bus);
 /*
  * weiri_sub_offer - place b (one reference for s) by s's policy without
  * waiting.  Returns 0 (placed, or dropped by a DROP policy), WEIR_EAGAIN
- * (REJECT, full; counted rejected), WEIR_ECLOSED (s is shut; not
- * counted), the reference then released; or WEIRI_MUST_WAIT: s is a full
- * BLOCK queue and the reference is still the caller's, to pass to
- * weiri_sub_wait outside the read section, s pinned for that wait.
+ * (REJECT, full; counted rejected), WEIR_ECLOSED (s is shut; counted
+ * only if the bus's seal shut it), the reference then released; or
+ * WEIRI_MUST_WAIT: s is a full BLOCK queue and the reference is still
+ * the caller's, to pass to weiri_sub_wait outside the read section, s
+ * pinned for that wait.
  */
 #define WEIRI_MUST_WAIT 1
 int weiri_sub_offer(weir_sub *s, weiri_body *b);
@@ -47,8 +48,8 @@ int weiri_sub_refused(weir_sub *s, weiri_body *b, int rc);
  * WEIR_ETIMEDOUT (counted rejected); WEIR_EDEADLK (counted rejected): the
  * caller is a worker of s and every other one is waiting the same way,
  * so no one would make room; WEIR_ECLOSED (s shut, or *stop ended the
- * wait; not counted).  The reference is released on every non-zero
- * return.
+ * wait; counted only if the bus's seal shut s).  The reference is
+ * released on every non-zero return.
  */
 int weiri_sub_wait(weir_sub *s, weiri_body *b, int64_t deadline,
                    const _Atomic bool *stop);

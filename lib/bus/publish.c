@@ -329,12 +329,12 @@ route_body(weir_topic *topic, weiri_body *b, const offer_how *how,
 }
 
 /*
- * A message refused, wholly or by some of its subscriptions (each counts
- * it rejected), once the bus is sealed: if a worker of the bus sent it,
- * a forward the drain ran out of time for.  A refusal by a
- * subscription's own close counts too then: the bus's close ran out of
- * time waiting for that close.  seq_cst: sealed is stored before the
- * queues are shut (close_bus).
+ * A message refused, wholly or by some of its subscriptions (each one
+ * still subscribed counts it rejected), once the bus is sealed: if a
+ * worker of the bus sent it, a forward the drain ran out of time for.  A
+ * refusal by a subscription's own close counts too then: the bus's close
+ * ran out of time waiting for that close.  seq_cst: sealed is stored
+ * before the queues are shut (close_bus).
  */
 static void
 count_sealed(weir_bus *bus, const weiri_routed *r)
