@@ -54,7 +54,8 @@ test_batch_all_at_once(void **state)
     seer a = { 0 };
     gate_handler slow = { 0 };
     weir_sub *sa, *sb;
-    assert_int_equal(weir_bus_subscribe(bus, "a", seer_handler, &a, NULL, &sa), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "a", seer_handler, &a, NULL, &sa),
+                     0);
     /* b: BLOCK, capacity 2, full: one held by its worker, two queued. */
     sb = full_held_sub(bus, "b", &slow, 2, WEIR_OVERFLOW_BLOCK);
     a.other = sb;
@@ -104,13 +105,15 @@ test_batch_reject_full_fails_whole_and_abort_leaves_no_trace(void **state)
     _Atomic int seen = 0;
     gate_handler held = { 0 };
     weir_sub *sa, *sr;
-    assert_int_equal(weir_bus_subscribe(bus, "a", count_handler, &seen, NULL, &sa), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "a", count_handler, &seen, NULL,
+                                        &sa), 0);
     sr = full_held_sub(bus, "r", &held, 1, WEIR_OVERFLOW_REJECT);
 
     weir_batch *batch;
     assert_int_equal(weir_batch_begin(bus, &batch), 0);
     for (int i = 0; i < 10; i++)
-        assert_int_equal(weir_batch_publish(batch, "a", &i, sizeof(i), NULL), 0);
+        assert_int_equal(weir_batch_publish(batch, "a", &i, sizeof(i), NULL),
+                         0);
     assert_int_equal(weir_batch_publish(batch, "r", "z", 1, NULL), 0);
     assert_int_equal(weir_batch_commit(batch, WEIR_FOREVER), WEIR_EAGAIN);
 
@@ -178,7 +181,8 @@ batch_thread(void *arg)
             return NULL;
         for (int j = 0; j < 4; j++) {
             int v[2] = { b->id, i };
-            weir_batch_publish(batch, j % 2 ? "left" : "right", v, sizeof(v), NULL);
+            weir_batch_publish(batch, j % 2 ? "left" : "right", v, sizeof(v),
+                               NULL);
         }
         weir_batch_commit(batch, WEIR_FOREVER);
     }
@@ -194,8 +198,10 @@ test_batch_concurrent_commits(void **state)
     _Atomic int left = 0, right = 0;
     weir_sub *sl, *sr;
     weir_sub_opts o = { .workers = 3, .capacity = 16 };
-    assert_int_equal(weir_bus_subscribe(bus, "left", count_handler, &left, &o, &sl), 0);
-    assert_int_equal(weir_bus_subscribe(bus, "right", count_handler, &right, &o, &sr), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "left", count_handler, &left, &o,
+                                        &sl), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "right", count_handler, &right, &o,
+                                        &sr), 0);
     batcher b[4];
     pthread_t t[4];
     int per = (int)ts_scale(2000);
@@ -215,7 +221,7 @@ test_batch_concurrent_commits(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- found in review: close races, stalls, overflows ---------------------- */
+/* ---- found in review: close races, stalls, overflows --------------------- */
 
 typedef struct closer {
     weir_bus *bus;
@@ -228,7 +234,8 @@ commit_thread(void *arg)
     closer *c = arg;
     weir_batch *batch;
     c->rc = weir_batch_begin(c->bus, &batch);
-    if (c->rc == 0 && (c->rc = weir_batch_publish(batch, "full", "1", 1, NULL)) == 0)
+    if (c->rc == 0 &&
+        (c->rc = weir_batch_publish(batch, "full", "1", 1, NULL)) == 0)
         c->rc = weir_batch_commit(batch, 5 * WEIR_SEC);
     return NULL;
 }
@@ -245,7 +252,8 @@ test_batch_waiting_for_room_survives_close(void **state)
     ts_watchdog_arm(__func__, 30);
     weir_bus *bus = make_bus();
     trace stays = { .mu = PTHREAD_MUTEX_INITIALIZER };
-    assert_int_equal(weir_bus_subscribe(bus, "full", trace_handler, &stays, NULL, NULL), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "full", trace_handler, &stays,
+                                        NULL, NULL), 0);
     gate_handler held = { 0 };
     weir_sub *s = full_held_sub(bus, "full", &held, 1, WEIR_OVERFLOW_BLOCK);
     closer c = { bus, -1 };
@@ -268,7 +276,7 @@ test_batch_waiting_for_room_survives_close(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- books right after a failed or retried commit -------------------------- */
+/* ---- books right after a failed or retried commit ------------------------ */
 
 /*
  * A batch for a, r and c, with r a full REJECT queue: the commit fails.
@@ -286,8 +294,10 @@ test_batch_books_balance_right_after_commit(void **state)
     _Atomic int seen = 0;
     gate_handler held = { 0 };
     weir_sub *sa, *sc;
-    assert_int_equal(weir_bus_subscribe(bus, "a", count_handler, &seen, NULL, &sa), 0);
-    assert_int_equal(weir_bus_subscribe(bus, "c", count_handler, &seen, NULL, &sc), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "a", count_handler, &seen, NULL,
+                                        &sa), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "c", count_handler, &seen, NULL,
+                                        &sc), 0);
     weir_sub *sr = full_held_sub(bus, "r", &held, 1, WEIR_OVERFLOW_REJECT);
     for (int round = 0; round < (int)ts_scale(1000); round++) {
         weir_batch *batch;
@@ -356,7 +366,7 @@ test_batch_books_balance_right_after_commit(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- a handler committing to its own full queue ---------------------------- */
+/* ---- a handler committing to its own full queue -------------------------- */
 
 typedef struct self_batch {
     weir_bus *bus;
@@ -400,7 +410,8 @@ test_batch_commit_to_own_full_queue_is_edeadlk(void **state)
     p.bus = make_bus();
     weir_sub_opts two = { .capacity = 2 };
     weir_sub *s;
-    assert_int_equal(weir_bus_subscribe(p.bus, "own", self_batcher, &p, &two, &s), 0);
+    assert_int_equal(weir_bus_subscribe(p.bus, "own", self_batcher, &p, &two,
+                                        &s), 0);
     assert_int_equal(weir_bus_publish(p.bus, "own", "s", 1, NULL), 0);
     assert_int_equal(weir_bus_close(p.bus, 10 * WEIR_SEC), 0);
     assert_int_equal(atomic_load(&p.ok), 2);
@@ -415,7 +426,7 @@ test_batch_commit_to_own_full_queue_is_edeadlk(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- a handler's batch whose first try failed elsewhere -------------------- */
+/* ---- a handler's batch whose first try failed elsewhere ------------------ */
 
 typedef struct own_first {
     weir_bus *bus;
@@ -486,7 +497,8 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_all_at_once),
-        cmocka_unit_test(test_batch_reject_full_fails_whole_and_abort_leaves_no_trace),
+        cmocka_unit_test(
+            test_batch_reject_full_fails_whole_and_abort_leaves_no_trace),
         cmocka_unit_test(test_batch_concurrent_commits),
         cmocka_unit_test(test_batch_waiting_for_room_survives_close),
         cmocka_unit_test(test_batch_books_balance_right_after_commit),

@@ -25,7 +25,7 @@
 #include "support/support.h"
 #include "weir.h"
 
-/* ---- close ------------------------------------------------------------------ */
+/* ---- close --------------------------------------------------------------- */
 
 static int
 slow(const weir_msg *m, void *ctx)
@@ -60,7 +60,8 @@ test_bus_close_drains_backlog(void **state)
     assert_int_equal(atomic_load(&n), 10);
     assert_settled(s, 10);
     assert_int_equal(weir_bus_publish(bus, "t", "x", 1, NULL), WEIR_ECLOSED);
-    assert_int_equal(weir_bus_publish(bus, "nobody", "x", 1, NULL), WEIR_ECLOSED);
+    assert_int_equal(weir_bus_publish(bus, "nobody", "x", 1, NULL),
+                     WEIR_ECLOSED);
     assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), WEIR_ECLOSED);
     assert_int_equal(weir_bus_subscribe(bus, "t", slow, &n, NULL, NULL),
                      WEIR_ECLOSED);
@@ -114,7 +115,7 @@ test_bus_empty_close_and_unrouted(void **state)
     assert_int_equal(atomic_load(&n), 1);
 }
 
-/* ---- handlers closing what runs them -------------------------------------- */
+/* ---- handlers closing what runs them ------------------------------------- */
 
 typedef struct selfish {
     weir_bus *bus;
@@ -129,7 +130,8 @@ close_myself(const weir_msg *m, void *ctx)
     selfish *x = ctx;
     while (atomic_load(&x->sub) == NULL)
         ;
-    atomic_store(&x->sub_rc, weir_sub_close(atomic_load(&x->sub), WEIR_FOREVER));
+    atomic_store(&x->sub_rc, weir_sub_close(atomic_load(&x->sub),
+                                            WEIR_FOREVER));
     atomic_store(&x->bus_rc, weir_bus_close(x->bus, WEIR_FOREVER));
     atomic_store(&x->done, 1);
     return 0;
@@ -150,19 +152,21 @@ test_bus_handler_closing_its_own_sub_or_bus(void **state)
     memset(&x, 0, sizeof(x));
     x.bus = make_bus();
     weir_sub *s;
-    assert_int_equal(weir_bus_subscribe(x.bus, "t", close_myself, &x, NULL, &s), 0);
+    assert_int_equal(weir_bus_subscribe(x.bus, "t", close_myself, &x, NULL, &s),
+                     0);
     atomic_store(&x.sub, s);
     assert_int_equal(weir_bus_publish(x.bus, "t", "x", 1, NULL), 0);
     wait_until(selfish_done, &x);
     assert_int_equal(atomic_load(&x.sub_rc), WEIR_EDEADLK);
     assert_int_equal(atomic_load(&x.bus_rc), WEIR_EDEADLK);
-    assert_int_equal(weir_sub_close(s, WEIR_FOREVER), 0); /* from outside: fine */
+    /* from outside: fine */
+    assert_int_equal(weir_sub_close(s, WEIR_FOREVER), 0);
     assert_int_equal(weir_bus_close(x.bus, WEIR_FOREVER), 0);
     weir_bus_destroy(x.bus);
     ts_watchdog_disarm();
 }
 
-/* ---- bad input ------------------------------------------------------------- */
+/* ---- bad input ----------------------------------------------------------- */
 
 static int
 nop(const weir_msg *m, void *ctx)
@@ -184,7 +188,8 @@ test_bus_rejects_bad_input(void **state)
     char long_name[WEIR_TOPIC_MAX + 2];
     memset(long_name, 'a', sizeof(long_name) - 1);
     long_name[sizeof(long_name) - 1] = '\0';
-    const char *bad_topics[] = { "", "a b", "orders.*", "x>", "tab\t", long_name };
+    const char *bad_topics[] = { "", "a b", "orders.*", "x>", "tab\t",
+                                 long_name };
     for (size_t i = 0; i < sizeof(bad_topics) / sizeof(bad_topics[0]); i++) {
         assert_int_equal(weir_bus_subscribe(bus, bad_topics[i], nop, NULL, NULL,
                                             NULL), WEIR_EINVAL);
@@ -192,10 +197,14 @@ test_bus_rejects_bad_input(void **state)
                          WEIR_EINVAL);
     }
     long_name[WEIR_TOPIC_MAX] = '\0'; /* exactly the maximum is fine */
-    assert_int_equal(weir_bus_subscribe(bus, long_name, nop, NULL, NULL, NULL), 0);
-    assert_int_equal(weir_bus_subscribe(NULL, "t", nop, NULL, NULL, NULL), WEIR_EINVAL);
-    assert_int_equal(weir_bus_subscribe(bus, NULL, nop, NULL, NULL, NULL), WEIR_EINVAL);
-    assert_int_equal(weir_bus_subscribe(bus, "t", NULL, NULL, NULL, NULL), WEIR_EINVAL);
+    assert_int_equal(weir_bus_subscribe(bus, long_name, nop, NULL, NULL, NULL),
+                     0);
+    assert_int_equal(weir_bus_subscribe(NULL, "t", nop, NULL, NULL, NULL),
+                     WEIR_EINVAL);
+    assert_int_equal(weir_bus_subscribe(bus, NULL, nop, NULL, NULL, NULL),
+                     WEIR_EINVAL);
+    assert_int_equal(weir_bus_subscribe(bus, "t", NULL, NULL, NULL, NULL),
+                     WEIR_EINVAL);
     const weir_sub_opts bad[] = {
         { .workers = WEIR_MAX_WORKERS + 1 },
         { .capacity = WEIR_MAX_CAPACITY + 1 },
@@ -213,16 +222,18 @@ test_bus_rejects_bad_input(void **state)
     assert_int_equal(weir_bus_publish(NULL, "t", "x", 1, NULL), WEIR_EINVAL);
     assert_int_equal(weir_bus_publish(bus, NULL, "x", 1, NULL), WEIR_EINVAL);
     assert_int_equal(weir_bus_publish(bus, "t", NULL, 1, NULL), WEIR_EINVAL);
-    assert_int_equal(weir_bus_publish(bus, "t", "x", WEIR_MAX_PAYLOAD + 1, NULL),
-                     WEIR_EINVAL);
+    assert_int_equal(weir_bus_publish(bus, "t", "x", WEIR_MAX_PAYLOAD + 1,
+                                      NULL), WEIR_EINVAL);
     weir_pub_opts neg = { .timeout_ns = -5 };
     assert_int_equal(weir_bus_publish(bus, "t", "x", 1, &neg), WEIR_EINVAL);
     char long_key[WEIR_KEY_MAX + 2];
     memset(long_key, 'k', sizeof(long_key) - 1);
     long_key[sizeof(long_key) - 1] = '\0';
     weir_pub_opts lk = { .key = long_key };
-    assert_int_equal(weir_bus_publish(bus, long_name, "x", 1, &lk), WEIR_EINVAL);
-    assert_int_equal(weir_bus_publish(bus, "unknown", "x", 1, &lk), WEIR_EINVAL);
+    assert_int_equal(weir_bus_publish(bus, long_name, "x", 1, &lk),
+                     WEIR_EINVAL);
+    assert_int_equal(weir_bus_publish(bus, "unknown", "x", 1, &lk),
+                     WEIR_EINVAL);
     assert_int_equal(weir_topic_publish(NULL, "x", 1, NULL), WEIR_EINVAL);
     weir_topic *t;
     assert_int_equal(weir_bus_topic(bus, "", &t), WEIR_EINVAL);
@@ -238,7 +249,7 @@ test_bus_rejects_bad_input(void **state)
     weir_bus_destroy(bus);
 }
 
-/* ---- a close with no time to drain, under publishing ----------------------- */
+/* ---- a close with no time to drain, under publishing --------------------- */
 
 /*
  * Publishers hammer one subscription while the bus closes with no time
@@ -259,12 +270,14 @@ test_bus_close_with_no_time_under_publishing_accounts_for_all(void **state)
         c.bus = make_bus();
         _Atomic uint64_t counted = 0;
         weir_sub *s;
-        weir_sub_opts so = { .capacity = 4096, .overflow = WEIR_OVERFLOW_REJECT };
-        assert_int_equal(weir_bus_subscribe(c.bus, "t", count_any, &counted, &so,
-                                            &s), 0);
+        weir_sub_opts so = { .capacity = 4096,
+                             .overflow = WEIR_OVERFLOW_REJECT };
+        assert_int_equal(weir_bus_subscribe(c.bus, "t", count_any, &counted,
+                                            &so, &s), 0);
         pthread_t th[3];
         for (int i = 0; i < 3; i++)
-            assert_int_equal(pthread_create(&th[i], NULL, publish_until_closed, &c), 0);
+            assert_int_equal(pthread_create(&th[i], NULL, publish_until_closed,
+                                            &c), 0);
         wait_until(published_some, &c);
         int rc = weir_bus_close(c.bus, WEIR_NOWAIT);
         assert_true(rc == 0 || rc == WEIR_ETIMEDOUT);
@@ -273,7 +286,8 @@ test_bus_close_with_no_time_under_publishing_accounts_for_all(void **state)
         weir_sub_stats st;
         assert_int_equal(weir_sub_get_stats(s, &st), 0);
         assert_int_equal(st.in_flight, 0);
-        assert_int_equal(st.routed, st.acked + st.failed + st.queued + st.dropped);
+        assert_int_equal(st.routed,
+                         st.acked + st.failed + st.queued + st.dropped);
         assert_int_equal(st.acked, atomic_load(&counted));
         weir_bus_destroy(c.bus);
     }
@@ -356,7 +370,8 @@ main(void)
         cmocka_unit_test(test_bus_empty_close_and_unrouted),
         cmocka_unit_test(test_bus_handler_closing_its_own_sub_or_bus),
         cmocka_unit_test(test_bus_rejects_bad_input),
-        cmocka_unit_test(test_bus_close_with_no_time_under_publishing_accounts_for_all),
+        cmocka_unit_test(
+            test_bus_close_with_no_time_under_publishing_accounts_for_all),
         cmocka_unit_test(test_bus_every_refused_forward_is_counted),
     };
     return cmocka_run_group_tests_name("bus", tests, ts_watchdog_group, NULL);

@@ -84,7 +84,7 @@ test_clock_stamp_monotonic_and_never_early(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- across threads -------------------------------------------------------- */
+/* ---- across threads ------------------------------------------------------ */
 
 typedef struct shared_stamps {
     _Atomic int64_t latest;    /* the highest stamp any thread has published */
@@ -155,7 +155,7 @@ test_clock_stamp_across_threads(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- the fallbacks to the clock ------------------------------------------- */
+/* ---- the fallbacks to the clock ------------------------------------------ */
 
 #ifdef WEIRI_STAMP_TSC
 /* Write a base as stamp_publish would, but with seq given (odd: mid-write). */
@@ -257,7 +257,7 @@ test_clock_stamp_base_used_only_in_range(void **state)
     }
 }
 
-/* ---- deadlines and sleeping ----------------------------------------------- */
+/* ---- deadlines and sleeping ---------------------------------------------- */
 
 /*
  * A timeout becomes an absolute deadline once: WEIR_FOREVER is none,

@@ -19,7 +19,8 @@ test_common_strerror_names_every_code(void **state)
 {
     (void)state;
     const int codes[] = { WEIR_EINVAL, WEIR_ENOMEM, WEIR_EAGAIN, WEIR_ETIMEDOUT,
-                          WEIR_ECLOSED, WEIR_ENOENT, WEIR_EEXIST, WEIR_EDEADLK };
+                          WEIR_ECLOSED, WEIR_ENOENT, WEIR_EEXIST,
+                          WEIR_EDEADLK };
     const char *unknown = weir_strerror(-1000);
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
         const char *s = weir_strerror(codes[i]);
@@ -49,7 +50,8 @@ test_common_codes_are_negative_and_distinct(void **state)
 {
     (void)state;
     const int codes[] = { WEIR_EINVAL, WEIR_ENOMEM, WEIR_EAGAIN, WEIR_ETIMEDOUT,
-                          WEIR_ECLOSED, WEIR_ENOENT, WEIR_EEXIST, WEIR_EDEADLK };
+                          WEIR_ECLOSED, WEIR_ENOENT, WEIR_EEXIST,
+                          WEIR_EDEADLK };
     size_t n = sizeof(codes) / sizeof(codes[0]);
     for (size_t i = 0; i < n; i++) {
         assert_true(codes[i] < 0);
@@ -74,7 +76,8 @@ static void
 test_common_time_constants(void **state)
 {
     (void)state;
-    /* Issue 18: NOWAIT is a sentinel of its own, not 0 (an option's default). */
+    /* Issue 18: NOWAIT is a sentinel of its own, not 0 (an option's
+     * default). */
     assert_true(WEIR_NOWAIT == -2);
     assert_true(WEIR_NOWAIT != 0 && WEIR_NOWAIT != WEIR_FOREVER);
     assert_true(WEIR_FOREVER == -1);
@@ -94,5 +97,6 @@ main(void)
         cmocka_unit_test(test_common_version_matches_macros),
         cmocka_unit_test(test_common_time_constants),
     };
-    return cmocka_run_group_tests_name("common", tests, ts_watchdog_group, NULL);
+    return cmocka_run_group_tests_name("common", tests, ts_watchdog_group,
+                                       NULL);
 }

@@ -114,7 +114,8 @@ test_retries_and_dead_letters_account_exactly(void **state)
     assert_int_equal(weir_bus_subscribe(bus, "orders.dead", dead_handler, &l,
                                         &d, &dead_sub), 0);
     for (uint64_t i = 0; i < n; i++)
-        assert_int_equal(weir_bus_publish(bus, "orders", &i, sizeof(i), NULL), 0);
+        assert_int_equal(weir_bus_publish(bus, "orders", &i, sizeof(i), NULL),
+                         0);
     while (!all_finished(main_sub, n))
         ts_sleep_ms(1);
     while (stats_of(dead_sub).acked != stats_of(main_sub).dead_lettered)
@@ -169,7 +170,8 @@ test_dead_letter_to_an_empty_topic(void **state)
     ts_watchdog_arm(__func__, 30);
     weir_bus *bus = make_bus();
     _Atomic int calls = 0;
-    weir_sub_opts o = { .max_attempts = 1, .dead_letter_topic = "nobody.listens" };
+    weir_sub_opts o = { .max_attempts = 1,
+                        .dead_letter_topic = "nobody.listens" };
     weir_sub_stats st = fail_all(bus, &o, 5, &calls);
     assert_int_equal(atomic_load(&calls), 5);
     assert_int_equal(st.dead_lettered, 0);
@@ -195,7 +197,8 @@ test_close_delivers_last_dead_letters(void **state)
     weir_sub_opts o = { .workers = 2, .max_attempts = 2,
                         .retry_backoff_ns = 2 * WEIR_MSEC,
                         .dead_letter_topic = "x.dead" };
-    assert_int_equal(weir_bus_subscribe(bus, "x", always_fail, &calls, &o, &s), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "x", always_fail, &calls, &o, &s),
+                     0);
     assert_int_equal(weir_bus_subscribe(bus, "x.dead", count_handler, &dead,
                                         NULL, &d), 0);
     for (int i = 0; i < 20; i++)
@@ -211,7 +214,7 @@ test_close_delivers_last_dead_letters(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- found in review: close races, stalls, overflows ---------------------- */
+/* ---- found in review: close races, stalls, overflows --------------------- */
 
 /* A worker blocked on a full dead-letter queue lets a close time out. */
 static void
@@ -224,9 +227,11 @@ test_close_not_held_by_a_full_dead_letter_queue(void **state)
     gate_handler held = { 0 };
     weir_sub *src, *dead;
     weir_sub_opts od = { .capacity = 1 };
-    assert_int_equal(weir_bus_subscribe(bus, "d", held_handler, &held, &od, &dead), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "d", held_handler, &held, &od,
+                                        &dead), 0);
     weir_sub_opts os = { .dead_letter_topic = "d" };
-    assert_int_equal(weir_bus_subscribe(bus, "src", always_fail, &calls, &os, &src), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "src", always_fail, &calls, &os,
+                                        &src), 0);
     for (int i = 0; i < 4; i++)
         assert_int_equal(weir_bus_publish(bus, "src", &i, sizeof(i), NULL), 0);
     /* One dead letter held, one queued, the third blocks src's worker. */
@@ -294,5 +299,6 @@ main(void)
         cmocka_unit_test(test_close_not_held_by_a_full_dead_letter_queue),
         cmocka_unit_test(test_delivered_counts_before_a_dead_letter_waits),
     };
-    return cmocka_run_group_tests_name("dead-letter", tests, ts_watchdog_group, NULL);
+    return cmocka_run_group_tests_name("dead-letter", tests, ts_watchdog_group,
+                                       NULL);
 }

@@ -39,10 +39,12 @@ test_dedup_table_bound_window_and_errors(void **state)
     assert_int_equal(weir_dedup_check_and_insert(d, "", 0), 1);
     assert_int_equal(weir_dedup_check_and_insert(d, "", 0), 0);
     assert_int_equal(weir_dedup_size(d), 4);
-    assert_int_equal(weir_dedup_check_and_insert(d, "c", 1), 1); /* evicts "a" */
+    /* evicts "a" */
+    assert_int_equal(weir_dedup_check_and_insert(d, "c", 1), 1);
     assert_int_equal(weir_dedup_size(d), 4);
     assert_int_equal(weir_dedup_check_and_insert(d, "b", 1), 0);
-    assert_int_equal(weir_dedup_check_and_insert(d, "a", 1), 1); /* forgotten; evicts "b" */
+    /* forgotten; evicts "b" */
+    assert_int_equal(weir_dedup_check_and_insert(d, "a", 1), 1);
     assert_int_equal(weir_dedup_check_and_insert(d, "b", 1), 1);
     weir_dedup_destroy(d);
 
@@ -50,7 +52,8 @@ test_dedup_table_bound_window_and_errors(void **state)
     assert_int_equal(weir_dedup_check_and_insert(d, "x", 1), 1);
     assert_int_equal(weir_dedup_check_and_insert(d, "x", 1), 0);
     ts_sleep_ms(30);
-    assert_int_equal(weir_dedup_check_and_insert(d, "x", 1), 1); /* window over */
+    /* window over */
+    assert_int_equal(weir_dedup_check_and_insert(d, "x", 1), 1);
     assert_int_equal(weir_dedup_check_and_insert(NULL, "x", 1), WEIR_EINVAL);
     assert_int_equal(weir_dedup_check_and_insert(d, NULL, 1), WEIR_EINVAL);
     weir_dedup_destroy(d);
@@ -60,7 +63,8 @@ test_dedup_table_bound_window_and_errors(void **state)
     assert_int_equal(weir_dedup_create(&d, 1, 0), WEIR_EINVAL);
     assert_null(d);
     assert_int_equal(weir_dedup_create(&d, 1, -1), WEIR_EINVAL);
-    assert_int_equal(weir_dedup_create(&d, WEIR_DEDUP_MAX_KEYS + 1, 1), WEIR_EINVAL);
+    assert_int_equal(weir_dedup_create(&d, WEIR_DEDUP_MAX_KEYS + 1, 1),
+                     WEIR_EINVAL);
 }
 
 typedef struct dedup_run {
@@ -109,13 +113,15 @@ test_dedup_subscription_skips_repeated_keys(void **state)
     _Atomic int calls = 0;
     weir_sub *s;
     weir_sub_opts o = { .workers = 4, .dedup_window_ns = WEIR_SEC * 60 };
-    assert_int_equal(weir_bus_subscribe(bus, "pay", count_handler, &calls, &o, &s), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "pay", count_handler, &calls, &o,
+                                        &s), 0);
     for (int round = 0; round < 2; round++) {
         for (int i = 0; i < 50; i++) {
             char key[16];
             snprintf(key, sizeof(key), "req-%d", i);
             weir_pub_opts po = { .key = key };
-            assert_int_equal(weir_bus_publish(bus, "pay", &i, sizeof(i), &po), 0);
+            assert_int_equal(weir_bus_publish(bus, "pay", &i, sizeof(i), &po),
+                             0);
         }
     }
     for (int i = 0; i < 5; i++) /* no key: never suppressed */

@@ -171,14 +171,17 @@ test_delayed_publishes_racing_close_are_all_accounted(void **state)
         weir_sub *s;
         weir_sub_opts so = { .capacity = 1u << 20 };
         if (round % 4 >= 2)
-            so = (weir_sub_opts){ .capacity = 4, .overflow = WEIR_OVERFLOW_REJECT };
-        assert_int_equal(weir_bus_subscribe(bus, "late", count_handler, &handled,
-                                            &so, &s), 0);
+            so = (weir_sub_opts){ .capacity = 4,
+                                  .overflow = WEIR_OVERFLOW_REJECT };
+        assert_int_equal(weir_bus_subscribe(bus, "late", count_handler,
+                                            &handled, &so, &s), 0);
         late_pub pubs[4];
         pthread_t t[4];
         for (int i = 0; i < 4; i++) {
-            pubs[i] = (late_pub){ .bus = bus, .go = &go, .cap = ts_scale(50000) };
-            assert_int_equal(pthread_create(&t[i], NULL, publish_late_until_closed,
+            pubs[i] = (late_pub){ .bus = bus, .go = &go,
+                                  .cap = ts_scale(50000) };
+            assert_int_equal(pthread_create(&t[i], NULL,
+                                            publish_late_until_closed,
                                             &pubs[i]), 0);
         }
         atomic_store(&go, true);
@@ -204,7 +207,7 @@ test_delayed_publishes_racing_close_are_all_accounted(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- found in review: close races, stalls, overflows ---------------------- */
+/* ---- found in review: close races, stalls, overflows --------------------- */
 
 /* Release a held handler once the bus's close has given up a delayed one. */
 typedef struct release_at_give_up {
@@ -225,7 +228,10 @@ release_once_given_up(void *arg)
     return NULL;
 }
 
-/* A due delayed message waiting for room when close gives up is counted left. */
+/*
+ * A due delayed message waiting for room when close gives up is counted
+ * left.
+ */
 static void
 test_close_counts_a_delayed_message_stuck_on_a_full_queue(void **state)
 {
@@ -267,7 +273,8 @@ main(void)
         cmocka_unit_test(test_delays_never_early_and_keep_order),
         cmocka_unit_test(test_many_pending_delays_and_close),
         cmocka_unit_test(test_delayed_publishes_racing_close_are_all_accounted),
-        cmocka_unit_test(test_close_counts_a_delayed_message_stuck_on_a_full_queue),
+        cmocka_unit_test(
+            test_close_counts_a_delayed_message_stuck_on_a_full_queue),
     };
     return cmocka_run_group_tests_name("delay", tests, ts_watchdog_group, NULL);
 }

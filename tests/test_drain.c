@@ -25,7 +25,7 @@
 #include "support/support.h"
 #include "weir.h"
 
-/* ---- draining a bus whose handlers publish -------------------------------- */
+/* ---- draining a bus whose handlers publish ------------------------------- */
 
 enum { STAGES_MAX = 6 };
 
@@ -149,7 +149,8 @@ pipeline_case(int depth, uint64_t n, unsigned work_us, int how,
     assert_int_equal(weir_bus_subscribe(bus, names[1], forward, &fan, NULL,
                                         &fan_sub), 0);
     for (uint64_t i = 0; i < n; i++)
-        assert_int_equal(weir_bus_publish(bus, names[0], &i, sizeof(i), NULL), 0);
+        assert_int_equal(weir_bus_publish(bus, names[0], &i, sizeof(i), NULL),
+                         0);
     pthread_t watcher;
     assert_int_equal(pthread_create(&watcher, NULL, watch_close, &cw), 0);
     int64_t t_close = ts_now_ns(); /* the close's deadline is later */
@@ -167,7 +168,8 @@ pipeline_case(int depth, uint64_t n, unsigned work_us, int how,
         assert_true(atomic_load(&st[0].drain_rc) == 0 ||
                     atomic_load(&st[0].drain_rc) == WEIR_ECLOSED);
     /* From outside, a closed bus refuses. */
-    assert_int_equal(weir_bus_publish(bus, names[0], "x", 1, NULL), WEIR_ECLOSED);
+    assert_int_equal(weir_bus_publish(bus, names[0], "x", 1, NULL),
+                     WEIR_ECLOSED);
 
     weir_bus_stats bs;
     assert_int_equal(weir_bus_get_stats(bus, &bs), 0);
@@ -313,10 +315,13 @@ test_bus_close_waits_for_a_sub_closing_on_its_own(void **state)
         a.work_us = 50;
         sub_closer c = { 0 };
         weir_sub *sb;
-        assert_int_equal(weir_bus_subscribe(bus, "a", forward, &a, NULL, &c.sub), 0);
-        assert_int_equal(weir_bus_subscribe(bus, "b", forward, &b, NULL, &sb), 0);
+        assert_int_equal(weir_bus_subscribe(bus, "a", forward, &a, NULL,
+                                            &c.sub), 0);
+        assert_int_equal(weir_bus_subscribe(bus, "b", forward, &b, NULL, &sb),
+                         0);
         for (uint64_t i = 0; i < 200; i++)
-            assert_int_equal(weir_bus_publish(bus, "a", &i, sizeof(i), NULL), 0);
+            assert_int_equal(weir_bus_publish(bus, "a", &i, sizeof(i), NULL),
+                             0);
         pthread_t th;
         assert_int_equal(pthread_create(&th, NULL, close_sub_thread, &c), 0);
         uint64_t n = 200 + probe_until_unsubscribed(bus, "a");
@@ -335,7 +340,7 @@ test_bus_close_waits_for_a_sub_closing_on_its_own(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- closes side by side, and what a sealed bus counts --------------------- */
+/* ---- closes side by side, and what a sealed bus counts ------------------- */
 
 static int
 slow_count(const weir_msg *m, void *ctx)
@@ -401,8 +406,10 @@ test_bus_close_under_publishers_and_forwards(void **state)
         c.bus = a.bus = b.bus = make_bus();
         a.next = "u";
         weir_sub *sa, *sb;
-        assert_int_equal(weir_bus_subscribe(c.bus, "t", forward, &a, NULL, &sa), 0);
-        assert_int_equal(weir_bus_subscribe(c.bus, "u", forward, &b, NULL, &sb), 0);
+        assert_int_equal(weir_bus_subscribe(c.bus, "t", forward, &a, NULL, &sa),
+                         0);
+        assert_int_equal(weir_bus_subscribe(c.bus, "u", forward, &b, NULL, &sb),
+                         0);
         pthread_t th[3];
         for (int i = 0; i < 3; i++)
             assert_int_equal(pthread_create(&th[i], NULL, publish_until_closed,
@@ -438,7 +445,7 @@ test_bus_close_under_publishers_and_forwards(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- a forward the seal cuts short ---------------------------------------- */
+/* ---- a forward the seal cuts short --------------------------------------- */
 
 typedef struct fwd2 {
     weir_bus *bus;

@@ -154,7 +154,8 @@ test_inbox_full_and_empty(void **state)
     size_t pos = 0;
     assert_int_equal(weiri_inbox_take(in, out, 1, WEIR_NOWAIT), WEIR_EAGAIN);
     int64_t t0 = ts_now_ns();
-    assert_int_equal(weiri_inbox_take(in, out, 1, 10 * WEIR_MSEC), WEIR_ETIMEDOUT);
+    assert_int_equal(weiri_inbox_take(in, out, 1, 10 * WEIR_MSEC),
+                     WEIR_ETIMEDOUT);
     assert_true(ts_now_ns() - t0 >= 10 * WEIR_MSEC);
     for (size_t i = 0; i < CAP; i++)
         assert_int_equal(weiri_inbox_push(in, &b[i], WEIR_NOWAIT), 0);
@@ -162,7 +163,8 @@ test_inbox_full_and_empty(void **state)
     assert_int_equal(weiri_inbox_claim(in, &pos), WEIR_EAGAIN);
     assert_int_equal(weiri_inbox_push(in, &b[CAP], WEIR_NOWAIT), WEIR_EAGAIN);
     t0 = ts_now_ns();
-    assert_int_equal(weiri_inbox_push(in, &b[CAP], 10 * WEIR_MSEC), WEIR_ETIMEDOUT);
+    assert_int_equal(weiri_inbox_push(in, &b[CAP], 10 * WEIR_MSEC),
+                     WEIR_ETIMEDOUT);
     assert_true(ts_now_ns() - t0 >= 10 * WEIR_MSEC);
     assert_int_equal(weiri_inbox_size(in), CAP);
     assert_int_equal(weiri_inbox_pushed(in), CAP);
@@ -385,7 +387,7 @@ test_inbox_wraps_around(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- many producers, one taker --------------------------------------------- */
+/* ---- many producers, one taker ------------------------------------------- */
 
 #define TAG(p, seq) (((uint64_t)(p) << 40) | (seq))
 

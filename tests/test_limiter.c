@@ -33,7 +33,10 @@ drain(weir_limiter *l)
     return n;
 }
 
-/* Step virtual time in steps of step_ns up to end_ns, taking all that is due. */
+/*
+ * Step virtual time in steps of step_ns up to end_ns, taking all that is
+ * due.
+ */
 static unsigned
 admitted_over(weir_limiter *l, ts_vclock *c, int64_t end_ns, int64_t step_ns)
 {
@@ -78,7 +81,8 @@ test_limiter_burst_after_idle(void **state)
     assert_int_equal(drain(&l), 4);
     ts_vclock_advance(&c, 100 * WEIR_MSEC); /* one interval: one permit */
     assert_int_equal(drain(&l), 1);
-    ts_vclock_advance(&c, 60 * WEIR_SEC);   /* long idle refills only to burst */
+    ts_vclock_advance(&c, 60 * WEIR_SEC);   /* long idle refills only to
+                                               burst */
     assert_int_equal(drain(&l), 4);
     assert_int_equal(weir_limiter_wait_ns(&l, 1), 100 * WEIR_MSEC);
 }
@@ -149,9 +153,11 @@ test_limiter_timeout_shorter_than_wait_fails_at_once(void **state)
     weir_limiter l;
     init_virtual(&l, &c, 10, 1);
     assert_int_equal(drain(&l), 1);
-    assert_int_equal(weir_limiter_acquire(&l, 1, 99 * WEIR_MSEC), WEIR_ETIMEDOUT);
+    assert_int_equal(weir_limiter_acquire(&l, 1, 99 * WEIR_MSEC),
+                     WEIR_ETIMEDOUT);
     assert_int_equal(atomic_load(&c.now), 0);               /* no sleep */
-    assert_int_equal(weir_limiter_wait_ns(&l, 1), 100 * WEIR_MSEC); /* nothing taken */
+    /* nothing taken */
+    assert_int_equal(weir_limiter_wait_ns(&l, 1), 100 * WEIR_MSEC);
     assert_int_equal(weir_limiter_acquire(&l, 1, 100 * WEIR_MSEC), 0);
     assert_int_equal(atomic_load(&c.now), 100 * WEIR_MSEC);
 }
@@ -289,5 +295,6 @@ main(void)
         cmocka_unit_test(test_limiter_threads_never_exceed_bound),
         cmocka_unit_test(test_limiter_real_clock_four_threads),
     };
-    return cmocka_run_group_tests_name("limiter", tests, ts_watchdog_group, NULL);
+    return cmocka_run_group_tests_name("limiter", tests, ts_watchdog_group,
+                                       NULL);
 }

@@ -66,7 +66,8 @@ test_per_key_order_with_retries(void **state)
     weir_sub_opts o = { .workers = 8, .capacity = 4096, .ordered_by_key = true,
                         .max_attempts = 4, .retry_backoff_ns = 20 * WEIR_USEC,
                         .retry_backoff_max_ns = 100 * WEIR_USEC };
-    assert_int_equal(weir_bus_subscribe(bus, "acct", keyed_handler, k, &o, &s), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "acct", keyed_handler, k, &o, &s),
+                     0);
     size_t n = ts_scale(50000);
     uint32_t next[NKEYS] = { 0 };
     srand(7);
@@ -95,7 +96,7 @@ test_per_key_order_with_retries(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- found in review: close races, stalls, overflows ---------------------- */
+/* ---- found in review: close races, stalls, overflows --------------------- */
 
 typedef struct keyed_once {
     _Atomic int k, j;
@@ -123,7 +124,8 @@ test_destroy_hands_a_dropped_retrys_key_on(void **state)
     weir_sub *s;
     weir_sub_opts o = { .workers = 2, .max_attempts = 3, .ordered_by_key = true,
                         .retry_backoff_ns = 10 * WEIR_SEC };
-    assert_int_equal(weir_bus_subscribe(bus, "t", keyed_once_handler, &c, &o, &s), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "t", keyed_once_handler, &c, &o,
+                                        &s), 0);
     weir_pub_opts k = { .key = "k" }, j = { .key = "j" };
     assert_int_equal(weir_bus_publish(bus, "t", "a", 1, &k), 0);
     while (stats_of(s).retried == 0)
@@ -140,7 +142,7 @@ test_destroy_hands_a_dropped_retrys_key_on(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- a due retry does not wait behind a key's parked messages -------------- */
+/* ---- a due retry does not wait behind a key's parked messages ------------ */
 
 typedef struct chain_log {
     weir_sub *sub;

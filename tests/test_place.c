@@ -45,7 +45,8 @@ full_gated(weir_bus *bus, gate *g)
     weir_sub *s;
     assert_int_equal(weir_bus_subscribe(bus, "t", gated, g, &one, &s), 0);
     for (uint64_t seq = 0; seq < 2; seq++) {
-        assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL), 0);
+        assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL),
+                         0);
         if (seq == 0)
             wait_until(entered_one, g);
     }
@@ -220,7 +221,7 @@ test_bus_crowded_publishers_and_close(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- a publish blocked on one subscription holds up no other -------------- */
+/* ---- a publish blocked on one subscription holds up no other ------------- */
 
 static int
 three_counted(void *arg)
@@ -248,9 +249,11 @@ test_bus_blocked_publish_holds_up_no_other_sub(void **state)
     assert_int_equal(weir_bus_subscribe(p.bus, "t", count_any, &counted, NULL,
                                         &other), 0);
     for (uint64_t seq = 0; seq < 2; seq++) {
-        assert_int_equal(weir_bus_publish(p.bus, "t", &seq, sizeof(seq), NULL), 0);
+        assert_int_equal(weir_bus_publish(p.bus, "t", &seq, sizeof(seq), NULL),
+                         0);
         if (seq == 0)
-            wait_until(entered_one, &g); /* the first is held, the second queued */
+            wait_until(entered_one, &g); /* the first is held, the second
+                                            queued */
     }
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, crowd_publisher, &p), 0);
@@ -266,7 +269,7 @@ test_bus_blocked_publish_holds_up_no_other_sub(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- capacity while a worker holds a batch -------------------------------- */
+/* ---- capacity while a worker holds a batch ------------------------------- */
 
 static int
 entered_two(void *arg)
@@ -342,7 +345,7 @@ test_bus_capacity_with_a_batch_in_hand(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- publishers waiting for room hold up no subscribe or close ------------ */
+/* ---- publishers waiting for room hold up no subscribe or close ----------- */
 
 typedef struct holder {
     weir_bus *bus;
@@ -357,8 +360,8 @@ static void
 act(holder *h)
 {
     weir_sub *x;
-    atomic_store(&h->sub_rc, weir_bus_subscribe(h->bus, "t", count_any, &h->sink,
-                                                NULL, &x));
+    atomic_store(&h->sub_rc, weir_bus_subscribe(h->bus, "t", count_any,
+                                                &h->sink, NULL, &x));
     atomic_store(&h->close_rc, weir_sub_close(h->idle, WEIR_NOWAIT));
     atomic_store(&h->acted, 1);
 }
@@ -437,7 +440,8 @@ test_bus_waiting_publisher_holds_up_no_subscribe_or_close(void **state)
             h.in_handler = in_handler;
             weir_sub *a, *d;
             weir_sub_opts one = { .capacity = 1 };
-            assert_int_equal(weir_bus_subscribe(h.bus, "t", holding, &h, &one, &a), 0);
+            assert_int_equal(weir_bus_subscribe(h.bus, "t", holding, &h, &one,
+                                                &a), 0);
             assert_int_equal(weir_bus_subscribe(h.bus, "t", count_any, &h.sink,
                                                 NULL, &h.idle), 0);
             for (uint64_t seq = 0; seq < 2; seq++) {
@@ -447,15 +451,18 @@ test_bus_waiting_publisher_holds_up_no_subscribe_or_close(void **state)
             }
             pthread_t th;
             if (how == 0) {
-                assert_int_equal(pthread_create(&th, NULL, publish_blocking, &h), 0);
+                assert_int_equal(pthread_create(&th, NULL, publish_blocking,
+                                                &h), 0);
             } else if (how == 1) {
                 weir_pub_opts later = { .delay_ns = WEIR_MSEC };
-                assert_int_equal(weir_bus_publish(h.bus, "t", "d", 1, &later), 0);
+                assert_int_equal(weir_bus_publish(h.bus, "t", "d", 1, &later),
+                                 0);
             } else {
                 weir_sub_opts dl = { .dead_letter_topic = "t" };
                 assert_int_equal(weir_bus_subscribe(h.bus, "src", fail_always,
                                                     NULL, &dl, &d), 0);
-                assert_int_equal(weir_bus_publish(h.bus, "src", "x", 1, NULL), 0);
+                assert_int_equal(weir_bus_publish(h.bus, "src", "x", 1, NULL),
+                                 0);
             }
             ts_sleep_ms(20); /* let the third one reach the full queue */
             if (!in_handler) {
@@ -481,12 +488,13 @@ test_bus_waiting_publisher_holds_up_no_subscribe_or_close(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- a publish waiting for room when its subscription goes ---------------- */
+/* ---- a publish waiting for room when its subscription goes --------------- */
 
 typedef struct late {
     weir_bus *bus;
     gate *g;
-    weir_sub *aborting;            /* if set, also wait for its drain to give up */
+    weir_sub *aborting;            /* if set, also wait for its drain to
+                                      give up */
     _Atomic int rc, done;
 } late;
 
@@ -495,7 +503,8 @@ publish_third(void *arg)
 {
     late *l = arg;
     uint64_t seq = 2;
-    atomic_store(&l->rc, weir_bus_publish(l->bus, "t", &seq, sizeof(seq), NULL));
+    atomic_store(&l->rc, weir_bus_publish(l->bus, "t", &seq, sizeof(seq),
+                                          NULL));
     atomic_store(&l->done, 1);
     return NULL;
 }
@@ -546,10 +555,12 @@ test_bus_publish_waiting_at_close_returns_eclosed(void **state)
         pthread_t p, opener;
         assert_int_equal(pthread_create(&p, NULL, publish_third, &l), 0);
         ts_sleep_ms(20);
-        assert_int_equal(pthread_create(&opener, NULL, open_after_third, &l), 0);
+        assert_int_equal(pthread_create(&opener, NULL, open_after_third, &l),
+                         0);
         weir_sub_stats st;
         if (whole_bus) {
-            assert_int_equal(weir_bus_close(l.bus, 20 * WEIR_MSEC), WEIR_ETIMEDOUT);
+            assert_int_equal(weir_bus_close(l.bus, 20 * WEIR_MSEC),
+                             WEIR_ETIMEDOUT);
             assert_int_equal(weir_sub_get_stats(s, &st), 0);
         } else {
             int rc = weir_sub_close_stats(s, 20 * WEIR_MSEC, &st);
@@ -590,7 +601,8 @@ test_bus_close_of_a_sub_a_publish_will_wait_on_later(void **state)
         h.in_handler = in_handler;
         weir_sub *a;
         weir_sub_opts one = { .capacity = 1 };
-        assert_int_equal(weir_bus_subscribe(h.bus, "t", holding, &h, &one, &a), 0);
+        assert_int_equal(weir_bus_subscribe(h.bus, "t", holding, &h, &one, &a),
+                         0);
         assert_int_equal(weir_bus_subscribe(h.bus, "t", gated, &gy, &one,
                                             &h.idle), 0);
         for (uint64_t seq = 0; seq < 2; seq++) {
@@ -614,7 +626,8 @@ test_bus_close_of_a_sub_a_publish_will_wait_on_later(void **state)
         }
         assert_int_equal(atomic_load(&h.close_rc), 0);
         pthread_join(th, NULL);
-        assert_int_equal(atomic_load(&h.sub_rc), 0); /* the publish: A took it */
+        /* the publish: A took it */
+        assert_int_equal(atomic_load(&h.sub_rc), 0);
         wait_until(holder_handled_3, &h);
         assert_int_equal(weir_bus_close(h.bus, 10 * WEIR_SEC), 0);
         assert_settled(a, 3);
@@ -648,7 +661,8 @@ test_bus_publish_refused_by_policy_and_close_is_eagain(void **state)
     assert_int_equal(weir_bus_subscribe(l.bus, "t", gated, &gr, &rej, &r), 0);
     assert_int_equal(weir_bus_subscribe(l.bus, "t", gated, &gy, &one, &y), 0);
     for (uint64_t seq = 0; seq < 2; seq++) {
-        assert_int_equal(weir_bus_publish(l.bus, "t", &seq, sizeof(seq), NULL), 0);
+        assert_int_equal(weir_bus_publish(l.bus, "t", &seq, sizeof(seq), NULL),
+                         0);
         wait_until(entered_one, &gr);
         wait_until(entered_one, &gy);
     }
@@ -675,7 +689,7 @@ test_bus_publish_refused_by_policy_and_close_is_eagain(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- one meaning for each time value --------------------------------------- */
+/* ---- one meaning for each time value ------------------------------------- */
 
 /*
  * A full BLOCK subscription: a publish with .timeout_ns = WEIR_NOWAIT is
@@ -708,7 +722,8 @@ test_bus_publish_timeout_sentinels(void **state)
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, open_later, &g), 0);
     seq = 2;
-    assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), &forever), 0);
+    assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), &forever),
+                     0);
     seq = 3;
     assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), &zeroed), 0);
     pthread_join(th, NULL);
@@ -728,10 +743,12 @@ main(void)
         cmocka_unit_test(test_bus_crowded_publishers_and_close),
         cmocka_unit_test(test_bus_blocked_publish_holds_up_no_other_sub),
         cmocka_unit_test(test_bus_capacity_with_a_batch_in_hand),
-        cmocka_unit_test(test_bus_waiting_publisher_holds_up_no_subscribe_or_close),
+        cmocka_unit_test(
+            test_bus_waiting_publisher_holds_up_no_subscribe_or_close),
         cmocka_unit_test(test_bus_publish_waiting_at_close_returns_eclosed),
         cmocka_unit_test(test_bus_close_of_a_sub_a_publish_will_wait_on_later),
-        cmocka_unit_test(test_bus_publish_refused_by_policy_and_close_is_eagain),
+        cmocka_unit_test(
+            test_bus_publish_refused_by_policy_and_close_is_eagain),
         cmocka_unit_test(test_bus_publish_timeout_sentinels),
     };
     return cmocka_run_group_tests_name("place", tests, ts_watchdog_group, NULL);

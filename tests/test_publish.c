@@ -24,7 +24,7 @@
 #include "support/support.h"
 #include "weir.h"
 
-/* ---- fan-out -------------------------------------------------------------- */
+/* ---- fan-out ------------------------------------------------------------- */
 
 static void
 fan_out(unsigned subs, uint64_t messages)
@@ -69,7 +69,7 @@ test_bus_fan_out_1_2_16(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- message contents ----------------------------------------------------- */
+/* ---- message contents ---------------------------------------------------- */
 
 typedef struct seen {
     char topic[64], key[64], data[64];
@@ -240,8 +240,9 @@ check_keyed(const weir_msg *m, void *ctx)
     keyed_log *l = ctx;
     uint64_t seq;
     char buf[64];
-    if (weir_msg_size(m) != sizeof(seq) || strcmp(weir_msg_topic(m), "t") != 0 ||
-        weir_msg_attempt(m) != 1 || weir_msg_timestamp_ns(m) <= 0 ||
+    if (weir_msg_size(m) != sizeof(seq) ||
+        strcmp(weir_msg_topic(m), "t") != 0 || weir_msg_attempt(m) != 1 ||
+        weir_msg_timestamp_ns(m) <= 0 ||
         weir_msg_timestamp_ns(m) > ts_now_ns()) {
         atomic_fetch_add(&l->bad, 1);
         return -1;
@@ -249,7 +250,8 @@ check_keyed(const weir_msg *m, void *ctx)
     memcpy(&seq, weir_msg_data(m), sizeof(seq));
     const char *want = key_for(seq, buf, sizeof(buf));
     const char *got = weir_msg_key(m);
-    if ((want == NULL) != (got == NULL) || (want != NULL && strcmp(want, got) != 0))
+    if ((want == NULL) != (got == NULL) ||
+        (want != NULL && strcmp(want, got) != 0))
         atomic_fetch_add(&l->bad, 1);
     if (atomic_load(&l->count) == 0)
         atomic_store(&l->first, seq);
@@ -294,14 +296,17 @@ test_bus_lone_and_shared_messages_keep_order(void **state)
     memset(&d, 0, sizeof(d));
     weir_sub *sa, *sb, *sc, *sd;
     weir_sub_stats st;
-    assert_int_equal(weir_bus_subscribe(bus, "t", check_keyed, &a, NULL, &sa), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "t", check_keyed, &a, NULL, &sa),
+                     0);
     publish_keyed(bus, 0, 100);
-    assert_int_equal(weir_bus_subscribe(bus, "t", check_keyed, &b, NULL, &sb), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "t", check_keyed, &b, NULL, &sb),
+                     0);
     publish_keyed(bus, 100, 200);
     wait_counter(&b.count, 100);
     assert_int_equal(weir_sub_close(sb, 10 * WEIR_SEC), 0);
     publish_keyed(bus, 200, 300);
-    assert_int_equal(weir_bus_subscribe(bus, "t", check_keyed, &c, NULL, &sc), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "t", check_keyed, &c, NULL, &sc),
+                     0);
     publish_keyed(bus, 300, 350);
     wait_counter(&a.count, 350);
     assert_int_equal(weir_sub_get_stats(sa, &st), 0);
@@ -315,7 +320,8 @@ test_bus_lone_and_shared_messages_keep_order(void **state)
     assert_int_equal(st.acked, 100);
     assert_int_equal(weir_sub_close(sc, 10 * WEIR_SEC), 0);
     publish_keyed(bus, 400, 410); /* nobody: unrouted */
-    assert_int_equal(weir_bus_subscribe(bus, "t", check_keyed, &d, NULL, &sd), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "t", check_keyed, &d, NULL, &sd),
+                     0);
     publish_keyed(bus, 410, 500);
     assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
     assert_int_equal(atomic_load(&a.count), 350);
@@ -326,8 +332,8 @@ test_bus_lone_and_shared_messages_keep_order(void **state)
     assert_int_equal(atomic_load(&c.first), 300);
     assert_int_equal(atomic_load(&d.count), 90);
     assert_int_equal(atomic_load(&d.first), 410);
-    assert_int_equal(atomic_load(&a.bad) + atomic_load(&b.bad) + atomic_load(&c.bad) +
-                         atomic_load(&d.bad), 0);
+    assert_int_equal(atomic_load(&a.bad) + atomic_load(&b.bad) +
+                         atomic_load(&c.bad) + atomic_load(&d.bad), 0);
     assert_settled(sd, 90);
     weir_bus_stats bs;
     assert_int_equal(weir_bus_get_stats(bus, &bs), 0);
@@ -337,7 +343,7 @@ test_bus_lone_and_shared_messages_keep_order(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- no false "full" when publishers race ---------------------------------- */
+/* ---- no false "full" when publishers race -------------------------------- */
 
 enum { RACERS = 7, RACE_BYTES = 600 };
 
@@ -394,9 +400,11 @@ test_bus_racing_publishers_never_see_room_as_full(void **state)
     memset(&r, 0, sizeof(r));
     r.bus = make_bus();
     r.each = ts_scale(100000);
-    weir_sub_opts so = { .capacity = RACERS + 1, .overflow = WEIR_OVERFLOW_REJECT };
+    weir_sub_opts so = { .capacity = RACERS + 1,
+                         .overflow = WEIR_OVERFLOW_REJECT };
     weir_sub *s;
-    assert_int_equal(weir_bus_subscribe(r.bus, "race", count_racer, &r, &so, &s), 0);
+    assert_int_equal(weir_bus_subscribe(r.bus, "race", count_racer, &r, &so,
+                                        &s), 0);
     pthread_t th[RACERS];
     for (int i = 0; i < RACERS; i++)
         assert_int_equal(pthread_create(&th[i], NULL, racer, &r), 0);
@@ -412,7 +420,7 @@ test_bus_racing_publishers_never_see_room_as_full(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- a handler publishing to its own full queue --------------------------- */
+/* ---- a handler publishing to its own full queue -------------------------- */
 
 typedef struct self_pub {
     weir_bus *bus;
@@ -536,5 +544,6 @@ main(void)
         cmocka_unit_test(test_bus_handler_publishing_to_its_own_full_queue),
         cmocka_unit_test(test_bus_bounded_publish_to_own_full_queue_times_out),
     };
-    return cmocka_run_group_tests_name("publish", tests, ts_watchdog_group, NULL);
+    return cmocka_run_group_tests_name("publish", tests, ts_watchdog_group,
+                                       NULL);
 }

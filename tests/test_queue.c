@@ -95,7 +95,8 @@ test_queue_nowait_on_full_and_empty(void **state)
                 assert_int_equal(weir_queue_pop(q, &item, WEIR_NOWAIT), 0);
                 assert_ptr_equal(item, ITEM(i));
             }
-            assert_int_equal(weir_queue_pop(q, &item, WEIR_NOWAIT), WEIR_EAGAIN);
+            assert_int_equal(weir_queue_pop(q, &item, WEIR_NOWAIT),
+                             WEIR_EAGAIN);
         }
         weir_queue_destroy(q);
     }
@@ -628,9 +629,11 @@ run_stress(size_t capacity, size_t items)
     assert_non_null(s.seen);
     pthread_t prod[NPROD], cons[NCONS];
     for (int i = 0; i < NCONS; i++)
-        assert_int_equal(pthread_create(&cons[i], NULL, stress_consumer, &s), 0);
+        assert_int_equal(pthread_create(&cons[i], NULL, stress_consumer, &s),
+                         0);
     for (int i = 0; i < NPROD; i++)
-        assert_int_equal(pthread_create(&prod[i], NULL, stress_producer, &s), 0);
+        assert_int_equal(pthread_create(&prod[i], NULL, stress_producer, &s),
+                         0);
     for (int i = 0; i < NPROD; i++)
         pthread_join(prod[i], NULL);
     /* Consumers stop on ECLOSED, which they may only see once all is popped. */

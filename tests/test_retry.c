@@ -36,7 +36,8 @@ test_backoff_grows_and_frees_the_worker(void **state)
     weir_sub *s;
     weir_sub_opts o = { .max_attempts = 4, .retry_backoff_ns = 30 * WEIR_MSEC,
                         .retry_multiplier = 2.0 };
-    assert_int_equal(weir_bus_subscribe(bus, "t", trace_handler, &t, &o, &s), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "t", trace_handler, &t, &o, &s),
+                     0);
     assert_int_equal(weir_bus_publish(bus, "t", "A", 2, NULL), 0);
     assert_int_equal(weir_bus_publish(bus, "t", "B", 2, NULL), 0);
     while (stats_of(s).acked < 2)
@@ -90,7 +91,8 @@ test_close_with_pending_retries_reports_them(void **state)
     weir_sub *s;
     weir_sub_opts o = { .max_attempts = 2, .retry_backoff_ns = 10 * WEIR_SEC,
                         .retry_backoff_max_ns = 10 * WEIR_SEC };
-    assert_int_equal(weir_bus_subscribe(bus, "x", always_fail, &calls, &o, &s), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "x", always_fail, &calls, &o, &s),
+                     0);
     for (int i = 0; i < 5; i++)
         assert_int_equal(weir_bus_publish(bus, "x", &i, sizeof(i), NULL), 0);
     while (stats_of(s).retried < 5)
@@ -104,7 +106,7 @@ test_close_with_pending_retries_reports_them(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- found in review: close races, stalls, overflows ---------------------- */
+/* ---- found in review: close races, stalls, overflows --------------------- */
 
 /* A delayed message stuck on a full queue holds up no retry. */
 static void
@@ -121,7 +123,8 @@ test_retries_not_held_by_a_blocked_delayed_message(void **state)
     assert_int_equal(weir_bus_publish(bus, "x", "3", 1, &later), 0);
     ts_sleep_ms(10); /* the delayed message is due, and waits for room */
     weir_sub_opts oz = { .max_attempts = 2, .retry_backoff_ns = WEIR_MSEC };
-    assert_int_equal(weir_bus_subscribe(bus, "z", always_fail, &calls, &oz, &z), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "z", always_fail, &calls, &oz, &z),
+                     0);
     assert_int_equal(weir_bus_publish(bus, "z", "a", 1, NULL), 0);
     for (int i = 0; i < 5000 && stats_of(z).failed == 0; i++)
         ts_sleep_ms(1);
@@ -145,8 +148,10 @@ test_huge_backoff_and_delay(void **state)
     weir_sub *s, *d;
     weir_sub_opts o = { .max_attempts = 2, .retry_backoff_ns = INT64_MAX,
                         .retry_backoff_max_ns = INT64_MAX };
-    assert_int_equal(weir_bus_subscribe(bus, "x", always_fail, &calls, &o, &s), 0);
-    assert_int_equal(weir_bus_subscribe(bus, "y", count_handler, &seen, NULL, &d), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "x", always_fail, &calls, &o, &s),
+                     0);
+    assert_int_equal(weir_bus_subscribe(bus, "y", count_handler, &seen, NULL,
+                                        &d), 0);
     assert_int_equal(weir_bus_publish(bus, "x", "a", 1, NULL), 0);
     weir_pub_opts never = { .delay_ns = INT64_MAX };
     assert_int_equal(weir_bus_publish(bus, "y", "b", 1, &never), 0);
@@ -169,15 +174,18 @@ test_default_cap_keeps_a_longer_first_backoff(void **state)
     weir_bus *bus = make_bus();
     trace t = { .mu = PTHREAD_MUTEX_INITIALIZER };
     weir_sub *s;
-    weir_sub_opts o = { .max_attempts = 3, .retry_backoff_ns = 1200 * WEIR_MSEC };
-    assert_int_equal(weir_bus_subscribe(bus, "t", trace_handler, &t, &o, &s), 0);
+    weir_sub_opts o = { .max_attempts = 3,
+                        .retry_backoff_ns = 1200 * WEIR_MSEC };
+    assert_int_equal(weir_bus_subscribe(bus, "t", trace_handler, &t, &o, &s),
+                     0);
     assert_int_equal(weir_bus_publish(bus, "t", "A", 2, NULL), 0);
     while (stats_of(s).delivered < 2)
         ts_sleep_ms(5);
     pthread_mutex_lock(&t.mu);
     assert_true(t.at[1] - t.at[0] >= 1200 * WEIR_MSEC);
     pthread_mutex_unlock(&t.mu);
-    assert_int_equal(weir_bus_close(bus, 0), WEIR_ETIMEDOUT); /* third pending */
+    /* third pending */
+    assert_int_equal(weir_bus_close(bus, 0), WEIR_ETIMEDOUT);
     weir_bus_destroy(bus);
     ts_watchdog_disarm();
 }
@@ -194,15 +202,16 @@ test_delivery_options_reject_bad_input(void **state)
         { .max_attempts = WEIR_MAX_ATTEMPTS + 1 },
         { .retry_backoff_ns = -1 },
         { .retry_multiplier = 0.5 },
-        { .retry_backoff_ns = 10 * WEIR_MSEC, .retry_backoff_max_ns = WEIR_MSEC },
+        { .retry_backoff_ns = 10 * WEIR_MSEC,
+          .retry_backoff_max_ns = WEIR_MSEC },
         { .dead_letter_topic = "bad topic" },
         { .dead_letter_topic = "t" }, /* its own topic */
         { .dedup_window_ns = -1 },
         { .dedup_window_ns = 1, .dedup_max_keys = WEIR_DEDUP_MAX_KEYS + 1 },
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_int_equal(weir_bus_subscribe(bus, "t", count_handler, &n, &bad[i], NULL),
-                         WEIR_EINVAL);
+        assert_int_equal(weir_bus_subscribe(bus, "t", count_handler, &n,
+                                            &bad[i], NULL), WEIR_EINVAL);
     weir_pub_opts neg = { .delay_ns = -1 };
     assert_int_equal(weir_bus_publish(bus, "t", "x", 1, &neg), WEIR_EINVAL);
     weir_batch *batch;
@@ -210,8 +219,10 @@ test_delivery_options_reject_bad_input(void **state)
     assert_int_equal(weir_batch_begin(bus, NULL), WEIR_EINVAL);
     assert_int_equal(weir_batch_begin(bus, &batch), 0);
     weir_pub_opts later = { .delay_ns = WEIR_MSEC };
-    assert_int_equal(weir_batch_publish(batch, "t", "x", 1, &later), WEIR_EINVAL);
-    assert_int_equal(weir_batch_publish(batch, "bad topic", "x", 1, NULL), WEIR_EINVAL);
+    assert_int_equal(weir_batch_publish(batch, "t", "x", 1, &later),
+                     WEIR_EINVAL);
+    assert_int_equal(weir_batch_publish(batch, "bad topic", "x", 1, NULL),
+                     WEIR_EINVAL);
     assert_int_equal(weir_batch_publish(NULL, "t", "x", 1, NULL), WEIR_EINVAL);
     assert_int_equal(weir_batch_commit(batch, -5), WEIR_EINVAL); /* and freed */
     assert_int_equal(weir_batch_commit(NULL, 0), WEIR_EINVAL);
@@ -225,7 +236,7 @@ test_delivery_options_reject_bad_input(void **state)
     weir_bus_destroy(bus);
 }
 
-/* ---- a due retry does not wait behind its worker's batch ------------------- */
+/* ---- a due retry does not wait behind its worker's batch ----------------- */
 
 typedef struct retry_order {
     _Atomic int entered;
@@ -275,7 +286,8 @@ test_due_retry_goes_before_the_rest_of_the_batch(void **state)
     memset(&r, 0, sizeof(r));
     weir_sub_opts o = { .max_attempts = 2, .retry_backoff_ns = WEIR_MSEC };
     weir_sub *s;
-    assert_int_equal(weir_bus_subscribe(bus, "t", retry_order_handler, &r, &o, &s), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "t", retry_order_handler, &r, &o,
+                                        &s), 0);
     unsigned char seq = 0;
     assert_int_equal(weir_bus_publish(bus, "t", &seq, 1, NULL), 0);
     while (!atomic_load(&r.entered))

@@ -31,7 +31,8 @@ typedef struct ring_ops {
     size_t (*pop_burst)(void *r, void **items, size_t n);
     size_t (*size)(const void *r);
     size_t (*capacity)(const void *r);
-    /* Move a fresh, empty ring's counters to pos, as if pos items had passed. */
+    /* Move a fresh, empty ring's counters to pos, as if pos items had
+     * passed. */
     void (*seek)(void *r, size_t pos);
 } ring_ops;
 
@@ -39,8 +40,19 @@ static int spsc_init(void *r, size_t c) { return weir_spsc_init(r, c); }
 static void spsc_destroy(void *r) { weir_spsc_destroy(r); }
 static int spsc_push(void *r, void *i) { return weir_spsc_push(r, i); }
 static int spsc_pop(void *r, void **i) { return weir_spsc_pop(r, i); }
-static size_t spsc_pushb(void *r, void *const *i, size_t n) { return weir_spsc_push_burst(r, i, n); }
-static size_t spsc_popb(void *r, void **i, size_t n) { return weir_spsc_pop_burst(r, i, n); }
+
+static size_t
+spsc_pushb(void *r, void *const *i, size_t n)
+{
+    return weir_spsc_push_burst(r, i, n);
+}
+
+static size_t
+spsc_popb(void *r, void **i, size_t n)
+{
+    return weir_spsc_pop_burst(r, i, n);
+}
+
 static size_t spsc_size(const void *r) { return weir_spsc_size(r); }
 static size_t spsc_cap(const void *r) { return weir_spsc_capacity(r); }
 
@@ -64,8 +76,19 @@ static int mpmc_init(void *r, size_t c) { return weir_mpmc_init(r, c); }
 static void mpmc_destroy(void *r) { weir_mpmc_destroy(r); }
 static int mpmc_push(void *r, void *i) { return weir_mpmc_push(r, i); }
 static int mpmc_pop(void *r, void **i) { return weir_mpmc_pop(r, i); }
-static size_t mpmc_pushb(void *r, void *const *i, size_t n) { return weir_mpmc_push_burst(r, i, n); }
-static size_t mpmc_popb(void *r, void **i, size_t n) { return weir_mpmc_pop_burst(r, i, n); }
+
+static size_t
+mpmc_pushb(void *r, void *const *i, size_t n)
+{
+    return weir_mpmc_push_burst(r, i, n);
+}
+
+static size_t
+mpmc_popb(void *r, void **i, size_t n)
+{
+    return weir_mpmc_pop_burst(r, i, n);
+}
+
 static size_t mpmc_size(const void *r) { return weir_mpmc_size(r); }
 static size_t mpmc_cap(const void *r) { return weir_mpmc_capacity(r); }
 
@@ -157,7 +180,8 @@ check_full_and_empty_edges(const ring_ops *o)
     assert_ptr_equal(item, ITEM(99)); /* untouched on EAGAIN */
     for (uintptr_t i = 0; i < 8; i++) {
         assert_int_equal(o->size(&r), i);
-        assert_int_equal(o->push(&r, ITEM(i)), 0); /* ITEM(0) is NULL: allowed */
+        /* ITEM(0) is NULL: allowed */
+        assert_int_equal(o->push(&r, ITEM(i)), 0);
     }
     assert_int_equal(o->size(&r), 8);
     assert_int_equal(o->push(&r, ITEM(8)), WEIR_EAGAIN);
@@ -364,7 +388,8 @@ BOTH(capacity_one, check_capacity_one(o))
 BOTH(wraps_over_many_laps, check_laps(o, 0))
 BOTH(counters_wrap_size_max, check_laps(o, SIZE_MAX - 37))
 BOTH(burst_partial_fills, check_burst_partial(o))
-BOTH(bursts_from_every_slot, check_burst_offsets(o, 16); check_burst_offsets(o, 64))
+BOTH(bursts_from_every_slot,
+     check_burst_offsets(o, 16); check_burst_offsets(o, 64))
 
 /* The C++ test checks the same sizes from the C++ side of the header. */
 static void

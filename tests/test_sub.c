@@ -39,7 +39,8 @@ test_bus_handler_errors_are_counted(void **state)
     weir_sub *s;
     assert_int_equal(weir_bus_subscribe(bus, "t", record, &r, NULL, &s), 0);
     for (uint64_t seq = 0; seq < 1000; seq++)
-        assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL), 0);
+        assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL),
+                         0);
     assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
     weir_sub_stats st;
     assert_int_equal(weir_sub_get_stats(s, &st), 0);
@@ -82,7 +83,8 @@ test_bus_several_workers_handle_each_once(void **state)
     weir_sub *s;
     assert_int_equal(weir_bus_subscribe(bus, "t", count_once, &t, &so, &s), 0);
     for (uint64_t seq = 0; seq < t.n; seq++)
-        assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL), 0);
+        assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL),
+                         0);
     assert_int_equal(weir_bus_close(bus, 30 * WEIR_SEC), 0);
     assert_int_equal(atomic_load(&t.dup), 0);
     for (uint64_t i = 0; i < t.n; i++)
@@ -110,7 +112,8 @@ test_bus_rate_limits_handler_starts(void **state)
     int64_t t0 = ts_now_ns();
     assert_int_equal(weir_bus_subscribe(bus, "sms", record, &r, &so, &s), 0);
     for (uint64_t seq = 0; seq < 110; seq++)
-        assert_int_equal(weir_bus_publish(bus, "sms", &seq, sizeof(seq), NULL), 0);
+        assert_int_equal(weir_bus_publish(bus, "sms", &seq, sizeof(seq), NULL),
+                         0);
     wait_count(&r, 110);
     /*
      * Never faster than the rate; and not wildly slower, a bound loose
@@ -126,7 +129,7 @@ test_bus_rate_limits_handler_starts(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- subscribe and unsubscribe while others publish ----------------------- */
+/* ---- subscribe and unsubscribe while others publish ---------------------- */
 
 typedef struct churn {
     weir_bus *bus;
@@ -198,8 +201,8 @@ test_bus_subscribe_unsubscribe_under_publishing(void **state)
     memset(&steady, 0, sizeof(steady));
     _Atomic uint64_t temp = 0;
     weir_sub *keep;
-    assert_int_equal(weir_bus_subscribe(c.bus, "busy", in_publish_order, &steady,
-                                        NULL, &keep), 0);
+    assert_int_equal(weir_bus_subscribe(c.bus, "busy", in_publish_order,
+                                        &steady, NULL, &keep), 0);
     pthread_t th[2];
     for (int i = 0; i < 2; i++)
         assert_int_equal(pthread_create(&th[i], NULL, churn_publisher, &c), 0);
@@ -216,7 +219,8 @@ test_bus_subscribe_unsubscribe_under_publishing(void **state)
     atomic_store(&c.stop, 1);
     for (int i = 0; i < 2; i++)
         pthread_join(th[i], NULL);
-    uint64_t total = atomic_load(&c.published[0]) + atomic_load(&c.published[1]);
+    uint64_t total = atomic_load(&c.published[0]) +
+                     atomic_load(&c.published[1]);
     assert_true(total < 1000000000); /* no publish failed otherwise */
     assert_int_equal(weir_bus_close(c.bus, 30 * WEIR_SEC), 0);
     assert_int_equal(atomic_load(&steady.count), total);
@@ -226,7 +230,7 @@ test_bus_subscribe_unsubscribe_under_publishing(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- latency statistics ---------------------------------------------------- */
+/* ---- latency statistics -------------------------------------------------- */
 
 static int
 sleep_2ms(const weir_msg *m, void *ctx)
@@ -252,7 +256,8 @@ test_bus_latency_percentiles_with_several_workers(void **state)
         weir_bus *bus = make_bus();
         weir_sub_opts so = { .workers = workers[i] };
         weir_sub *s;
-        assert_int_equal(weir_bus_subscribe(bus, "t", sleep_2ms, NULL, &so, &s), 0);
+        assert_int_equal(weir_bus_subscribe(bus, "t", sleep_2ms, NULL, &so, &s),
+                         0);
         for (unsigned k = 0; k < 4 * workers[i]; k++)
             assert_int_equal(weir_bus_publish(bus, "t", "x", 1, NULL), 0);
         assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
@@ -267,7 +272,7 @@ test_bus_latency_percentiles_with_several_workers(void **state)
     ts_watchdog_disarm();
 }
 
-/* ---- names, final statistics, idle closes, high water ---------------------- */
+/* ---- names, final statistics, idle closes, high water -------------------- */
 
 /*
  * Open g once s's close has run out of time and told its workers to stop
@@ -301,7 +306,8 @@ test_bus_sub_name_and_final_stats(void **state)
     weir_sub *named, *plain, *held;
     static _Atomic uint64_t sink;
     weir_sub_opts no = { .name = "sms-sender" };
-    assert_int_equal(weir_bus_subscribe(bus, "sms", count_any, &sink, &no, &named), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "sms", count_any, &sink, &no,
+                                        &named), 0);
     assert_int_equal(weir_bus_subscribe(bus, "order.created", count_any, &sink,
                                         NULL, &plain), 0);
     assert_string_equal(weir_sub_name(named), "sms-sender");
@@ -312,14 +318,16 @@ test_bus_sub_name_and_final_stats(void **state)
        time leaves the three, and says so in the final statistics. */
     assert_int_equal(weir_bus_subscribe(bus, "t", gated, &g, NULL, &held), 0);
     for (uint64_t seq = 0; seq < 4; seq++)
-        assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL), 0);
+        assert_int_equal(weir_bus_publish(bus, "t", &seq, sizeof(seq), NULL),
+                         0);
     wait_until(entered_one, &g);
     pthread_t th;
     held_gate hg = { held, &g };
     assert_int_equal(pthread_create(&th, NULL, open_once_aborting, &hg), 0);
     weir_sub_stats fin;
     memset(&fin, 0xff, sizeof(fin));
-    assert_int_equal(weir_sub_close_stats(held, WEIR_NOWAIT, &fin), WEIR_ETIMEDOUT);
+    assert_int_equal(weir_sub_close_stats(held, WEIR_NOWAIT, &fin),
+                     WEIR_ETIMEDOUT);
     pthread_join(th, NULL);
     assert_int_equal(fin.routed, 4);
     assert_int_equal(fin.acked, 1);
@@ -349,8 +357,10 @@ test_bus_nowait_close_of_idle_subs_is_no_timeout(void **state)
         weir_sub *a, *b;
         static _Atomic uint64_t sink;
         weir_sub_opts four = { .workers = 4 };
-        assert_int_equal(weir_bus_subscribe(bus, "a", count_any, &sink, &four, &a), 0);
-        assert_int_equal(weir_bus_subscribe(bus, "b", count_any, &sink, NULL, &b), 0);
+        assert_int_equal(weir_bus_subscribe(bus, "a", count_any, &sink, &four,
+                                            &a), 0);
+        assert_int_equal(weir_bus_subscribe(bus, "b", count_any, &sink, NULL,
+                                            &b), 0);
         assert_int_equal(weir_sub_close(a, WEIR_NOWAIT), 0);
         assert_int_equal(weir_bus_close(bus, WEIR_NOWAIT), 0);
         weir_bus_destroy(bus);
@@ -381,7 +391,8 @@ test_bus_high_water_within_capacity(void **state)
                              .capacity = cases[i % 3].capacity };
         weir_sub *s;
         static _Atomic uint64_t sink;
-        assert_int_equal(weir_bus_subscribe(bus, "t", count_any, &sink, &so, &s), 0);
+        assert_int_equal(weir_bus_subscribe(bus, "t", count_any, &sink, &so,
+                                            &s), 0);
         for (int k = 0; k < (int)ts_scale(20000); k++)
             assert_int_equal(weir_bus_publish(bus, "t", "x", 1, NULL), 0);
         assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);

@@ -54,7 +54,7 @@ flag_within(_Atomic int *flag, unsigned ms)
     return true;
 }
 
-/* ---- a section held by a thread until released ---------------------------- */
+/* ---- a section held by a thread until released --------------------------- */
 
 typedef struct holder {
     weir_topic *t;
@@ -228,12 +228,13 @@ test_topic_quiesce_waits_for_sections_beyond_the_slots(void **state)
     for (int i = 0; i < N; i++)
         pthread_join(th[i], NULL);
     pthread_join(qt, NULL);
-    assert_int_equal(atomic_load(&t->shared[0]) + atomic_load(&t->shared[1]), 0);
+    assert_int_equal(atomic_load(&t->shared[0]) + atomic_load(&t->shared[1]),
+                     0);
     weir_bus_destroy(bus);
     ts_watchdog_disarm();
 }
 
-/* ---- a snapshot freed only after quiesce ---------------------------------- */
+/* ---- a snapshot freed only after quiesce --------------------------------- */
 
 enum { READERS_MAX = 9 };
 
@@ -326,7 +327,8 @@ test_topic_snapshot_freed_only_after_quiesce(void **state)
     (void)state;
     ts_watchdog_arm(__func__, 120);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned readers = cpus < 2 ? 5 : cpus > 4 ? READERS_MAX : 2 * (unsigned)cpus + 1;
+    unsigned readers =
+        cpus < 2 ? 5 : cpus > 4 ? READERS_MAX : 2 * (unsigned)cpus + 1;
     for (int slots_taken = 0; slots_taken < 2; slots_taken++) {
         weir_bus *bus = make_bus();
         static churn c;
@@ -345,7 +347,8 @@ test_topic_snapshot_freed_only_after_quiesce(void **state)
         }
         pthread_t th[READERS_MAX];
         for (unsigned i = 0; i < readers; i++)
-            assert_int_equal(pthread_create(&th[i], NULL, read_sections, &c), 0);
+            assert_int_equal(pthread_create(&th[i], NULL, read_sections, &c),
+                             0);
         swap_rounds(bus, &c, ts_scale(4000));
         atomic_store(&c.stop, 1);
         for (unsigned i = 0; i < readers; i++)
@@ -388,7 +391,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_topic_quiesce_waits_for_an_earlier_section),
         cmocka_unit_test(test_topic_quiesce_ignores_later_and_other_sections),
-        cmocka_unit_test(test_topic_quiesce_waits_for_sections_beyond_the_slots),
+        cmocka_unit_test(
+            test_topic_quiesce_waits_for_sections_beyond_the_slots),
         cmocka_unit_test(test_topic_snapshot_freed_only_after_quiesce),
     };
     return cmocka_run_group_tests_name("topic", tests, ts_watchdog_group, NULL);

@@ -171,7 +171,8 @@ assert_balanced(const weir_sub_stats *st)
 bool
 flaky(uint64_t seq, unsigned attempt)
 {
-    uint64_t x = (seq + 1) * 0x9E3779B97F4A7C15u ^ attempt * 0xC2B2AE3D27D4EB4Fu;
+    uint64_t x = (seq + 1) * 0x9E3779B97F4A7C15u ^
+                 attempt * 0xC2B2AE3D27D4EB4Fu;
     x ^= x >> 29;
     x *= 0xBF58476D1CE4E5B9u;
     x ^= x >> 32;
@@ -216,7 +217,8 @@ weir_sub_stats
 fail_all(weir_bus *bus, const weir_sub_opts *o, int n, _Atomic int *calls)
 {
     weir_sub *s;
-    assert_int_equal(weir_bus_subscribe(bus, "x", always_fail, calls, o, &s), 0);
+    assert_int_equal(weir_bus_subscribe(bus, "x", always_fail, calls, o, &s),
+                     0);
     for (int i = 0; i < n; i++)
         assert_int_equal(weir_bus_publish(bus, "x", &i, sizeof(i), NULL), 0);
     assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
@@ -251,7 +253,8 @@ full_held_sub(weir_bus *bus, const char *topic, gate_handler *held,
 {
     weir_sub *s;
     weir_sub_opts o = { .capacity = capacity, .overflow = overflow };
-    assert_int_equal(weir_bus_subscribe(bus, topic, held_handler, held, &o, &s), 0);
+    assert_int_equal(weir_bus_subscribe(bus, topic, held_handler, held, &o, &s),
+                     0);
     assert_int_equal(weir_bus_publish(bus, topic, "h", 1, NULL), 0);
     while (stats_of(s).in_flight != 1)
         ts_sleep_ms(1);

@@ -88,7 +88,10 @@ int always_fail(const weir_msg *m, void *ctx);
 weir_sub_stats fail_all(weir_bus *bus, const weir_sub_opts *o, int n,
                         _Atomic int *calls);
 
-/* flaky - whether delivery `attempt` of message seq fails: about 3 in 10, fixed. */
+/*
+ * flaky - whether delivery `attempt` of message seq fails: about 3 in 10,
+ * fixed.
+ */
 bool flaky(uint64_t seq, unsigned attempt);
 
 /*
@@ -98,7 +101,8 @@ bool flaky(uint64_t seq, unsigned attempt);
  */
 typedef struct trace {
     pthread_mutex_t mu;
-    char order[16];               /* "A1 B1 A2 ..." compressed: one letter per delivery */
+    char order[16];               /* "A1 B1 A2 ..." compressed: one letter
+                                     per delivery */
     size_t len;
     int64_t at[8];                /* delivery times of A */
     int last_error[8];
@@ -165,7 +169,8 @@ void *release_later(void *arg);
 typedef struct closing_race {
     weir_bus *bus;
     _Atomic uint64_t published;
-    _Atomic int failures;          /* publishes failing otherwise than ECLOSED */
+    _Atomic int failures;          /* publishes failing otherwise than
+                                      ECLOSED */
 } closing_race;
 
 /*
