@@ -242,6 +242,7 @@ typedef struct churn {
     weir_topic *t;
     weir_sub *fake[2];         /* stand-ins, never dereferenced */
     _Atomic int stop;
+    _Atomic unsigned ready;    /* readers past their first section */
     _Atomic uint64_t sections, shared_sections, bad;
 } churn;
 
@@ -270,7 +271,7 @@ read_sections(void *arg)
 {
     churn *c = arg;
     uint64_t sections = 0, shared = 0, bad = 0;
-    while (!atomic_load(&c->stop)) {
+    do {
         unsigned ticket;
         const weiri_subset *set = weiri_topic_enter(c->t, &ticket);
         size_t n = set != NULL ? set->n : 0;
@@ -280,8 +281,9 @@ read_sections(void *arg)
         bad += !snapshot_ok(c, set) || (set != NULL && set->n != n);
         weiri_topic_leave(c->t, ticket);
         shared += ticket >= WEIRI_READER_SLOTS;
-        sections++;
-    }
+        if (sections++ == 0)
+            atomic_fetch_add(&c->ready, 1);
+    } while (!atomic_load(&c->stop));
     atomic_fetch_add(&c->sections, sections);
     atomic_fetch_add(&c->shared_sections, shared);
     atomic_fetch_add(&c->bad, bad);
@@ -349,6 +351,12 @@ test_topic_snapshot_freed_only_after_quiesce(void **state)
         for (unsigned i = 0; i < readers; i++)
             assert_int_equal(pthread_create(&th[i], NULL, read_sections, &c),
                              0);
+        /*
+         * Every reader is in its loop before the swaps start (a loaded
+         * machine may start them late), so the swaps overlap sections.
+         */
+        while (atomic_load(&c.ready) < readers)
+            ts_sleep_ms(1);
         swap_rounds(bus, &c, ts_scale(4000));
         atomic_store(&c.stop, 1);
         for (unsigned i = 0; i < readers; i++)
