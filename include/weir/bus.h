@@ -463,9 +463,8 @@ int weir_msg_last_error(const weir_msg *m);
  * WEIR_FOREVER, a handler's batch for its own subscription's full queue,
  * which no other worker of it could empty), WEIR_ECLOSED (the bus is
  * closed: from a handler, once its drain is over), WEIR_ENOMEM;
- * WEIR_EINVAL for NULL or a bad
- * timeout.  Frees
- * the batch whatever it returns.
+ * WEIR_EINVAL for NULL or a bad timeout.  Frees the batch whatever it
+ * returns.
  *
  * weir_batch_abort - drop the staged messages and free the batch; no
  * trace is left.  Accepts NULL.
