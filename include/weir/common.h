@@ -61,6 +61,33 @@ const char *weir_strerror(int code);
 const char *weir_version(void);
 
 /*
+ * weir_allocator - where weir takes its memory from.  Every allocation
+ * the library makes goes through these: malloc_fn, realloc_fn and
+ * free_fn as the C library's malloc, realloc and free; aligned_fn as
+ * aligned_alloc (alignment a power of two, size a multiple of it), its
+ * memory freed by free_fn too.  ctx is passed to each.  Each may fail
+ * (return NULL): the call that needed the memory then returns
+ * WEIR_ENOMEM, or its documented code, and leaks nothing.
+ *
+ * weir_set_allocator - use a (copied) from now on; NULL goes back to the
+ * C library's.  Returns 0, or WEIR_EINVAL if a function is missing.  Set
+ * it before any other weir call, and change it only when no weir object
+ * (ring, queue, dedup table, bus, batch) is alive: memory is freed with
+ * the allocator current at the time, so an object made under another
+ * one would be freed with the wrong free_fn.  Not thread-safe: no other
+ * weir call may run meanwhile.
+ */
+typedef struct weir_allocator {
+    void *(*malloc_fn)(size_t size, void *ctx);
+    void *(*realloc_fn)(void *p, size_t size, void *ctx);
+    void (*free_fn)(void *p, void *ctx);
+    void *(*aligned_fn)(size_t alignment, size_t size, void *ctx);
+    void *ctx;
+} weir_allocator;
+
+int weir_set_allocator(const weir_allocator *a);
+
+/*
  * Time.  Every duration in weir is an int64_t count of nanoseconds.  Two
  * values are sentinels, and mean the same in every call and every
  * option that takes a timeout: WEIR_NOWAIT tries once without blocking,

@@ -53,7 +53,7 @@ weir_batch_begin(weir_bus *bus, weir_batch **batch)
      */
     if (atomic_load(&bus->closed) && !weiri_in_handler_of(bus, NULL))
         return WEIR_ECLOSED;
-    weir_batch *b = calloc(1, sizeof(*b));
+    weir_batch *b = weiri_calloc(1, sizeof(*b));
     if (b == NULL)
         return WEIR_ENOMEM;
     b->bus = bus;
@@ -78,7 +78,7 @@ weir_batch_publish(weir_batch *batch, const char *topic, const void *data,
         return rc;
     if (batch->n == batch->cap) {
         size_t cap = batch->cap == 0 ? 8 : 2 * batch->cap;
-        staged *items = realloc(batch->items, cap * sizeof(*items));
+        staged *items = weiri_realloc(batch->items, cap * sizeof(*items));
         if (items == NULL)
             return WEIR_ENOMEM;
         batch->items = items;
@@ -99,9 +99,9 @@ weir_batch_abort(weir_batch *batch)
     if (batch == NULL)
         return;
     for (size_t i = 0; i < batch->n; i++)
-        free(batch->items[i].body); /* never shared, never pooled */
-    free(batch->items);
-    free(batch);
+        weiri_free(batch->items[i].body); /* never shared, never pooled */
+    weiri_free(batch->items);
+    weiri_free(batch);
 }
 
 /*
@@ -168,9 +168,9 @@ try_commit(weir_batch *batch, item_in *in, weir_sub **placed)
     outcome o = { 0 };
     uint64_t ids = 0;
     size_t np = 0;
-    weiri_gate *g = malloc(sizeof(*g));
+    weiri_gate *g = weiri_malloc(sizeof(*g));
     if (g == NULL || weiri_event_init(&g->decided) != 0) {
-        free(g);
+        weiri_free(g);
         o.rc = WEIR_ENOMEM;
         return o;
     }
@@ -356,8 +356,8 @@ weir_batch_commit(weir_batch *batch, int64_t timeout_ns)
     if (weiri_bad_timeout(timeout_ns))
         goto out;
     int64_t deadline = weiri_deadline(timeout_ns);
-    in = calloc(batch->n + 1, sizeof(*in));
-    top = calloc(batch->n + 1, sizeof(*top));
+    in = weiri_calloc(batch->n + 1, sizeof(*in));
+    top = weiri_calloc(batch->n + 1, sizeof(*top));
     rc = WEIR_ENOMEM;
     if (in == NULL || top == NULL)
         goto out;
@@ -377,7 +377,7 @@ weir_batch_commit(weir_batch *batch, int64_t timeout_ns)
                     rc = WEIR_EAGAIN;
             places += top[j].set != NULL ? top[j].count * top[j].set->n : 0;
         }
-        weir_sub **more = realloc(placed, (places + 1) * sizeof(*placed));
+        weir_sub **more = weiri_realloc(placed, (places + 1) * sizeof(*placed));
         if (more == NULL && rc == 0)
             rc = WEIR_ENOMEM;
         else if (more != NULL)
@@ -408,9 +408,9 @@ weir_batch_commit(weir_batch *batch, int64_t timeout_ns)
     if (rc == WEIR_ECLOSED)
         weiri_bus_forwards_refused(bus, batch->n);
 out:
-    free(placed);
-    free(top);
-    free(in);
+    weiri_free(placed);
+    weiri_free(top);
+    weiri_free(in);
     weir_batch_abort(batch);
     return rc;
 }

@@ -113,7 +113,7 @@ weir_bus_subscribe(weir_bus *bus, const char *topic, weir_handler fn,
         return rc;
     /* The snapshot we replaced may still be in a publisher's hands. */
     weiri_topic_quiesce(t);
-    free(old);
+    weiri_free(old);
     if (sub != NULL)
         *sub = s;
     return 0;
@@ -152,7 +152,7 @@ count_left(weiri_timed *e, void *bus)
 {
     atomic_fetch_add_explicit(&((weir_bus *)bus)->delayed_left, 1,
                               memory_order_relaxed);
-    free(e->item);
+    weiri_free(e->item);
 }
 
 /*
@@ -331,7 +331,7 @@ weir_bus_destroy(weir_bus *bus)
     }
     weiri_topic_free_all(bus);
     for (size_t i = 0; i < WEIRI_READER_SLOTS; i++)
-        free(bus->readers[i].spare);
+        weiri_free(bus->readers[i].spare);
     weiri_body_pool_drain(&bus->bodies);
     weir_mpmc_destroy(&bus->bodies);
     pthread_mutex_destroy(&bus->grace_mu);

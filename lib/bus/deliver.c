@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc_internal.h"
 #include "clock_internal.h"
 #include "deliver_internal.h"
 #include "keys_internal.h"
@@ -254,7 +255,7 @@ leave(weir_sub *s, weiri_delivery *d)
     weiri_work_put_back(s, 1);
     weiri_body_release(d->body, 1);
     if (d->heap)
-        free(d);
+        weiri_free(d);
 }
 
 /*
@@ -286,7 +287,7 @@ handle(weiri_worker *w, weiri_delivery *d)
         }
         /* A delivery on the worker's stack moves to the heap to wait. */
         if (rc != 0 && d->attempt < s->max_attempts && !d->heap) {
-            weiri_delivery *h = malloc(sizeof(*h));
+            weiri_delivery *h = weiri_malloc(sizeof(*h));
             if (h != NULL) {
                 *h = *d;
                 h->heap = true;
@@ -327,7 +328,7 @@ handle(weiri_worker *w, weiri_delivery *d)
         weiri_delivery *next = weiri_key_next(s, d);
         weiri_work_settle(w, b, weiri_stamp_ns());
         if (d->heap)
-            free(d);
+            weiri_free(d);
         d = next;
         /*
          * A retry that came due goes before the key's next message: that
@@ -357,7 +358,7 @@ arrive(weir_sub *s, weiri_body *b, weiri_delivery *local)
     }
     weiri_delivery *d;
     /* Never lose a message to a failed malloc: wait for memory instead. */
-    while ((d = malloc(sizeof(*d))) == NULL) {
+    while ((d = weiri_malloc(sizeof(*d))) == NULL) {
         /* seq_cst: as every read of abort, a flag read for itself. */
         if (atomic_load(&s->abort)) {
             weiri_work_put_back(s, 1);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc_internal.h"
 #include "hash_internal.h"
 #include "keys_internal.h"
 
@@ -35,7 +36,7 @@ static void
 key_grow(weir_sub *s)
 {
     size_t nb = s->key_buckets == 0 ? 64 : 2 * s->key_buckets;
-    weiri_key **nk = calloc(nb, sizeof(*nk));
+    weiri_key **nk = weiri_calloc(nb, sizeof(*nk));
     if (nk == NULL)
         return; /* longer chains, still correct */
     for (size_t i = 0; i < s->key_buckets; i++) {
@@ -45,7 +46,7 @@ key_grow(weir_sub *s)
             nk[k->hash & (nb - 1)] = k;
         }
     }
-    free(s->keys);
+    weiri_free(s->keys);
     s->keys = nk;
     s->key_buckets = nb;
 }
@@ -80,7 +81,7 @@ weiri_key_claim(weir_sub *s, weiri_delivery *d)
             k->tail = d;
             claimed = false;
         } else {
-            weiri_key *k = malloc(sizeof(*k) + len + 1);
+            weiri_key *k = weiri_malloc(sizeof(*k) + len + 1);
             if (k != NULL) {
                 *k = (weiri_key){ .hash = h };
                 memcpy(k->name, key, len + 1);
@@ -115,7 +116,7 @@ weiri_key_next(weir_sub *s, const weiri_delivery *in_hand)
         } else if (k != NULL) {
             *link = k->next;
             s->nkeys--;
-            free(k);
+            weiri_free(k);
         }
     }
     pthread_mutex_unlock(&s->mu);
@@ -139,7 +140,7 @@ weiri_keys_release(weir_sub *s,
                 dn = d->next;
                 leave(s, d);
             }
-            free(k);
+            weiri_free(k);
         }
         s->keys[i] = NULL;
     }
@@ -149,5 +150,5 @@ weiri_keys_release(weir_sub *s,
 void
 weiri_keys_teardown(weir_sub *s)
 {
-    free(s->keys);
+    weiri_free(s->keys);
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc_internal.h"
 #include "clock_internal.h"
 #include "msg_internal.h"
 
@@ -37,7 +38,7 @@ weiri_body_alloc(weir_mpmc *pool, size_t size, size_t key_len, bool keyed)
     void *b;
     if (small && pool != NULL && weir_mpmc_pop(pool, &b) == 0)
         return b;
-    return malloc(sizeof(weiri_body) + (small ? WEIRI_BODY_SMALL : extra));
+    return weiri_malloc(sizeof(weiri_body) + (small ? WEIRI_BODY_SMALL : extra));
 }
 
 weiri_body *
@@ -118,7 +119,7 @@ weiri_body_release(weiri_body *b, uint32_t n)
     if (b->gate != NULL)
         weiri_gate_release(b->gate);
     if (b->pool == NULL || weir_mpmc_push(b->pool, b) != 0)
-        free(b);
+        weiri_free(b);
 }
 
 void
@@ -126,7 +127,7 @@ weiri_body_pool_drain(weir_mpmc *pool)
 {
     void *b;
     while (weir_mpmc_pop(pool, &b) == 0)
-        free(b);
+        weiri_free(b);
 }
 
 const void *
@@ -207,5 +208,5 @@ weiri_gate_release(weiri_gate *g)
     if (atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) != 1)
         return;
     weiri_event_destroy(&g->decided);
-    free(g);
+    weiri_free(g);
 }

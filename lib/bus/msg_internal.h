@@ -50,7 +50,7 @@ typedef struct weiri_body {
     bool in_slot;            /* written in an inbox's slot (inbox_internal.h):
                                 refs is not used, and a release does nothing */
     weir_mpmc *pool;         /* where it goes back when released; NULL:
-                                free() */
+                                weiri_free() */
     uint64_t id;             /* unique, increasing per bus */
     int64_t timestamp_ns;    /* CLOCK_MONOTONIC at publish */
     const char *topic;       /* the topic's name; lives as long as the bus */

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc_internal.h"
 #include "place_internal.h"
 #include "publish_internal.h"
 #include "topic_internal.h"
@@ -93,7 +94,7 @@ room_to_wait(noted **waits, noted *stack, size_t nwait, size_t n)
 {
     if (nwait < WAIT_INLINE || *waits != stack)
         return true;
-    noted *heap = malloc(n * sizeof(*heap));
+    noted *heap = weiri_malloc(n * sizeof(*heap));
     if (heap == NULL)
         return false;
     memcpy(heap, *waits, nwait * sizeof(*heap));
@@ -212,7 +213,7 @@ offer_rest(weir_topic *topic, const weiri_subset *set, unsigned ticket,
     if (nwait > 0)
         atomic_fetch_sub(&bus->waiters, 1); /* seq_cst: see quiet */
     if (waits != wait_here)
-        free(waits);
+        weiri_free(waits);
     /*
      * Refused by every subscription for their close (or the bus's): the
      * message reached nobody, so it is no publish; its id is taken back.
@@ -402,7 +403,7 @@ deliver_delayed(const weiri_timed *e)
     /* Taken off the timer just as close gave up the rest. */
     if (atomic_load(&b->delays_over)) {
         atomic_fetch_add_explicit(&b->delayed_left, 1, memory_order_relaxed);
-        free(body);
+        weiri_free(body);
         return;
     }
     int64_t deadline = pub_deadline(e->value, weiri_now_ns());
@@ -437,7 +438,7 @@ publish_later(weir_topic *topic, weiri_body *b, const weir_pub_opts *opts)
         e.due = b->timestamp_ns + opts->delay_ns;
     int rc = weiri_timer_add(&topic->bus->delays, e); /* or ECLOSED, ENOMEM */
     if (rc != 0)
-        free(b); /* never shared, never pooled: see weir_topic_publish */
+        weiri_free(b); /* never shared, never pooled: see weir_topic_publish */
     return rc;
 }
 

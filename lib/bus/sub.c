@@ -86,7 +86,7 @@ weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn, void *ctx,
     s->nworkers = o.workers;
     s->dead_letter = dead_letter;
     const char *name = o.name != NULL ? o.name : t->name;
-    s->name = malloc(strlen(name) + 1);
+    s->name = weiri_malloc(strlen(name) + 1);
     /* Aligned: each worker's histogram is written by that worker alone. */
     s->workers = weiri_alloc_array(o.workers, sizeof(weiri_worker));
     int rc = WEIR_ENOMEM;
@@ -118,7 +118,7 @@ fail_event:
     weiri_event_destroy(&s->wake);
 fail:
     weiri_free(s->workers);
-    free(s->name);
+    weiri_free(s->name);
     weiri_free(s);
     return rc;
 }
@@ -314,7 +314,7 @@ weiri_sub_free(weir_sub *s)
     weiri_sub_mailbox_free(s);
     weiri_event_destroy(&s->wake);
     weiri_free(s->workers);
-    free(s->name);
+    weiri_free(s->name);
     weiri_free(s);
 }
 
@@ -363,7 +363,7 @@ weir_sub_close_stats(weir_sub *sub, int64_t drain_timeout_ns,
     /* Publishers blocked on our full queue give up (ECLOSED, not counted). */
     weiri_sub_shut(sub);
     weiri_topic_quiesce(sub->topic);
-    free(old);
+    weiri_free(old);
     int rc = weiri_sub_drain(sub, deadline);
     if (final != NULL)
         weir_sub_get_stats(sub, final);

@@ -10,6 +10,7 @@
 
 #include "weir/common.h"
 
+#include "alloc_internal.h"
 #include "clock_internal.h"
 #include "thread_internal.h"
 #include "timer_internal.h"
@@ -114,7 +115,7 @@ weiri_timer_add(weiri_timer *t, weiri_timed e)
     }
     if (t->n == t->cap) {
         size_t cap = t->cap == 0 ? 64 : 2 * t->cap;
-        weiri_timed *h = realloc(t->heap, cap * sizeof(*h));
+        weiri_timed *h = weiri_realloc(t->heap, cap * sizeof(*h));
         if (h == NULL) {
             rc = WEIR_ENOMEM;
             goto out;
@@ -210,7 +211,7 @@ weiri_timer_stop(weiri_timer *t)
     weiri_event_notify(&t->changed, UINT32_MAX);
     if (running)
         weiri_thread_join(t->thread);
-    free(t->heap);
+    weiri_free(t->heap);
     weiri_event_destroy(&t->changed);
     pthread_mutex_destroy(&t->mu);
 }

@@ -157,7 +157,7 @@ weiri_topic_swap(weir_topic *t, weir_sub *s, bool add, weiri_subset **old)
 {
     weiri_subset *cur = atomic_load_explicit(&t->subs, memory_order_relaxed);
     size_t n = cur ? cur->n : 0;
-    weiri_subset *next = malloc(sizeof(*next) + (n + 1) * sizeof(weir_sub *));
+    weiri_subset *next = weiri_malloc(sizeof(*next) + (n + 1) * sizeof(weir_sub *));
     if (next == NULL)
         return WEIR_ENOMEM;
     next->n = 0;
@@ -180,7 +180,7 @@ weiri_topic_free_all(weir_bus *bus)
                                              memory_order_relaxed);
         while (t != NULL) {
             weir_topic *next = t->next;
-            free(atomic_load_explicit(&t->subs, memory_order_relaxed));
+            weiri_free(atomic_load_explicit(&t->subs, memory_order_relaxed));
             weiri_free(t);
             t = next;
         }

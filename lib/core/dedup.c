@@ -20,6 +20,7 @@
 
 #include "weir/dedup.h"
 
+#include "alloc_internal.h"
 #include "clock_internal.h"
 #include "dedup_internal.h"
 #include "hash_internal.h"
@@ -55,19 +56,19 @@ weir_dedup_create(weir_dedup **d, size_t max_keys, int64_t window_ns)
         return WEIR_EINVAL;
     if (max_keys == 0)
         max_keys = 65536;
-    weir_dedup *t = calloc(1, sizeof(*t));
+    weir_dedup *t = weiri_calloc(1, sizeof(*t));
     if (t == NULL)
         return WEIR_ENOMEM;
     size_t buckets = 1;
     while (buckets < 2 * max_keys)
         buckets <<= 1;
-    t->e = calloc(max_keys, sizeof(entry));
-    t->bucket = malloc(buckets * sizeof(uint32_t));
+    t->e = weiri_calloc(max_keys, sizeof(entry));
+    t->bucket = weiri_malloc(buckets * sizeof(uint32_t));
     if (t->e == NULL || t->bucket == NULL ||
         pthread_mutex_init(&t->mu, NULL) != 0) {
-        free(t->e);
-        free(t->bucket);
-        free(t);
+        weiri_free(t->e);
+        weiri_free(t->bucket);
+        weiri_free(t);
         return WEIR_ENOMEM;
     }
     memset(t->bucket, 0xff, buckets * sizeof(uint32_t)); /* all NIL */
@@ -89,7 +90,7 @@ evict_oldest(weir_dedup *t)
     while (*link != i)
         link = &t->e[*link].next;
     *link = victim->next;
-    free(victim->key);
+    weiri_free(victim->key);
     victim->key = NULL;
     t->oldest = (t->oldest + 1) % t->max;
     t->count--;
@@ -120,7 +121,7 @@ weir_dedup_check_and_insert(weir_dedup *d, const void *key, size_t len)
             return 0;
         }
     }
-    unsigned char *copy = malloc(len > 0 ? len : 1);
+    unsigned char *copy = weiri_malloc(len > 0 ? len : 1);
     if (copy == NULL) {
         pthread_mutex_unlock(&d->mu);
         return WEIR_ENOMEM;
@@ -173,9 +174,9 @@ weir_dedup_destroy(weir_dedup *d)
     if (d == NULL)
         return;
     for (size_t k = 0; k < d->count; k++)
-        free(d->e[(d->oldest + k) % d->max].key);
-    free(d->e);
-    free(d->bucket);
+        weiri_free(d->e[(d->oldest + k) % d->max].key);
+    weiri_free(d->e);
+    weiri_free(d->bucket);
     pthread_mutex_destroy(&d->mu);
-    free(d);
+    weiri_free(d);
 }

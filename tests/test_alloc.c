@@ -1,0 +1,264 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_alloc.c - the allocator hook (weir_set_allocator): every
+ * allocation of the library goes through it and is given back, and
+ * failing each allocation in turn along a user's path gives WEIR_ENOMEM
+ * (or the call's documented code), leaks nothing and hangs nothing.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <stdatomic.h>
+
+#include "support/bus.h"
+#include "support/support.h"
+#include "weir.h"
+
+/* Counts live blocks; fails the fail_at-th allocation (0: none). */
+typedef struct counting {
+    _Atomic long live, made, fail_at, failed;
+} counting;
+
+static bool
+fails_now(counting *c)
+{
+    long n = atomic_fetch_add(&c->made, 1) + 1;
+    long at = atomic_load(&c->fail_at);
+    if (at != 0 && n == at) {
+        atomic_fetch_add(&c->failed, 1);
+        return true;
+    }
+    return false;
+}
+
+static void *
+c_malloc(size_t size, void *ctx)
+{
+    counting *c = ctx;
+    if (fails_now(c))
+        return NULL;
+    void *p = malloc(size);
+    if (p != NULL)
+        atomic_fetch_add(&c->live, 1);
+    return p;
+}
+
+static void *
+c_realloc(void *p, size_t size, void *ctx)
+{
+    counting *c = ctx;
+    if (fails_now(c))
+        return NULL;
+    void *q = realloc(p, size);
+    if (q != NULL && p == NULL)
+        atomic_fetch_add(&c->live, 1);
+    return q;
+}
+
+static void
+c_free(void *p, void *ctx)
+{
+    counting *c = ctx;
+    if (p != NULL)
+        atomic_fetch_sub(&c->live, 1);
+    free(p);
+}
+
+static void *
+c_aligned(size_t alignment, size_t size, void *ctx)
+{
+    counting *c = ctx;
+    if (fails_now(c))
+        return NULL;
+    void *p = aligned_alloc(alignment, size);
+    if (p != NULL)
+        atomic_fetch_add(&c->live, 1);
+    return p;
+}
+
+static counting cnt;
+
+static void
+use_counting(long fail_at)
+{
+    memset(&cnt, 0, sizeof(cnt));
+    atomic_store(&cnt.fail_at, fail_at);
+    weir_allocator a = { c_malloc, c_realloc, c_free, c_aligned, &cnt };
+    assert_int_equal(weir_set_allocator(&a), 0);
+}
+
+static int
+ok_or_nomem(int rc)
+{
+    if (rc != 0 && rc != WEIR_ENOMEM)
+        fail_msg("unexpected %d (%s)", rc, weir_strerror(rc));
+    return rc;
+}
+
+static int
+fail_once(const weir_msg *m, void *ctx)
+{
+    (void)ctx;
+    return weir_msg_attempt(m) == 1 ? -1 : 0;
+}
+
+/*
+ * A user's path through every part that allocates: rings, a queue, a
+ * dedup table, a bus with plain and careful subscriptions, plain, keyed,
+ * delayed and batched publishes, a retry, a close and a destroy.  Each
+ * step may meet WEIR_ENOMEM; the path then cleans up what it made.
+ * Returns how many steps failed.
+ */
+static int
+user_path(void)
+{
+    int failures = 0;
+    weir_spsc sp;
+    if (ok_or_nomem(weir_spsc_init(&sp, 8)) == 0)
+        weir_spsc_destroy(&sp);
+    else
+        failures++;
+    weir_queue *q;
+    if (ok_or_nomem(weir_queue_create(&q, 8)) == 0)
+        weir_queue_destroy(q);
+    else
+        failures++;
+    weir_dedup *d;
+    if (ok_or_nomem(weir_dedup_create(&d, 16, WEIR_SEC)) == 0) {
+        failures += ok_or_nomem(weir_dedup_check_and_insert(d, "k", 1) < 0
+                                    ? WEIR_ENOMEM : 0) != 0;
+        weir_dedup_destroy(d);
+    } else {
+        failures++;
+    }
+    weir_bus *bus;
+    if (ok_or_nomem(weir_bus_create(&bus, NULL)) != 0)
+        return failures + 1;
+    static _Atomic uint64_t sink;
+    weir_sub *s;
+    failures += ok_or_nomem(weir_bus_subscribe(bus, "plain", count_any,
+                                               &sink, NULL, &s)) != 0;
+    weir_sub_opts careful = { .max_attempts = 2, .retry_backoff_ns = 1,
+                              .ordered_by_key = true,
+                              .dedup_window_ns = WEIR_SEC,
+                              .dead_letter_topic = "dl" };
+    failures += ok_or_nomem(weir_bus_subscribe(bus, "careful", fail_once,
+                                               NULL, &careful, &s)) != 0;
+    weir_pub_opts key = { .key = "k1" }, later = { .delay_ns = 1 };
+    for (int i = 0; i < 4; i++) {
+        failures += ok_or_nomem(weir_bus_publish(bus, "plain", "x", 1,
+                                                 NULL)) != 0;
+        failures += ok_or_nomem(weir_bus_publish(bus, "careful", "y", 1,
+                                                 &key)) != 0;
+        failures += ok_or_nomem(weir_bus_publish(bus, "plain", "z", 1,
+                                                 &later)) != 0;
+    }
+    weir_batch *b;
+    if (ok_or_nomem(weir_batch_begin(bus, &b)) == 0) {
+        int rc = ok_or_nomem(weir_batch_publish(b, "plain", "b", 1, NULL));
+        rc = rc != 0 ? rc : ok_or_nomem(weir_batch_publish(b, "careful", "c",
+                                                           1, &key));
+        if (rc == 0)
+            rc = ok_or_nomem(weir_batch_commit(b, WEIR_FOREVER));
+        else
+            weir_batch_abort(b);
+        failures += rc != 0;
+    } else {
+        failures++;
+    }
+    int rc = weir_bus_close(bus, 10 * WEIR_SEC);
+    if (rc != 0 && rc != WEIR_ENOMEM)
+        fail_msg("close: %d", rc);
+    weir_bus_destroy(bus);
+    return failures;
+}
+
+/* Every allocation goes through the hook and comes back to it. */
+static void
+test_alloc_every_block_comes_back(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    use_counting(0);
+    assert_int_equal(user_path(), 0);
+    assert_int_equal(weir_set_allocator(NULL), 0);
+    assert_true(atomic_load(&cnt.made) > 20);
+    assert_int_equal(atomic_load(&cnt.live), 0);
+    ts_watchdog_disarm();
+}
+
+/* A hook with a function missing is refused; NULL goes back to libc. */
+static void
+test_alloc_hook_needs_every_function(void **state)
+{
+    (void)state;
+    weir_allocator a = { c_malloc, c_realloc, c_free, c_aligned, &cnt };
+    weir_allocator part = a;
+    part.malloc_fn = NULL;
+    assert_int_equal(weir_set_allocator(&part), WEIR_EINVAL);
+    part = a;
+    part.realloc_fn = NULL;
+    assert_int_equal(weir_set_allocator(&part), WEIR_EINVAL);
+    part = a;
+    part.free_fn = NULL;
+    assert_int_equal(weir_set_allocator(&part), WEIR_EINVAL);
+    part = a;
+    part.aligned_fn = NULL;
+    assert_int_equal(weir_set_allocator(&part), WEIR_EINVAL);
+    assert_int_equal(weir_set_allocator(NULL), 0);
+    /* Still the C library's: nothing counted. */
+    memset(&cnt, 0, sizeof(cnt));
+    weir_queue *q;
+    assert_int_equal(weir_queue_create(&q, 4), 0);
+    weir_queue_destroy(q);
+    assert_int_equal(atomic_load(&cnt.made), 0);
+}
+
+/*
+ * Fail the k-th allocation, for every k the path makes: each failure is
+ * WEIR_ENOMEM at the call that met it (or is absorbed: a body the pool
+ * could not take back, a table that stays small), and when the path is
+ * over every block has come back.
+ */
+static void
+test_alloc_each_failure_in_turn(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 300);
+    use_counting(0);
+    assert_int_equal(user_path(), 0);
+    long total = atomic_load(&cnt.made);
+    long with_failure = 0;
+    for (long k = 1; k <= total; k++) {
+        use_counting(k);
+        int failures = user_path();
+        assert_int_equal(weir_set_allocator(NULL), 0);
+        if (atomic_load(&cnt.live) != 0)
+            fail_msg("allocation %ld of %ld failed: %ld blocks leaked", k,
+                     total, atomic_load(&cnt.live));
+        with_failure += failures > 0;
+    }
+    /* Most failures show as a call's WEIR_ENOMEM. */
+    assert_true(with_failure > 0);
+    print_message("%ld allocations failed in turn, %ld seen as ENOMEM\n",
+                  total, with_failure);
+    ts_watchdog_disarm();
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_alloc_every_block_comes_back),
+        cmocka_unit_test(test_alloc_hook_needs_every_function),
+        cmocka_unit_test(test_alloc_each_failure_in_turn),
+    };
+    return cmocka_run_group_tests_name("alloc", tests, ts_watchdog_group,
+                                       NULL);
+}
