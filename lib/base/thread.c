@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * thread.c - thread creation for the bus's workers.
+ * thread.c - thread creation for the bus's workers and timers, with a
+ * seam for tests that make it fail.
  */
 #include <pthread.h>
 
@@ -8,11 +9,30 @@
 
 #include "thread_internal.h"
 
+static int
+libc_create(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    return pthread_create(t, NULL, fn, arg);
+}
+
+/*
+ * Plain, not atomic: set by a test with no weir thread being started
+ * (weiri_thread_set_creator).
+ */
+static int (*creator)(pthread_t *, void *(*)(void *), void *) = libc_create;
+
+void
+weiri_thread_set_creator(int (*create)(pthread_t *, void *(*)(void *),
+                                       void *))
+{
+    creator = create != NULL ? create : libc_create;
+}
+
 int
 weiri_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 {
     /* EAGAIN (no resources) and everything else alike: nothing to retry. */
-    return pthread_create(t, NULL, fn, arg) == 0 ? 0 : WEIR_ENOMEM;
+    return creator(t, fn, arg) == 0 ? 0 : WEIR_ENOMEM;
 }
 
 void
