@@ -73,7 +73,7 @@ EXAMPLES    := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 .SECONDARY:
 
 .PHONY: all check check-layout check-licence check-layers check-calls run \
-        examples bench install uninstall clean deps-test
+        soak examples bench install uninstall clean deps-test
 
 all: $(LIB)
 
@@ -158,6 +158,15 @@ examples: $(EXAMPLES)
 
 run: $(BUILD)/examples/order_pipeline
 	$(BUILD)/examples/order_pipeline
+
+# --- soak (not part of check yet: issue 19) ---------------------------------
+
+soak: $(BUILD)/tests/soak
+	$(BUILD)/tests/soak
+
+$(BUILD)/tests/soak: tests/soak.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -D_GNU_SOURCE $< $(LIB) $(LDFLAGS_ALL) -o $@
 
 # --- benchmarks (never part of check) -----------------------------------------
 
