@@ -216,6 +216,31 @@ test_close_delivers_last_dead_letters(void **state)
 
 /* ---- found in review: close races, stalls, overflows --------------------- */
 
+/*
+ * A subscription "src" whose every message fails, with dead-letter topic
+ * "d" held by a capacity-1 subscription: n messages published; returns
+ * once three have failed (one dead letter held in d's handler, one
+ * queued, the third waiting for room in src's worker).  Bounded by the
+ * caller's watchdog.
+ */
+static weir_sub *
+stuck_on_dead_letters(weir_bus *bus, gate_handler *held, _Atomic int *calls,
+                      int n)
+{
+    weir_sub *src, *dead;
+    weir_sub_opts od = { .capacity = 1 };
+    assert_int_equal(weir_bus_subscribe(bus, "d", held_handler, held, &od,
+                                        &dead), 0);
+    weir_sub_opts os = { .dead_letter_topic = "d" };
+    assert_int_equal(weir_bus_subscribe(bus, "src", always_fail, calls, &os,
+                                        &src), 0);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(weir_bus_publish(bus, "src", &i, sizeof(i), NULL), 0);
+    while (atomic_load(calls) < 3)
+        ts_sleep_ms(1);
+    return src;
+}
+
 /* A worker blocked on a full dead-letter queue lets a close time out. */
 static void
 test_close_not_held_by_a_full_dead_letter_queue(void **state)
@@ -225,18 +250,7 @@ test_close_not_held_by_a_full_dead_letter_queue(void **state)
     weir_bus *bus = make_bus();
     _Atomic int calls = 0;
     gate_handler held = { 0 };
-    weir_sub *src, *dead;
-    weir_sub_opts od = { .capacity = 1 };
-    assert_int_equal(weir_bus_subscribe(bus, "d", held_handler, &held, &od,
-                                        &dead), 0);
-    weir_sub_opts os = { .dead_letter_topic = "d" };
-    assert_int_equal(weir_bus_subscribe(bus, "src", always_fail, &calls, &os,
-                                        &src), 0);
-    for (int i = 0; i < 4; i++)
-        assert_int_equal(weir_bus_publish(bus, "src", &i, sizeof(i), NULL), 0);
-    /* One dead letter held, one queued, the third blocks src's worker. */
-    while (atomic_load(&calls) < 3)
-        ts_sleep_ms(1);
+    weir_sub *src = stuck_on_dead_letters(bus, &held, &calls, 4);
     assert_int_equal(weir_sub_close(src, 20 * WEIR_MSEC), WEIR_ETIMEDOUT);
     atomic_store(&held.release, 1);
     assert_int_equal(weir_bus_close(bus, WEIR_FOREVER), 0);
@@ -258,18 +272,7 @@ test_delivered_counts_before_a_dead_letter_waits(void **state)
     weir_bus *bus = make_bus();
     _Atomic int calls = 0;
     gate_handler held = { 0 };
-    weir_sub *src, *dead;
-    weir_sub_opts od = { .capacity = 1 };
-    assert_int_equal(weir_bus_subscribe(bus, "d", held_handler, &held, &od,
-                                        &dead), 0);
-    weir_sub_opts os = { .dead_letter_topic = "d" };
-    assert_int_equal(weir_bus_subscribe(bus, "src", always_fail, &calls, &os,
-                                        &src), 0);
-    for (int i = 0; i < 3; i++)
-        assert_int_equal(weir_bus_publish(bus, "src", &i, sizeof(i), NULL), 0);
-    /* One dead letter held, one queued, the third waits for room. */
-    while (atomic_load(&calls) < 3)
-        ts_sleep_ms(1);
+    weir_sub *src = stuck_on_dead_letters(bus, &held, &calls, 3);
     int64_t until = ts_now_ns() + 5 * WEIR_SEC;
     weir_sub_stats st = stats_of(src);
     while ((st.delivered < 3 || st.dead_lettered < 2) && ts_now_ns() < until) {
