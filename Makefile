@@ -8,6 +8,8 @@
 #   make check SANITIZE=address,undefined ... under ASan + UBSan
 #   make check WEIR_PORTABLE_WAIT=1       ... sleeping on pthread condvars,
 #                                             not futex
+#   make soak                 the bus under a random mix for
+#                             WEIR_SOAK_SECONDS (default 60)
 #   make run                  build and run the demo program
 #   make examples             build every example
 #   make bench                benchmarks against peers (installs them if it can)
@@ -107,8 +109,13 @@ $(BUILD)/tests/%: tests/%.cpp $(TEST_SUPPORT_OBJ) $(LIB) \
 	$(CXX) $(CXXFLAGS_ALL) -Itests $< $(TEST_SUPPORT_OBJ) $(LIB) -lcmocka \
 	    $(LDFLAGS_ALL) -o $@
 
-check: $(TESTS) check-layout check-licence check-layers check-calls
+# make check ends with a few seconds of the soak (make soak runs longer).
+SOAK_CHECK_SECONDS ?= 3
+
+check: $(TESTS) $(BUILD)/tests/soak check-layout check-licence check-layers \
+       check-calls
 	@tests/run-all $(TESTS)
+	@WEIR_SOAK_SECONDS=$(SOAK_CHECK_SECONDS) $(BUILD)/tests/soak
 
 # No file of lib/ calls one above it (tests/check-calls gives the order).
 check-calls: $(LIB)
@@ -159,7 +166,7 @@ examples: $(EXAMPLES)
 run: $(BUILD)/examples/order_pipeline
 	$(BUILD)/examples/order_pipeline
 
-# --- soak (not part of check yet: issue 19) ---------------------------------
+# --- soak: WEIR_SOAK_SECONDS of a random mix (default 60) ---------------------
 
 soak: $(BUILD)/tests/soak
 	$(BUILD)/tests/soak
