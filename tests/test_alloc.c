@@ -124,6 +124,11 @@ user_path(void)
         weir_spsc_destroy(&sp);
     else
         failures++;
+    weir_mpmc mp;
+    if (ok_or_nomem(weir_mpmc_init(&mp, 8)) == 0)
+        weir_mpmc_destroy(&mp);
+    else
+        failures++;
     weir_queue *q;
     if (ok_or_nomem(weir_queue_create(&q, 8)) == 0)
         weir_queue_destroy(q);
@@ -141,9 +146,11 @@ user_path(void)
     if (ok_or_nomem(weir_bus_create(&bus, NULL)) != 0)
         return failures + 1;
     static _Atomic uint64_t sink;
-    weir_sub *s;
+    atomic_store(&sink, 0);
+    weir_sub *s = NULL, *plain = NULL;
+    uint64_t plain_ok = 0;
     failures += ok_or_nomem(weir_bus_subscribe(bus, "plain", count_any,
-                                               &sink, NULL, &s)) != 0;
+                                               &sink, NULL, &plain)) != 0;
     weir_sub_opts careful = { .max_attempts = 2, .retry_backoff_ns = 1,
                               .ordered_by_key = true,
                               .dedup_window_ns = WEIR_SEC,
@@ -152,12 +159,14 @@ user_path(void)
                                                NULL, &careful, &s)) != 0;
     weir_pub_opts key = { .key = "k1" }, later = { .delay_ns = 1 };
     for (int i = 0; i < 4; i++) {
-        failures += ok_or_nomem(weir_bus_publish(bus, "plain", "x", 1,
-                                                 NULL)) != 0;
+        int rc = ok_or_nomem(weir_bus_publish(bus, "plain", "x", 1, NULL));
+        failures += rc != 0;
+        plain_ok += rc == 0;
         failures += ok_or_nomem(weir_bus_publish(bus, "careful", "y", 1,
                                                  &key)) != 0;
-        failures += ok_or_nomem(weir_bus_publish(bus, "plain", "z", 1,
-                                                 &later)) != 0;
+        rc = ok_or_nomem(weir_bus_publish(bus, "plain", "z", 1, &later));
+        failures += rc != 0;
+        plain_ok += rc == 0;
     }
     weir_batch *b;
     if (ok_or_nomem(weir_batch_begin(bus, &b)) == 0) {
@@ -169,12 +178,36 @@ user_path(void)
         else
             weir_batch_abort(b);
         failures += rc != 0;
+        plain_ok += rc == 0;
     } else {
         failures++;
+    }
+    /* A subscription closed on its own drains and balances. */
+    if (s != NULL) {
+        weir_sub_stats st;
+        int rc = weir_sub_close_stats(s, 10 * WEIR_SEC, &st);
+        if (rc != 0 && rc != WEIR_ENOMEM)
+            fail_msg("sub close: %d", rc);
+        failures += rc != 0;
+        if (rc == 0) {
+            assert_balanced(&st);
+            assert_int_equal(st.queued + st.in_flight, 0);
+        }
     }
     int rc = weir_bus_close(bus, 10 * WEIR_SEC);
     if (rc != 0 && rc != WEIR_ENOMEM)
         fail_msg("close: %d", rc);
+    /*
+     * Whatever failed, nothing accepted was lost: every plain publish
+     * that returned 0 was handled once.
+     */
+    if (plain != NULL && rc == 0) {
+        weir_sub_stats st;
+        assert_int_equal(weir_sub_get_stats(plain, &st), 0);
+        assert_balanced(&st);
+        assert_int_equal(st.queued + st.in_flight, 0);
+        assert_int_equal(atomic_load(&sink), plain_ok);
+    }
     weir_bus_destroy(bus);
     return failures;
 }
