@@ -7,6 +7,7 @@
  */
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,15 +22,19 @@
 #include "thread_internal.h"
 #include "weir.h"
 
-/* Fails the starts numbered fail_from and later (counted from 1). */
+/*
+ * Fails the starts numbered fail_from and later (counted from 1), or
+ * with fail_one that start alone.
+ */
 static _Atomic long starts, fail_from;
+static _Atomic bool fail_one;
 
 static int
 failing_create(pthread_t *t, void *(*fn)(void *), void *arg)
 {
     long n = atomic_fetch_add(&starts, 1) + 1;
     long from = atomic_load(&fail_from);
-    if (from != 0 && n >= from)
+    if (from != 0 && (atomic_load(&fail_one) ? n == from : n >= from))
         return 11; /* EAGAIN, as pthread_create says when out of threads */
     return pthread_create(t, NULL, fn, arg);
 }
@@ -39,6 +44,7 @@ fail_starts_from(long k)
 {
     atomic_store(&starts, 0);
     atomic_store(&fail_from, k);
+    atomic_store(&fail_one, false);
     weiri_thread_set_creator(failing_create);
 }
 
@@ -154,6 +160,81 @@ test_thread_timer_start_fails_for_a_retry(void **state)
     ts_watchdog_disarm();
 }
 
+/*
+ * A user's path that starts every kind of thread: workers of two
+ * subscriptions, the delays timer, the retries timer.  Returns how many
+ * calls were refused; checks that what was accepted was handled.
+ */
+static long
+thread_path(void)
+{
+    static _Atomic uint64_t got;
+    static _Atomic int calls;
+    atomic_store(&got, 0);
+    atomic_store(&calls, 0);
+    long refused = 0;
+    uint64_t ok = 0;
+    weir_bus *bus = make_bus();
+    weir_sub_opts two = { .workers = 2 };
+    weir_sub_opts retry = { .max_attempts = 2, .retry_backoff_ns = 1 };
+    weir_sub *a = NULL, *b = NULL;
+    int rc = weir_bus_subscribe(bus, "a", count_any, &got, &two, &a);
+    refused += rc != 0;
+    assert_true(rc == 0 || rc == WEIR_ENOMEM);
+    rc = weir_bus_subscribe(bus, "b", fail_first, &calls, &retry, &b);
+    refused += rc != 0;
+    assert_true(rc == 0 || rc == WEIR_ENOMEM);
+    weir_pub_opts later = { .delay_ns = 1 };
+    for (int i = 0; i < 3; i++) {
+        rc = weir_bus_publish(bus, "a", "x", 1, NULL);
+        assert_int_equal(rc, 0);
+        ok += a != NULL;
+        rc = weir_bus_publish(bus, "a", "y", 1, &later);
+        assert_true(rc == 0 || rc == WEIR_ENOMEM);
+        refused += rc != 0;
+        ok += rc == 0 && a != NULL;
+        assert_int_equal(weir_bus_publish(bus, "b", "z", 1, NULL), 0);
+    }
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    if (a != NULL) {
+        weir_sub_stats st = stats_of(a);
+        assert_balanced(&st);
+        assert_int_equal(st.acked, ok);
+        assert_int_equal(atomic_load(&got), ok);
+    }
+    if (b != NULL) {
+        /* A retry that could not be scheduled is counted failed. */
+        weir_sub_stats st = stats_of(b);
+        assert_balanced(&st);
+        assert_int_equal(st.queued + st.in_flight, 0);
+        assert_int_equal(st.acked + st.failed, 3);
+    }
+    weir_bus_destroy(bus);
+    return refused;
+}
+
+/* Every thread start of the path fails in turn; none loses a message. */
+static void
+test_thread_each_start_fails_in_turn(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 120);
+    fail_starts_from(0);
+    assert_int_equal(thread_path(), 0);
+    long total = atomic_load(&starts);
+    assert_true(total >= 5);
+    long seen = 0;
+    for (long k = 1; k <= total; k++) {
+        fail_starts_from(k);
+        atomic_store(&fail_one, true);
+        seen += thread_path() > 0;
+    }
+    weiri_thread_set_creator(NULL);
+    print_message("%ld thread starts failed in turn, %ld refused a call\n",
+                  total, seen);
+    ts_watchdog_disarm();
+}
+
 int
 main(void)
 {
@@ -161,6 +242,7 @@ main(void)
         cmocka_unit_test(test_thread_worker_start_fails),
         cmocka_unit_test(test_thread_timer_start_fails_for_a_delayed_publish),
         cmocka_unit_test(test_thread_timer_start_fails_for_a_retry),
+        cmocka_unit_test(test_thread_each_start_fails_in_turn),
     };
     return cmocka_run_group_tests_name("thread", tests, ts_watchdog_group,
                                        NULL);
