@@ -162,6 +162,25 @@ test_limiter_timeout_shorter_than_wait_fails_at_once(void **state)
     assert_int_equal(atomic_load(&c.now), 100 * WEIR_MSEC);
 }
 
+/*
+ * A clock of any origin: read near the top of int64_t, with a rate so
+ * slow that the next permit is decades away, the limiter saturates
+ * (UBSan would report a wrapped sum) and stays in order.
+ */
+static void
+test_limiter_clock_near_its_top_never_wraps(void **state)
+{
+    (void)state;
+    ts_vclock c = { (int64_t)1 << 62 };
+    weir_limiter l;
+    init_virtual(&l, &c, 1e-12, 1);
+    assert_int_equal(weir_limiter_acquire(&l, 1, WEIR_NOWAIT), 0);
+    assert_true(weir_limiter_wait_ns(&l, 1) > 0);
+    assert_int_equal(weir_limiter_acquire(&l, 1, WEIR_NOWAIT), WEIR_EAGAIN);
+    ts_vclock_advance(&c, INT64_MAX - atomic_load(&c.now) - 1);
+    assert_true(weir_limiter_wait_ns(&l, 1) >= 0);
+}
+
 static void
 test_limiter_rejects_bad_input(void **state)
 {
@@ -291,6 +310,7 @@ main(void)
         cmocka_unit_test(test_limiter_rate_change_mid_run),
         cmocka_unit_test(test_limiter_acquire_more_than_burst_waits),
         cmocka_unit_test(test_limiter_timeout_shorter_than_wait_fails_at_once),
+        cmocka_unit_test(test_limiter_clock_near_its_top_never_wraps),
         cmocka_unit_test(test_limiter_rejects_bad_input),
         cmocka_unit_test(test_limiter_threads_never_exceed_bound),
         cmocka_unit_test(test_limiter_real_clock_four_threads),

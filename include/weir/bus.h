@@ -432,6 +432,7 @@ unsigned weir_msg_attempt(const weir_msg *m);
  * message failed on, NULL for a message that is not a dead letter;
  * weir_msg_last_error is what the handler returned on the previous
  * delivery (on a dead letter: on the original's last), 0 if none.
+ * Both return NULL or 0 for a NULL m.
  */
 const char *weir_msg_origin_topic(const weir_msg *m);
 int weir_msg_last_error(const weir_msg *m);

@@ -46,7 +46,8 @@ int weir_dedup_create(weir_dedup **d, size_t max_keys, int64_t window_ns);
  * weir_dedup_check_and_insert - whether the len bytes at key were seen
  * within the window: 1 = new (now remembered), 0 = a duplicate, or
  * WEIR_EINVAL (d or key NULL) or WEIR_ENOMEM (the key could not be
- * copied; it is not remembered).  The caller keeps key.  Any thread.
+ * copied; it is not remembered).  A key is any len bytes, 0 included,
+ * with no bound of its own.  The caller keeps key.  Any thread.
  */
 int weir_dedup_check_and_insert(weir_dedup *d, const void *key, size_t len);
 

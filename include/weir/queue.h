@@ -90,7 +90,8 @@ int weir_queue_pop(weir_queue *q, void **item, int64_t timeout_ns);
  * is room for, waiting up to timeout_ns for room for at least one.
  * Returns how many were queued (1..n), or a negative code as for
  * weir_queue_push (then none were, and WEIR_EAGAIN means full at some
- * instant during the call); n == 0 returns 0 at once.  The items queued
+ * instant during the call); n == 0 returns 0 at once (a NULL q or items
+ * is WEIR_EINVAL even then).  The items queued
  * are consecutive: none of another producer's land between them.  Room
  * that a pop in progress is still emptying is not waited for unless it is
  * all there is: a burst stops before such a place, so it may take fewer
@@ -103,7 +104,8 @@ long weir_queue_push_burst(weir_queue *q, void *const *items, size_t n,
  * weir_queue_pop_burst - wait up to timeout_ns for at least one item, then
  * take up to n of the oldest that are there without waiting more.  Returns
  * how many (1..n), or a negative code as for weir_queue_pop (WEIR_EAGAIN:
- * empty at some instant during the call); n == 0 returns 0 at once.  It
+ * empty at some instant during the call); n == 0 returns 0 at once (a
+ * NULL q or items is WEIR_EINVAL even then).  It
  * stops before an item whose push is still in progress, and waits for
  * that push (as weir_queue_pop does) only when that item is the oldest.
  */

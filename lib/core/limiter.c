@@ -44,6 +44,16 @@ valid_rate(double rate_per_sec, double burst)
            isfinite(burst) && burst >= 1;
 }
 
+/*
+ * now plus a duration d >= 0, at most INT64_MAX: a clock may have any
+ * origin, and one read near the top of its range must not wrap.
+ */
+static int64_t
+later_by(int64_t now, int64_t d)
+{
+    return now > INT64_MAX - d ? INT64_MAX : now + d;
+}
+
 /* Round a non-negative duration in ns to the nearest whole ns, clamped. */
 static int64_t
 to_ns(double ns)
@@ -105,7 +115,7 @@ plan(const weir_limiter *l, unsigned n, int64_t now, int64_t tat,
     int64_t ahead = base - now > FAR_NS ? FAR_NS : base - now;
     int64_t after = ahead + to_ns(interval * n);
     *wait = after - to_ns(interval * burst);
-    return now + after;
+    return later_by(now, after);
 }
 
 int64_t
@@ -147,7 +157,7 @@ weir_limiter_acquire(weir_limiter *l, unsigned n, int64_t timeout_ns)
         if (atomic_compare_exchange_weak_explicit(&l->tat, &tat, next,
                 memory_order_relaxed, memory_order_relaxed)) {
             if (wait > 0)
-                l->clock.sleep_until_ns(l->clock.ctx, now + wait);
+                l->clock.sleep_until_ns(l->clock.ctx, later_by(now, wait));
             return 0;
         }
         /* Another request moved TAT: plan again, at the current time. */
