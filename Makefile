@@ -52,13 +52,14 @@ LDFLAGS_ALL  := -pthread $(MODEFLAGS) $(LDFLAGS)
 # lib/ has one folder per layer, each seeing only itself and the layers
 # below it (lib/README.md): an include of a higher layer's header fails
 # to compile.
-LAYERS   := base core bus
+LAYERS   := base core journal bus
 LIB_SRC  := $(foreach l,$(LAYERS),$(wildcard lib/$(l)/*.c))
 LIB_OBJ  := $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRC))
 LIB_INTERNAL := $(foreach l,$(LAYERS),$(wildcard lib/$(l)/*_internal.h))
 INC_base := -Ilib/base
 INC_core := $(INC_base) -Ilib/core
-INC_bus  := $(INC_core) -Ilib/bus
+INC_journal := $(INC_core) -Ilib/journal
+INC_bus  := $(INC_journal) -Ilib/bus
 LIB      := $(BUILD)/libweir.a
 HEADERS  := $(wildcard include/*.h include/weir/*.h)
 
@@ -129,7 +130,13 @@ check-layers:
 	@! echo '#include "queue_internal.h"' | $(CC) -std=c11 -Iinclude \
 	    $(INC_base) -fsyntax-only -x c - 2>/dev/null || \
 	    { echo "check-layers: FAILED, lib/base sees lib/core"; exit 1; }
-	@echo "check-layers: lib/base sees no lib/core header, lib/core no lib/bus one"
+	@! echo '#include "log_internal.h"' | $(CC) -std=c11 -Iinclude \
+	    $(INC_core) -fsyntax-only -x c - 2>/dev/null || \
+	    { echo "check-layers: FAILED, lib/core sees lib/journal"; exit 1; }
+	@! echo '#include "bus_internal.h"' | $(CC) -std=c11 -Iinclude \
+	    $(INC_journal) -fsyntax-only -x c - 2>/dev/null || \
+	    { echo "check-layers: FAILED, lib/journal sees lib/bus"; exit 1; }
+	@echo "check-layers: each layer of lib/ sees no header of one above it"
 
 # Every source file says its licence in its first lines (outside a git
 # checkout there is no list of sources, and nothing to check).

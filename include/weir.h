@@ -11,5 +11,6 @@
 #include "weir/limiter.h"
 #include "weir/bus.h"
 #include "weir/dedup.h"
+#include "weir/journal.h"
 
 #endif /* WEIR_H */

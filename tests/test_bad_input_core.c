@@ -1533,10 +1533,11 @@ test_strerror_table(void **state)
     ts_watchdog_arm(__func__, 60);
     static const int known[] = {
         WEIR_OK, WEIR_EINVAL, WEIR_ENOMEM, WEIR_EAGAIN, WEIR_ETIMEDOUT,
-        WEIR_ECLOSED, WEIR_ENOENT, WEIR_EEXIST, WEIR_EDEADLK,
+        WEIR_ECLOSED, WEIR_ENOENT, WEIR_EEXIST, WEIR_EDEADLK, WEIR_EBUSY,
+        WEIR_EIO, WEIR_ECORRUPT,
     };
     static const int unknown[] = {
-        1, 2, 42, WEIR_ELAST - 1, -9, -100, -4096, INT_MAX, INT_MIN,
+        1, 2, 42, WEIR_ELAST - 1, -12, -100, -4096, INT_MAX, INT_MIN,
         INT_MIN + 1, INT_MAX - 1,
     };
     size_t nk = sizeof(known) / sizeof(known[0]);

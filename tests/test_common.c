@@ -20,7 +20,8 @@ test_common_strerror_names_every_code(void **state)
     (void)state;
     const int codes[] = { WEIR_EINVAL, WEIR_ENOMEM, WEIR_EAGAIN, WEIR_ETIMEDOUT,
                           WEIR_ECLOSED, WEIR_ENOENT, WEIR_EEXIST,
-                          WEIR_EDEADLK };
+                          WEIR_EDEADLK, WEIR_EBUSY, WEIR_EIO,
+                          WEIR_ECORRUPT };
     const char *unknown = weir_strerror(-1000);
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
         const char *s = weir_strerror(codes[i]);
@@ -51,7 +52,8 @@ test_common_codes_are_negative_and_distinct(void **state)
     (void)state;
     const int codes[] = { WEIR_EINVAL, WEIR_ENOMEM, WEIR_EAGAIN, WEIR_ETIMEDOUT,
                           WEIR_ECLOSED, WEIR_ENOENT, WEIR_EEXIST,
-                          WEIR_EDEADLK };
+                          WEIR_EDEADLK, WEIR_EBUSY, WEIR_EIO,
+                          WEIR_ECORRUPT };
     size_t n = sizeof(codes) / sizeof(codes[0]);
     for (size_t i = 0; i < n; i++) {
         assert_true(codes[i] < 0);

@@ -41,9 +41,15 @@ extern "C" {
 #define WEIR_EEXIST    (-7) /* the entry already exists */
 #define WEIR_EDEADLK   (-8) /* would deadlock: e.g. a handler closing its own
                                subscription */
+#define WEIR_EBUSY     (-9) /* the journal directory is in use by another
+                               bus, of this process or another */
+#define WEIR_EIO       (-10) /* the disk refused: full, read-only,
+                                permission, I/O error */
+#define WEIR_ECORRUPT  (-11) /* the journal is damaged before its last
+                                record */
 
 /* The most negative code in use; codes below it are unknown. */
-#define WEIR_ELAST     WEIR_EDEADLK
+#define WEIR_ELAST     WEIR_ECORRUPT
 
 /*
  * weir_strerror - a short, static, English description of code.

@@ -18,6 +18,9 @@ static const char *const weir_errors[] = {
     "no such entry",
     "entry already exists",
     "would deadlock (called from the object's own handler)",
+    "busy (the journal directory is in use)",
+    "input/output error (the disk refused)",
+    "the journal is damaged before its last record",
 };
 
 _Static_assert(sizeof(weir_errors) / sizeof(weir_errors[0]) == 1 - WEIR_ELAST,

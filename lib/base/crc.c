@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * crc.c - CRC-32C, eight bytes a step ("slicing by 8": eight tables of
+ * 256 entries, each the CRC of a byte followed by 0 to 7 zero bytes), so
+ * a step costs eight loads and no data-dependent branch.  The tables are
+ * built once, on first use.
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include "crc_internal.h"
+
+/* Castagnoli's polynomial, bit-reversed. */
+#define POLY 0x82F63B78u
+
+static uint32_t table[8][256];
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void
+build(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ POLY : c >> 1;
+        table[0][i] = c;
+    }
+    for (int t = 1; t < 8; t++)
+        for (int i = 0; i < 256; i++)
+            table[t][i] = (table[t - 1][i] >> 8) ^
+                          table[0][table[t - 1][i] & 0xff];
+}
+
+static uint32_t
+load_le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+uint32_t
+weiri_crc32c(uint32_t crc, const void *data, size_t len)
+{
+    pthread_once(&once, build);
+    const unsigned char *p = data;
+    uint32_t c = ~crc;
+    for (; len >= 8; len -= 8, p += 8) {
+        uint32_t lo = c ^ load_le32(p), hi = load_le32(p + 4);
+        c = table[7][lo & 0xff] ^ table[6][(lo >> 8) & 0xff] ^
+            table[5][(lo >> 16) & 0xff] ^ table[4][lo >> 24] ^
+            table[3][hi & 0xff] ^ table[2][(hi >> 8) & 0xff] ^
+            table[1][(hi >> 16) & 0xff] ^ table[0][hi >> 24];
+    }
+    for (; len > 0; len--, p++)
+        c = (c >> 8) ^ table[0][(c ^ *p) & 0xff];
+    return ~c;
+}

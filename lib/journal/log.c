@@ -1,0 +1,792 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * log.c - the journal's segment files: append with group commit, roll,
+ * trim, and recovery at open (log_internal.h has the format).
+ *
+ * Appends take the log's mutex only to place and write their record;
+ * the fdatasync runs without it.  Under BATCH one appender at a time is
+ * the leader: it syncs everything written so far, then wakes every
+ * appender whose record that sync covered; those who wrote while it
+ * synced elect the next leader among themselves, so one sync serves
+ * all who arrived during the one before (group commit).  Before it
+ * syncs, a leader waits up to sync_wait_ns for the appenders already
+ * queued on the mutex to write, so they share its sync rather than wait
+ * for the next.
+ */
+/* pread, pwrite, fdatasync, flock, O_DIRECTORY */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alloc_internal.h"
+#include "clock_internal.h"
+#include "crc_internal.h"
+#include "hash_internal.h"
+#include "io_internal.h"
+#include "log_internal.h"
+
+#define MAGIC "WEIRJNL\n"
+#define VERSION 1u
+#define NAME_MAX_LEN 24 /* 16 hex digits, ".wj", NUL */
+#define STACK_RECORD 4096
+
+typedef struct segment {
+    uint64_t no;
+    uint64_t bytes;
+} segment;
+
+struct weiri_log {
+    pthread_mutex_t mu;
+    pthread_cond_t synced_cv;  /* a sync ended, or writers ran out */
+    const weiri_io *io;
+    char *dir;
+    size_t dir_len;
+    int dir_fd, lock_fd, fd;   /* fd: the segment being written */
+    weir_sync sync;
+    int64_t sync_wait_ns;
+    uint64_t segment_bytes, max_bytes;
+    uint32_t salt;             /* of the segment being written */
+    uint64_t off;              /* its end */
+    segment *segs;             /* live segments, oldest first */
+    size_t nsegs, cap;
+    uint64_t bytes;            /* in all of them */
+    uint64_t written, synced;  /* bytes appended since open, and synced */
+    bool leading;              /* a leader is syncing or about to */
+    unsigned syncing;          /* syncs in flight without the mutex */
+    bool broken;               /* a sync failed: nothing is durable now */
+    _Atomic unsigned entering; /* appenders not yet past their write */
+    weiri_log_head head;
+    void *ctx;
+    weiri_log_stats st;
+};
+
+static void
+store32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void
+store64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t
+load32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+static uint64_t
+load64(const unsigned char *p)
+{
+    return (uint64_t)load32(p) | (uint64_t)load32(p + 4) << 32;
+}
+
+/* dir/name into buf (at least dir_len + NAME_MAX_LEN + 1 bytes). */
+static void
+path_of(const weiri_log *l, char *buf, uint64_t seg)
+{
+    memcpy(buf, l->dir, l->dir_len);
+    if (seg == 0)
+        memcpy(buf + l->dir_len, "/LOCK", 6);
+    else
+        snprintf(buf + l->dir_len, NAME_MAX_LEN + 1, "/%016" PRIx64 ".wj",
+                 seg);
+}
+
+/* Every disk error the caller could act on is one code: WEIR_EIO. */
+static int
+io_error(void)
+{
+    return errno == ENOMEM ? WEIR_ENOMEM : WEIR_EIO;
+}
+
+static int
+segs_push(weiri_log *l, uint64_t no, uint64_t bytes)
+{
+    if (l->nsegs == l->cap) {
+        size_t cap = l->cap == 0 ? 8 : l->cap * 2;
+        segment *s = weiri_realloc(l->segs, cap * sizeof(*s));
+        if (s == NULL)
+            return WEIR_ENOMEM;
+        l->segs = s;
+        l->cap = cap;
+    }
+    l->segs[l->nsegs++] = (segment){ no, bytes };
+    return 0;
+}
+
+/*
+ * The record's header, finished for the segment being written: the
+ * CRC of the body (computed before, without the lock) goes on over the
+ * 12 bytes after the CRC field, which hold the salt.
+ */
+static void
+seal_record(unsigned char *h, uint32_t body_crc, size_t len, unsigned type,
+            uint32_t salt)
+{
+    store32(h + 4, (uint32_t)len);
+    h[8] = (unsigned char)type;
+    h[9] = h[10] = h[11] = 0;
+    store32(h + 12, salt);
+    store32(h, weiri_crc32c(body_crc, h + 4, 12));
+}
+
+/*
+ * Begin segment no: create it, write its header, make its name durable
+ * (fsync of the directory), then let the head callback write first.
+ * Lock held, no sync in flight.
+ */
+static int
+begin_segment(weiri_log *l, uint64_t no)
+{
+    char path[PATH_MAX];
+    path_of(l, path, no);
+    int fd = l->io->open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return io_error();
+    uint64_t seed[2];
+    weiri_random_seed(seed);
+    uint32_t salt = (uint32_t)seed[0] | 1u; /* never 0, as zeroed bytes */
+    unsigned char h[WEIRI_LOG_HEADER] = { 0 };
+    memcpy(h, MAGIC, 8);
+    store32(h + 8, VERSION);
+    store32(h + 12, salt);
+    store64(h + 16, no);
+    store32(h + 24, weiri_crc32c(0, h, 24));
+    int rc = segs_push(l, no, WEIRI_LOG_HEADER);
+    if (rc == 0 && (weiri_io_write_all(l->io, fd, h, sizeof(h), 0) != 0 ||
+                    l->io->fsync(l->dir_fd) != 0))
+        rc = io_error();
+    if (rc != 0) {
+        if (l->nsegs > 0 && l->segs[l->nsegs - 1].no == no)
+            l->nsegs--;
+        l->io->close(fd);
+        l->io->unlink(path);
+        return rc;
+    }
+    if (l->fd >= 0)
+        l->io->close(l->fd);
+    l->fd = fd;
+    l->salt = salt;
+    l->off = WEIRI_LOG_HEADER;
+    l->bytes += WEIRI_LOG_HEADER;
+    l->written += WEIRI_LOG_HEADER;
+    return l->head != NULL ? l->head(l->ctx, l) : 0;
+}
+
+/*
+ * Close the segment being written and begin the next.  The old one is
+ * synced first, under every policy: a segment before the last is then
+ * whole on the disk, so a record of it that does not check at open is
+ * damage, not a torn write (see recovery).
+ */
+static int
+roll(weiri_log *l)
+{
+    if (l->io->datasync(l->fd) != 0) {
+        l->broken = true;
+        return WEIR_EIO;
+    }
+    l->st.syncs++;
+    l->synced = l->written;
+    pthread_cond_broadcast(&l->synced_cv);
+    int rc = begin_segment(l, l->segs[l->nsegs - 1].no + 1);
+    /*
+     * A new segment without its head would not stand on its own once
+     * the older ones are trimmed: write nothing more.
+     */
+    if (rc != 0 && l->off > WEIRI_LOG_HEADER)
+        l->broken = true;
+    return rc;
+}
+
+/* Write a record made in buf (header first) at the end.  Lock held. */
+static int
+put(weiri_log *l, unsigned char *buf, size_t total, uint32_t body_crc,
+    unsigned type)
+{
+    /*
+     * The fd a sync in flight uses stays open until it ends; another
+     * appender may roll while we wait, so the need is checked again.
+     */
+    while (l->off > WEIRI_LOG_HEADER && l->off + total > l->segment_bytes) {
+        if (l->syncing > 0) {
+            pthread_cond_wait(&l->synced_cv, &l->mu);
+            continue;
+        }
+        int rc = roll(l);
+        if (rc != 0)
+            return rc;
+    }
+    if (l->broken)
+        return WEIR_EIO;
+    seal_record(buf, body_crc, total - WEIRI_LOG_RECORD_HEADER, type,
+                l->salt);
+    if (weiri_io_write_all(l->io, l->fd, buf, total, (off_t)l->off) != 0) {
+        int rc = io_error();
+        /* Cut what part of it went in: the next record starts here. */
+        if (l->io->ftruncate(l->fd, (off_t)l->off) != 0)
+            l->broken = true;
+        return rc;
+    }
+    l->off += total;
+    l->bytes += total;
+    l->written += total;
+    l->segs[l->nsegs - 1].bytes += total;
+    return 0;
+}
+
+/*
+ * The record's bytes, header room first, in stack (when it fits) or on
+ * the heap; *crc receives the body's CRC.  NULL when memory is short.
+ */
+static unsigned char *
+assemble(const weiri_log_part *parts, size_t n, size_t len,
+         unsigned char *stack, uint32_t *crc)
+{
+    size_t total = WEIRI_LOG_RECORD_HEADER + len;
+    unsigned char *buf = total <= STACK_RECORD ? stack : weiri_malloc(total);
+    if (buf == NULL)
+        return NULL;
+    size_t at = WEIRI_LOG_RECORD_HEADER;
+    for (size_t i = 0; i < n; i++) {
+        if (parts[i].n > 0)
+            memcpy(buf + at, parts[i].p, parts[i].n);
+        at += parts[i].n;
+    }
+    *crc = weiri_crc32c(0, buf + WEIRI_LOG_RECORD_HEADER, len);
+    return buf;
+}
+
+static int
+body_len(unsigned type, const weiri_log_part *parts, size_t n, size_t *len)
+{
+    size_t sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (parts[i].n > WEIRI_LOG_BODY_MAX - sum)
+            return WEIR_EINVAL;
+        sum += parts[i].n;
+    }
+    *len = sum;
+    return type == 0 || type > 255 ? WEIR_EINVAL : 0;
+}
+
+int
+weiri_log_put_head(weiri_log *l, unsigned type, const weiri_log_part *parts,
+                   size_t n)
+{
+    size_t len;
+    int rc = body_len(type, parts, n, &len);
+    if (rc != 0)
+        return rc;
+    unsigned char stack[STACK_RECORD];
+    uint32_t crc;
+    unsigned char *buf = assemble(parts, n, len, stack, &crc);
+    if (buf == NULL)
+        return WEIR_ENOMEM;
+    size_t total = WEIRI_LOG_RECORD_HEADER + len;
+    seal_record(buf, crc, len, type, l->salt);
+    /* Never rolls: the head belongs in the segment just begun. */
+    rc = 0;
+    if (weiri_io_write_all(l->io, l->fd, buf, total, (off_t)l->off) != 0) {
+        rc = io_error();
+        if (l->io->ftruncate(l->fd, (off_t)l->off) != 0)
+            l->broken = true;
+    } else {
+        l->off += total;
+        l->bytes += total;
+        l->written += total;
+        l->segs[l->nsegs - 1].bytes += total;
+    }
+    if (buf != stack)
+        weiri_free(buf);
+    return rc;
+}
+
+/* A deadline sync_wait_ns ahead, as a CLOCK_MONOTONIC timespec. */
+static struct timespec
+linger_until(const weiri_log *l)
+{
+    int64_t t = weiri_now_ns() + l->sync_wait_ns;
+    return (struct timespec){ (time_t)(t / 1000000000),
+                              (long)(t % 1000000000) };
+}
+
+/*
+ * One fdatasync of the segment being written, without the lock: what
+ * was written before it is synced after it.  Lock held on entry and
+ * exit.
+ */
+static int
+sync_now(weiri_log *l)
+{
+    uint64_t target = l->written;
+    int fd = l->fd;
+    l->syncing++;
+    pthread_mutex_unlock(&l->mu);
+    int rc = l->io->datasync(fd);
+    pthread_mutex_lock(&l->mu);
+    l->syncing--;
+    l->st.syncs++;
+    if (rc != 0)
+        l->broken = true;
+    else if (target > l->synced)
+        l->synced = target;
+    pthread_cond_broadcast(&l->synced_cv);
+    return rc != 0 ? WEIR_EIO : 0;
+}
+
+/* Wait until the bytes up to mine are synced, leading when none does. */
+static int
+group_commit(weiri_log *l, uint64_t mine)
+{
+    while (l->synced < mine && !l->broken) {
+        if (l->leading) {
+            pthread_cond_wait(&l->synced_cv, &l->mu);
+            continue;
+        }
+        l->leading = true;
+        /*
+         * Those queued on the mutex write first, while it is free, and
+         * share this sync.  Acquire: pairs with the release decrement
+         * of each appender past its write.
+         */
+        if (atomic_load_explicit(&l->entering, memory_order_acquire) > 0) {
+            struct timespec until = linger_until(l);
+            while (atomic_load_explicit(&l->entering,
+                                        memory_order_acquire) > 0 &&
+                   pthread_cond_timedwait(&l->synced_cv, &l->mu, &until) !=
+                       ETIMEDOUT)
+                ;
+        }
+        int rc = sync_now(l);
+        l->leading = false;
+        pthread_cond_broadcast(&l->synced_cv);
+        if (rc != 0)
+            return rc;
+    }
+    return l->broken && l->synced < mine ? WEIR_EIO : 0;
+}
+
+int
+weiri_log_append(weiri_log *l, unsigned type, const weiri_log_part *parts,
+                 size_t n, uint64_t *seg)
+{
+    size_t len;
+    int rc = body_len(type, parts, n, &len);
+    if (rc != 0)
+        return rc;
+    unsigned char stack[STACK_RECORD];
+    uint32_t crc;
+    unsigned char *buf = assemble(parts, n, len, stack, &crc);
+    if (buf == NULL)
+        return WEIR_ENOMEM;
+    size_t total = WEIRI_LOG_RECORD_HEADER + len;
+    atomic_fetch_add_explicit(&l->entering, 1, memory_order_relaxed);
+    pthread_mutex_lock(&l->mu);
+    if (l->broken)
+        rc = WEIR_EIO;
+    else if (l->max_bytes != 0 && l->bytes + total > l->max_bytes)
+        rc = WEIR_EAGAIN;
+    else
+        rc = put(l, buf, total, crc, type);
+    uint64_t mine = l->written;
+    if (seg != NULL)
+        *seg = l->segs[l->nsegs - 1].no;
+    /* Release: pairs with a leader's acquire load (group_commit). */
+    if (atomic_fetch_sub_explicit(&l->entering, 1, memory_order_release) ==
+        1)
+        pthread_cond_broadcast(&l->synced_cv);
+    if (rc == 0 && l->sync == WEIR_SYNC_BATCH) {
+        rc = group_commit(l, mine);
+    } else if (rc == 0 && l->sync == WEIR_SYNC_EVERY) {
+        /* A sync of its own (it may cover others' records too). */
+        rc = l->synced >= mine ? 0 : sync_now(l);
+    }
+    pthread_mutex_unlock(&l->mu);
+    if (buf != stack)
+        weiri_free(buf);
+    return rc;
+}
+
+int
+weiri_log_sync(weiri_log *l)
+{
+    pthread_mutex_lock(&l->mu);
+    int rc = l->broken ? WEIR_EIO : 0;
+    if (rc == 0 && l->synced < l->written)
+        rc = sync_now(l);
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+int
+weiri_log_trim(weiri_log *l, uint64_t keep)
+{
+    pthread_mutex_lock(&l->mu);
+    size_t gone = 0;
+    int rc = 0;
+    while (gone + 1 < l->nsegs && l->segs[gone].no < keep) {
+        char path[PATH_MAX];
+        path_of(l, path, l->segs[gone].no);
+        if (l->io->unlink(path) != 0 && errno != ENOENT) {
+            rc = WEIR_EIO;
+            break;
+        }
+        l->bytes -= l->segs[gone].bytes;
+        gone++;
+    }
+    if (gone > 0) {
+        memmove(l->segs, l->segs + gone,
+                (l->nsegs - gone) * sizeof(*l->segs));
+        l->nsegs -= gone;
+        if (l->io->fsync(l->dir_fd) != 0 && rc == 0)
+            rc = WEIR_EIO;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+uint64_t
+weiri_log_segment(weiri_log *l)
+{
+    pthread_mutex_lock(&l->mu);
+    uint64_t no = l->segs[l->nsegs - 1].no;
+    pthread_mutex_unlock(&l->mu);
+    return no;
+}
+
+void
+weiri_log_get_stats(weiri_log *l, weiri_log_stats *out)
+{
+    pthread_mutex_lock(&l->mu);
+    *out = l->st;
+    out->bytes = l->bytes;
+    out->segments = l->nsegs;
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* --- open and recovery -------------------------------------------------- */
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* A segment's number from its file name, or 0 if it is not one. */
+static uint64_t
+segment_no(const char *name)
+{
+    if (strlen(name) != 19 || strcmp(name + 16, ".wj") != 0)
+        return 0;
+    uint64_t no = 0;
+    for (int i = 0; i < 16; i++) {
+        char c = name[i];
+        unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0')
+                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+                                            : 16;
+        if (d == 16)
+            return 0;
+        no = no << 4 | d;
+    }
+    return no;
+}
+
+/* The numbers of the segment files in the directory, sorted. */
+static int
+list_segments(weiri_log *l, uint64_t **out, size_t *n)
+{
+    DIR *d = opendir(l->dir);
+    if (d == NULL)
+        return io_error();
+    uint64_t *v = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc = 0;
+    struct dirent *e;
+    errno = 0;
+    while ((e = readdir(d)) != NULL) {
+        uint64_t no = segment_no(e->d_name);
+        if (no == 0)
+            continue;
+        if (cnt == cap) {
+            cap = cap == 0 ? 16 : cap * 2;
+            uint64_t *w = weiri_realloc(v, cap * sizeof(*v));
+            if (w == NULL) {
+                rc = WEIR_ENOMEM;
+                break;
+            }
+            v = w;
+        }
+        v[cnt++] = no;
+    }
+    if (rc == 0 && errno != 0)
+        rc = WEIR_EIO;
+    closedir(d);
+    if (rc != 0) {
+        weiri_free(v);
+        return rc;
+    }
+    if (cnt > 1)
+        qsort(v, cnt, sizeof(*v), cmp_u64);
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
+/* The segment's header checks and names segment no: its salt, or 0. */
+static uint32_t
+header_salt(const unsigned char *h, size_t size, uint64_t no)
+{
+    if (size < WEIRI_LOG_HEADER || memcmp(h, MAGIC, 8) != 0 ||
+        load32(h + 8) != VERSION || load64(h + 16) != no ||
+        load32(h + 24) != weiri_crc32c(0, h, 24) || load32(h + 12) == 0)
+        return 0;
+    return load32(h + 12);
+}
+
+/*
+ * The length of the record at p (of the size bytes left in a segment
+ * whose salt is salt) if it checks, else 0.
+ */
+static size_t
+record_checks(const unsigned char *p, size_t size, uint32_t salt)
+{
+    if (size < WEIRI_LOG_RECORD_HEADER)
+        return 0;
+    size_t len = load32(p + 4);
+    if (len > size - WEIRI_LOG_RECORD_HEADER || p[8] == 0 || p[9] != 0 ||
+        p[10] != 0 || p[11] != 0 || load32(p + 12) != salt)
+        return 0;
+    uint32_t crc = weiri_crc32c(0, p + WEIRI_LOG_RECORD_HEADER, len);
+    if (weiri_crc32c(crc, p + 4, 12) != load32(p))
+        return 0;
+    return WEIRI_LOG_RECORD_HEADER + len;
+}
+
+/*
+ * Read segment no back: visit each record.  The last segment (last) is
+ * cut at its first record that does not check, or removed if its header
+ * does not; in any other segment that is damage.  *fd receives the open
+ * file of the last segment when it stays, positioned for appends.
+ */
+static int
+recover_segment(weiri_log *l, uint64_t no, bool last,
+                weiri_log_visit visit, int *fd_out)
+{
+    char path[PATH_MAX];
+    path_of(l, path, no);
+    int fd = l->io->open(path, (last ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
+    if (fd < 0)
+        return io_error();
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        l->io->close(fd);
+        return WEIR_EIO;
+    }
+    size_t size = (size_t)sb.st_size;
+    unsigned char *buf = weiri_malloc(size > 0 ? size : 1);
+    if (buf == NULL) {
+        l->io->close(fd);
+        return WEIR_ENOMEM;
+    }
+    int rc = 0;
+    ssize_t got = weiri_io_read_all(l->io, fd, buf, size, 0);
+    if (got < 0 || (size_t)got != size)
+        rc = WEIR_EIO;
+    uint32_t salt = rc == 0 ? header_salt(buf, size, no) : 0;
+    size_t at = WEIRI_LOG_HEADER;
+    if (rc == 0 && salt == 0) {
+        /* A segment begun by a process that died before its header. */
+        if (!last) {
+            rc = WEIR_ECORRUPT;
+        } else if (l->io->unlink(path) != 0 || l->io->fsync(l->dir_fd)) {
+            rc = WEIR_EIO;
+        } else {
+            l->st.truncated += size;
+            l->io->close(fd);
+            weiri_free(buf);
+            *fd_out = -1;
+            return 0;
+        }
+    }
+    while (rc == 0 && at < size) {
+        size_t n = record_checks(buf + at, size - at, salt);
+        if (n == 0)
+            break;
+        rc = visit != NULL ? visit(l->ctx, no, buf[at + 8],
+                                   buf + at + WEIRI_LOG_RECORD_HEADER,
+                                   n - WEIRI_LOG_RECORD_HEADER)
+                           : 0;
+        l->st.recovered += rc == 0;
+        at += n;
+    }
+    if (rc == 0 && at < size) {
+        if (!last)
+            rc = WEIR_ECORRUPT;
+        else if (l->io->ftruncate(fd, (off_t)at) != 0 ||
+                 l->io->datasync(fd) != 0)
+            rc = WEIR_EIO;
+        else
+            l->st.truncated += size - at;
+    }
+    weiri_free(buf);
+    if (rc == 0)
+        rc = segs_push(l, no, at);
+    if (rc != 0 || !last) {
+        l->io->close(fd);
+        return rc;
+    }
+    l->bytes += at;
+    l->salt = salt;
+    l->off = at;
+    *fd_out = fd;
+    return 0;
+}
+
+static int
+recover(weiri_log *l, weiri_log_visit visit)
+{
+    uint64_t *nos = NULL;
+    size_t n = 0;
+    int rc = list_segments(l, &nos, &n);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        /* Only the oldest go: a gap means a segment was lost. */
+        if (i > 0 && nos[i] != nos[i - 1] + 1) {
+            rc = WEIR_ECORRUPT;
+            break;
+        }
+        int fd = -1;
+        bool last = i + 1 == n;
+        rc = recover_segment(l, nos[i], last, visit, &fd);
+        if (rc == 0 && !last)
+            l->bytes += l->segs[l->nsegs - 1].bytes;
+        if (rc == 0 && last)
+            l->fd = fd;
+    }
+    /* A last segment removed (torn before its header) is begun anew. */
+    uint64_t next = n > 0 ? nos[n - 1] : 1;
+    weiri_free(nos);
+    if (rc == 0 && l->fd < 0)
+        rc = begin_segment(l, next);
+    l->synced = l->written;
+    return rc;
+}
+
+static int
+open_dir(weiri_log *l)
+{
+    if (mkdir(l->dir, 0777) != 0 && errno != EEXIST)
+        return io_error();
+    l->dir_fd = open(l->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (l->dir_fd < 0)
+        return io_error();
+    char path[PATH_MAX];
+    path_of(l, path, 0);
+    l->lock_fd = l->io->open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (l->lock_fd < 0)
+        return io_error();
+    /*
+     * flock, not fcntl: its lock belongs to the open file, so a second
+     * open of the directory in this same process is refused too, and a
+     * holder that dies leaves nothing behind.
+     */
+    if (flock(l->lock_fd, LOCK_EX | LOCK_NB) != 0)
+        return errno == EWOULDBLOCK ? WEIR_EBUSY : WEIR_EIO;
+    return 0;
+}
+
+static void
+free_log(weiri_log *l)
+{
+    if (l->fd >= 0)
+        l->io->close(l->fd);
+    if (l->lock_fd >= 0)
+        l->io->close(l->lock_fd); /* and with it the flock */
+    if (l->dir_fd >= 0)
+        close(l->dir_fd);
+    pthread_cond_destroy(&l->synced_cv);
+    pthread_mutex_destroy(&l->mu);
+    weiri_free(l->segs);
+    weiri_free(l->dir);
+    weiri_free(l);
+}
+
+int
+weiri_log_open(weiri_log **out, const weiri_log_opts *o,
+               weiri_log_visit visit, weiri_log_head head, void *ctx)
+{
+    if (out == NULL || o == NULL || o->dir == NULL || o->dir[0] == '\0' ||
+        (unsigned)o->sync > WEIR_SYNC_NONE || o->sync_wait_ns < 0 ||
+        (o->segment_bytes != 0 && o->segment_bytes < WEIRI_LOG_SEGMENT_MIN))
+        return WEIR_EINVAL;
+    size_t dir_len = strlen(o->dir);
+    if (dir_len + NAME_MAX_LEN + 1 > PATH_MAX)
+        return WEIR_EINVAL;
+    weiri_log *l = weiri_calloc(1, sizeof(*l));
+    if (l == NULL)
+        return WEIR_ENOMEM;
+    l->fd = l->lock_fd = l->dir_fd = -1;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->synced_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&l->mu, NULL);
+    l->io = weiri_io_get();
+    l->sync = o->sync;
+    l->sync_wait_ns = o->sync_wait_ns != 0 ? o->sync_wait_ns : 1000000;
+    l->segment_bytes = o->segment_bytes != 0 ? o->segment_bytes
+                                             : WEIRI_LOG_SEGMENT_DEFAULT;
+    l->max_bytes = o->max_bytes;
+    l->head = head;
+    l->ctx = ctx;
+    l->dir_len = dir_len;
+    int rc = (l->dir = weiri_malloc(dir_len + 1)) != NULL ? 0 : WEIR_ENOMEM;
+    if (rc == 0) {
+        memcpy(l->dir, o->dir, dir_len + 1);
+        rc = open_dir(l);
+    }
+    if (rc == 0) {
+        pthread_mutex_lock(&l->mu);
+        rc = recover(l, visit);
+        pthread_mutex_unlock(&l->mu);
+    }
+    if (rc != 0) {
+        free_log(l);
+        return rc;
+    }
+    *out = l;
+    return 0;
+}
+
+int
+weiri_log_close(weiri_log *l)
+{
+    if (l == NULL)
+        return 0;
+    int rc = weiri_log_sync(l);
+    free_log(l);
+    return rc;
+}
