@@ -13,6 +13,9 @@
 #   make run                  build and run the demo program
 #   make examples             build every example
 #   make bench                benchmarks against peers (installs them if it can)
+#   make fuzz                 the libFuzzer targets, with clang (installs it
+#                             if it can), into build/fuzz/
+#   make fuzz-run FUZZ_SECONDS=60   each of them for that long
 #   make install PREFIX=/usr/local (and DESTDIR=) / make uninstall / make clean
 #
 # Every output goes under build/ (build/san-<name>/ for a sanitizer build),
@@ -76,7 +79,8 @@ EXAMPLES    := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 .SECONDARY:
 
 .PHONY: all check check-layout check-licence check-layers check-calls run \
-        soak examples bench install uninstall clean deps-test
+        soak examples bench install uninstall clean deps-test deps-fuzz \
+        fuzz fuzz-run
 
 all: $(LIB)
 
@@ -110,12 +114,27 @@ $(BUILD)/tests/%: tests/%.cpp $(TEST_SUPPORT_OBJ) $(LIB) \
 	$(CXX) $(CXXFLAGS_ALL) -Itests $< $(TEST_SUPPORT_OBJ) $(LIB) -lcmocka \
 	    $(LDFLAGS_ALL) -o $@
 
+# The fuzz targets, each run by driver.c (no libFuzzer) on its seed
+# corpus and FUZZ_RUNS inputs made from it, built like the tests.  The
+# more specific pattern wins over the tests' one above.
+FUZZ_TARGETS := fuzz_queue fuzz_bus fuzz_names
+FUZZ_DRIVERS := $(patsubst %,$(BUILD)/tests/fuzz/%,$(FUZZ_TARGETS))
+FUZZ_RUNS    ?= 2000
+
+$(BUILD)/tests/fuzz/%: tests/fuzz/%.c tests/fuzz/driver.c tests/fuzz/fuzz.h \
+                       $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -D_GNU_SOURCE -Itests/fuzz $(INC_bus) \
+	    -DFUZZ_NAME='"$*"' -DFUZZ_CORPUS='"tests/fuzz/corpus/$*"' \
+	    -DFUZZ_FAILED='"$@-failed-input"' $< tests/fuzz/driver.c $(LIB) \
+	    $(LDFLAGS_ALL) -o $@
+
 # make check ends with a few seconds of the soak (make soak runs longer).
 SOAK_CHECK_SECONDS ?= 3
 
-check: $(TESTS) $(BUILD)/tests/soak check-layout check-licence check-layers \
-       check-calls
-	@tests/run-all $(TESTS)
+check: $(TESTS) $(FUZZ_DRIVERS) $(BUILD)/tests/soak check-layout \
+       check-licence check-layers check-calls
+	@FUZZ_RUNS=$(FUZZ_RUNS) tests/run-all $(TESTS) $(FUZZ_DRIVERS)
 	@WEIR_SOAK_SECONDS=$(SOAK_CHECK_SECONDS) $(BUILD)/tests/soak
 
 # No file of lib/ calls one above it (tests/check-calls gives the order).
@@ -143,7 +162,7 @@ check-layers:
 check-licence:
 	@missing=$$(git ls-files 2>/dev/null | \
 	    grep -E -e '\.(c|h|cpp|rs|go|java|sh|awk|toml|mod)$$' \
-	        -e '(^|/)(Makefile|run|run-all|ensure-pkg)$$' | \
+	        -e '(^|/)(Makefile|run|run-all|ensure-[a-z]+|make-corpus)$$' | \
 	    while read -r f; do head -3 "$$f" | \
 	        grep -q 'SPDX-License-Identifier: MIT' || echo "$$f"; done); \
 	if [ -n "$$missing" ]; then \
@@ -181,6 +200,40 @@ soak: $(BUILD)/tests/soak
 $(BUILD)/tests/soak: tests/soak.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -D_GNU_SOURCE $< $(LIB) $(LDFLAGS_ALL) -o $@
+
+# --- fuzzing with libFuzzer (issue 19; not part of check) ------------------
+#
+# clang's libFuzzer with ASan and UBSan: the library's objects are built
+# again for it under build/fuzz/ (with fuzzer-no-link, so its branches
+# guide the fuzzer too), whatever SANITIZE says.
+
+FUZZ_CC      ?= clang
+FUZZ_BUILD   := build/fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS   := -std=c11 -O1 -g -fno-omit-frame-pointer $(WARN) -pthread \
+                -Iinclude -fsanitize=address,undefined \
+                -fno-sanitize-recover=all
+FUZZ_LIB_OBJ := $(patsubst lib/%.c,$(FUZZ_BUILD)/lib/%.o,$(LIB_SRC))
+FUZZERS      := $(patsubst %,$(FUZZ_BUILD)/%,$(FUZZ_TARGETS))
+
+deps-fuzz:
+	@CC=$(FUZZ_CC) .ci/ensure-fuzzer clang
+
+$(FUZZ_BUILD)/lib/%.o: lib/%.c $(HEADERS) $(LIB_INTERNAL) Makefile | deps-fuzz
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link \
+	    $(INC_$(firstword $(subst /, ,$*))) -c $< -o $@
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_LIB_OBJ) \
+                      | deps-fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -Itests/fuzz $(INC_bus) $< \
+	    $(FUZZ_LIB_OBJ) -o $@
+
+fuzz: $(FUZZERS)
+
+fuzz-run: fuzz
+	@for t in $(FUZZ_TARGETS); do \
+	    tests/fuzz/run $$t $(FUZZ_SECONDS) || exit 1; done
 
 # --- benchmarks (never part of check) -----------------------------------------
 
