@@ -202,7 +202,10 @@ typedef struct weir_sub_stats {
     uint64_t dead_lettered; /* given up and published to the dead-letter
                                topic */
     uint64_t queued;     /* routed, not yet taken by a worker; after a close,
-                            left unhandled */
+                            left unhandled.  While a worker is taking a
+                            message off the queue it still counts here,
+                            so with new ones behind it a read may see
+                            up to capacity + workers' takes */
     uint64_t high_water; /* most messages seen queued, at most the capacity; a
                             worker taking a burst estimates it from above */
     uint64_t in_flight;  /* taken by a worker, handler not yet returned */
@@ -374,7 +377,10 @@ int weir_topic_publish(weir_topic *topic, const void *data, size_t len,
  * weir_sub_close still under way at the deadline goes on without it:
  * join the thread that called it before weir_bus_destroy.  Handlers that
  * forward to each other in a cycle for ever never let the bus go quiet:
- * only a finite timeout ends such a close.  Statistics stay readable
+ * only a finite timeout ends such a close.  So do two subscriptions that
+ * dead-letter to each other's topic with handlers that keep failing (weir
+ * refuses only a dead-letter topic that is the subscription's own).
+ * Statistics stay readable
  * until weir_bus_destroy.
  */
 int weir_bus_close(weir_bus *bus, int64_t drain_timeout_ns);
