@@ -235,10 +235,11 @@ body_of(unsigned char *b, uint32_t v, size_t len)
 }
 
 static int
-visit(void *ctx, uint64_t seg, unsigned type, const unsigned char *body,
-      size_t len)
+visit(void *ctx, uint64_t seg, uint64_t off, unsigned type,
+      const unsigned char *body, size_t len)
 {
     seen *s = ctx;
+    (void)off;
     uint32_t v;
     if (len < 4 || s->n == 4096) {
         s->bad = true;
@@ -259,8 +260,7 @@ append(weiri_log *l, uint32_t v, size_t len)
 {
     unsigned char b[8192];
     weiri_log_part p = { b, body_of(b, v, len) };
-    uint64_t seg;
-    return weiri_log_append(l, 1, &p, 1, &seg);
+    return weiri_log_append(l, 1, &p, 1, NULL, NULL);
 }
 
 static weiri_log *
@@ -299,9 +299,9 @@ test_log_reads_back_what_it_wrote(void **state)
         assert_int_equal(append(l, i, 4 + i % 300), 0);
     /* Type 0 and 256 are refused; nothing is written for them. */
     weiri_log_part p = { "x", 1 };
-    uint64_t seg;
-    assert_int_equal(weiri_log_append(l, 0, &p, 1, &seg), WEIR_EINVAL);
-    assert_int_equal(weiri_log_append(l, 256, &p, 1, &seg), WEIR_EINVAL);
+    assert_int_equal(weiri_log_append(l, 0, &p, 1, NULL, NULL), WEIR_EINVAL);
+    assert_int_equal(weiri_log_append(l, 256, &p, 1, NULL, NULL),
+                     WEIR_EINVAL);
     assert_int_equal(weiri_log_close(l), 0);
     l = open_ok(&o, &s);
     assert_values(&s, 0, 100);
@@ -397,8 +397,9 @@ test_log_one_holder_at_a_time(void **state)
 
 /* A head record written first in every segment; trimming keeps it. */
 static int
-head_writer(void *ctx, weiri_log *l)
+head_writer(void *ctx, weiri_log *l, uint64_t seg)
 {
+    (void)seg;
     unsigned char b[16];
     weiri_log_part p = { b, body_of(b, 0xffffffu, 16) };
     atomic_fetch_add((_Atomic int *)ctx, 1);

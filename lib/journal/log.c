@@ -45,6 +45,7 @@
 typedef struct segment {
     uint64_t no;
     uint64_t bytes;
+    int rfd;         /* opened for weiri_log_read, or -1 */
 } segment;
 
 struct weiri_log {
@@ -129,7 +130,7 @@ segs_push(weiri_log *l, uint64_t no, uint64_t bytes)
         l->segs = s;
         l->cap = cap;
     }
-    l->segs[l->nsegs++] = (segment){ no, bytes };
+    l->segs[l->nsegs++] = (segment){ no, bytes, -1 };
     return 0;
 }
 
@@ -189,7 +190,7 @@ begin_segment(weiri_log *l, uint64_t no)
     l->off = WEIRI_LOG_HEADER;
     l->bytes += WEIRI_LOG_HEADER;
     l->written += WEIRI_LOG_HEADER;
-    return l->head != NULL ? l->head(l->ctx, l) : 0;
+    return l->head != NULL ? l->head(l->ctx, l, no) : 0;
 }
 
 /*
@@ -386,9 +387,9 @@ group_commit(weiri_log *l, uint64_t mine)
     return l->broken && l->synced < mine ? WEIR_EIO : 0;
 }
 
-int
-weiri_log_append(weiri_log *l, unsigned type, const weiri_log_part *parts,
-                 size_t n, uint64_t *seg)
+static int
+append(weiri_log *l, unsigned type, const weiri_log_part *parts, size_t n,
+       weiri_log_placed placed, void *arg, bool wait)
 {
     size_t len;
     int rc = body_len(type, parts, n, &len);
@@ -409,15 +410,15 @@ weiri_log_append(weiri_log *l, unsigned type, const weiri_log_part *parts,
     else
         rc = put(l, buf, total, crc, type);
     uint64_t mine = l->written;
-    if (seg != NULL)
-        *seg = l->segs[l->nsegs - 1].no;
+    if (rc == 0 && placed != NULL)
+        placed(arg, l->segs[l->nsegs - 1].no, l->off - total);
     /* Release: pairs with a leader's acquire load (group_commit). */
     if (atomic_fetch_sub_explicit(&l->entering, 1, memory_order_release) ==
         1)
         pthread_cond_broadcast(&l->synced_cv);
-    if (rc == 0 && l->sync == WEIR_SYNC_BATCH) {
+    if (rc == 0 && wait && l->sync == WEIR_SYNC_BATCH) {
         rc = group_commit(l, mine);
-    } else if (rc == 0 && l->sync == WEIR_SYNC_EVERY) {
+    } else if (rc == 0 && wait && l->sync == WEIR_SYNC_EVERY) {
         /* A sync of its own (it may cover others' records too). */
         rc = l->synced >= mine ? 0 : sync_now(l);
     }
@@ -425,6 +426,59 @@ weiri_log_append(weiri_log *l, unsigned type, const weiri_log_part *parts,
     if (buf != stack)
         weiri_free(buf);
     return rc;
+}
+
+int
+weiri_log_append(weiri_log *l, unsigned type, const weiri_log_part *parts,
+                 size_t n, weiri_log_placed placed, void *arg)
+{
+    return append(l, type, parts, n, placed, arg, true);
+}
+
+int
+weiri_log_note(weiri_log *l, unsigned type, const weiri_log_part *parts,
+               size_t n)
+{
+    return append(l, type, parts, n, NULL, NULL, false);
+}
+
+/* The read fd of segment no, opened on first use; -1 if none. */
+static int
+read_fd(weiri_log *l, uint64_t no)
+{
+    pthread_mutex_lock(&l->mu);
+    int fd = -1;
+    for (size_t i = 0; i < l->nsegs; i++) {
+        if (l->segs[i].no != no)
+            continue;
+        if (l->segs[i].rfd < 0) {
+            char path[PATH_MAX];
+            path_of(l, path, no);
+            l->segs[i].rfd = l->io->open(path, O_RDONLY | O_CLOEXEC, 0);
+        }
+        fd = l->segs[i].rfd;
+        break;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return fd;
+}
+
+int
+weiri_log_read(weiri_log *l, uint64_t seg, uint64_t off, size_t size,
+               unsigned char *buf)
+{
+    int fd = read_fd(l, seg);
+    if (fd < 0)
+        return WEIR_EIO;
+    ssize_t got = weiri_io_read_all(l->io, fd, buf, size, (off_t)off);
+    if (got < 0)
+        return WEIR_EIO;
+    if ((size_t)got != size || size < WEIRI_LOG_RECORD_HEADER ||
+        load32(buf + 4) != size - WEIRI_LOG_RECORD_HEADER)
+        return WEIR_ECORRUPT;
+    uint32_t crc = weiri_crc32c(0, buf + WEIRI_LOG_RECORD_HEADER,
+                                size - WEIRI_LOG_RECORD_HEADER);
+    return weiri_crc32c(crc, buf + 4, 12) == load32(buf) ? 0 : WEIR_ECORRUPT;
 }
 
 int
@@ -451,6 +505,8 @@ weiri_log_trim(weiri_log *l, uint64_t keep)
             rc = WEIR_EIO;
             break;
         }
+        if (l->segs[gone].rfd >= 0)
+            l->io->close(l->segs[gone].rfd);
         l->bytes -= l->segs[gone].bytes;
         gone++;
     }
@@ -633,7 +689,7 @@ recover_segment(weiri_log *l, uint64_t no, bool last,
         size_t n = record_checks(buf + at, size - at, salt);
         if (n == 0)
             break;
-        rc = visit != NULL ? visit(l->ctx, no, buf[at + 8],
+        rc = visit != NULL ? visit(l->ctx, no, at, buf[at + 8],
                                    buf + at + WEIRI_LOG_RECORD_HEADER,
                                    n - WEIRI_LOG_RECORD_HEADER)
                            : 0;
@@ -720,6 +776,9 @@ open_dir(weiri_log *l)
 static void
 free_log(weiri_log *l)
 {
+    for (size_t i = 0; i < l->nsegs; i++)
+        if (l->segs[i].rfd >= 0)
+            l->io->close(l->segs[i].rfd);
     if (l->fd >= 0)
         l->io->close(l->fd);
     if (l->lock_fd >= 0)

@@ -60,20 +60,23 @@ typedef struct weiri_log_stats {
 } weiri_log_stats;
 
 /*
- * Called at open for every record that checks, in log order: seg is its
- * segment's number.  A non-zero return stops the open, which returns it.
+ * Called at open for every record that checks, in log order: seg and off
+ * say where it is (as weiri_log_placed would have).  A non-zero return
+ * stops the open, which returns it.
  */
-typedef int (*weiri_log_visit)(void *ctx, uint64_t seg, unsigned type,
-                               const unsigned char *body, size_t len);
+typedef int (*weiri_log_visit)(void *ctx, uint64_t seg, uint64_t off,
+                               unsigned type, const unsigned char *body,
+                               size_t len);
 
 /*
  * Called with the log's lock held when a new segment is begun (also the
- * first, and at open), before any other record goes into it: what it
- * appends with weiri_log_put_head comes first in the segment.  So a
- * segment can begin with what must outlive the older ones (the layer
- * above's register of subscriptions).  Returns 0 or a WEIR_E* code.
+ * first, and at open), numbered seg, before any other record goes into
+ * it: what it appends with weiri_log_put_head comes first in the
+ * segment.  So a segment can begin with what must outlive the older
+ * ones (the layer above's register of subscriptions).  Returns 0 or a
+ * WEIR_E* code.
  */
-typedef int (*weiri_log_head)(void *ctx, weiri_log *log);
+typedef int (*weiri_log_head)(void *ctx, weiri_log *log, uint64_t seg);
 
 /*
  * weiri_log_open - open or create the log in o->dir, take its lock, and
@@ -89,9 +92,19 @@ int weiri_log_open(weiri_log **out, const weiri_log_opts *o,
                    weiri_log_visit visit, weiri_log_head head, void *ctx);
 
 /*
+ * Called by weiri_log_append with the log's lock held, once the record
+ * is written and before it is synced: its segment and offset.  Calls
+ * come in the order of the records in the log, which the layer above
+ * needs to index them in that order.  It may take a lock of its own but
+ * must not call the log.
+ */
+typedef void (*weiri_log_placed)(void *arg, uint64_t seg, uint64_t off);
+
+/*
  * weiri_log_append - write one record whose body is the n parts, then
- * wait as the sync policy says.  *seg receives the number of the segment
- * that holds it.  Returns 0 (written, and synced as the policy asks);
+ * wait as the sync policy says.  placed (may be NULL) is called with arg
+ * and where the record went.  Returns 0 (written, and synced as the
+ * policy asks);
  * WEIR_EAGAIN (the log would pass max_bytes: nothing written);
  * WEIR_EINVAL (a body over WEIRI_LOG_BODY_MAX, or type 0); WEIR_EIO (the
  * write or its sync failed: the record is not durable, and after a
@@ -99,7 +112,26 @@ int weiri_log_open(weiri_log **out, const weiri_log_opts *o,
  * dropped what it had not written); WEIR_ENOMEM.  Any thread.
  */
 int weiri_log_append(weiri_log *log, unsigned type,
-                     const weiri_log_part *parts, size_t n, uint64_t *seg);
+                     const weiri_log_part *parts, size_t n,
+                     weiri_log_placed placed, void *arg);
+
+/*
+ * weiri_log_note - weiri_log_append without waiting for a sync under any
+ * policy: the next sync (another's append, weiri_log_sync, the close)
+ * carries it.  For what may be lost and only done again (acks).
+ */
+int weiri_log_note(weiri_log *log, unsigned type,
+                   const weiri_log_part *parts, size_t n);
+
+/*
+ * weiri_log_read - read the record of size bytes (header and body) at
+ * off in segment seg into buf, and check its CRC.  Returns 0, WEIR_EIO
+ * (the segment cannot be read), WEIR_ECORRUPT (the bytes there are not
+ * that record: damaged since they were written).  The segment must not
+ * be trimmed meanwhile.  Any thread.
+ */
+int weiri_log_read(weiri_log *log, uint64_t seg, uint64_t off, size_t size,
+                   unsigned char *buf);
 
 /*
  * weiri_log_put_head - weiri_log_append for a weiri_log_head callback:

@@ -1,0 +1,815 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * journal.c - durable topics' messages and durable subscriptions'
+ * positions over the log (journal_internal.h has the records).
+ *
+ * Locks: the log's, then the journal's (mu), never the other way: the
+ * log calls placed and head with its lock held, and they take mu; so no
+ * code here calls the log while holding mu.
+ */
+/* pthread_condattr_setclock */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#include "alloc_internal.h"
+#include "clock_internal.h"
+#include "journal_internal.h"
+
+enum { T_MSG = 1, T_SUB, T_ACK, T_FORGET };
+enum { MSG_FIXED = 20, SUB_FIXED = 24, ACK_FIXED = 20, NO_KEY = 0xffff };
+
+typedef struct entry {
+    uint64_t seg, off;
+    uint32_t size;     /* of the record, header included */
+    bool ready;        /* synced as the policy asks: may be handed out */
+    bool dead;         /* its publish failed: never handed out */
+} entry;
+
+/* A topic with durable subscriptions, and its messages from the oldest
+ * any of them still needs. */
+typedef struct dtopic {
+    char *name;
+    size_t len;
+    entry *e;          /* e[i] is entry number base + i */
+    size_t n, cap;
+    uint64_t base;
+    unsigned subs;
+    struct dtopic *next;
+} dtopic;
+
+struct weiri_jsub {
+    weiri_journal *j;
+    dtopic *t;
+    char *name;
+    uint32_t no;
+    uint64_t low;      /* every entry below is acknowledged */
+    uint64_t next;     /* the next entry to hand out */
+    uint64_t handed;   /* entries below were handed out at least once */
+    uint64_t *bits;    /* acknowledged, from entry bits_base on */
+    size_t words;
+    uint64_t bits_base;
+    bool attached, stopped;
+    struct weiri_jsub *link;
+};
+
+struct weiri_journal {
+    weiri_log *log;
+    pthread_mutex_t mu;
+    pthread_cond_t fresh;  /* an entry became ready, or a stop */
+    dtopic *topics;
+    weiri_jsub *subs;
+    uint32_t next_no;
+    uint64_t max_id;
+    uint64_t tail_seg;     /* the segment being written */
+    uint64_t kept;         /* segments below were trimmed */
+};
+
+static void
+put16(unsigned char *p, unsigned v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+
+static void
+put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void
+put64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static unsigned
+get16(const unsigned char *p)
+{
+    return (unsigned)p[0] | (unsigned)p[1] << 8;
+}
+
+static uint32_t
+get32(const unsigned char *p)
+{
+    return (uint32_t)get16(p) | (uint32_t)get16(p + 2) << 16;
+}
+
+static uint64_t
+get64(const unsigned char *p)
+{
+    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static bool
+before(uint64_t seg, uint64_t off, const entry *e)
+{
+    return seg < e->seg || (seg == e->seg && off < e->off);
+}
+
+static dtopic *
+topic_find(weiri_journal *j, const char *name, size_t len)
+{
+    for (dtopic *t = j->topics; t != NULL; t = t->next)
+        if (t->len == len && memcmp(t->name, name, len) == 0)
+            return t;
+    return NULL;
+}
+
+static dtopic *
+topic_make(weiri_journal *j, const char *name, size_t len)
+{
+    dtopic *t = topic_find(j, name, len);
+    if (t != NULL)
+        return t;
+    if ((t = weiri_calloc(1, sizeof(*t))) == NULL ||
+        (t->name = weiri_malloc(len + 1)) == NULL) {
+        weiri_free(t);
+        return NULL;
+    }
+    memcpy(t->name, name, len);
+    t->name[len] = '\0';
+    t->len = len;
+    t->next = j->topics;
+    j->topics = t;
+    return t;
+}
+
+static uint64_t
+topic_end(const dtopic *t)
+{
+    return t->base + t->n;
+}
+
+static entry *
+entry_at(dtopic *t, uint64_t no)
+{
+    return &t->e[no - t->base];
+}
+
+static int
+topic_add(dtopic *t, uint64_t seg, uint64_t off, uint32_t size, bool ready)
+{
+    if (t->n == t->cap) {
+        size_t cap = t->cap == 0 ? 64 : t->cap * 2;
+        entry *e = weiri_realloc(t->e, cap * sizeof(*e));
+        if (e == NULL)
+            return WEIR_ENOMEM;
+        t->e = e;
+        t->cap = cap;
+    }
+    t->e[t->n++] = (entry){ seg, off, size, ready, false };
+    return 0;
+}
+
+/* The first entry of t at or after (seg, off). */
+static uint64_t
+topic_lower_bound(const dtopic *t, uint64_t seg, uint64_t off)
+{
+    size_t lo = 0, hi = t->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (before(seg, off, &t->e[mid]) ||
+            (t->e[mid].seg == seg && t->e[mid].off == off))
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return t->base + lo;
+}
+
+static weiri_jsub *
+sub_find(weiri_journal *j, const char *topic, size_t tlen, const char *name,
+         size_t nlen)
+{
+    for (weiri_jsub *s = j->subs; s != NULL; s = s->link)
+        if (s->t->len == tlen && memcmp(s->t->name, topic, tlen) == 0 &&
+            strlen(s->name) == nlen && memcmp(s->name, name, nlen) == 0)
+            return s;
+    return NULL;
+}
+
+static weiri_jsub *
+sub_by_no(weiri_journal *j, uint32_t no)
+{
+    for (weiri_jsub *s = j->subs; s != NULL; s = s->link)
+        if (s->no == no)
+            return s;
+    return NULL;
+}
+
+static bool
+is_acked(const weiri_jsub *s, uint64_t no)
+{
+    if (no < s->low)
+        return true;
+    uint64_t i = no - s->bits_base;
+    return i / 64 < s->words && (s->bits[i / 64] >> (i % 64) & 1);
+}
+
+/* Every entry of t below min_low is needed by nobody: drop them. */
+static void
+topic_compact(weiri_journal *j, dtopic *t)
+{
+    uint64_t min = topic_end(t);
+    for (weiri_jsub *s = j->subs; s != NULL; s = s->link)
+        if (s->t == t && s->low < min)
+            min = s->low;
+    size_t gone = (size_t)(min - t->base);
+    /* Moves cost the rest: wait until half can go. */
+    if (gone == 0 || (gone < t->n / 2 && gone < t->n))
+        return;
+    memmove(t->e, t->e + gone, (t->n - gone) * sizeof(*t->e));
+    t->n -= gone;
+    t->base += gone;
+}
+
+/* Move low past what is acknowledged (or dead), and drop spent words. */
+static void
+advance_low(weiri_jsub *s)
+{
+    dtopic *t = s->t;
+    for (;;) {
+        uint64_t no = s->low;
+        if (no >= topic_end(t))
+            break;
+        uint64_t i = no - s->bits_base;
+        bool acked = i / 64 < s->words && (s->bits[i / 64] >> (i % 64) & 1);
+        if (!acked && !entry_at(t, no)->dead)
+            break;
+        s->low++;
+    }
+    size_t spent = (size_t)((s->low - s->bits_base) / 64);
+    if (spent > 0 && spent <= s->words) {
+        memmove(s->bits, s->bits + spent,
+                (s->words - spent) * sizeof(*s->bits));
+        memset(s->bits + s->words - spent, 0, spent * sizeof(*s->bits));
+        s->bits_base += 64 * (uint64_t)spent;
+    } else if (spent > s->words) {
+        memset(s->bits, 0, s->words * sizeof(*s->bits));
+        s->bits_base = s->low - s->low % 64;
+    }
+    if (s->next < s->low)
+        s->next = s->low;
+}
+
+static int
+mark_acked(weiri_jsub *s, uint64_t no)
+{
+    if (no < s->low)
+        return 0;
+    uint64_t i = no - s->bits_base;
+    if (i / 64 >= s->words) {
+        size_t words = s->words == 0 ? 4 : s->words;
+        while (words <= i / 64)
+            words *= 2;
+        uint64_t *b = weiri_realloc(s->bits, words * sizeof(*b));
+        if (b == NULL)
+            return WEIR_ENOMEM;
+        memset(b + s->words, 0, (words - s->words) * sizeof(*b));
+        s->bits = b;
+        s->words = words;
+    }
+    s->bits[i / 64] |= (uint64_t)1 << (i % 64);
+    advance_low(s);
+    return 0;
+}
+
+/* The oldest segment any subscription still needs; mu held. */
+static uint64_t
+segment_needed(weiri_journal *j)
+{
+    uint64_t keep = j->tail_seg;
+    for (weiri_jsub *s = j->subs; s != NULL; s = s->link)
+        if (s->low < topic_end(s->t) && entry_at(s->t, s->low)->seg < keep)
+            keep = entry_at(s->t, s->low)->seg;
+    return keep;
+}
+
+/* Delete the segments nobody needs any more (mu not held). */
+static int
+trim(weiri_journal *j)
+{
+    pthread_mutex_lock(&j->mu);
+    uint64_t keep = segment_needed(j);
+    bool more = keep > j->kept;
+    pthread_mutex_unlock(&j->mu);
+    if (!more)
+        return 0;
+    int rc = weiri_log_trim(j->log, keep);
+    if (rc == 0) {
+        pthread_mutex_lock(&j->mu);
+        if (keep > j->kept)
+            j->kept = keep;
+        pthread_mutex_unlock(&j->mu);
+    }
+    return rc;
+}
+
+static weiri_jsub *
+sub_new(weiri_journal *j, dtopic *t, const char *name, size_t nlen,
+        uint32_t no, uint64_t low)
+{
+    weiri_jsub *s = weiri_calloc(1, sizeof(*s));
+    if (s == NULL || (s->name = weiri_malloc(nlen + 1)) == NULL) {
+        weiri_free(s);
+        return NULL;
+    }
+    memcpy(s->name, name, nlen);
+    s->name[nlen] = '\0';
+    s->j = j;
+    s->t = t;
+    s->no = no;
+    s->low = s->next = s->handed = low;
+    s->bits_base = low - low % 64;
+    s->link = j->subs;
+    j->subs = s;
+    t->subs++;
+    if (no >= j->next_no)
+        j->next_no = no + 1;
+    return s;
+}
+
+static void
+sub_free(weiri_journal *j, weiri_jsub *s)
+{
+    for (weiri_jsub **p = &j->subs; *p != NULL; p = &(*p)->link)
+        if (*p == s) {
+            *p = s->link;
+            break;
+        }
+    s->t->subs--;
+    weiri_free(s->bits);
+    weiri_free(s->name);
+    weiri_free(s);
+}
+
+/* --- recovery ----------------------------------------------------------- */
+
+static int
+visit(void *ctx, uint64_t seg, uint64_t off, unsigned type,
+      const unsigned char *b, size_t len)
+{
+    weiri_journal *j = ctx;
+    if (type == T_MSG) {
+        if (len < MSG_FIXED)
+            return WEIR_ECORRUPT;
+        uint64_t id = get64(b);
+        size_t tlen = get16(b + 16), klen = get16(b + 18);
+        if (MSG_FIXED + tlen + (klen == NO_KEY ? 0 : klen) > len)
+            return WEIR_ECORRUPT;
+        if (id > j->max_id)
+            j->max_id = id;
+        dtopic *t = topic_find(j, (const char *)b + MSG_FIXED, tlen);
+        if (t == NULL || t->subs == 0)
+            return 0;
+        return topic_add(t, seg, off,
+                         (uint32_t)(len + WEIRI_LOG_RECORD_HEADER), true);
+    }
+    if (type == T_SUB) {
+        if (len < SUB_FIXED)
+            return WEIR_ECORRUPT;
+        uint32_t no = get32(b);
+        uint64_t fseg = get64(b + 4), foff = get64(b + 12);
+        size_t tlen = get16(b + 20), nlen = get16(b + 22);
+        if (SUB_FIXED + tlen + nlen > len)
+            return WEIR_ECORRUPT;
+        weiri_jsub *s = sub_by_no(j, no);
+        if (s == NULL) {
+            dtopic *t = topic_make(j, (const char *)b + SUB_FIXED, tlen);
+            if (t == NULL)
+                return WEIR_ENOMEM;
+            /* Segment 0: made by an attach, its messages follow it. */
+            uint64_t low = fseg == 0 ? topic_end(t)
+                                     : topic_lower_bound(t, fseg, foff);
+            s = sub_new(j, t, (const char *)b + SUB_FIXED + tlen, nlen, no,
+                        low);
+            return s != NULL ? 0 : WEIR_ENOMEM;
+        }
+        if (fseg == 0)
+            return 0;
+        /* A later head: everything before its position is done. */
+        uint64_t low = topic_lower_bound(s->t, fseg, foff);
+        while (s->low < low) {
+            int rc = mark_acked(s, s->low);
+            if (rc != 0)
+                return rc;
+        }
+        return 0;
+    }
+    if (type == T_ACK) {
+        if (len < ACK_FIXED)
+            return WEIR_ECORRUPT;
+        weiri_jsub *s = sub_by_no(j, get32(b));
+        if (s == NULL)
+            return 0;
+        uint64_t aseg = get64(b + 4), aoff = get64(b + 12);
+        uint64_t no = topic_lower_bound(s->t, aseg, aoff);
+        if (no < topic_end(s->t) && entry_at(s->t, no)->seg == aseg &&
+            entry_at(s->t, no)->off == aoff)
+            return mark_acked(s, no);
+        return 0;
+    }
+    if (type == T_FORGET) {
+        if (len < 4)
+            return WEIR_ECORRUPT;
+        weiri_jsub *s = sub_by_no(j, get32(b));
+        if (s != NULL)
+            sub_free(j, s);
+        return 0;
+    }
+    return WEIR_ECORRUPT;
+}
+
+/*
+ * The SUB record of s at the head of segment seg: from its oldest entry
+ * not acknowledged, or from the segment's start if there is none.
+ */
+static int
+head_sub(weiri_jsub *s, uint64_t seg, weiri_log *log)
+{
+    unsigned char fixed[SUB_FIXED];
+    uint64_t fseg = seg, foff = 0;
+    if (s->low < topic_end(s->t)) {
+        fseg = entry_at(s->t, s->low)->seg;
+        foff = entry_at(s->t, s->low)->off;
+    }
+    put32(fixed, s->no);
+    put64(fixed + 4, fseg);
+    put64(fixed + 12, foff);
+    put16(fixed + 20, (unsigned)s->t->len);
+    put16(fixed + 22, (unsigned)strlen(s->name));
+    weiri_log_part parts[3] = { { fixed, sizeof(fixed) },
+                                { s->t->name, s->t->len },
+                                { s->name, strlen(s->name) } };
+    return weiri_log_put_head(log, T_SUB, parts, 3);
+}
+
+/* Each new segment begins with every subscription's SUB (log lock held). */
+static int
+head(void *ctx, weiri_log *log, uint64_t seg)
+{
+    weiri_journal *j = ctx;
+    pthread_mutex_lock(&j->mu);
+    j->tail_seg = seg;
+    int rc = 0;
+    for (weiri_jsub *s = j->subs; rc == 0 && s != NULL; s = s->link)
+        rc = head_sub(s, seg, log);
+    pthread_mutex_unlock(&j->mu);
+    return rc;
+}
+
+int
+weiri_journal_open(weiri_journal **out, const weiri_log_opts *o)
+{
+    weiri_journal *j = weiri_calloc(1, sizeof(*j));
+    if (j == NULL)
+        return WEIR_ENOMEM;
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&j->fresh, &ca);
+    pthread_condattr_destroy(&ca);
+    int rc = weiri_log_open(&j->log, o, visit, head, j);
+    if (rc != 0) {
+        j->log = NULL;
+        weiri_journal_close(j);
+        return rc;
+    }
+    j->tail_seg = weiri_log_segment(j->log);
+    for (dtopic *t = j->topics; t != NULL; t = t->next)
+        topic_compact(j, t);
+    /* Everything not acknowledged at open was accepted before it. */
+    for (weiri_jsub *s = j->subs; s != NULL; s = s->link)
+        s->handed = topic_end(s->t);
+    *out = j;
+    /* A segment that cannot be deleted now is tried again at an ack. */
+    (void)trim(j);
+    return 0;
+}
+
+uint64_t
+weiri_journal_max_id(weiri_journal *j)
+{
+    return j->max_id;
+}
+
+/* --- publish, attach ---------------------------------------------------- */
+
+typedef struct placing {
+    weiri_journal *j;
+    const char *topic;
+    size_t topic_len;
+    uint32_t size;
+    dtopic *t;         /* indexed under t, as entry no */
+    uint64_t no;
+    const char *name;  /* attach: the subscription to make */
+    size_t name_len;
+    weiri_jsub *made;
+    int rc;
+} placing;
+
+static void
+placed_msg(void *arg, uint64_t seg, uint64_t off)
+{
+    placing *p = arg;
+    pthread_mutex_lock(&p->j->mu);
+    dtopic *t = topic_find(p->j, p->topic, p->topic_len);
+    if (t != NULL && t->subs > 0) {
+        p->rc = topic_add(t, seg, off, p->size, false);
+        if (p->rc == 0) {
+            p->t = t;
+            p->no = topic_end(t) - 1;
+        }
+    }
+    pthread_mutex_unlock(&p->j->mu);
+}
+
+int
+weiri_journal_publish(weiri_journal *j, const char *topic, size_t topic_len,
+                      uint64_t id, int64_t ts, const char *key,
+                      size_t key_len, const void *data, size_t len)
+{
+    if (topic_len >= NO_KEY || (key != NULL && key_len >= NO_KEY))
+        return WEIR_EINVAL;
+    unsigned char fixed[MSG_FIXED];
+    put64(fixed, id);
+    put64(fixed + 8, (uint64_t)ts);
+    put16(fixed + 16, (unsigned)topic_len);
+    put16(fixed + 18, key != NULL ? (unsigned)key_len : NO_KEY);
+    weiri_log_part parts[4] = { { fixed, sizeof(fixed) },
+                                { topic, topic_len },
+                                { key, key != NULL ? key_len : 0 },
+                                { data, len } };
+    size_t body = MSG_FIXED + topic_len + (key != NULL ? key_len : 0) + len;
+    placing p = { .j = j, .topic = topic, .topic_len = topic_len,
+                  .size = (uint32_t)(WEIRI_LOG_RECORD_HEADER + body) };
+    if (body > WEIRI_LOG_BODY_MAX)
+        return WEIR_EINVAL;
+    int rc = weiri_log_append(j->log, T_MSG, parts, 4, placed_msg, &p);
+    if (p.t != NULL) {
+        pthread_mutex_lock(&j->mu);
+        entry *e = entry_at(p.t, p.no);
+        e->ready = true;
+        e->dead = rc != 0;
+        for (weiri_jsub *s = j->subs; e->dead && s != NULL; s = s->link)
+            if (s->t == p.t && s->low == p.no)
+                advance_low(s);
+        pthread_cond_broadcast(&j->fresh);
+        pthread_mutex_unlock(&j->mu);
+    }
+    return rc == 0 ? p.rc : rc;
+}
+
+static void
+placed_sub(void *arg, uint64_t seg, uint64_t off)
+{
+    placing *p = arg;
+    (void)seg;
+    (void)off;
+    pthread_mutex_lock(&p->j->mu);
+    dtopic *t = topic_make(p->j, p->topic, p->topic_len);
+    /* Its messages are those written after this record. */
+    p->made = t == NULL ? NULL
+                        : sub_new(p->j, t, p->name, p->name_len,
+                                  p->j->next_no, topic_end(t));
+    if (p->made != NULL)
+        p->made->attached = true;
+    pthread_mutex_unlock(&p->j->mu);
+}
+
+int
+weiri_journal_attach(weiri_journal *j, const char *topic, const char *name,
+                     weiri_jsub **out)
+{
+    size_t tlen = strlen(topic), nlen = strlen(name);
+    if (tlen >= NO_KEY || nlen >= NO_KEY)
+        return WEIR_EINVAL;
+    pthread_mutex_lock(&j->mu);
+    weiri_jsub *s = sub_find(j, topic, tlen, name, nlen);
+    int rc = 0;
+    if (s != NULL && s->attached) {
+        rc = WEIR_EEXIST;
+    } else if (s != NULL) {
+        s->attached = true;
+        s->stopped = false;
+        s->next = s->low;
+    }
+    uint32_t no = j->next_no;
+    pthread_mutex_unlock(&j->mu);
+    if (rc != 0 || s != NULL) {
+        *out = s;
+        return rc;
+    }
+    unsigned char fixed[SUB_FIXED];
+    put32(fixed, no);
+    put64(fixed + 4, 0); /* from its own place: see placed_sub */
+    put64(fixed + 12, 0);
+    put16(fixed + 20, (unsigned)tlen);
+    put16(fixed + 22, (unsigned)nlen);
+    weiri_log_part parts[3] = { { fixed, sizeof(fixed) }, { topic, tlen },
+                                { name, nlen } };
+    placing p = { .j = j, .topic = topic, .topic_len = tlen, .name = name,
+                  .name_len = nlen };
+    rc = weiri_log_append(j->log, T_SUB, parts, 3, placed_sub, &p);
+    if (rc == 0 && p.made == NULL)
+        rc = WEIR_ENOMEM;
+    if (rc != 0 && p.made != NULL) {
+        pthread_mutex_lock(&j->mu);
+        sub_free(j, p.made);
+        pthread_mutex_unlock(&j->mu);
+        return rc;
+    }
+    *out = p.made;
+    return rc;
+}
+
+/* --- handing out, acknowledging ------------------------------------------ */
+
+static struct timespec
+abs_time(int64_t ns)
+{
+    return (struct timespec){ (time_t)(ns / 1000000000),
+                              (long)(ns % 1000000000) };
+}
+
+static int
+parse_msg(weiri_jmsg *m, size_t size)
+{
+    const unsigned char *b = m->buf + WEIRI_LOG_RECORD_HEADER;
+    size_t len = size - WEIRI_LOG_RECORD_HEADER;
+    if (m->buf[8] != T_MSG || len < MSG_FIXED)
+        return WEIR_ECORRUPT;
+    size_t tlen = get16(b + 16), klen = get16(b + 18);
+    size_t kbytes = klen == NO_KEY ? 0 : klen;
+    if (MSG_FIXED + tlen + kbytes > len)
+        return WEIR_ECORRUPT;
+    m->id = get64(b);
+    m->ts = (int64_t)get64(b + 8);
+    m->key = klen == NO_KEY ? NULL : (const char *)b + MSG_FIXED + tlen;
+    m->key_len = kbytes;
+    m->data = b + MSG_FIXED + tlen + kbytes;
+    m->len = len - MSG_FIXED - tlen - kbytes;
+    return 0;
+}
+
+int
+weiri_journal_next(weiri_jsub *s, int64_t deadline, weiri_jmsg *m)
+{
+    weiri_journal *j = s->j;
+    pthread_mutex_lock(&j->mu);
+    entry e;
+    for (;;) {
+        if (s->stopped) {
+            pthread_mutex_unlock(&j->mu);
+            return WEIR_ECLOSED;
+        }
+        dtopic *t = s->t;
+        while (s->next < topic_end(t) && entry_at(t, s->next)->ready &&
+               (entry_at(t, s->next)->dead || is_acked(s, s->next)))
+            s->next++;
+        if (s->next < topic_end(t) && entry_at(t, s->next)->ready)
+            break;
+        if (deadline != WEIRI_NO_DEADLINE && weiri_now_ns() >= deadline) {
+            pthread_mutex_unlock(&j->mu);
+            return WEIR_ETIMEDOUT;
+        }
+        if (deadline == WEIRI_NO_DEADLINE) {
+            pthread_cond_wait(&j->fresh, &j->mu);
+        } else {
+            struct timespec until = abs_time(deadline);
+            pthread_cond_timedwait(&j->fresh, &j->mu, &until);
+        }
+    }
+    e = *entry_at(s->t, s->next);
+    m->entry = s->next;
+    m->redelivered = s->next < s->handed;
+    s->next++;
+    if (s->next > s->handed)
+        s->handed = s->next;
+    pthread_mutex_unlock(&j->mu);
+    if (m->cap < e.size) {
+        unsigned char *b = weiri_realloc(m->buf, e.size);
+        if (b == NULL)
+            return WEIR_ENOMEM;
+        m->buf = b;
+        m->cap = e.size;
+    }
+    int rc = weiri_log_read(j->log, e.seg, e.off, e.size, m->buf);
+    return rc != 0 ? rc : parse_msg(m, e.size);
+}
+
+uint64_t
+weiri_journal_pending(weiri_jsub *s)
+{
+    pthread_mutex_lock(&s->j->mu);
+    uint64_t n = 0;
+    for (uint64_t no = s->next; no < topic_end(s->t); no++)
+        n += !is_acked(s, no) && !entry_at(s->t, no)->dead;
+    pthread_mutex_unlock(&s->j->mu);
+    return n;
+}
+
+void
+weiri_journal_stop(weiri_jsub *s)
+{
+    pthread_mutex_lock(&s->j->mu);
+    s->stopped = true;
+    pthread_cond_broadcast(&s->j->fresh);
+    pthread_mutex_unlock(&s->j->mu);
+}
+
+int
+weiri_journal_ack(weiri_jsub *s, uint64_t no)
+{
+    weiri_journal *j = s->j;
+    pthread_mutex_lock(&j->mu);
+    if (no < s->low || no >= topic_end(s->t)) {
+        pthread_mutex_unlock(&j->mu);
+        return 0;
+    }
+    entry e = *entry_at(s->t, no);
+    uint64_t seg_before = s->low < topic_end(s->t)
+                              ? entry_at(s->t, s->low)->seg : 0;
+    int rc = mark_acked(s, no);
+    bool moved = rc == 0 && (s->low >= topic_end(s->t) ||
+                             entry_at(s->t, s->low)->seg != seg_before);
+    if (moved)
+        topic_compact(j, s->t);
+    uint32_t sub_no = s->no;
+    pthread_mutex_unlock(&j->mu);
+    if (rc != 0)
+        return rc;
+    unsigned char b[ACK_FIXED];
+    put32(b, sub_no);
+    put64(b + 4, e.seg);
+    put64(b + 12, e.off);
+    weiri_log_part part = { b, sizeof(b) };
+    rc = weiri_log_note(j->log, T_ACK, &part, 1);
+    int trc = moved ? trim(j) : 0;
+    return rc != 0 ? rc : trc;
+}
+
+void
+weiri_journal_detach(weiri_jsub *s)
+{
+    pthread_mutex_lock(&s->j->mu);
+    s->attached = false;
+    s->stopped = false;
+    s->next = s->low;
+    pthread_mutex_unlock(&s->j->mu);
+}
+
+int
+weiri_journal_forget(weiri_journal *j, const char *topic, const char *name)
+{
+    pthread_mutex_lock(&j->mu);
+    weiri_jsub *s = sub_find(j, topic, strlen(topic), name, strlen(name));
+    int rc = s == NULL ? WEIR_ENOENT : s->attached ? WEIR_EBUSY : 0;
+    unsigned char b[4];
+    if (rc == 0) {
+        put32(b, s->no);
+        dtopic *t = s->t;
+        sub_free(j, s);
+        topic_compact(j, t);
+    }
+    pthread_mutex_unlock(&j->mu);
+    if (rc != 0)
+        return rc;
+    weiri_log_part part = { b, sizeof(b) };
+    rc = weiri_log_append(j->log, T_FORGET, &part, 1, NULL, NULL);
+    int trc = trim(j);
+    return rc != 0 ? rc : trc;
+}
+
+void
+weiri_journal_get_stats(weiri_journal *j, weiri_log_stats *out)
+{
+    weiri_log_get_stats(j->log, out);
+}
+
+int
+weiri_journal_close(weiri_journal *j)
+{
+    if (j == NULL)
+        return 0;
+    int rc = weiri_log_close(j->log);
+    while (j->subs != NULL)
+        sub_free(j, j->subs);
+    while (j->topics != NULL) {
+        dtopic *t = j->topics;
+        j->topics = t->next;
+        weiri_free(t->e);
+        weiri_free(t->name);
+        weiri_free(t);
+    }
+    pthread_cond_destroy(&j->fresh);
+    pthread_mutex_destroy(&j->mu);
+    weiri_free(j);
+    return rc;
+}

@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * journal_internal.h - PRIVATE to lib/: durable topics' messages and
+ * durable subscriptions' positions, kept in the log (log_internal.h).
+ *
+ * Records (bodies, little-endian):
+ *   MSG     id 8, timestamp 8, topic length 2, key length 2 (0xffff: no
+ *           key), topic, key, payload
+ *   SUB     subscription number 4, first segment 8, first offset 8,
+ *           topic length 2, name length 2, topic, name: a durable
+ *           subscription and where its messages begin (every MSG of its
+ *           topic from there on is its until acknowledged)
+ *   ACK     subscription number 4, segment 8, offset 8: that MSG done
+ *   FORGET  subscription number 4
+ * Every segment begins with a SUB of each known subscription (the log's
+ * head), its first position moved up to its oldest message not yet
+ * acknowledged, so that older segments can go.
+ *
+ * In memory, each topic with a durable subscription has an index of its
+ * messages in log order (entries), and each subscription its place in
+ * it: low (all before it acknowledged), next (the next to hand out) and
+ * which entries from low on are acknowledged.  A segment goes once no
+ * subscription's low lies in it or before it.
+ */
+#ifndef WEIR_JOURNAL_INTERNAL_H
+#define WEIR_JOURNAL_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log_internal.h"
+
+typedef struct weiri_journal weiri_journal;
+typedef struct weiri_jsub weiri_jsub;
+
+/* A message read back for a subscription. */
+typedef struct weiri_jmsg {
+    uint64_t entry;          /* to acknowledge it with */
+    uint64_t id;
+    int64_t ts;
+    const char *key;         /* NULL: none; not NUL-terminated */
+    size_t key_len;
+    const void *data;
+    size_t len;
+    bool redelivered;        /* handed out before (this run or the last) */
+    unsigned char *buf;      /* holds the record; reused; weiri_free it */
+    size_t cap;
+} weiri_jmsg;
+
+/*
+ * weiri_journal_open - open the log of o and read back its messages and
+ * subscriptions.  Returns as weiri_log_open, and WEIR_ECORRUPT for a
+ * record that checks but does not parse.
+ */
+int weiri_journal_open(weiri_journal **out, const weiri_log_opts *o);
+
+/* weiri_journal_max_id - the highest message id read back at open. */
+uint64_t weiri_journal_max_id(weiri_journal *j);
+
+/*
+ * weiri_journal_publish - write a message of topic (topic_len bytes),
+ * synced as the policy says; its durable subscriptions may take it once
+ * this returns 0.  key may be NULL.  Returns as weiri_log_append.  Any
+ * thread.
+ */
+int weiri_journal_publish(weiri_journal *j, const char *topic,
+                          size_t topic_len, uint64_t id, int64_t ts,
+                          const char *key, size_t key_len, const void *data,
+                          size_t len);
+
+/*
+ * weiri_journal_attach - the durable subscription name of topic, made
+ * (starting after every message written so far) if the journal does
+ * not know it.  Its messages not acknowledged are handed out again
+ * first.  Returns 0, WEIR_EEXIST (attached already), WEIR_EINVAL (a
+ * name or topic over 65535 bytes), WEIR_EIO, WEIR_ENOMEM.
+ */
+int weiri_journal_attach(weiri_journal *j, const char *topic,
+                         const char *name, weiri_jsub **out);
+
+/*
+ * weiri_journal_next - the next message of s, read into m, waiting until
+ * deadline (absolute, CLOCK_MONOTONIC ns) for one.  Returns 0;
+ * WEIR_ETIMEDOUT (none by deadline); WEIR_ECLOSED (weiri_journal_stop
+ * was called); WEIR_EIO or WEIR_ECORRUPT (its record cannot be read
+ * back); WEIR_ENOMEM.  One thread per subscription.
+ */
+int weiri_journal_next(weiri_jsub *s, int64_t deadline, weiri_jmsg *m);
+
+/* weiri_journal_pending - messages of s not yet handed out. */
+uint64_t weiri_journal_pending(weiri_jsub *s);
+
+/* weiri_journal_stop - make weiri_journal_next of s return ECLOSED. */
+void weiri_journal_stop(weiri_jsub *s);
+
+/*
+ * weiri_journal_ack - entry of s is done: written (not synced: the next
+ * sync or the close carries it), and segments no subscription needs any
+ * more are deleted.  Returns 0, WEIR_EIO, WEIR_ENOMEM.  Any thread.
+ */
+int weiri_journal_ack(weiri_jsub *s, uint64_t entry);
+
+/*
+ * weiri_journal_detach - s is no longer subscribed: what was handed out
+ * and not acknowledged is handed out again at the next attach.
+ */
+void weiri_journal_detach(weiri_jsub *s);
+
+/*
+ * weiri_journal_forget - drop the durable subscription name of topic
+ * for good.  Returns 0, WEIR_ENOENT (not known), WEIR_EBUSY (attached),
+ * WEIR_EIO, WEIR_ENOMEM.
+ */
+int weiri_journal_forget(weiri_journal *j, const char *topic,
+                         const char *name);
+
+/* weiri_journal_get_stats - the log's counters. */
+void weiri_journal_get_stats(weiri_journal *j, weiri_log_stats *out);
+
+/*
+ * weiri_journal_close - sync and close; every subscription must be
+ * detached.  Returns 0 or WEIR_EIO.  Accepts NULL.
+ */
+int weiri_journal_close(weiri_journal *j);
+
+#endif /* WEIR_JOURNAL_INTERNAL_H */

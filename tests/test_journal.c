@@ -1,0 +1,370 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_journal.c - durable subscriptions over the log
+ * (lib/journal/journal.c): a subscription gets the messages written
+ * after it was made, in order, with their payload, key and id; what it
+ * did not acknowledge comes again after a reopen (marked redelivered),
+ * and so does what it was handed before a detach; what was written while
+ * it was away waits for it; forgetting it lets its segments go; segments
+ * nobody needs are deleted, and a reopen after that still knows every
+ * subscription's place; many publishers and a consumer at once.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "alloc_internal.h"
+#include "clock_internal.h"
+#include "journal_internal.h"
+#include "support/support.h"
+#include "weir.h"
+
+static char dir[128];
+
+static weiri_log_opts
+opts(size_t segment_bytes)
+{
+    snprintf(dir, sizeof(dir), "/tmp/weir-test-journal-%d", (int)getpid());
+    return (weiri_log_opts){ .dir = dir, .sync = WEIR_SYNC_NONE,
+                             .segment_bytes = segment_bytes };
+}
+
+static void
+fresh(void)
+{
+    opts(0);
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static weiri_journal *
+open_j(size_t segment_bytes)
+{
+    weiri_log_opts o = opts(segment_bytes);
+    weiri_journal *j = NULL;
+    assert_int_equal(weiri_journal_open(&j, &o), 0);
+    return j;
+}
+
+/* Message i of a topic: id 1000 + i, key "k<i%3>", payload of i bytes. */
+static void
+publish(weiri_journal *j, const char *topic, uint32_t i)
+{
+    char key[8], data[600];
+    snprintf(key, sizeof(key), "k%u", i % 3);
+    memset(data, (int)('a' + i % 26), sizeof(data));
+    assert_int_equal(weiri_journal_publish(j, topic, strlen(topic), 1000 + i,
+                                           (int64_t)i, key, strlen(key),
+                                           data, i % 600),
+                     0);
+}
+
+/* The next message is i, and was (or was not) handed out before. */
+static uint64_t
+expect(weiri_jsub *s, weiri_jmsg *m, uint32_t i, bool redelivered)
+{
+    assert_int_equal(weiri_journal_next(s, weiri_now_ns() + 10 * WEIR_SEC,
+                                        m),
+                     0);
+    assert_int_equal(m->id, 1000 + i);
+    assert_int_equal(m->ts, (int64_t)i);
+    assert_int_equal(m->len, i % 600);
+    for (size_t k = 0; k < m->len; k++)
+        assert_int_equal(((const char *)m->data)[k], 'a' + i % 26);
+    char key[8];
+    snprintf(key, sizeof(key), "k%u", i % 3);
+    assert_int_equal(m->key_len, strlen(key));
+    assert_memory_equal(m->key, key, m->key_len);
+    assert_int_equal(m->redelivered, redelivered);
+    return m->entry;
+}
+
+static void
+expect_none(weiri_jsub *s, weiri_jmsg *m)
+{
+    assert_int_equal(weiri_journal_next(s, weiri_now_ns() + WEIR_MSEC, m),
+                     WEIR_ETIMEDOUT);
+}
+
+static void
+test_journal_hands_out_in_order_after_attach(void **state)
+{
+    (void)state;
+    fresh();
+    weiri_journal *j = open_j(0);
+    weiri_jmsg m = { 0 };
+    publish(j, "t", 0); /* before any subscription: nobody's */
+    weiri_jsub *a, *b;
+    assert_int_equal(weiri_journal_attach(j, "t", "a", &a), 0);
+    assert_int_equal(weiri_journal_attach(j, "t", "a", &b), WEIR_EEXIST);
+    assert_int_equal(weiri_journal_attach(j, "u", "a", &b), 0);
+    for (uint32_t i = 1; i <= 20; i++)
+        publish(j, "t", i);
+    assert_int_equal(weiri_journal_pending(a), 20);
+    for (uint32_t i = 1; i <= 20; i++)
+        assert_int_equal(weiri_journal_ack(a, expect(a, &m, i, false)), 0);
+    expect_none(a, &m);
+    expect_none(b, &m);
+    weiri_journal_stop(a);
+    assert_int_equal(weiri_journal_next(a, WEIRI_NO_DEADLINE, &m),
+                     WEIR_ECLOSED);
+    weiri_journal_detach(a);
+    weiri_journal_detach(b);
+    assert_int_equal(weiri_journal_close(j), 0);
+    /* All acknowledged: nothing comes again; ids go on from the last. */
+    j = open_j(0);
+    assert_int_equal(weiri_journal_max_id(j), 1020);
+    assert_int_equal(weiri_journal_attach(j, "t", "a", &a), 0);
+    expect_none(a, &m);
+    publish(j, "t", 21);
+    expect(a, &m, 21, false);
+    weiri_journal_detach(a);
+    weiri_journal_close(j);
+    weiri_free(m.buf);
+}
+
+/* Acknowledged out of order: only the others come again, marked. */
+static void
+test_journal_redelivers_what_was_not_acknowledged(void **state)
+{
+    (void)state;
+    fresh();
+    weiri_journal *j = open_j(0);
+    weiri_jmsg m = { 0 };
+    weiri_jsub *a;
+    assert_int_equal(weiri_journal_attach(j, "t", "a", &a), 0);
+    for (uint32_t i = 0; i < 10; i++)
+        publish(j, "t", i);
+    for (uint32_t i = 0; i < 10; i++) {
+        uint64_t e = expect(a, &m, i, false);
+        if (i % 2 == 0)
+            assert_int_equal(weiri_journal_ack(a, e), 0);
+    }
+    /* Detached: what was handed out and not acknowledged comes again. */
+    weiri_journal_detach(a);
+    assert_int_equal(weiri_journal_attach(j, "t", "a", &a), 0);
+    for (uint32_t i = 1; i < 10; i += 2)
+        expect(a, &m, i, true);
+    weiri_journal_detach(a);
+    assert_int_equal(weiri_journal_close(j), 0);
+    /* Reopened (as after a crash): the same five, then new ones. */
+    j = open_j(0);
+    assert_int_equal(weiri_journal_attach(j, "t", "a", &a), 0);
+    publish(j, "t", 10);
+    for (uint32_t i = 1; i < 10; i += 2)
+        assert_int_equal(weiri_journal_ack(a, expect(a, &m, i, true)), 0);
+    assert_int_equal(weiri_journal_ack(a, expect(a, &m, 10, false)), 0);
+    expect_none(a, &m);
+    weiri_journal_detach(a);
+    weiri_journal_close(j);
+    weiri_free(m.buf);
+}
+
+/* Written while away: waiting on return.  Forgotten: gone for good. */
+static void
+test_journal_away_and_forgotten(void **state)
+{
+    (void)state;
+    fresh();
+    weiri_journal *j = open_j(0);
+    weiri_jmsg m = { 0 };
+    weiri_jsub *a;
+    assert_int_equal(weiri_journal_attach(j, "t", "a", &a), 0);
+    weiri_journal_detach(a);
+    for (uint32_t i = 0; i < 5; i++)
+        publish(j, "t", i);
+    assert_int_equal(weiri_journal_close(j), 0);
+    j = open_j(0);
+    assert_int_equal(weiri_journal_attach(j, "t", "a", &a), 0);
+    assert_int_equal(weiri_journal_forget(j, "t", "a"), WEIR_EBUSY);
+    /* Accepted before the reopen: redelivered, though never handed. */
+    for (uint32_t i = 0; i < 5; i++)
+        expect(a, &m, i, true);
+    weiri_journal_detach(a);
+    assert_int_equal(weiri_journal_forget(j, "t", "a"), 0);
+    assert_int_equal(weiri_journal_forget(j, "t", "a"), WEIR_ENOENT);
+    assert_int_equal(weiri_journal_forget(j, "t", "zz"), WEIR_ENOENT);
+    assert_int_equal(weiri_journal_close(j), 0);
+    /* Made anew, it starts at the end. */
+    j = open_j(0);
+    assert_int_equal(weiri_journal_attach(j, "t", "a", &a), 0);
+    expect_none(a, &m);
+    weiri_journal_detach(a);
+    weiri_journal_close(j);
+    weiri_free(m.buf);
+}
+
+static uint64_t
+segments(weiri_journal *j)
+{
+    weiri_log_stats st;
+    weiri_journal_get_stats(j, &st);
+    return st.segments;
+}
+
+/*
+ * Segments: kept while a subscription away needs them, deleted once it
+ * is forgotten or has acknowledged them; a reopen after trimming still
+ * knows each subscription's place from the segments' heads.
+ */
+static void
+test_journal_segments_go_when_nobody_needs_them(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 120);
+    fresh();
+    weiri_journal *j = open_j(WEIRI_LOG_SEGMENT_MIN);
+    weiri_jmsg m = { 0 };
+    weiri_jsub *a, *away;
+    assert_int_equal(weiri_journal_attach(j, "t", "a", &a), 0);
+    assert_int_equal(weiri_journal_attach(j, "t", "away", &away), 0);
+    weiri_journal_detach(away);
+    enum { N = 6000 };
+    for (uint32_t i = 0; i < N; i++) {
+        publish(j, "t", i);
+        assert_int_equal(weiri_journal_ack(a, expect(a, &m, i, false)), 0);
+    }
+    uint64_t held = segments(j);
+    assert_true(held >= 3); /* "away" needs them all */
+    assert_int_equal(weiri_journal_forget(j, "t", "away"), 0);
+    assert_int_equal(segments(j), 1);
+    /* a leaves some unacknowledged in the last segments. */
+    for (uint32_t i = N; i < N + 6000; i++) {
+        publish(j, "t", i);
+        if (i < N + 5990)
+            assert_int_equal(weiri_journal_ack(a, expect(a, &m, i, false)),
+                             0);
+    }
+    uint64_t now = segments(j);
+    assert_true(now >= 1 && now <= 2);
+    weiri_journal_detach(a);
+    assert_int_equal(weiri_journal_close(j), 0);
+    j = open_j(WEIRI_LOG_SEGMENT_MIN);
+    assert_int_equal(weiri_journal_attach(j, "t", "a", &a), 0);
+    for (uint32_t i = N + 5990; i < N + 6000; i++)
+        expect(a, &m, i, true);
+    expect_none(a, &m);
+    assert_int_equal(weiri_journal_attach(j, "t", "away", &away), 0);
+    expect_none(away, &m);
+    weiri_journal_detach(a);
+    weiri_journal_detach(away);
+    weiri_journal_close(j);
+    weiri_free(m.buf);
+    ts_watchdog_disarm();
+}
+
+typedef struct pub_arg {
+    weiri_journal *j;
+    uint32_t from, n;
+} pub_arg;
+
+static void *
+pub_thread(void *arg)
+{
+    pub_arg *p = arg;
+    for (uint32_t i = p->from; i < p->from + p->n; i++)
+        publish(p->j, "t", i);
+    return NULL;
+}
+
+/*
+ * Four publishers and one consumer at once, under BATCH: every message
+ * handed out once, each publisher's in its order; acknowledged all but
+ * a few, and after a reopen exactly those few again.
+ */
+static void
+test_journal_publishers_and_consumer_at_once(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 120);
+    fresh();
+    weiri_log_opts o = opts(WEIRI_LOG_SEGMENT_MIN);
+    o.sync = WEIR_SYNC_BATCH;
+    weiri_journal *j;
+    assert_int_equal(weiri_journal_open(&j, &o), 0);
+    weiri_jsub *a;
+    assert_int_equal(weiri_journal_attach(j, "t", "a", &a), 0);
+    enum { P = 4 };
+    const uint32_t each = (uint32_t)ts_scale(1500);
+    pub_arg args[P];
+    pthread_t th[P];
+    for (uint32_t i = 0; i < P; i++) {
+        args[i] = (pub_arg){ j, i * 100000, each };
+        assert_int_equal(pthread_create(&th[i], NULL, pub_thread, &args[i]),
+                         0);
+    }
+    uint32_t last[P] = { 0 }, got = 0, kept = 0;
+    uint32_t keep[P] = { 0 };
+    weiri_jmsg m = { 0 };
+    while (got < P * each) {
+        assert_int_equal(weiri_journal_next(a, weiri_now_ns() + 10 * WEIR_SEC,
+                                            &m),
+                         0);
+        uint32_t i = (uint32_t)(m.id - 1000), p = i / 100000;
+        assert_true(p < P);
+        assert_true(i % 100000 == 0 || i % 100000 > last[p] ||
+                    (last[p] == 0 && got == 0));
+        assert_int_equal(m.len, i % 600);
+        last[p] = i % 100000;
+        got++;
+        if (i % 100000 == each - 1)
+            keep[p] = i, kept++;
+        else
+            assert_int_equal(weiri_journal_ack(a, m.entry), 0);
+    }
+    for (int i = 0; i < P; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(kept, P);
+    weiri_journal_detach(a);
+    assert_int_equal(weiri_journal_close(j), 0);
+    assert_int_equal(weiri_journal_open(&j, &o), 0);
+    assert_int_equal(weiri_journal_attach(j, "t", "a", &a), 0);
+    for (int k = 0; k < P; k++) {
+        assert_int_equal(weiri_journal_next(a, weiri_now_ns() + WEIR_SEC,
+                                            &m),
+                         0);
+        bool mine = false;
+        for (int p = 0; p < P; p++)
+            mine |= m.id == 1000u + keep[p];
+        assert_true(mine);
+        assert_true(m.redelivered);
+    }
+    expect_none(a, &m);
+    weiri_journal_detach(a);
+    weiri_journal_close(j);
+    weiri_free(m.buf);
+    ts_watchdog_disarm();
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_journal_hands_out_in_order_after_attach),
+        cmocka_unit_test(test_journal_redelivers_what_was_not_acknowledged),
+        cmocka_unit_test(test_journal_away_and_forgotten),
+        cmocka_unit_test(test_journal_segments_go_when_nobody_needs_them),
+        cmocka_unit_test(test_journal_publishers_and_consumer_at_once),
+    };
+    return cmocka_run_group_tests_name("journal", tests, ts_watchdog_group,
+                                       teardown);
+}
