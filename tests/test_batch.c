@@ -70,7 +70,7 @@ test_batch_all_at_once(void **state)
     /* Nothing visible before the commit. */
     assert_int_equal(stats_of(sa).routed, 0);
     /* b is full: a NOWAIT commit places nothing. */
-    assert_int_equal(weir_batch_commit(batch, WEIR_NOWAIT), WEIR_ETIMEDOUT);
+    assert_int_equal(weir_batch_commit(batch, WEIR_NOWAIT), WEIR_EAGAIN);
     assert_int_equal(stats_of(sa).routed, 0);
     assert_int_equal(atomic_load(&a.count), 0);
 
@@ -273,6 +273,35 @@ test_batch_waiting_for_room_survives_close(void **state)
     assert_int_equal(bs.unrouted, 0);
     weir_bus_destroy(bus);
     pthread_mutex_destroy(&stays.mu);
+    ts_watchdog_disarm();
+}
+
+/*
+ * WEIR_NOWAIT tries once in every call: a commit that meets a full BLOCK
+ * queue is WEIR_EAGAIN, as a publish with WEIR_NOWAIT is, not
+ * WEIR_ETIMEDOUT (found by fuzz_names).  A positive timeout that runs
+ * out is WEIR_ETIMEDOUT.
+ */
+static void
+test_batch_nowait_commit_on_full_block_queue_is_eagain(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 30);
+    weir_bus *bus = make_bus();
+    gate_handler held = { 0 };
+    weir_sub *s = full_held_sub(bus, "full", &held, 1, WEIR_OVERFLOW_BLOCK);
+    weir_batch *b;
+    assert_int_equal(weir_batch_begin(bus, &b), 0);
+    assert_int_equal(weir_batch_publish(b, "full", "x", 1, NULL), 0);
+    assert_int_equal(weir_batch_commit(b, WEIR_NOWAIT), WEIR_EAGAIN);
+    assert_int_equal(weir_batch_begin(bus, &b), 0);
+    assert_int_equal(weir_batch_publish(b, "full", "x", 1, NULL), 0);
+    assert_int_equal(weir_batch_commit(b, WEIR_MSEC), WEIR_ETIMEDOUT);
+    weir_sub_stats st = stats_of(s);
+    assert_int_equal(st.routed, 2); /* the two that filled it, no more */
+    atomic_store(&held.release, 1);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    weir_bus_destroy(bus);
     ts_watchdog_disarm();
 }
 
@@ -504,6 +533,8 @@ main(void)
         cmocka_unit_test(test_batch_books_balance_right_after_commit),
         cmocka_unit_test(test_batch_commit_to_own_full_queue_is_edeadlk),
         cmocka_unit_test(test_batch_own_queue_is_placed_last),
+        cmocka_unit_test(
+            test_batch_nowait_commit_on_full_block_queue_is_eagain),
     };
     return cmocka_run_group_tests_name("batch", tests, ts_watchdog_group, NULL);
 }

@@ -465,7 +465,8 @@ int weir_msg_last_error(const weir_msg *m);
  * Waits up to timeout_ns (WEIR_NOWAIT, ns, WEIR_FOREVER) for room in
  * BLOCK queues.  Returns 0 (all placed; overflow policies that drop still
  * apply), or places none and returns WEIR_EAGAIN (a REJECT queue was full,
- * or one subscription's share of the batch exceeds its capacity),
+ * a BLOCK queue was full with a timeout of WEIR_NOWAIT or 0, or one
+ * subscription's share of the batch exceeds its capacity),
  * WEIR_ETIMEDOUT (a BLOCK queue stayed full), WEIR_EDEADLK (with
  * WEIR_FOREVER, a handler's batch for its own subscription's full queue,
  * which no other worker of it could empty), WEIR_ECLOSED (the bus is

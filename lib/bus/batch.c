@@ -404,6 +404,12 @@ weir_batch_commit(weir_batch *batch, int64_t timeout_ns)
         if (!room)
             break;
     }
+    /*
+     * WEIR_NOWAIT (or 0) tries once, in every call: a full BLOCK queue
+     * then refuses at once, as for a publish.
+     */
+    if (rc == WEIR_ETIMEDOUT && weiri_try_once(timeout_ns))
+        rc = WEIR_EAGAIN;
     /* A worker's batch that the bus's close turned away: counted. */
     if (rc == WEIR_ECLOSED)
         weiri_bus_forwards_refused(bus, batch->n);
