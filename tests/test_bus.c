@@ -181,7 +181,7 @@ test_bus_rejects_bad_input(void **state)
 {
     (void)state;
     weir_bus *bus;
-    weir_bus_opts bad_opts = { 1 };
+    weir_bus_opts bad_opts = { .reserved = 1 };
     assert_int_equal(weir_bus_create(NULL, NULL), WEIR_EINVAL);
     assert_int_equal(weir_bus_create(&bus, &bad_opts), WEIR_EINVAL);
     bus = make_bus();

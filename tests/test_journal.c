@@ -65,7 +65,7 @@ publish(weiri_journal *j, const char *topic, uint32_t i)
     memset(data, (int)('a' + i % 26), sizeof(data));
     assert_int_equal(weiri_journal_publish(j, topic, strlen(topic), 1000 + i,
                                            (int64_t)i, key, strlen(key),
-                                           data, i % 600),
+                                           data, i % 600, NULL),
                      0);
 }
 

@@ -73,6 +73,42 @@
  *   - Atomic batches (weir_batch_*): the messages of a batch become
  *     visible to handlers all at once on commit, or never.
  *
+ * Durable topics (weir_bus_opts.journal_dir, weir/journal.h):
+ *   - A publish to a durable topic (weir_bus_durable_topic, or one with
+ *     a durable subscription) returns 0 only once the message is in the
+ *     journal under the sync policy; any other result means it was not
+ *     accepted.  Under every policy a process that dies loses nothing
+ *     that returned 0; a machine that loses power loses nothing under
+ *     EVERY and BATCH, and under NONE what the kernel had not written.
+ *     The journal takes no delayed publish and no batch (WEIR_EINVAL), yet.
+ *   - A durable subscription (weir_sub_opts.durable, with a name) is fed
+ *     from the journal by a thread of its own, at its own pace: its
+ *     overflow policy is not used, nothing is dropped or rejected, and
+ *     its capacity bounds only memory.  It acknowledges a message in the
+ *     journal when the message is done for good (handler returned 0,
+ *     dead-lettered, or failed after its last attempt), without a sync
+ *     of its own: after a crash a message may come again, never be lost.
+ *   - weir_bus_create on the same directory reads the journal back.  A
+ *     durable subscription made again with the same name (any options)
+ *     is handed first every message accepted and not acknowledged, in
+ *     journal order (publish order per key, and for one worker),
+ *     weir_msg_redelivered true, then new ones.  What was published
+ *     while it was away (closed, or before the restart) waits for it; a
+ *     name the journal does not know starts at the end.  weir_sub_close
+ *     keeps its place; weir_bus_forget_durable drops it.  Ids go on
+ *     after the journal's highest; a message handed out again keeps its
+ *     id.  In-memory subscriptions of a durable topic work as usual.
+ *   - weir_bus_close hands every durable subscription what the journal
+ *     holds for it (the drain's forwards and dead letters too) and
+ *     writes the acknowledgements, so a clean close followed by a
+ *     restart hands out nothing again.  A dead letter to a durable topic
+ *     is journaled; its origin topic and attempts are not kept there.
+ *   - Segments are deleted once every durable subscription has
+ *     acknowledged all of them.  One bus per directory (WEIR_EBUSY);
+ *     WEIR_EIO for a disk that refuses; WEIR_ECORRUPT for damage before
+ *     the journal's last record (a torn last record is cut: bus
+ *     statistics, journal_truncated).
+ *
  * Locks: the bus has one mutex, taken by subscribe, close and topic
  * creation, never by a publish of an existing topic and never while a
  * handler runs.  Handlers run with no weir lock held.  A publish waiting
@@ -89,6 +125,7 @@
 
 #include "common.h"
 #include "dedup.h"
+#include "journal.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -129,7 +166,19 @@ typedef int (*weir_handler)(const weir_msg *msg, void *ctx);
 
 /* weir_bus_opts - options for weir_bus_create; NULL or zeroed = defaults. */
 typedef struct weir_bus_opts {
-    unsigned reserved; /* no options yet; set to 0 */
+    unsigned reserved;                /* set to 0 */
+    /* Durable topics (see "Durable topics" below). */
+    const char *journal_dir;          /* NULL = no durable topics; created
+                                         if missing (not its parents);
+                                         copied */
+    weir_sync   journal_sync;         /* 0 = WEIR_SYNC_BATCH */
+    int64_t     journal_sync_wait_ns; /* BATCH: longest a publish waits
+                                         to share a sync; 0 = 1 ms */
+    size_t      journal_segment_bytes; /* 0 = 64 MiB; at least 1 MiB */
+    size_t      journal_max_bytes;    /* 0 = no bound; at the bound a
+                                         durable publish returns
+                                         WEIR_EAGAIN (nothing is deleted
+                                         unacknowledged) */
 } weir_bus_opts;
 
 /* What a subscription does when its queue is full at publish time. */
@@ -170,6 +219,11 @@ typedef struct weir_sub_opts {
     int64_t       dedup_window_ns;       /* 0 = no duplicate suppression */
     size_t        dedup_max_keys;        /* bound on remembered keys;
                                             0 = 65536 */
+    bool          durable;               /* its place is kept in the
+                                            journal under name (then
+                                            required, unique per topic,
+                                            stable across runs); see
+                                            "Durable topics" */
 } weir_sub_opts;
 
 /* weir_pub_opts - options for a publish; NULL or zeroed = defaults. */
@@ -220,6 +274,9 @@ typedef struct weir_sub_stats {
                             handlers of the batch */
     uint64_t duplicates; /* skipped by duplicate suppression;
                             counted in acked too */
+    uint64_t redelivered; /* durable: messages handed to it again, accepted
+                             before a restart (or handed out before a
+                             close) and not acknowledged */
 } weir_sub_stats;
 
 /* weir_bus_stats - counters of the whole bus. */
@@ -241,18 +298,33 @@ typedef struct weir_bus_stats {
                                   had run out of time */
     uint64_t dead_letters_unrouted; /* dead letters to a topic with no
                                        subscription (counted failed there) */
+    /* The journal (all 0 without one). */
+    uint64_t journal_bytes;     /* in its segment files */
+    uint64_t journal_segments;
+    uint64_t journal_syncs;     /* fdatasync calls for durable publishes */
+    uint64_t journal_recovered; /* records read back by weir_bus_create */
+    uint64_t journal_truncated; /* bytes weir_bus_create cut from the end
+                                   of the last segment: a write torn by a
+                                   crash (records never acknowledged to a
+                                   publisher under EVERY or BATCH) */
 } weir_bus_stats;
 
 /*
  * weir_bus_create - make a bus and store it in *bus.  opts may be NULL.
- * Returns 0, WEIR_EINVAL (bus NULL, or opts->reserved non-zero) or
- * WEIR_ENOMEM.  Free with weir_bus_destroy.
+ * With journal_dir, open (or make) the journal there and read it back.
+ * Returns 0, WEIR_EINVAL (bus NULL, opts->reserved non-zero, a journal
+ * option out of range), WEIR_EBUSY (another bus, of this process or
+ * another, has the directory), WEIR_EIO (the directory cannot be made,
+ * read or written), WEIR_ECORRUPT (the journal is damaged before its
+ * last record) or WEIR_ENOMEM.  Free with weir_bus_destroy.
  */
 int weir_bus_create(weir_bus **bus, const weir_bus_opts *opts);
 
 /*
  * weir_bus_subscribe - run fn(msg, ctx) on its own workers for every
- * message published to topic from now on.  opts and sub may be NULL; if
+ * message published to topic from now on (durable: see "Durable topics";
+ * it also returns WEIR_EINVAL without a journal or a name, WEIR_EEXIST
+ * for a name subscribed already, WEIR_EIO).  opts and sub may be NULL; if
  * sub is not NULL it receives a handle for weir_sub_close and statistics,
  * valid until weir_sub_close returns or weir_bus_destroy.  Creates the
  * topic if needed.  Returns 0; WEIR_EINVAL (NULL bus, topic or fn, a bad
@@ -318,6 +390,25 @@ const char *weir_sub_name(const weir_sub *sub);
  * WEIR_ENOMEM.
  */
 int weir_bus_topic(weir_bus *bus, const char *topic, weir_topic **out);
+
+/*
+ * weir_bus_durable_topic - declare topic durable (idempotent) and store
+ * its handle in *out, as weir_bus_topic does.  Returns 0, WEIR_EINVAL
+ * (NULL argument, a bad name, or a bus made without journal_dir),
+ * WEIR_ECLOSED or WEIR_ENOMEM.  Any thread.
+ */
+int weir_bus_durable_topic(weir_bus *bus, const char *topic,
+                           weir_topic **out);
+
+/*
+ * weir_bus_forget_durable - drop the durable subscription sub_name of
+ * topic for good, so that it no longer holds segments of the journal.
+ * Returns 0, WEIR_EINVAL (NULL argument, no journal), WEIR_ENOENT (the
+ * journal does not know it), WEIR_EBUSY (it is subscribed now: close it
+ * first), WEIR_EIO or WEIR_ENOMEM.  Any thread.
+ */
+int weir_bus_forget_durable(weir_bus *bus, const char *topic,
+                            const char *sub_name);
 
 /*
  * weir_bus_publish - copy len bytes at data (data may be NULL when len is
@@ -442,6 +533,14 @@ unsigned weir_msg_attempt(const weir_msg *m);
  */
 const char *weir_msg_origin_topic(const weir_msg *m);
 int weir_msg_last_error(const weir_msg *m);
+
+/*
+ * weir_msg_redelivered - true for a message a durable subscription is
+ * handed again: accepted before a restart (or handed out before its
+ * subscription closed) and not acknowledged; an earlier delivery may or
+ * may not have run.  false for NULL.
+ */
+bool weir_msg_redelivered(const weir_msg *m);
 
 /*
  * Atomic batches: the in-process form of a transactional publish.

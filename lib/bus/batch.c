@@ -76,6 +76,9 @@ weir_batch_publish(weir_batch *batch, const char *topic, const void *data,
         return weiri_bus_forwards_refused(batch->bus, 1);
     if (rc != 0)
         return rc;
+    /* Acquire: pairs with the release that made it durable. */
+    if (atomic_load_explicit(&t->durable, memory_order_acquire))
+        return WEIR_EINVAL; /* not in a batch (yet): see weir/bus.h */
     if (batch->n == batch->cap) {
         size_t cap = batch->cap == 0 ? 8 : 2 * batch->cap;
         staged *items = weiri_realloc(batch->items, cap * sizeof(*items));

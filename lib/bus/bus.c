@@ -8,11 +8,31 @@
 
 #include "alloc_internal.h"
 #include "deliver_internal.h"
+#include "durable_internal.h"
 #include "place_internal.h"
 #include "publish_internal.h"
 #include "sub_internal.h"
 #include "topic_internal.h"
 #include "clock_internal.h"
+
+/* The journal's options, from the bus's: 0, or WEIR_EINVAL. */
+static int
+journal_opts(const weir_bus_opts *o, weiri_log_opts *out)
+{
+    if ((unsigned)o->journal_sync > WEIR_SYNC_NONE ||
+        o->journal_sync_wait_ns < 0 ||
+        (o->journal_segment_bytes != 0 &&
+         (o->journal_segment_bytes < WEIRI_LOG_SEGMENT_MIN ||
+          o->journal_segment_bytes > ((size_t)1 << 40))) ||
+        o->journal_dir[0] == '\0')
+        return WEIR_EINVAL;
+    *out = (weiri_log_opts){ .dir = o->journal_dir,
+                             .sync = o->journal_sync,
+                             .sync_wait_ns = o->journal_sync_wait_ns,
+                             .segment_bytes = o->journal_segment_bytes,
+                             .max_bytes = o->journal_max_bytes };
+    return 0;
+}
 
 int
 weir_bus_create(weir_bus **bus, const weir_bus_opts *opts)
@@ -21,6 +41,10 @@ weir_bus_create(weir_bus **bus, const weir_bus_opts *opts)
         return WEIR_EINVAL;
     *bus = NULL;
     if (opts != NULL && opts->reserved != 0)
+        return WEIR_EINVAL;
+    weiri_log_opts lo;
+    bool journaled = opts != NULL && opts->journal_dir != NULL;
+    if (journaled && journal_opts(opts, &lo) != 0)
         return WEIR_EINVAL;
     weir_bus *b = weiri_alloc_array(1, sizeof(*b));
     if (b == NULL)
@@ -41,6 +65,21 @@ weir_bus_create(weir_bus **bus, const weir_bus_opts *opts)
      */
     (void)weiri_stamp_ns();
     weiri_body_setup();
+    if (journaled) {
+        int rc = weiri_journal_open(&b->journal, &lo);
+        if (rc != 0) {
+            weiri_timer_stop(&b->delays);
+            weiri_timer_stop(&b->retries);
+            weir_mpmc_destroy(&b->bodies);
+            pthread_mutex_destroy(&b->grace_mu);
+            pthread_mutex_destroy(&b->mu);
+            weiri_free(b);
+            return rc;
+        }
+        /* Ids go on after the journal's: unique across runs. */
+        atomic_store_explicit(&b->next_id, weiri_journal_max_id(b->journal),
+                              memory_order_relaxed);
+    }
     *bus = b;
     return 0;
 fail_delays:
@@ -77,12 +116,57 @@ weir_bus_topic(weir_bus *bus, const char *topic, weir_topic **out)
 }
 
 int
+weir_bus_durable_topic(weir_bus *bus, const char *topic, weir_topic **out)
+{
+    if (bus == NULL || bus->journal == NULL)
+        return WEIR_EINVAL;
+    int rc = weir_bus_topic(bus, topic, out);
+    /*
+     * Release: pairs with a publish's acquire load, which then finds the
+     * journal (fixed at create) ready.
+     */
+    if (rc == 0)
+        atomic_store_explicit(&(*out)->durable, true, memory_order_release);
+    return rc;
+}
+
+int
+weir_bus_forget_durable(weir_bus *bus, const char *topic,
+                        const char *sub_name)
+{
+    if (bus == NULL || topic == NULL || sub_name == NULL ||
+        bus->journal == NULL)
+        return WEIR_EINVAL;
+    return weiri_journal_forget(bus->journal, topic, sub_name);
+}
+
+/*
+ * A durable subscription s of t: made durable, attached to its place in
+ * the journal (what it had not acknowledged comes first), fed by its
+ * own thread instead of publishes.  Under bus->mu.
+ */
+static int
+attach_durable(weir_bus *bus, weir_topic *t, weir_sub *s, const char *name)
+{
+    int rc = weiri_journal_attach(bus->journal, t->name, name, &s->jsub);
+    if (rc != 0)
+        return rc;
+    /* Release: see weir_bus_durable_topic. */
+    atomic_store_explicit(&t->durable, true, memory_order_release);
+    return 0;
+}
+
+int
 weir_bus_subscribe(weir_bus *bus, const char *topic, weir_handler fn,
                    void *ctx, const weir_sub_opts *opts, weir_sub **sub)
 {
     size_t len;
     if (bus == NULL || topic == NULL || fn == NULL ||
         !weiri_topic_name_ok(topic, &len))
+        return WEIR_EINVAL;
+    bool durable = opts != NULL && opts->durable;
+    if (durable && (bus->journal == NULL || opts->name == NULL ||
+                    opts->name[0] == '\0'))
         return WEIR_EINVAL;
     pthread_mutex_lock(&bus->mu);
     weir_topic *t = NULL;
@@ -93,11 +177,21 @@ weir_bus_subscribe(weir_bus *bus, const char *topic, weir_handler fn,
                                        : weiri_topic_get(bus, topic, len, &t);
     if (rc == 0)
         rc = weiri_sub_create(bus, t, fn, ctx, opts, &s);
+    if (rc == 0 && durable && (rc = attach_durable(bus, t, s, opts->name))) {
+        weiri_sub_free(s);
+        s = NULL;
+    }
     if (rc == 0 && (rc = weiri_sub_start(s)) != 0) {
         weiri_sub_free(s);
         s = NULL;
     }
-    if (rc == 0 && (rc = weiri_topic_swap(t, s, true, &old)) != 0) {
+    if (rc == 0 && durable && (rc = weiri_durable_start(s)) != 0) {
+        weiri_sub_drain(s, WEIRI_NO_DEADLINE);
+        weiri_sub_free(s);
+        s = NULL;
+    }
+    if (rc == 0 && !durable &&
+        (rc = weiri_topic_swap(t, s, true, &old)) != 0) {
         weiri_sub_drain(s, WEIRI_NO_DEADLINE);
         weiri_sub_free(s);
         s = NULL;
@@ -112,7 +206,8 @@ weir_bus_subscribe(weir_bus *bus, const char *topic, weir_handler fn,
     if (rc != 0)
         return rc;
     /* The snapshot we replaced may still be in a publisher's hands. */
-    weiri_topic_quiesce(t);
+    if (old != NULL || !durable)
+        weiri_topic_quiesce(t);
     weiri_free(old);
     if (sub != NULL)
         *sub = s;
@@ -177,11 +272,23 @@ give_up_delayed(weir_bus *bus)
     weiri_timer_await_idle(&bus->delays, WEIRI_NO_DEADLINE);
 }
 
+/* Whether every durable subscription's feeder has placed all it has. */
+static bool
+fed(void *arg)
+{
+    weir_bus *bus = arg;
+    for (weir_sub *s = bus->all; s != NULL; s = s->next)
+        if (s->jsub != NULL && !weiri_durable_caught_up(s))
+            return false;
+    return true;
+}
+
 /*
  * Whether the closed bus is quiet: no subscription closing on its own,
  * no delayed message waiting or being delivered, no publish waiting for
- * room, and every subscription quiet (weiri_sub_quiet), in two looks in a
- * row between which no subscription's counters moved.  One look is not
+ * room, every durable subscription fed, and every subscription quiet
+ * (weiri_sub_quiet), in two looks in a row between which no
+ * subscription's counters moved.  One look is not
  * enough: a handler of a subscription looked at later may forward to one
  * looked at earlier, then finish before its own look; in two, that
  * forward shows as a move.  The three counts are read first in each look
@@ -196,7 +303,7 @@ quiet(void *arg)
     for (int look = 0; look < 2; look++) {
         if (atomic_load(&bus->closing_subs) != 0 ||
             atomic_load(&bus->waiters) != 0 ||
-            weiri_timer_busy(&bus->delays) != 0)
+            weiri_timer_busy(&bus->delays) != 0 || !fed(bus))
             return false;
         for (const weir_sub *s = bus->all; s != NULL; s = s->next)
             if (!weiri_sub_quiet(s, &moves[look]))
@@ -258,6 +365,14 @@ close_bus(weir_bus *bus, int64_t drain_timeout_ns, bool wait_delayed)
      * which is quick if the bus went quiet.
      */
     (void)weiri_poll_until(quiet, bus, deadline);
+    /*
+     * Quiet includes every durable subscription handed all the journal
+     * holds for it (forwards and dead letters of the drain too), so after
+     * a clean close a restart hands out nothing again.  Their feeders
+     * stop now; what is left waits in the journal.
+     */
+    for (weir_sub *s = bus->all; s != NULL; s = s->next)
+        weiri_durable_stop(s);
     give_up_delayed(bus);
     /*
      * seq_cst, before the queues are shut: pairs with the loads of
@@ -329,6 +444,8 @@ weir_bus_destroy(weir_bus *bus)
         next = s->next;
         weiri_sub_free(s);
     }
+    /* Every subscription detached: the acks are written, then synced. */
+    (void)weiri_journal_close(bus->journal);
     weiri_topic_free_all(bus);
     for (size_t i = 0; i < WEIRI_READER_SLOTS; i++)
         weiri_free(bus->readers[i].spare);
@@ -364,5 +481,13 @@ weir_bus_get_stats(const weir_bus *bus, weir_bus_stats *out)
                                                  memory_order_relaxed);
     out->dead_letters_unrouted = atomic_load_explicit(&b->dead_letters_unrouted,
                                                       memory_order_relaxed);
+    weiri_log_stats js = { 0 };
+    if (b->journal != NULL)
+        weiri_journal_get_stats(b->journal, &js);
+    out->journal_bytes = js.bytes;
+    out->journal_segments = js.segments;
+    out->journal_syncs = js.syncs;
+    out->journal_recovered = js.recovered;
+    out->journal_truncated = js.truncated;
     return 0;
 }

@@ -24,6 +24,7 @@
 
 #include "histogram_internal.h"
 #include "inbox_internal.h"
+#include "journal_internal.h"
 #include "msg_internal.h"
 #include "timer_internal.h"
 #include "wait_internal.h"
@@ -54,6 +55,8 @@ struct weir_topic {
     _Atomic uint64_t shared[2];
     _Atomic unsigned epoch;        /* parity new sections count under; under
                                       bus->grace_mu */
+    _Atomic bool durable;          /* its publishes go to the journal first;
+                                      set once, under bus->mu */
     size_t name_len;
     char name[];                   /* NUL-terminated */
 };
@@ -127,6 +130,7 @@ struct weir_bus {
                                       routed publish */
     _Atomic uint64_t unrouted;     /* publishes to a topic with no
                                       subscription */
+    weiri_journal *journal;        /* or NULL: no durable topics; fixed */
     _Atomic uint64_t unused_ids;   /* ids handed to batches that then aborted */
     /* Read sections (see weiri_reader). */
     WEIR_ALIGNAS(WEIR_CACHELINE)
@@ -186,6 +190,16 @@ struct weir_sub {
                                       the takes */
     _Atomic uint64_t left;         /* taken, then released unhandled (counted
                                       queued): weiri_work_put_back */
+
+    /*
+     * Durable (durable.c): fed from the journal by a thread of its own,
+     * never from publishes; fixed at subscribe.
+     */
+    weiri_jsub *jsub;              /* or NULL */
+    pthread_t feeder;
+    bool feeding;                  /* the feeder runs, to be joined */
+    _Atomic bool feed_stop;        /* the feeder is to stop */
+    _Atomic uint64_t redelivered;  /* written by the feeder */
 
     /*
      * Delivery guarantees (deliver.c), fixed at subscribe.  careful: any

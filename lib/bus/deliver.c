@@ -49,8 +49,9 @@ weiri_deliver_setup(weir_sub *s, const weir_sub_opts *o)
     s->multiplier = o->retry_multiplier > 0 ? o->retry_multiplier : 2.0;
     s->jitter = o->retry_jitter;
     s->ordered = o->ordered_by_key;
+    /* Durable: only the careful loop acknowledges one by one. */
     s->careful = s->max_attempts > 1 || o->dead_letter_topic != NULL ||
-                 s->ordered || o->dedup_window_ns > 0;
+                 s->ordered || o->dedup_window_ns > 0 || o->durable;
     if (!s->careful)
         return 0;
     if (pthread_mutex_init(&s->mu, NULL) != 0)
@@ -325,6 +326,14 @@ handle(weiri_worker *w, weiri_delivery *d)
             dead = give_up(s, b, d->attempt, rc);
         }
         weiri_work_done(s, calls, rc == 0, rc != 0 && !dead, dead);
+        /*
+         * Done for good: a durable subscription acknowledges it in the
+         * journal (failed for good too, as the books count it).  An ack
+         * that cannot be written only means it comes again after a
+         * restart.
+         */
+        if (s->jsub != NULL)
+            (void)weiri_journal_ack(s->jsub, b->jentry);
         weiri_delivery *next = weiri_key_next(s, d);
         weiri_work_settle(w, b, weiri_stamp_ns());
         if (d->heap)

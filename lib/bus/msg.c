@@ -38,7 +38,8 @@ weiri_body_alloc(weir_mpmc *pool, size_t size, size_t key_len, bool keyed)
     void *b;
     if (small && pool != NULL && weir_mpmc_pop(pool, &b) == 0)
         return b;
-    return weiri_malloc(sizeof(weiri_body) + (small ? WEIRI_BODY_SMALL : extra));
+    return weiri_malloc(sizeof(weiri_body) +
+                        (small ? WEIRI_BODY_SMALL : extra));
 }
 
 weiri_body *
@@ -79,6 +80,8 @@ weiri_body_fill(weiri_body *b, weir_mpmc *pool, const char *topic,
     b->origin = NULL;
     b->attempt_base = 1;
     b->origin_error = 0;
+    b->redelivered = false;
+    b->jentry = 0;
     if (size > 0)
         memcpy(b->data, data, size);
     if (key != NULL) {
@@ -185,6 +188,12 @@ weir_msg_last_error(const weir_msg *m)
     if (m == NULL)
         return 0;
     return m->attempt > 1 ? m->last_error : m->body->origin_error;
+}
+
+bool
+weir_msg_redelivered(const weir_msg *m)
+{
+    return m != NULL && m->body->redelivered;
 }
 
 bool

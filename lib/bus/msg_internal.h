@@ -61,6 +61,8 @@ typedef struct weiri_body {
                                 NULL */
     unsigned attempt_base;   /* 1, or for a dead letter the attempts it had */
     int origin_error;        /* dead letters: the handler's last return */
+    bool redelivered;        /* from the journal, handed out again */
+    uint64_t jentry;         /* from the journal: its entry, to ack */
     alignas(max_align_t) unsigned char data[]; /* payload, then the key */
 } weiri_body;
 

@@ -41,6 +41,7 @@ typedef struct body_src {
     const char *key;
     size_t key_len;
     int64_t timestamp_ns;
+    uint64_t id;        /* taken already (a durable publish), or 0 */
 } body_src;
 
 /* Write src into b, a body for topic with refs holders. */
@@ -259,7 +260,10 @@ fanout(weir_topic *topic, const weiri_subset *set, unsigned ticket,
     *out = (weiri_routed){ .nobody = true };
     if (set == NULL || set->n == 0) {
         weiri_topic_leave(topic, ticket);
-        atomic_fetch_add_explicit(&bus->unrouted, 1, memory_order_relaxed);
+        /* A durable publish counts itself (publish_durable). */
+        if (src->id == 0)
+            atomic_fetch_add_explicit(&bus->unrouted, 1,
+                                      memory_order_relaxed);
         return 0;
     }
     *out = (weiri_routed){ 0 };
@@ -271,8 +275,10 @@ fanout(weir_topic *topic, const weiri_subset *set, unsigned ticket,
     }
     if (small && ticket < WEIRI_READER_SLOTS)
         b = weiri_body_ahead(&bus->bodies, &bus->readers[ticket].spare, b);
-    uint64_t id = atomic_fetch_add_explicit(&bus->next_id, 1,
-                                            memory_order_relaxed) + 1;
+    uint64_t id = src->id != 0 ? src->id
+                               : atomic_fetch_add_explicit(&bus->next_id, 1,
+                                                           memory_order_relaxed)
+                                     + 1;
     if (!small)
         fill_from(b, topic, src, set->n);
     size_t pos[CLAIM_FIRST];
@@ -350,8 +356,27 @@ weiri_publish_relay(weir_topic *topic, weiri_body *b, const _Atomic bool *stop)
     weiri_routed r;
     offer_how how = { .deadline = WEIRI_NO_DEADLINE, .stop = stop,
                       .relay = true };
+    /*
+     * A durable topic's durable subscriptions take it from the journal:
+     * it goes there first, and counts as taken if one will.  Not written,
+     * it is given up as one nobody took.
+     */
+    bool held = false;
+    if (atomic_load_explicit(&topic->durable, memory_order_acquire) &&
+        weiri_journal_publish(topic->bus->journal, topic->name,
+                              topic->name_len, b->id, b->timestamp_ns,
+                              b->key, b->key != NULL ? strlen(b->key) : 0,
+                              b->data, b->size, &held) != 0) {
+        atomic_store_explicit(&b->refs, 1, memory_order_relaxed);
+        weiri_body_release(b, 1);
+        return (weiri_routed){ 0 };
+    }
     route_body(topic, b, &how, &r);
     count_sealed(topic->bus, &r);
+    if (held) {
+        r.nobody = false;
+        r.placed++;
+    }
     return r;
 }
 
@@ -442,6 +467,41 @@ publish_later(weir_topic *topic, weiri_body *b, const weir_pub_opts *opts)
     return rc;
 }
 
+/*
+ * A publish to a durable topic, in the read section the caller entered
+ * (ticket, set), which this leaves: an id, the journal (synced as its
+ * policy says), then the topic's subscriptions in memory as any
+ * publish; its durable subscriptions' feeders take it from the journal.
+ * Not accepted (and its id taken back) unless the journal took it.
+ */
+static int
+publish_durable(weir_topic *topic, const weiri_subset *set, unsigned ticket,
+                body_src *src, int64_t deadline)
+{
+    weir_bus *bus = topic->bus;
+    src->id = atomic_fetch_add_explicit(&bus->next_id, 1,
+                                        memory_order_relaxed) + 1;
+    bool held = false;
+    int rc = weiri_journal_publish(bus->journal, topic->name,
+                                   topic->name_len, src->id,
+                                   src->timestamp_ns, src->key, src->key_len,
+                                   src->data, src->size, &held);
+    if (rc != 0) {
+        weiri_topic_leave(topic, ticket);
+        /* Release: see weir_bus_get_stats. */
+        atomic_fetch_add_explicit(&bus->unused_ids, 1, memory_order_release);
+        return rc;
+    }
+    weiri_routed r;
+    rc = fanout(topic, set, ticket, src, deadline, &r);
+    count_sealed(bus, &r);
+    if (r.nobody && !held) {
+        atomic_fetch_add_explicit(&bus->unrouted, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&bus->unused_ids, 1, memory_order_release);
+    }
+    return rc;
+}
+
 int
 weir_topic_publish(weir_topic *topic, const void *data, size_t len,
                    const weir_pub_opts *opts)
@@ -453,6 +513,11 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
     int64_t timeout = opts != NULL ? opts->timeout_ns : 0;
     bool delayed = opts != NULL && opts->delay_ns > 0;
     weir_bus *bus = topic->bus;
+    /* Acquire: pairs with the release that made the topic durable. */
+    bool durable = atomic_load_explicit(&topic->durable,
+                                        memory_order_acquire);
+    if (durable && delayed)
+        return WEIR_EINVAL; /* a durable topic takes no delayed message */
     /*
      * A delayed body may outlive the bus's pool (it is freed at close if
      * never due), so it never comes from it.  A deadline or a due time
@@ -481,7 +546,7 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
         return rc;
     }
     int64_t deadline = pub_deadline(timeout, now);
-    body_src src = { data, len, key, key_len, now };
+    body_src src = { data, len, key, key_len, now, 0 };
     weiri_routed r;
     unsigned ticket;
     const weiri_subset *set = weiri_topic_enter(topic, &ticket);
@@ -495,6 +560,8 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
         weiri_topic_leave(topic, ticket);
         return WEIR_ECLOSED;
     }
+    if (durable)
+        return publish_durable(topic, set, ticket, &src, deadline);
     if (set != NULL && set->n == 1 &&
         weiri_sub_takes_copy(set->subs[0],
                              weiri_body_extra(len, key_len, key != NULL)) &&

@@ -13,6 +13,7 @@
 #include "alloc_internal.h"
 #include "clock_internal.h"
 #include "deliver_internal.h"
+#include "durable_internal.h"
 #include "place_internal.h"
 #include "sub_internal.h"
 #include "thread_internal.h"
@@ -82,7 +83,8 @@ weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn, void *ctx,
     s->topic = t;
     s->fn = fn;
     s->ctx = ctx;
-    s->overflow = o.overflow;
+    /* Durable: the journal holds what the queue cannot; nothing dropped. */
+    s->overflow = o.durable ? WEIR_OVERFLOW_BLOCK : o.overflow;
     s->nworkers = o.workers;
     s->dead_letter = dead_letter;
     const char *name = o.name != NULL ? o.name : t->name;
@@ -107,7 +109,8 @@ weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn, void *ctx,
     /* Under bus->mu, so the count is exact. */
     const weiri_subset *set = atomic_load_explicit(&t->subs,
                                                    memory_order_relaxed);
-    rc = weiri_sub_mailbox_open(s, o.capacity, set == NULL || set->n == 0);
+    rc = weiri_sub_mailbox_open(s, o.capacity,
+                                !o.durable && (set == NULL || set->n == 0));
     if (rc != 0)
         goto fail_deliver;
     *out = s;
@@ -310,6 +313,9 @@ weiri_sub_drain(weir_sub *s, int64_t deadline)
 void
 weiri_sub_free(weir_sub *s)
 {
+    /* Handed out and not acknowledged: handed out again next time. */
+    if (s->jsub != NULL)
+        weiri_journal_detach(s->jsub);
     weiri_deliver_teardown(s);
     weiri_sub_mailbox_free(s);
     weiri_event_destroy(&s->wake);
@@ -341,8 +347,14 @@ weir_sub_close_stats(weir_sub *sub, int64_t drain_timeout_ns,
         pthread_mutex_unlock(&bus->mu);
         return WEIR_ECLOSED;
     }
-    /* Without memory for a smaller snapshot, refuse rather than half-close. */
-    if (weiri_topic_swap(sub->topic, sub, false, &old) != 0) {
+    /*
+     * Without memory for a smaller snapshot, refuse rather than
+     * half-close.  A durable subscription is in no snapshot: its feeder
+     * places its messages.
+     */
+    old = NULL;
+    if (sub->jsub == NULL &&
+        weiri_topic_swap(sub->topic, sub, false, &old) != 0) {
         pthread_mutex_unlock(&bus->mu);
         return WEIR_ENOMEM;
     }
@@ -360,6 +372,8 @@ weir_sub_close_stats(weir_sub *sub, int64_t drain_timeout_ns,
     atomic_fetch_add(&bus->closing_subs, 1);
     pthread_mutex_unlock(&bus->mu);
 
+    /* What the feeder had not placed stays in the journal. */
+    weiri_durable_stop(sub);
     /* Publishers blocked on our full queue give up (ECLOSED, not counted). */
     weiri_sub_shut(sub);
     weiri_topic_quiesce(sub->topic);
@@ -395,6 +409,8 @@ weir_sub_get_stats(const weir_sub *sub, weir_sub_stats *out)
     out->latency_p50_ns = weiri_hist_sum_percentile(&sum, 0.50);
     out->latency_p99_ns = weiri_hist_sum_percentile(&sum, 0.99);
     out->latency_max_ns = sum.max;
+    out->redelivered = atomic_load_explicit(&sub->redelivered,
+                                            memory_order_relaxed);
     return 0;
 }
 

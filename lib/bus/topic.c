@@ -157,7 +157,8 @@ weiri_topic_swap(weir_topic *t, weir_sub *s, bool add, weiri_subset **old)
 {
     weiri_subset *cur = atomic_load_explicit(&t->subs, memory_order_relaxed);
     size_t n = cur ? cur->n : 0;
-    weiri_subset *next = weiri_malloc(sizeof(*next) + (n + 1) * sizeof(weir_sub *));
+    weiri_subset *next = weiri_malloc(sizeof(*next) +
+                                      (n + 1) * sizeof(weir_sub *));
     if (next == NULL)
         return WEIR_ENOMEM;
     next->n = 0;

@@ -51,6 +51,8 @@ struct weiri_jsub {
     size_t words;
     uint64_t bits_base;
     bool attached, stopped;
+    bool busy;         /* one handed out is not yet placed by its taker:
+                          until its next call of weiri_journal_next */
     struct weiri_jsub *link;
 };
 
@@ -533,7 +535,8 @@ placed_msg(void *arg, uint64_t seg, uint64_t off)
 int
 weiri_journal_publish(weiri_journal *j, const char *topic, size_t topic_len,
                       uint64_t id, int64_t ts, const char *key,
-                      size_t key_len, const void *data, size_t len)
+                      size_t key_len, const void *data, size_t len,
+                      bool *held)
 {
     if (topic_len >= NO_KEY || (key != NULL && key_len >= NO_KEY))
         return WEIR_EINVAL;
@@ -563,6 +566,8 @@ weiri_journal_publish(weiri_journal *j, const char *topic, size_t topic_len,
         pthread_cond_broadcast(&j->fresh);
         pthread_mutex_unlock(&j->mu);
     }
+    if (held != NULL)
+        *held = p.t != NULL;
     return rc == 0 ? p.rc : rc;
 }
 
@@ -602,9 +607,11 @@ weiri_journal_attach(weiri_journal *j, const char *topic, const char *name,
     }
     uint32_t no = j->next_no;
     pthread_mutex_unlock(&j->mu);
-    if (rc != 0 || s != NULL) {
-        *out = s;
+    if (rc != 0)
         return rc;
+    if (s != NULL) {
+        *out = s;
+        return 0;
     }
     unsigned char fixed[SUB_FIXED];
     put32(fixed, no);
@@ -664,6 +671,7 @@ weiri_journal_next(weiri_jsub *s, int64_t deadline, weiri_jmsg *m)
     weiri_journal *j = s->j;
     pthread_mutex_lock(&j->mu);
     entry e;
+    s->busy = false;
     for (;;) {
         if (s->stopped) {
             pthread_mutex_unlock(&j->mu);
@@ -687,6 +695,7 @@ weiri_journal_next(weiri_jsub *s, int64_t deadline, weiri_jmsg *m)
         }
     }
     e = *entry_at(s->t, s->next);
+    s->busy = true;
     m->entry = s->next;
     m->redelivered = s->next < s->handed;
     s->next++;
@@ -708,7 +717,7 @@ uint64_t
 weiri_journal_pending(weiri_jsub *s)
 {
     pthread_mutex_lock(&s->j->mu);
-    uint64_t n = 0;
+    uint64_t n = s->busy;
     for (uint64_t no = s->next; no < topic_end(s->t); no++)
         n += !is_acked(s, no) && !entry_at(s->t, no)->dead;
     pthread_mutex_unlock(&s->j->mu);
@@ -761,6 +770,7 @@ weiri_journal_detach(weiri_jsub *s)
     pthread_mutex_lock(&s->j->mu);
     s->attached = false;
     s->stopped = false;
+    s->busy = false;
     s->next = s->low;
     pthread_mutex_unlock(&s->j->mu);
 }

@@ -61,13 +61,14 @@ uint64_t weiri_journal_max_id(weiri_journal *j);
 /*
  * weiri_journal_publish - write a message of topic (topic_len bytes),
  * synced as the policy says; its durable subscriptions may take it once
- * this returns 0.  key may be NULL.  Returns as weiri_log_append.  Any
- * thread.
+ * this returns 0.  key may be NULL.  *held (if held is not NULL) says
+ * whether a durable subscription will take it.  Returns as
+ * weiri_log_append.  Any thread.
  */
 int weiri_journal_publish(weiri_journal *j, const char *topic,
                           size_t topic_len, uint64_t id, int64_t ts,
                           const char *key, size_t key_len, const void *data,
-                          size_t len);
+                          size_t len, bool *held);
 
 /*
  * weiri_journal_attach - the durable subscription name of topic, made
@@ -88,7 +89,11 @@ int weiri_journal_attach(weiri_journal *j, const char *topic,
  */
 int weiri_journal_next(weiri_jsub *s, int64_t deadline, weiri_jmsg *m);
 
-/* weiri_journal_pending - messages of s not yet handed out. */
+/*
+ * weiri_journal_pending - messages of s not yet handed out, and the one
+ * last handed out until its taker calls weiri_journal_next again (it
+ * may not be placed yet).
+ */
 uint64_t weiri_journal_pending(weiri_jsub *s);
 
 /* weiri_journal_stop - make weiri_journal_next of s return ECLOSED. */

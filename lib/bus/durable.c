@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * durable.c - the feeder of a durable subscription: a thread that reads
+ * its messages back from the journal and places them in its queue, so
+ * that the queue's bound never drops or refuses what the journal holds,
+ * and a subscription that was away, or a process that restarted, gets
+ * what it missed at its own pace.
+ */
+#include "alloc_internal.h"
+#include "clock_internal.h"
+#include "durable_internal.h"
+#include "msg_internal.h"
+#include "place_internal.h"
+#include "thread_internal.h"
+
+/* Place b in s's queue, waiting for room until the feeder is stopped. */
+static int
+place(weir_sub *s, weiri_body *b)
+{
+    int rc = weiri_sub_offer(s, b);
+    if (rc == WEIRI_MUST_WAIT)
+        rc = weiri_sub_wait(s, b, WEIRI_NO_DEADLINE, &s->feed_stop);
+    return rc;
+}
+
+static void *
+feeder_main(void *arg)
+{
+    weir_sub *s = arg;
+    weiri_jmsg m = { 0 };
+    for (;;) {
+        /* The last one is placed: the journal counts it no longer. */
+        int rc = weiri_journal_next(s->jsub, WEIRI_NO_DEADLINE, &m);
+        if (rc != 0)
+            break; /* stopped; or a record that cannot be read back */
+        weiri_body *b = weiri_body_create(NULL, s->topic->name, m.data,
+                                          m.len, m.key, m.key_len, m.ts, 1);
+        if (b == NULL)
+            break; /* left in the journal for the next attach */
+        b->id = m.id;
+        b->jentry = m.entry;
+        b->redelivered = m.redelivered;
+        if (m.redelivered)
+            atomic_fetch_add_explicit(&s->redelivered, 1,
+                                      memory_order_relaxed);
+        if (place(s, b) != 0)
+            break; /* shut or stopped: the journal keeps it */
+    }
+    weiri_free(m.buf);
+    return NULL;
+}
+
+int
+weiri_durable_start(weir_sub *s)
+{
+    atomic_store(&s->feed_stop, false);
+    if (weiri_thread_start(&s->feeder, feeder_main, s) != 0)
+        return WEIR_ENOMEM;
+    s->feeding = true;
+    return 0;
+}
+
+bool
+weiri_durable_caught_up(weir_sub *s)
+{
+    return weiri_journal_pending(s->jsub) == 0;
+}
+
+void
+weiri_durable_stop(weir_sub *s)
+{
+    if (!s->feeding)
+        return;
+    /* seq_cst: weiri_sub_wait polls it while the feeder waits for room. */
+    atomic_store(&s->feed_stop, true);
+    weiri_journal_stop(s->jsub);
+    weiri_thread_join(s->feeder);
+    s->feeding = false;
+}

@@ -1,0 +1,460 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_durable.c - durable topics on the bus: a durable subscription
+ * gets what was published, in order, and after a clean close a new bus
+ * on the same directory hands out nothing again; after a process dies
+ * with messages unacknowledged, those come again, marked redelivered,
+ * with their ids, keys and payloads; what was published while it was
+ * away waits for it; ids go on across runs; one bus per directory;
+ * forgetting; in-memory subscriptions of a durable topic as before; and
+ * the calls that are refused.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <stdatomic.h>
+
+#include "support/bus.h"
+#include "support/support.h"
+#include "weir.h"
+
+static char dir[128];
+
+static void
+fresh(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/weir-test-durable-%d", (int)getpid());
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static weir_bus *
+open_bus(weir_sync sync)
+{
+    weir_bus_opts o = { .journal_dir = dir, .journal_sync = sync };
+    weir_bus *bus = NULL;
+    assert_int_equal(weir_bus_create(&bus, &o), 0);
+    return bus;
+}
+
+/* What a durable handler saw, in order. */
+typedef struct seen {
+    pthread_mutex_t mu;
+    uint64_t n, redelivered;
+    uint64_t id[4096];
+    uint32_t val[4096];
+    bool bad;
+} seen;
+
+static seen got = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static void
+seen_reset(void)
+{
+    pthread_mutex_lock(&got.mu);
+    got.n = got.redelivered = 0;
+    got.bad = false;
+    pthread_mutex_unlock(&got.mu);
+}
+
+static uint64_t
+seen_count(void)
+{
+    pthread_mutex_lock(&got.mu);
+    uint64_t n = got.n;
+    pthread_mutex_unlock(&got.mu);
+    return n;
+}
+
+/* Payload: a 4-byte value, then its low byte repeated; key "k<v%4>". */
+static int
+note(const weir_msg *m, void *ctx)
+{
+    (void)ctx;
+    uint32_t v;
+    const unsigned char *p = weir_msg_data(m);
+    size_t n = weir_msg_size(m);
+    char key[8];
+    pthread_mutex_lock(&got.mu);
+    if (n < 4) {
+        got.bad = true;
+    } else {
+        memcpy(&v, p, 4);
+        snprintf(key, sizeof(key), "k%u", v % 4);
+        for (size_t i = 4; i < n; i++)
+            got.bad |= p[i] != (unsigned char)v;
+        got.bad |= weir_msg_key(m) == NULL ||
+                   strcmp(weir_msg_key(m), key) != 0 || n != 4 + v % 50;
+        if (got.n < 4096) {
+            got.id[got.n] = weir_msg_id(m);
+            got.val[got.n] = v;
+        }
+        got.n++;
+        got.redelivered += weir_msg_redelivered(m);
+    }
+    pthread_mutex_unlock(&got.mu);
+    return 0;
+}
+
+static int
+publish_v(weir_bus *bus, const char *topic, uint32_t v)
+{
+    unsigned char p[64];
+    memcpy(p, &v, 4);
+    memset(p + 4, (int)(v & 0xff), 60);
+    char key[8];
+    snprintf(key, sizeof(key), "k%u", v % 4);
+    weir_pub_opts o = { .key = key };
+    return weir_bus_publish(bus, topic, p, 4 + v % 50, &o);
+}
+
+static int
+seen_at_least(void *arg)
+{
+    return seen_count() >= *(uint64_t *)arg;
+}
+
+static void
+wait_seen(uint64_t n)
+{
+    wait_until(seen_at_least, &n);
+}
+
+static weir_sub *
+durable_sub(weir_bus *bus, const char *topic, const char *name,
+            unsigned workers)
+{
+    weir_sub_opts o = { .name = name, .durable = true, .workers = workers,
+                        .ordered_by_key = workers > 1 };
+    weir_sub *s = NULL;
+    assert_int_equal(weir_bus_subscribe(bus, topic, note, NULL, &o, &s), 0);
+    return s;
+}
+
+/* Each key's values in increasing order (per-key order held). */
+static void
+assert_key_order(uint64_t from)
+{
+    uint32_t last[4] = { 0 };
+    bool any[4] = { false };
+    for (uint64_t i = from; i < got.n && i < 4096; i++) {
+        uint32_t k = got.val[i] % 4;
+        if (any[k])
+            assert_true(got.val[i] > last[k]);
+        last[k] = got.val[i];
+        any[k] = true;
+    }
+}
+
+static void
+test_durable_clean_close_hands_out_nothing_again(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    fresh();
+    seen_reset();
+    weir_bus *bus = open_bus(WEIR_SYNC_BATCH);
+    weir_topic *t;
+    assert_int_equal(weir_bus_durable_topic(bus, "orders", &t), 0);
+    weir_sub *s = durable_sub(bus, "orders", "billing", 1);
+    for (uint32_t v = 0; v < 200; v++)
+        assert_int_equal(publish_v(bus, "orders", v), 0);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    assert_int_equal(seen_count(), 200);
+    assert_false(got.bad);
+    for (uint32_t v = 0; v < 200; v++)
+        assert_int_equal(got.val[v], v);
+    weir_sub_stats st = stats_of(s);
+    assert_int_equal(st.acked, 200);
+    assert_int_equal(st.redelivered, 0);
+    assert_balanced(&st);
+    weir_bus_stats bs;
+    assert_int_equal(weir_bus_get_stats(bus, &bs), 0);
+    assert_int_equal(bs.published, 200);
+    assert_true(bs.journal_bytes > 200 * 20);
+    assert_true(bs.journal_syncs > 0);
+    uint64_t last_id = got.id[199];
+    weir_bus_destroy(bus);
+    /* A new bus on the directory: nothing again; ids go on. */
+    seen_reset();
+    bus = open_bus(WEIR_SYNC_BATCH);
+    assert_int_equal(weir_bus_get_stats(bus, &bs), 0);
+    assert_true(bs.journal_recovered >= 200);
+    s = durable_sub(bus, "orders", "billing", 1);
+    assert_int_equal(publish_v(bus, "orders", 200), 0);
+    wait_seen(1);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    assert_int_equal(seen_count(), 1);
+    assert_int_equal(got.val[0], 200);
+    assert_true(got.id[0] > last_id);
+    assert_int_equal(got.redelivered, 0);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+/*
+ * A process that dies with its messages unacknowledged (its handler
+ * never returns): a new bus on the directory hands every one out again,
+ * marked, in order per key, with its id; then new ones, unmarked.
+ */
+static int
+stuck(const weir_msg *m, void *ctx)
+{
+    (void)m;
+    (void)ctx;
+    pause();
+    return 0;
+}
+
+static void
+test_durable_messages_survive_the_process(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    fresh();
+    int ids[2];
+    assert_int_equal(pipe(ids), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        weir_bus_opts o = { .journal_dir = dir,
+                            .journal_sync = WEIR_SYNC_EVERY };
+        weir_bus *bus;
+        if (weir_bus_create(&bus, &o) != 0)
+            _exit(2);
+        weir_sub_opts so = { .name = "billing", .durable = true };
+        if (weir_bus_subscribe(bus, "orders", stuck, NULL, &so, NULL) != 0)
+            _exit(3);
+        for (uint32_t v = 0; v < 100; v++)
+            if (publish_v(bus, "orders", v) != 0)
+                _exit(4);
+        char done = 'y';
+        if (write(ids[1], &done, 1) != 1)
+            _exit(5);
+        pause(); /* killed here, nothing closed */
+        _exit(0);
+    }
+    char done = 0;
+    assert_int_equal(read(ids[0], &done, 1), 1);
+    kill(pid, SIGKILL);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    close(ids[0]);
+    close(ids[1]);
+    seen_reset();
+    weir_bus *bus = open_bus(WEIR_SYNC_EVERY);
+    weir_sub *s = durable_sub(bus, "orders", "billing", 4);
+    wait_seen(100);
+    assert_int_equal(publish_v(bus, "orders", 100), 0);
+    wait_seen(101);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    assert_false(got.bad);
+    assert_int_equal(got.n, 101);
+    assert_int_equal(got.redelivered, 100);
+    assert_int_equal(stats_of(s).redelivered, 100);
+    assert_key_order(0);
+    bool saw[101] = { false };
+    for (uint64_t i = 0; i < got.n; i++) {
+        assert_true(got.val[i] <= 100);
+        assert_false(saw[got.val[i]]);
+        saw[got.val[i]] = true;
+        if (got.val[i] < 100)
+            assert_int_equal(got.id[i], got.val[i] + 1);
+    }
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+/* Published while away: waiting on return.  Forgotten: gone. */
+static void
+test_durable_away_then_back_and_forgotten(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    fresh();
+    seen_reset();
+    weir_bus *bus = open_bus(WEIR_SYNC_NONE);
+    weir_sub *s = durable_sub(bus, "orders", "billing", 1);
+    weir_sub *dup;
+    weir_sub_opts same = { .name = "billing", .durable = true };
+    assert_int_equal(weir_bus_subscribe(bus, "orders", note, NULL, &same,
+                                        &dup),
+                     WEIR_EEXIST);
+    assert_int_equal(weir_bus_forget_durable(bus, "orders", "billing"),
+                     WEIR_EBUSY);
+    assert_int_equal(weir_sub_close(s, 10 * WEIR_SEC), 0);
+    for (uint32_t v = 0; v < 30; v++)
+        assert_int_equal(publish_v(bus, "orders", v), 0);
+    s = durable_sub(bus, "orders", "billing", 1);
+    wait_seen(30);
+    assert_int_equal(weir_sub_close(s, 10 * WEIR_SEC), 0);
+    for (uint32_t v = 0; v < 30; v++)
+        assert_int_equal(got.val[v], v);
+    assert_int_equal(got.redelivered, 0);
+    assert_int_equal(weir_bus_forget_durable(bus, "orders", "billing"), 0);
+    assert_int_equal(weir_bus_forget_durable(bus, "orders", "billing"),
+                     WEIR_ENOENT);
+    for (uint32_t v = 30; v < 40; v++)
+        assert_int_equal(publish_v(bus, "orders", v), 0);
+    /* Made anew: from the end, so nothing of the ten. */
+    seen_reset();
+    s = durable_sub(bus, "orders", "billing", 1);
+    assert_int_equal(publish_v(bus, "orders", 40), 0);
+    wait_seen(1);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    assert_int_equal(got.n, 1);
+    assert_int_equal(got.val[0], 40);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+/* In-memory subscriptions of a durable topic get every message too. */
+static void
+test_durable_topic_feeds_memory_subscriptions_too(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    fresh();
+    seen_reset();
+    weir_bus *bus = open_bus(WEIR_SYNC_NONE);
+    static _Atomic uint64_t mem;
+    atomic_store(&mem, 0);
+    weir_sub *m;
+    assert_int_equal(weir_bus_subscribe(bus, "orders", count_any,
+                                        (void *)&mem, NULL, &m),
+                     0);
+    weir_sub *s = durable_sub(bus, "orders", "billing", 2);
+    for (uint32_t v = 0; v < 500; v++)
+        assert_int_equal(publish_v(bus, "orders", v), 0);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    assert_int_equal(atomic_load(&mem), 500);
+    assert_int_equal(seen_count(), 500);
+    assert_key_order(0);
+    weir_sub_stats st = stats_of(s);
+    assert_balanced(&st);
+    assert_int_equal(st.acked, 500);
+    st = stats_of(m);
+    assert_balanced(&st);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+/* Dead letters to a durable topic reach its durable subscription. */
+static void
+test_durable_dead_letter_topic(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    fresh();
+    seen_reset();
+    weir_bus *bus = open_bus(WEIR_SYNC_NONE);
+    weir_sub *dl = durable_sub(bus, "dead", "audit", 1);
+    weir_sub_opts fails = { .dead_letter_topic = "dead" };
+    weir_sub *s;
+    static _Atomic int calls;
+    assert_int_equal(weir_bus_subscribe(bus, "orders", always_fail,
+                                        (void *)&calls, &fails, &s),
+                     0);
+    for (uint32_t v = 0; v < 20; v++)
+        assert_int_equal(publish_v(bus, "orders", v), 0);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    assert_int_equal(stats_of(s).dead_lettered, 20);
+    assert_int_equal(seen_count(), 20);
+    assert_false(got.bad);
+    assert_int_equal(stats_of(dl).acked, 20);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+static void
+test_durable_refuses_what_it_cannot_keep(void **state)
+{
+    (void)state;
+    fresh();
+    weir_bus *plain = make_bus(), *bus, *second;
+    weir_topic *t;
+    weir_sub_opts d = { .name = "x", .durable = true };
+    /* No journal: no durable topic or subscription. */
+    assert_int_equal(weir_bus_durable_topic(plain, "orders", &t),
+                     WEIR_EINVAL);
+    assert_int_equal(weir_bus_subscribe(plain, "orders", note, NULL, &d,
+                                        NULL),
+                     WEIR_EINVAL);
+    assert_int_equal(weir_bus_forget_durable(plain, "orders", "x"),
+                     WEIR_EINVAL);
+    weir_bus_destroy(plain);
+    /* Bad journal options. */
+    weir_bus_opts o = { .journal_dir = dir, .journal_sync = (weir_sync)7 };
+    assert_int_equal(weir_bus_create(&bus, &o), WEIR_EINVAL);
+    o = (weir_bus_opts){ .journal_dir = dir, .journal_segment_bytes = 4096 };
+    assert_int_equal(weir_bus_create(&bus, &o), WEIR_EINVAL);
+    o = (weir_bus_opts){ .journal_dir = dir, .journal_sync_wait_ns = -1 };
+    assert_int_equal(weir_bus_create(&bus, &o), WEIR_EINVAL);
+    o = (weir_bus_opts){ .journal_dir = "" };
+    assert_int_equal(weir_bus_create(&bus, &o), WEIR_EINVAL);
+    o = (weir_bus_opts){ .journal_dir = "/nonexistent-weir/a/b" };
+    assert_int_equal(weir_bus_create(&bus, &o), WEIR_EIO);
+    bus = open_bus(WEIR_SYNC_BATCH);
+    /* One bus per directory. */
+    o = (weir_bus_opts){ .journal_dir = dir };
+    assert_int_equal(weir_bus_create(&second, &o), WEIR_EBUSY);
+    /* A durable subscription needs a name. */
+    weir_sub_opts anon = { .durable = true };
+    assert_int_equal(weir_bus_subscribe(bus, "orders", note, NULL, &anon,
+                                        NULL),
+                     WEIR_EINVAL);
+    assert_int_equal(weir_bus_durable_topic(bus, "orders", &t), 0);
+    assert_int_equal(weir_bus_durable_topic(bus, "orders", &t), 0);
+    assert_int_equal(weir_bus_durable_topic(bus, "bad name", &t),
+                     WEIR_EINVAL);
+    assert_int_equal(weir_bus_forget_durable(bus, "orders", "nobody"),
+                     WEIR_ENOENT);
+    /* Not (yet) delayed or in a batch. */
+    weir_pub_opts later = { .delay_ns = WEIR_MSEC };
+    assert_int_equal(weir_bus_publish(bus, "orders", "x", 1, &later),
+                     WEIR_EINVAL);
+    weir_batch *b;
+    assert_int_equal(weir_batch_begin(bus, &b), 0);
+    assert_int_equal(weir_batch_publish(b, "orders", "x", 1, NULL),
+                     WEIR_EINVAL);
+    weir_batch_abort(b);
+    weir_bus_destroy(bus);
+    /* Released with the bus. */
+    assert_int_equal(weir_bus_create(&second, &o), 0);
+    weir_bus_destroy(second);
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_durable_clean_close_hands_out_nothing_again),
+        cmocka_unit_test(test_durable_messages_survive_the_process),
+        cmocka_unit_test(test_durable_away_then_back_and_forgotten),
+        cmocka_unit_test(test_durable_topic_feeds_memory_subscriptions_too),
+        cmocka_unit_test(test_durable_dead_letter_topic),
+        cmocka_unit_test(test_durable_refuses_what_it_cannot_keep),
+    };
+    return cmocka_run_group_tests_name("durable", tests, ts_watchdog_group,
+                                       teardown);
+}
