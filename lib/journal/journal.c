@@ -555,8 +555,11 @@ weiri_journal_publish(weiri_journal *j, const char *topic, size_t topic_len,
     if (body > WEIRI_LOG_BODY_MAX)
         return WEIR_EINVAL;
     int rc = weiri_log_append(j->log, T_MSG, parts, 4, placed_msg, &p);
+    pthread_mutex_lock(&j->mu);
+    /* Its last subscription may have been forgotten meanwhile. */
+    if (p.t != NULL && (p.no < p.t->base || p.no >= topic_end(p.t)))
+        p.t = NULL;
     if (p.t != NULL) {
-        pthread_mutex_lock(&j->mu);
         entry *e = entry_at(p.t, p.no);
         e->ready = true;
         e->dead = rc != 0;
@@ -564,8 +567,8 @@ weiri_journal_publish(weiri_journal *j, const char *topic, size_t topic_len,
             if (s->t == p.t && s->low == p.no)
                 advance_low(s);
         pthread_cond_broadcast(&j->fresh);
-        pthread_mutex_unlock(&j->mu);
     }
+    pthread_mutex_unlock(&j->mu);
     if (held != NULL)
         *held = p.t != NULL;
     return rc == 0 ? p.rc : rc;
