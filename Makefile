@@ -10,6 +10,8 @@
 #                                             not futex
 #   make soak                 the bus under a random mix for
 #                             WEIR_SOAK_SECONDS (default 60)
+#   make crash                durable topics against SIGKILL
+#                             (CRASH_KILLS per sync policy, default 20)
 #   make run                  build and run the demo program
 #   make examples             build every example
 #   make bench                benchmarks against peers (installs them if it can)
@@ -79,7 +81,7 @@ EXAMPLES    := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 .SECONDARY:
 
 .PHONY: all check check-layout check-licence check-layers check-calls run \
-        soak examples bench install uninstall clean deps-test deps-fuzz \
+        soak crash examples bench install uninstall clean deps-test deps-fuzz \
         fuzz fuzz-run
 
 all: $(LIB)
@@ -129,14 +131,17 @@ $(BUILD)/tests/fuzz/%: tests/fuzz/%.c tests/fuzz/driver.c tests/fuzz/fuzz.h \
 	    -DFUZZ_FAILED='"$@-failed-input"' $< tests/fuzz/driver.c $(LIB) \
 	    $(LDFLAGS_ALL) -o $@
 
-# make check ends with a few seconds of the soak (make soak runs longer).
+# make check ends with a few seconds of the soak and a few kills of the
+# crash test (make soak and make crash run longer).
 SOAK_CHECK_SECONDS ?= 3
+CRASH_CHECK_KILLS ?= 3
 
-check: $(TESTS) $(FUZZ_DRIVERS) $(BUILD)/tests/soak check-layout \
-       check-licence check-layers check-calls
+check: $(TESTS) $(FUZZ_DRIVERS) $(BUILD)/tests/soak $(BUILD)/tests/crash \
+       check-layout check-licence check-layers check-calls
 	@$(if $(FUZZ_RUNS),FUZZ_RUNS=$(FUZZ_RUNS)) \
 	    tests/run-all $(TESTS) $(FUZZ_DRIVERS)
 	@WEIR_SOAK_SECONDS=$(SOAK_CHECK_SECONDS) $(BUILD)/tests/soak
+	@CRASH_KILLS=$(CRASH_CHECK_KILLS) $(BUILD)/tests/crash
 
 # No file of lib/ calls one above it (tests/check-calls gives the order).
 check-calls: $(LIB)
@@ -198,7 +203,12 @@ run: $(BUILD)/examples/order_pipeline
 soak: $(BUILD)/tests/soak
 	$(BUILD)/tests/soak
 
-$(BUILD)/tests/soak: tests/soak.c $(LIB)
+# --- crash: durable topics against SIGKILL, CRASH_KILLS per policy (20) -----
+
+crash: $(BUILD)/tests/crash
+	$(if $(CRASH_KILLS),CRASH_KILLS=$(CRASH_KILLS)) $(BUILD)/tests/crash
+
+$(BUILD)/tests/soak $(BUILD)/tests/crash: $(BUILD)/tests/%: tests/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -D_GNU_SOURCE $< $(LIB) $(LDFLAGS_ALL) -o $@
 
