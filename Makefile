@@ -102,7 +102,7 @@ deps-test:
 $(BUILD)/tests/support/%.o: tests/support/%.c $(wildcard tests/support/*.h) \
                             $(HEADERS) | deps-test
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -D_GNU_SOURCE -c $< -o $@
+	$(CC) $(CFLAGS_ALL) -D_GNU_SOURCE -Itests $(INC_bus) -c $< -o $@
 
 $(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT_OBJ) $(LIB) \
                   $(wildcard tests/support/*.h) | deps-test

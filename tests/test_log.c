@@ -30,164 +30,9 @@
 
 #include "io_internal.h"
 #include "log_internal.h"
+#include "support/disk.h"
 #include "support/support.h"
 #include "weir.h"
-
-/* --- a disk between the log and the file system ------------------------- */
-
-enum { FDS = 1024 };
-
-/*
- * Counts calls, fails them on demand, and remembers, per open file, how
- * much of it was synced, so that a power loss can forget the rest.
- */
-static struct disk {
-    _Atomic long writes, syncs;
-    _Atomic long space;       /* bytes writes may still add; < 0: no bound */
-    _Atomic bool fail_sync;
-    _Atomic long hold_sync_until_writes; /* first sync waits for these */
-    off_t synced[FDS], size[FDS];
-    char *path[FDS];
-    pthread_mutex_t mu;
-} disk = { .mu = PTHREAD_MUTEX_INITIALIZER };
-
-static int
-d_open(const char *path, int flags, mode_t mode)
-{
-    int fd = open(path, flags, mode);
-    if (fd >= 0 && fd < FDS) {
-        struct stat sb;
-        fstat(fd, &sb);
-        pthread_mutex_lock(&disk.mu);
-        free(disk.path[fd]);
-        disk.path[fd] = strdup(path);
-        disk.synced[fd] = disk.size[fd] = sb.st_size;
-        pthread_mutex_unlock(&disk.mu);
-    }
-    return fd;
-}
-
-static ssize_t
-d_pwrite(int fd, const void *buf, size_t n, off_t off)
-{
-    long space = atomic_load(&disk.space);
-    if (space >= 0) {
-        if (space == 0) {
-            errno = ENOSPC;
-            return -1;
-        }
-        if ((long)n > space)
-            n = (size_t)space; /* a short write, as a full disk gives */
-        atomic_fetch_sub(&disk.space, (long)n);
-    }
-    ssize_t w = pwrite(fd, buf, n, off);
-    if (w > 0 && fd < FDS) {
-        pthread_mutex_lock(&disk.mu);
-        if (off + w > disk.size[fd])
-            disk.size[fd] = off + w;
-        pthread_mutex_unlock(&disk.mu);
-    }
-    atomic_fetch_add(&disk.writes, 1);
-    return w;
-}
-
-static int
-d_datasync(int fd)
-{
-    long want = atomic_load(&disk.hold_sync_until_writes);
-    if (want > 0) {
-        int64_t until = ts_now_ns() + 10 * WEIR_SEC;
-        while (atomic_load(&disk.writes) < want && ts_now_ns() < until)
-            ts_sleep_ms(1);
-        atomic_store(&disk.hold_sync_until_writes, 0);
-    }
-    atomic_fetch_add(&disk.syncs, 1);
-    if (atomic_load(&disk.fail_sync)) {
-        errno = EIO;
-        return -1;
-    }
-    if (fd < FDS) {
-        pthread_mutex_lock(&disk.mu);
-        disk.synced[fd] = disk.size[fd];
-        pthread_mutex_unlock(&disk.mu);
-    }
-    return fdatasync(fd);
-}
-
-static int
-d_ftruncate(int fd, off_t len)
-{
-    if (fd < FDS) {
-        pthread_mutex_lock(&disk.mu);
-        disk.size[fd] = len;
-        if (disk.synced[fd] > len)
-            disk.synced[fd] = len;
-        pthread_mutex_unlock(&disk.mu);
-    }
-    return ftruncate(fd, len);
-}
-
-static int
-d_close(int fd)
-{
-    if (fd >= 0 && fd < FDS) {
-        pthread_mutex_lock(&disk.mu);
-        free(disk.path[fd]);
-        disk.path[fd] = NULL;
-        pthread_mutex_unlock(&disk.mu);
-    }
-    return close(fd);
-}
-
-static const weiri_io fake = {
-    .open = d_open,
-    .pwrite = d_pwrite,
-    .pread = pread,
-    .datasync = d_datasync,
-    .fsync = fsync,
-    .ftruncate = d_ftruncate,
-    .unlink = unlink,
-    .close = d_close,
-};
-
-static void
-disk_reset(void)
-{
-    atomic_store(&disk.writes, 0);
-    atomic_store(&disk.syncs, 0);
-    atomic_store(&disk.space, -1);
-    atomic_store(&disk.fail_sync, false);
-    atomic_store(&disk.hold_sync_until_writes, 0);
-    weiri_io_set(&fake);
-}
-
-/*
- * The machine loses power: every open file loses what was not synced,
- * and with tear, gets garbage of a random length in its place, as a
- * half-written sector would leave.
- */
-static void
-disk_power_loss(bool tear, unsigned seed)
-{
-    pthread_mutex_lock(&disk.mu);
-    for (int fd = 0; fd < FDS; fd++) {
-        if (disk.path[fd] == NULL || disk.synced[fd] >= disk.size[fd])
-            continue;
-        int raw = open(disk.path[fd], O_WRONLY);
-        assert_true(raw >= 0);
-        assert_int_equal(ftruncate(raw, disk.synced[fd]), 0);
-        if (tear) {
-            unsigned char junk[64];
-            size_t n = 1 + rand_r(&seed) % sizeof(junk);
-            for (size_t i = 0; i < n; i++)
-                junk[i] = (unsigned char)rand_r(&seed);
-            assert_int_equal(pwrite(raw, junk, n, disk.synced[fd]),
-                             (ssize_t)n);
-        }
-        close(raw);
-    }
-    pthread_mutex_unlock(&disk.mu);
-}
 
 /* --- helpers ------------------------------------------------------------ */
 
@@ -290,7 +135,7 @@ test_log_reads_back_what_it_wrote(void **state)
 {
     (void)state;
     fresh_dir();
-    disk_reset();
+    ts_disk_reset();
     weiri_log_opts o = { .dir = dir };
     static seen s;
     weiri_log *l = open_ok(&o, &s);
@@ -355,7 +200,7 @@ test_log_one_holder_at_a_time(void **state)
 {
     (void)state;
     fresh_dir();
-    disk_reset();
+    ts_disk_reset();
     weiri_log_opts o = { .dir = dir };
     weiri_log *l = open_ok(&o, NULL), *l2;
     assert_int_equal(weiri_log_open(&l2, &o, NULL, NULL, NULL), WEIR_EBUSY);
@@ -411,7 +256,7 @@ test_log_rolls_segments_with_heads_and_trims(void **state)
 {
     (void)state;
     fresh_dir();
-    disk_reset();
+    ts_disk_reset();
     weiri_log_opts o = { .dir = dir, .segment_bytes = WEIRI_LOG_SEGMENT_MIN };
     static _Atomic int heads;
     atomic_store(&heads, 0);
@@ -462,13 +307,13 @@ test_log_sync_policies_count_their_syncs(void **state)
     (void)state;
     for (int p = WEIR_SYNC_BATCH; p <= WEIR_SYNC_NONE; p++) {
         fresh_dir();
-        disk_reset();
+        ts_disk_reset();
         weiri_log_opts o = { .dir = dir, .sync = (weir_sync)p };
         weiri_log *l = open_ok(&o, NULL);
-        long before = atomic_load(&disk.syncs);
+        long before = atomic_load(&ts_disk.syncs);
         for (uint32_t i = 0; i < 10; i++)
             assert_int_equal(append(l, i, 64), 0);
-        long made = atomic_load(&disk.syncs) - before;
+        long made = atomic_load(&ts_disk.syncs) - before;
         /* One thread: BATCH has no one to share with. */
         assert_int_equal(made, p == WEIR_SYNC_NONE ? 0 : 10);
         assert_int_equal(weiri_log_sync(l), 0);
@@ -503,12 +348,12 @@ test_log_group_commit_shares_a_sync(void **state)
     ts_watchdog_arm(__func__, 60);
     for (int p = WEIR_SYNC_BATCH; p <= WEIR_SYNC_EVERY; p++) {
         fresh_dir();
-        disk_reset();
+        ts_disk_reset();
         weiri_log_opts o = { .dir = dir, .sync = (weir_sync)p,
                              .sync_wait_ns = 1 };
         weiri_log *l = open_ok(&o, NULL);
-        long w0 = atomic_load(&disk.writes), s0 = atomic_load(&disk.syncs);
-        atomic_store(&disk.hold_sync_until_writes, w0 + 4);
+        long w0 = atomic_load(&ts_disk.writes), s0 = atomic_load(&ts_disk.syncs);
+        atomic_store(&ts_disk.hold_sync_until_writes, w0 + 4);
         appender a[4];
         pthread_t th[4];
         for (int i = 0; i < 4; i++) {
@@ -520,7 +365,7 @@ test_log_group_commit_shares_a_sync(void **state)
             pthread_join(th[i], NULL);
             assert_int_equal(a[i].rc, 0);
         }
-        long syncs = atomic_load(&disk.syncs) - s0;
+        long syncs = atomic_load(&ts_disk.syncs) - s0;
         if (p == WEIR_SYNC_BATCH)
             assert_int_equal(syncs, 2);
         else
@@ -536,15 +381,15 @@ test_log_full_disk_cuts_the_partial_record(void **state)
 {
     (void)state;
     fresh_dir();
-    disk_reset();
+    ts_disk_reset();
     weiri_log_opts o = { .dir = dir };
     weiri_log *l = open_ok(&o, NULL);
     for (uint32_t i = 0; i < 5; i++)
         assert_int_equal(append(l, i, 100), 0);
-    atomic_store(&disk.space, 50); /* half of the next record fits */
+    atomic_store(&ts_disk.space, 50); /* half of the next record fits */
     assert_int_equal(append(l, 5, 100), WEIR_EIO);
     assert_int_equal(append(l, 6, 100), WEIR_EIO);
-    atomic_store(&disk.space, -1);
+    atomic_store(&ts_disk.space, -1);
     assert_int_equal(append(l, 7, 100), 0);
     assert_int_equal(weiri_log_close(l), 0);
     static seen s;
@@ -563,13 +408,13 @@ test_log_failed_sync_fails_every_later_append(void **state)
 {
     (void)state;
     fresh_dir();
-    disk_reset();
+    ts_disk_reset();
     weiri_log_opts o = { .dir = dir, .sync = WEIR_SYNC_EVERY };
     weiri_log *l = open_ok(&o, NULL);
     assert_int_equal(append(l, 0, 100), 0);
-    atomic_store(&disk.fail_sync, true);
+    atomic_store(&ts_disk.fail_sync, true);
     assert_int_equal(append(l, 1, 100), WEIR_EIO);
-    atomic_store(&disk.fail_sync, false);
+    atomic_store(&ts_disk.fail_sync, false);
     assert_int_equal(append(l, 2, 100), WEIR_EIO);
     assert_int_equal(weiri_log_sync(l), WEIR_EIO);
     assert_int_equal(weiri_log_close(l), WEIR_EIO);
@@ -586,7 +431,7 @@ test_log_bound_refuses_with_eagain(void **state)
 {
     (void)state;
     fresh_dir();
-    disk_reset();
+    ts_disk_reset();
     weiri_log_opts o = { .dir = dir, .max_bytes = 4096 };
     weiri_log *l = open_ok(&o, NULL);
     int rc;
@@ -618,7 +463,7 @@ test_log_torn_tail_cut_at_every_offset(void **state)
     const size_t last_len = 200;
     for (size_t cut = 1; cut < WEIRI_LOG_RECORD_HEADER + last_len; cut++) {
         fresh_dir();
-        disk_reset();
+        ts_disk_reset();
         weiri_log *l = open_ok(&o, NULL);
         for (uint32_t i = 0; i < 9; i++)
             assert_int_equal(append(l, i, 50), 0);
@@ -672,7 +517,7 @@ test_log_damage_before_the_tail_is_refused(void **state)
     enum { N = 2500 };
     for (int kind = 0; kind < 5; kind++) {
         fresh_dir();
-        disk_reset();
+        ts_disk_reset();
         weiri_log *l = open_ok(&o, NULL);
         for (uint32_t i = 0; i < N; i++)
             assert_int_equal(append(l, i, 1000), 0);
@@ -731,7 +576,7 @@ test_log_older_bytes_never_pass_for_records(void **state)
 {
     (void)state;
     fresh_dir();
-    disk_reset();
+    ts_disk_reset();
     weiri_log_opts o = { .dir = dir };
     char path[256], old[272];
     weiri_log *l = open_ok(&o, NULL);
@@ -797,7 +642,7 @@ test_log_power_loss_keeps_what_was_synced(void **state)
     for (unsigned round = 0; round < 12; round++) {
         weir_sync p = (weir_sync)(round % 3);
         fresh_dir();
-        disk_reset();
+        ts_disk_reset();
         weiri_log_opts o = { .dir = dir, .sync = p };
         weiri_log *l = open_ok(&o, NULL);
         enum { W = 3 };
@@ -814,7 +659,8 @@ test_log_power_loss_keeps_what_was_synced(void **state)
         for (int i = 0; i < W; i++)
             pthread_join(th[i], NULL);
         /* Cut power with the log still open: no close, no last sync. */
-        disk_power_loss(round % 2 == 0, round);
+        ts_disk_power_loss(round % 2 == 0, round);
+        atomic_store(&ts_disk.frozen, false); /* power back, for close */
         weiri_io_set(NULL);
         /* The lost process's lock went with it; take its files over. */
         weiri_log_close(l);
