@@ -352,7 +352,8 @@ test_log_group_commit_shares_a_sync(void **state)
         weiri_log_opts o = { .dir = dir, .sync = (weir_sync)p,
                              .sync_wait_ns = 1 };
         weiri_log *l = open_ok(&o, NULL);
-        long w0 = atomic_load(&ts_disk.writes), s0 = atomic_load(&ts_disk.syncs);
+        long w0 = atomic_load(&ts_disk.writes);
+        long s0 = atomic_load(&ts_disk.syncs);
         atomic_store(&ts_disk.hold_sync_until_writes, w0 + 4);
         appender a[4];
         pthread_t th[4];
