@@ -368,6 +368,16 @@ test_null_for_every_pointer(void **state)
     assert_null(weir_sub_name(NULL));
     weir_batch_abort(NULL);
     weir_bus_destroy(NULL);
+    /* Durable topics: NULL anywhere, or a bus without a journal. */
+    assert_int_equal(weir_bus_durable_topic(NULL, "t", &t), WEIR_EINVAL);
+    assert_int_equal(weir_bus_durable_topic(bus, NULL, &t), WEIR_EINVAL);
+    assert_int_equal(weir_bus_durable_topic(bus, "t", NULL), WEIR_EINVAL);
+    assert_int_equal(weir_bus_forget_durable(NULL, "t", "n"), WEIR_EINVAL);
+    assert_int_equal(weir_bus_forget_durable(bus, NULL, "n"), WEIR_EINVAL);
+    assert_int_equal(weir_bus_forget_durable(bus, "t", NULL), WEIR_EINVAL);
+    weir_bus_opts nul_dir = { .journal_dir = "" };
+    assert_int_equal(weir_bus_create(&other, &nul_dir), WEIR_EINVAL);
+    assert_null(other);
     assert_int_equal(weir_bus_subscribe(bus, "t", nop, NULL, NULL, &s), 0);
     assert_int_equal(weir_sub_get_stats(s, NULL), WEIR_EINVAL);
     assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);

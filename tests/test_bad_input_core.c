@@ -1693,6 +1693,8 @@ test_msg_null_table(void **state)
     tried("weir_msg_origin_topic");
     assert_int_equal(weir_msg_last_error(NULL), 0);
     tried("weir_msg_last_error");
+    assert_false(weir_msg_redelivered(NULL));
+    tried("weir_msg_redelivered");
     ts_watchdog_disarm();
 }
 
