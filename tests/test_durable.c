@@ -26,6 +26,7 @@
 #include <cmocka.h>
 #include <stdatomic.h>
 
+#include "place_internal.h"
 #include "support/bus.h"
 #include "support/disk.h"
 #include "support/support.h"
@@ -518,6 +519,47 @@ test_durable_full_disk(void **state)
     ts_watchdog_disarm();
 }
 
+/*
+ * Every subscription in memory refusing a durable publish for its close
+ * (found by the soak): in the journal and taken by a durable
+ * subscription, it is accepted (0), counted once; taken by nobody, it
+ * is WEIR_ECLOSED and not counted.
+ */
+static void
+test_durable_publish_as_memory_subscriptions_close(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    fresh();
+    seen_reset();
+    weir_bus *bus = open_bus(WEIR_SYNC_NONE);
+    static _Atomic uint64_t mem;
+    weir_sub *m, *n;
+    assert_int_equal(weir_bus_subscribe(bus, "orders", count_any,
+                                        (void *)&mem, NULL, &m),
+                     0);
+    assert_int_equal(weir_bus_subscribe(bus, "solo", count_any,
+                                        (void *)&mem, NULL, &n),
+                     0);
+    weir_topic *t;
+    assert_int_equal(weir_bus_durable_topic(bus, "solo", &t), 0);
+    durable_sub(bus, "orders", "billing", 1);
+    /* Shut as a closing subscription's queue is, still in the topic. */
+    weiri_sub_shut(m);
+    weiri_sub_shut(n);
+    assert_int_equal(publish_v(bus, "orders", 0), 0);
+    assert_int_equal(publish_v(bus, "solo", 1), WEIR_ECLOSED);
+    wait_seen(1);
+    weir_bus_stats bs;
+    assert_int_equal(weir_bus_get_stats(bus, &bs), 0);
+    assert_int_equal(bs.published, 1);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    assert_int_equal(seen_count(), 1);
+    assert_int_equal(got.val[0], 0);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
 /* Dead letters to a durable topic reach its durable subscription. */
 static void
 test_durable_dead_letter_topic(void **state)
@@ -622,6 +664,7 @@ main(void)
         cmocka_unit_test(test_durable_topic_feeds_memory_subscriptions_too),
         cmocka_unit_test(test_durable_power_loss),
         cmocka_unit_test(test_durable_full_disk),
+        cmocka_unit_test(test_durable_publish_as_memory_subscriptions_close),
         cmocka_unit_test(test_durable_dead_letter_topic),
         cmocka_unit_test(test_durable_refuses_what_it_cannot_keep),
     };

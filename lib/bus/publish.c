@@ -131,7 +131,8 @@ note(weiri_routed *out, int *result, int rc)
 typedef struct offer_how {
     int64_t deadline;          /* for room, or WEIRI_NOWAIT_DEADLINE */
     const _Atomic bool *stop;  /* or NULL: see weiri_sub_wait */
-    bool relay;                /* a dead letter: its id was counted once */
+    bool relay;                /* a dead letter or a durable publish: its
+                                  id is never taken back here */
 } offer_how;
 
 /*
@@ -299,7 +300,8 @@ fanout(weir_topic *topic, const weiri_subset *set, unsigned ticket,
         weiri_topic_leave(topic, ticket);
         return 0;
     }
-    offer_how how = { .deadline = deadline };
+    /* A durable publish's id stays: publish_durable decides. */
+    offer_how how = { .deadline = deadline, .relay = src->id != 0 };
     return offer_rest(topic, set, ticket, b, first, claim, &how, out);
 }
 
@@ -495,10 +497,19 @@ publish_durable(weir_topic *topic, const weiri_subset *set, unsigned ticket,
     weiri_routed r;
     rc = fanout(topic, set, ticket, src, deadline, &r);
     count_sealed(bus, &r);
-    if (r.nobody && !held) {
-        atomic_fetch_add_explicit(&bus->unrouted, 1, memory_order_relaxed);
+    /*
+     * In the journal, it is accepted if a durable subscription will take
+     * it, even when every subscription in memory refused it for a close
+     * (fanout then kept its id, as for a relay).  Otherwise its id goes
+     * back when it reached nobody.
+     */
+    if (rc == WEIR_ECLOSED && held)
+        rc = 0;
+    if ((r.nobody || rc == WEIR_ECLOSED) && !held)
+        /* Release: see weir_bus_get_stats. */
         atomic_fetch_add_explicit(&bus->unused_ids, 1, memory_order_release);
-    }
+    if (r.nobody && !held)
+        atomic_fetch_add_explicit(&bus->unrouted, 1, memory_order_relaxed);
     return rc;
 }
 
