@@ -18,12 +18,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <stdatomic.h>
 
 #include "alloc_internal.h"
 #include "clock_internal.h"
+#include "io_internal.h"
 #include "journal_internal.h"
 #include "support/support.h"
 #include "weir.h"
@@ -346,6 +349,189 @@ test_journal_publishers_and_consumer_at_once(void **state)
     ts_watchdog_disarm();
 }
 
+/* A datasync held once, until released: a publish stays in its sync. */
+static const weiri_io *posix_io;
+static _Atomic int hold_sync, in_sync, release_sync;
+
+static int
+held_datasync(int fd)
+{
+    if (atomic_exchange(&hold_sync, 0)) {
+        atomic_store(&in_sync, 1);
+        while (!atomic_load(&release_sync))
+            ts_sleep_ms(1);
+    }
+    return posix_io->datasync(fd);
+}
+
+static void *
+publish_one(void *arg)
+{
+    weiri_journal *j = arg;
+    static char x = 'x';
+    return (void *)(intptr_t)weiri_journal_publish(j, "t", 1, 1, 1, NULL, 0,
+                                                   &x, 1, NULL);
+}
+
+/*
+ * Found by review: a publish whose sync is in flight while the topic's
+ * last subscription is forgotten wrote before its index (ASan).  Now it
+ * returns 0, touching nothing, and the forget goes through.
+ */
+static void
+test_journal_forget_while_a_publish_syncs(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    fresh();
+    posix_io = weiri_io_get();
+    weiri_io io = *posix_io;
+    io.datasync = held_datasync;
+    weiri_io_set(&io);
+    weiri_log_opts o = opts(0);
+    o.sync = WEIR_SYNC_EVERY;
+    weiri_journal *j;
+    assert_int_equal(weiri_journal_open(&j, &o), 0);
+    weiri_jsub *s;
+    assert_int_equal(weiri_journal_attach(j, "t", "a", &s), 0);
+    weiri_journal_detach(s);
+    atomic_store(&in_sync, 0);
+    atomic_store(&release_sync, 0);
+    atomic_store(&hold_sync, 1);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, publish_one, j), 0);
+    while (!atomic_load(&in_sync))
+        ts_sleep_ms(1);
+    assert_int_equal(weiri_journal_forget(j, "t", "a"), 0);
+    atomic_store(&release_sync, 1);
+    void *rc;
+    pthread_join(th, &rc);
+    assert_int_equal((intptr_t)rc, 0);
+    assert_int_equal(weiri_journal_close(j), 0);
+    weiri_io_set(NULL);
+    ts_watchdog_disarm();
+}
+
+/*
+ * At max_bytes a forget and acks still go in (they free space); the
+ * forgotten subscription stays forgotten after a reopen.
+ */
+static void
+test_journal_forget_and_ack_at_the_bound(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    fresh();
+    weiri_log_opts o = opts(WEIRI_LOG_SEGMENT_MIN);
+    o.max_bytes = 2 * WEIRI_LOG_SEGMENT_MIN;
+    weiri_journal *j;
+    assert_int_equal(weiri_journal_open(&j, &o), 0);
+    weiri_jsub *a, *b;
+    assert_int_equal(weiri_journal_attach(j, "t", "a", &a), 0);
+    assert_int_equal(weiri_journal_attach(j, "t", "b", &b), 0);
+    static char big[50000];
+    uint64_t id = 1;
+    int rc;
+    while ((rc = weiri_journal_publish(j, "t", 1, id, 0, NULL, 0, big,
+                                       sizeof(big), NULL)) == 0)
+        id++;
+    assert_int_equal(rc, WEIR_EAGAIN);
+    /* To the last byte: not even a forget's record would fit. */
+    while ((rc = weiri_journal_publish(j, "t", 1, id, 0, NULL, 0, big, 1,
+                                       NULL)) == 0)
+        id++;
+    assert_int_equal(rc, WEIR_EAGAIN);
+    weiri_jmsg m = { 0 };
+    while (weiri_journal_next(a, weiri_now_ns() + 20 * WEIR_MSEC, &m) == 0)
+        assert_int_equal(weiri_journal_ack(a, m.entry), 0);
+    weiri_journal_detach(b);
+    assert_int_equal(weiri_journal_forget(j, "t", "b"), 0);
+    /* Room again: a acknowledged all, b is gone. */
+    assert_int_equal(weiri_journal_publish(j, "t", 1, id, 0, NULL, 0, big,
+                                           sizeof(big), NULL),
+                     0);
+    weiri_journal_detach(a);
+    assert_int_equal(weiri_journal_close(j), 0);
+    assert_int_equal(weiri_journal_open(&j, &o), 0);
+    assert_int_equal(weiri_journal_forget(j, "t", "b"), WEIR_ENOENT);
+    weiri_journal_close(j);
+    weiri_free(m.buf);
+    ts_watchdog_disarm();
+}
+
+static ssize_t (*real_pwrite)(int, const void *, size_t, off_t);
+static _Atomic int die_armed;
+
+/* A process that dies writing a new segment's head (after its header). */
+static ssize_t
+die_at_head(int fd, const void *b, size_t n, off_t off)
+{
+    if (atomic_load(&die_armed) && off == WEIRI_LOG_HEADER && n < 1000)
+        _exit(0);
+    return real_pwrite(fd, b, n, off);
+}
+
+/*
+ * Found by review: a process killed in a roll, between the new
+ * segment's header and its head, left a last segment without the
+ * subscriptions' records; once the older ones went, a reopen had lost
+ * the subscription.  Open now begins a segment with a head of its own.
+ */
+static void
+test_journal_killed_in_a_roll_keeps_its_subscriptions(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    fresh();
+    weiri_log_opts o = opts(WEIRI_LOG_SEGMENT_MIN);
+    o.sync = WEIR_SYNC_BATCH;
+    static char big[100000];
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        weiri_io io = *weiri_io_get();
+        real_pwrite = io.pwrite;
+        io.pwrite = die_at_head;
+        weiri_io_set(&io);
+        weiri_journal *cj;
+        weiri_jsub *cs;
+        if (weiri_journal_open(&cj, &o) != 0 ||
+            weiri_journal_attach(cj, "t", "a", &cs) != 0)
+            _exit(1);
+        atomic_store(&die_armed, 1);
+        for (uint64_t id = 1; id < 100; id++)
+            if (weiri_journal_publish(cj, "t", 1, id, 0, NULL, 0, big,
+                                      sizeof(big), NULL) != 0)
+                _exit(2);
+        _exit(3);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    weiri_journal *j;
+    weiri_jsub *s;
+    assert_int_equal(weiri_journal_open(&j, &o), 0);
+    assert_int_equal(weiri_journal_attach(j, "t", "a", &s), 0);
+    assert_int_equal(weiri_journal_publish(j, "t", 1, 1000, 0, NULL, 0, "x",
+                                           1, NULL),
+                     0);
+    /* Everything older acknowledged: its segments go. */
+    weiri_jmsg m = { 0 };
+    while (weiri_journal_next(s, weiri_now_ns() + 50 * WEIR_MSEC, &m) == 0)
+        if (m.id != 1000)
+            assert_int_equal(weiri_journal_ack(s, m.entry), 0);
+    weiri_journal_detach(s);
+    assert_int_equal(weiri_journal_close(j), 0);
+    assert_int_equal(weiri_journal_open(&j, &o), 0);
+    assert_int_equal(weiri_journal_attach(j, "t", "a", &s), 0);
+    assert_int_equal(weiri_journal_next(s, weiri_now_ns() + WEIR_SEC, &m), 0);
+    assert_int_equal(m.id, 1000);
+    weiri_journal_detach(s);
+    weiri_journal_close(j);
+    weiri_free(m.buf);
+    ts_watchdog_disarm();
+}
+
 static int
 teardown(void **state)
 {
@@ -364,6 +550,10 @@ main(void)
         cmocka_unit_test(test_journal_away_and_forgotten),
         cmocka_unit_test(test_journal_segments_go_when_nobody_needs_them),
         cmocka_unit_test(test_journal_publishers_and_consumer_at_once),
+        cmocka_unit_test(test_journal_forget_while_a_publish_syncs),
+        cmocka_unit_test(test_journal_forget_and_ack_at_the_bound),
+        cmocka_unit_test(
+            test_journal_killed_in_a_roll_keeps_its_subscriptions),
     };
     return cmocka_run_group_tests_name("journal", tests, ts_watchdog_group,
                                        teardown);

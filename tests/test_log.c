@@ -154,7 +154,8 @@ test_log_reads_back_what_it_wrote(void **state)
     weiri_log_get_stats(l, &st);
     assert_int_equal(st.recovered, 100);
     assert_int_equal(st.truncated, 0);
-    assert_int_equal(st.segments, 1);
+    /* An open begins a segment of its own after what it read. */
+    assert_int_equal(st.segments, 2);
     /* Appends go on after what was read. */
     assert_int_equal(append(l, 100, 10), 0);
     assert_int_equal(weiri_log_close(l), 0);
@@ -185,6 +186,11 @@ test_log_refuses_bad_options(void **state)
     assert_int_equal(weiri_log_open(&l, &bad, NULL, NULL, NULL), WEIR_EINVAL);
     bad = o;
     bad.sync_wait_ns = -1;
+    assert_int_equal(weiri_log_open(&l, &bad, NULL, NULL, NULL), WEIR_EINVAL);
+    /* A bound must hold two segments: the one written is never deleted. */
+    bad = o;
+    bad.segment_bytes = WEIRI_LOG_SEGMENT_MIN;
+    bad.max_bytes = 2 * WEIRI_LOG_SEGMENT_MIN - 1;
     assert_int_equal(weiri_log_open(&l, &bad, NULL, NULL, NULL), WEIR_EINVAL);
     /* A directory whose parent is missing, or a file in the way. */
     bad = o;
@@ -242,13 +248,27 @@ test_log_one_holder_at_a_time(void **state)
 
 /* A head record written first in every segment; trimming keeps it. */
 static int
+head_record(weiri_log *l)
+{
+    unsigned char b[16];
+    weiri_log_part p = { b, body_of(b, 0xffffffu, 16) };
+    return weiri_log_put_head(l, 2, &p, 1);
+}
+
+static int
+head_uncounted(void *ctx, weiri_log *l, uint64_t seg)
+{
+    (void)ctx;
+    (void)seg;
+    return head_record(l);
+}
+
+static int
 head_writer(void *ctx, weiri_log *l, uint64_t seg)
 {
     (void)seg;
-    unsigned char b[16];
-    weiri_log_part p = { b, body_of(b, 0xffffffu, 16) };
     atomic_fetch_add((_Atomic int *)ctx, 1);
-    return weiri_log_put_head(l, 2, &p, 1);
+    return head_record(l);
 }
 
 static void
@@ -285,7 +305,7 @@ test_log_rolls_segments_with_heads_and_trims(void **state)
     assert_int_equal(weiri_log_close(l), 0);
     static seen s;
     memset(&s, 0, sizeof(s));
-    assert_int_equal(weiri_log_open(&l, &o, visit, head_writer, &s),
+    assert_int_equal(weiri_log_open(&l, &o, visit, head_uncounted, &s),
                      0);
     /* The last segment: its head first, then the records it holds. */
     assert_false(s.bad);
@@ -427,22 +447,87 @@ test_log_failed_sync_fails_every_later_append(void **state)
     weiri_log_close(l);
 }
 
+/*
+ * Found by review: with A's sync failed (the kernel may have dropped its
+ * pages) B's own sync on the file can succeed, yet B's record is not
+ * safe either.  Every append still to be synced then fails.
+ */
+static const weiri_io *posix_io;
+static _Atomic int sync_calls, a_failed, sync_armed;
+
+static int
+failing_first_sync(int fd)
+{
+    if (!atomic_load(&sync_armed))
+        return posix_io->datasync(fd);
+    int me = atomic_fetch_add(&sync_calls, 1);
+    if (me == 0) {
+        while (atomic_load(&sync_calls) < 2)
+            ts_sleep_ms(1);
+        atomic_store(&a_failed, 1);
+        errno = EIO;
+        return -1;
+    }
+    while (!atomic_load(&a_failed))
+        ts_sleep_ms(1);
+    return posix_io->datasync(fd);
+}
+
+static void *
+append_a(void *arg)
+{
+    return (void *)(intptr_t)append(arg, 1, 10);
+}
+
+static void
+test_log_every_after_a_failed_sync(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    fresh_dir();
+    weiri_io_set(NULL);
+    posix_io = weiri_io_get();
+    weiri_io io = *posix_io;
+    io.datasync = failing_first_sync;
+    weiri_log_opts o = { .dir = dir, .sync = WEIR_SYNC_EVERY };
+    atomic_store(&sync_armed, 0);
+    atomic_store(&sync_calls, 0);
+    atomic_store(&a_failed, 0);
+    weiri_io_set(&io);
+    weiri_log *l = open_ok(&o, NULL);
+    atomic_store(&sync_armed, 1);
+    pthread_t a;
+    assert_int_equal(pthread_create(&a, NULL, append_a, l), 0);
+    while (atomic_load(&sync_calls) < 1)
+        ts_sleep_ms(1);
+    int b = append(l, 2, 10);
+    void *arc;
+    pthread_join(a, &arc);
+    assert_int_equal((intptr_t)arc, WEIR_EIO);
+    assert_int_equal(b, WEIR_EIO);
+    assert_int_equal(append(l, 3, 10), WEIR_EIO);
+    weiri_log_close(l);
+    weiri_io_set(NULL);
+    ts_watchdog_disarm();
+}
+
 static void
 test_log_bound_refuses_with_eagain(void **state)
 {
     (void)state;
     fresh_dir();
     ts_disk_reset();
-    weiri_log_opts o = { .dir = dir, .max_bytes = 4096 };
+    weiri_log_opts o = { .dir = dir, .segment_bytes = WEIRI_LOG_SEGMENT_MIN,
+                         .max_bytes = 2 * WEIRI_LOG_SEGMENT_MIN };
     weiri_log *l = open_ok(&o, NULL);
     int rc;
     uint32_t i = 0;
-    while ((rc = append(l, i, 100)) == 0)
+    while ((rc = append(l, i, 8000)) == 0)
         i++;
     assert_int_equal(rc, WEIR_EAGAIN);
     weiri_log_stats st;
     weiri_log_get_stats(l, &st);
-    assert_true(st.bytes <= 4096 && st.bytes + 116 > 4096);
+    assert_true(st.bytes <= o.max_bytes && st.bytes + 8016 > o.max_bytes);
     assert_int_equal(weiri_log_close(l), 0);
     static seen s;
     l = open_ok(&o, &s);
@@ -704,6 +789,7 @@ main(void)
         cmocka_unit_test(test_log_group_commit_shares_a_sync),
         cmocka_unit_test(test_log_full_disk_cuts_the_partial_record),
         cmocka_unit_test(test_log_failed_sync_fails_every_later_append),
+        cmocka_unit_test(test_log_every_after_a_failed_sync),
         cmocka_unit_test(test_log_bound_refuses_with_eagain),
         cmocka_unit_test(test_log_torn_tail_cut_at_every_offset),
         cmocka_unit_test(test_log_damage_before_the_tail_is_refused),

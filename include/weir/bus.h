@@ -76,8 +76,11 @@
  * Durable topics (weir_bus_opts.journal_dir, weir/journal.h):
  *   - A publish to a durable topic (weir_bus_durable_topic, or one with
  *     a durable subscription) returns 0 only once the message is in the
- *     journal under the sync policy; any other result means it was not
- *     accepted.  Under every policy a process that dies loses nothing
+ *     journal under the sync policy, and then whatever its subscriptions
+ *     in memory did with it (each counts its refusals); any other result
+ *     means it was not accepted, though one whose write or sync failed
+ *     (WEIR_EIO) may have reached the disk and be handed out after a
+ *     restart.  Under every policy a process that dies loses nothing
  *     that returned 0; a machine that loses power loses nothing under
  *     EVERY and BATCH, and under NONE what the kernel had not written.
  *     The journal takes no delayed publish and no batch (WEIR_EINVAL), yet.
@@ -175,9 +178,10 @@ typedef struct weir_bus_opts {
     int64_t     journal_sync_wait_ns; /* BATCH: longest a publish waits
                                          to share a sync; 0 = 1 ms */
     size_t      journal_segment_bytes; /* 0 = 64 MiB; at least 1 MiB */
-    size_t      journal_max_bytes;    /* 0 = no bound; at the bound a
-                                         durable publish returns
-                                         WEIR_EAGAIN (nothing is deleted
+    size_t      journal_max_bytes;    /* 0 = no bound; else at least two
+                                         segments; at the bound a durable
+                                         publish returns WEIR_EAGAIN
+                                         (nothing is deleted
                                          unacknowledged) */
 } weir_bus_opts;
 

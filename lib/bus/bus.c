@@ -76,9 +76,12 @@ weir_bus_create(weir_bus **bus, const weir_bus_opts *opts)
             weiri_free(b);
             return rc;
         }
-        /* Ids go on after the journal's: unique across runs. */
-        atomic_store_explicit(&b->next_id, weiri_journal_max_id(b->journal),
-                              memory_order_relaxed);
+        /*
+         * Ids go on after the journal's: unique across runs.  Counted as
+         * published from here (see weir_bus_get_stats).
+         */
+        b->id_base = weiri_journal_max_id(b->journal);
+        atomic_store_explicit(&b->next_id, b->id_base, memory_order_relaxed);
     }
     *bus = b;
     return 0;
@@ -471,8 +474,8 @@ weir_bus_get_stats(const weir_bus *bus, weir_bus_stats *out)
      */
     uint64_t unused = atomic_load_explicit(&b->unused_ids,
                                            memory_order_acquire);
-    out->published = atomic_load_explicit(&b->next_id, memory_order_relaxed) +
-                     unrouted - unused;
+    out->published = atomic_load_explicit(&b->next_id, memory_order_relaxed) -
+                     b->id_base + unrouted - unused;
     out->unrouted = unrouted;
     out->delayed = weiri_timer_busy(&b->delays);
     out->delayed_left = atomic_load_explicit(&b->delayed_left,

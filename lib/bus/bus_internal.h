@@ -131,6 +131,7 @@ struct weir_bus {
     _Atomic uint64_t unrouted;     /* publishes to a topic with no
                                       subscription */
     weiri_journal *journal;        /* or NULL: no durable topics; fixed */
+    uint64_t id_base;              /* the journal's highest id at create */
     _Atomic uint64_t unused_ids;   /* ids handed to batches that then aborted */
     /* Read sections (see weiri_reader). */
     WEIR_ALIGNAS(WEIR_CACHELINE)
@@ -199,6 +200,8 @@ struct weir_sub {
     pthread_t feeder;
     bool feeding;                  /* the feeder runs, to be joined */
     _Atomic bool feed_stop;        /* the feeder is to stop */
+    _Atomic bool feed_failed;      /* a record could not be read back: the
+                                      feeder stopped for good */
     _Atomic uint64_t redelivered;  /* written by the feeder */
 
     /*

@@ -23,6 +23,19 @@ place(weir_sub *s, weiri_body *b)
     return rc;
 }
 
+/*
+ * A message that could not be placed for want of memory or a read that
+ * failed: handed out again after a pause, unless the feeder is stopped.
+ */
+static bool
+pause_and_retry(weir_sub *s, uint64_t entry)
+{
+    weiri_journal_unhand(s->jsub, entry);
+    for (int i = 0; i < 10 && !atomic_load(&s->feed_stop); i++)
+        weiri_sleep_until(weiri_deadline(WEIR_MSEC));
+    return !atomic_load(&s->feed_stop);
+}
+
 static void *
 feeder_main(void *arg)
 {
@@ -31,12 +44,29 @@ feeder_main(void *arg)
     for (;;) {
         /* The last one is placed: the journal counts it no longer. */
         int rc = weiri_journal_next(s->jsub, WEIRI_NO_DEADLINE, &m);
-        if (rc != 0)
-            break; /* stopped; or a record that cannot be read back */
+        if (rc == WEIR_ECLOSED)
+            break;
+        /*
+         * A record that does not check any more (the disk changed it):
+         * nothing after it is handed out, never skipped silently; the
+         * bus's close does not wait for it (weiri_durable_caught_up).
+         */
+        if (rc == WEIR_ECORRUPT) {
+            atomic_store(&s->feed_failed, true);
+            break;
+        }
+        if (rc != 0) {
+            if (!pause_and_retry(s, m.entry))
+                break;
+            continue;
+        }
         weiri_body *b = weiri_body_create(NULL, s->topic->name, m.data,
                                           m.len, m.key, m.key_len, m.ts, 1);
-        if (b == NULL)
-            break; /* left in the journal for the next attach */
+        if (b == NULL) {
+            if (!pause_and_retry(s, m.entry))
+                break;
+            continue;
+        }
         b->id = m.id;
         b->jentry = m.entry;
         b->redelivered = m.redelivered;
@@ -54,6 +84,7 @@ int
 weiri_durable_start(weir_sub *s)
 {
     atomic_store(&s->feed_stop, false);
+    atomic_store(&s->feed_failed, false);
     if (weiri_thread_start(&s->feeder, feeder_main, s) != 0)
         return WEIR_ENOMEM;
     s->feeding = true;
@@ -63,7 +94,8 @@ weiri_durable_start(weir_sub *s)
 bool
 weiri_durable_caught_up(weir_sub *s)
 {
-    return weiri_journal_pending(s->jsub) == 0;
+    return atomic_load(&s->feed_failed) ||
+           weiri_journal_pending(s->jsub) == 0;
 }
 
 void

@@ -17,7 +17,8 @@ int weiri_durable_start(weir_sub *s);
 
 /*
  * weiri_durable_caught_up - whether s's feeder has handed s every
- * message the journal holds for it (none in its hands).  Any thread.
+ * message the journal holds for it (none in its hands), or stopped for
+ * good at a damaged record.  Any thread.
  */
 bool weiri_durable_caught_up(weir_sub *s);
 

@@ -361,7 +361,7 @@ weiri_publish_relay(weir_topic *topic, weiri_body *b, const _Atomic bool *stop)
     /*
      * A durable topic's durable subscriptions take it from the journal:
      * it goes there first, and counts as taken if one will.  Not written,
-     * it is given up as one nobody took.
+     * it is given up: counted failed by its subscription.
      */
     bool held = false;
     if (atomic_load_explicit(&topic->durable, memory_order_acquire) &&
@@ -499,12 +499,13 @@ publish_durable(weir_topic *topic, const weiri_subset *set, unsigned ticket,
     count_sealed(bus, &r);
     /*
      * In the journal, it is accepted if a durable subscription will take
-     * it, even when every subscription in memory refused it for a close
-     * (fanout then kept its id, as for a relay).  Otherwise its id goes
-     * back when it reached nobody.
+     * it, whatever the subscriptions in memory did (a full REJECT queue,
+     * a close: fanout then kept its id, as for a relay).  Otherwise the
+     * publish is one like any other, and its id goes back when it
+     * reached nobody.
      */
-    if (rc == WEIR_ECLOSED && held)
-        rc = 0;
+    if (held)
+        rc = 0; /* each subscription in memory counted its refusal */
     if ((r.nobody || rc == WEIR_ECLOSED) && !held)
         /* Release: see weir_bus_get_stats. */
         atomic_fetch_add_explicit(&bus->unused_ids, 1, memory_order_release);

@@ -51,6 +51,7 @@ struct weiri_jsub {
     size_t words;
     uint64_t bits_base;
     bool attached, stopped;
+    bool forgetting;   /* its FORGET is being written: no attach */
     bool busy;         /* one handed out is not yet placed by its taker:
                           until its next call of weiri_journal_next */
     struct weiri_jsub *link;
@@ -66,6 +67,7 @@ struct weiri_journal {
     uint64_t max_id;
     uint64_t tail_seg;     /* the segment being written */
     uint64_t kept;         /* segments below were trimmed */
+    uint64_t trim_seen;    /* tail_seg when a publish last tried a trim */
 };
 
 static void
@@ -512,6 +514,7 @@ typedef struct placing {
     uint64_t no;
     const char *name;  /* attach: the subscription to make */
     size_t name_len;
+    uint32_t sub_no;
     weiri_jsub *made;
     int rc;
 } placing;
@@ -568,7 +571,12 @@ weiri_journal_publish(weiri_journal *j, const char *topic, size_t topic_len,
                 advance_low(s);
         pthread_cond_broadcast(&j->fresh);
     }
+    /* A segment began: older ones may be needed by nobody now. */
+    bool rolled = j->tail_seg != j->trim_seen;
+    j->trim_seen = j->tail_seg;
     pthread_mutex_unlock(&j->mu);
+    if (rolled)
+        (void)trim(j); /* what cannot go now goes at a later try */
     if (held != NULL)
         *held = p.t != NULL;
     return rc == 0 ? p.rc : rc;
@@ -584,8 +592,8 @@ placed_sub(void *arg, uint64_t seg, uint64_t off)
     dtopic *t = topic_make(p->j, p->topic, p->topic_len);
     /* Its messages are those written after this record. */
     p->made = t == NULL ? NULL
-                        : sub_new(p->j, t, p->name, p->name_len,
-                                  p->j->next_no, topic_end(t));
+                        : sub_new(p->j, t, p->name, p->name_len, p->sub_no,
+                                  topic_end(t));
     if (p->made != NULL)
         p->made->attached = true;
     pthread_mutex_unlock(&p->j->mu);
@@ -603,12 +611,15 @@ weiri_journal_attach(weiri_journal *j, const char *topic, const char *name,
     int rc = 0;
     if (s != NULL && s->attached) {
         rc = WEIR_EEXIST;
+    } else if (s != NULL && s->forgetting) {
+        rc = WEIR_EBUSY;
     } else if (s != NULL) {
         s->attached = true;
         s->stopped = false;
         s->next = s->low;
     }
-    uint32_t no = j->next_no;
+    /* Its number is taken now: no two SUB records share one. */
+    uint32_t no = rc == 0 && s == NULL ? j->next_no++ : 0;
     pthread_mutex_unlock(&j->mu);
     if (rc != 0)
         return rc;
@@ -625,8 +636,8 @@ weiri_journal_attach(weiri_journal *j, const char *topic, const char *name,
     weiri_log_part parts[3] = { { fixed, sizeof(fixed) }, { topic, tlen },
                                 { name, nlen } };
     placing p = { .j = j, .topic = topic, .topic_len = tlen, .name = name,
-                  .name_len = nlen };
-    rc = weiri_log_append(j->log, T_SUB, parts, 3, placed_sub, &p);
+                  .name_len = nlen, .sub_no = no };
+    rc = weiri_log_append_always(j->log, T_SUB, parts, 3, placed_sub, &p);
     if (rc == 0 && p.made == NULL)
         rc = WEIR_ENOMEM;
     if (rc != 0 && p.made != NULL) {
@@ -728,6 +739,16 @@ weiri_journal_pending(weiri_jsub *s)
 }
 
 void
+weiri_journal_unhand(weiri_jsub *s, uint64_t entry)
+{
+    pthread_mutex_lock(&s->j->mu);
+    if (entry < s->next)
+        s->next = entry < s->low ? s->low : entry;
+    s->busy = false;
+    pthread_mutex_unlock(&s->j->mu);
+}
+
+void
 weiri_journal_stop(weiri_jsub *s)
 {
     pthread_mutex_lock(&s->j->mu);
@@ -783,20 +804,29 @@ weiri_journal_forget(weiri_journal *j, const char *topic, const char *name)
 {
     pthread_mutex_lock(&j->mu);
     weiri_jsub *s = sub_find(j, topic, strlen(topic), name, strlen(name));
-    int rc = s == NULL ? WEIR_ENOENT : s->attached ? WEIR_EBUSY : 0;
+    int rc = s == NULL ? WEIR_ENOENT
+             : s->attached || s->forgetting ? WEIR_EBUSY : 0;
     unsigned char b[4];
     if (rc == 0) {
         put32(b, s->no);
-        dtopic *t = s->t;
-        sub_free(j, s);
-        topic_compact(j, t);
+        s->forgetting = true;
     }
     pthread_mutex_unlock(&j->mu);
     if (rc != 0)
         return rc;
+    /* Forgotten in memory only once the journal says so. */
     weiri_log_part part = { b, sizeof(b) };
-    rc = weiri_log_append(j->log, T_FORGET, &part, 1, NULL, NULL);
-    int trc = trim(j);
+    rc = weiri_log_append_always(j->log, T_FORGET, &part, 1, NULL, NULL);
+    pthread_mutex_lock(&j->mu);
+    if (rc == 0) {
+        dtopic *t = s->t;
+        sub_free(j, s);
+        topic_compact(j, t);
+    } else {
+        s->forgetting = false;
+    }
+    pthread_mutex_unlock(&j->mu);
+    int trc = rc == 0 ? trim(j) : 0;
     return rc != 0 ? rc : trc;
 }
 

@@ -90,11 +90,19 @@ int weiri_journal_attach(weiri_journal *j, const char *topic,
 int weiri_journal_next(weiri_jsub *s, int64_t deadline, weiri_jmsg *m);
 
 /*
- * weiri_journal_pending - messages of s not yet handed out, and the one
- * last handed out until its taker calls weiri_journal_next again (it
- * may not be placed yet).
+ * weiri_journal_pending - 0 when s has no message left to hand out and
+ * none in hand (the last one handed out counts until its taker calls
+ * weiri_journal_next again: it may not be placed yet); else not 0 (at
+ * most 2: it stops looking at the first).
  */
 uint64_t weiri_journal_pending(weiri_jsub *s);
+
+/*
+ * weiri_journal_unhand - the taker of entry (the last handed out by
+ * weiri_journal_next) could not place it: the next call hands it out
+ * again.
+ */
+void weiri_journal_unhand(weiri_jsub *s, uint64_t entry);
 
 /* weiri_journal_stop - make weiri_journal_next of s return ECLOSED. */
 void weiri_journal_stop(weiri_jsub *s);

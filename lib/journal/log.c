@@ -209,12 +209,15 @@ roll(weiri_log *l)
     l->st.syncs++;
     l->synced = l->written;
     pthread_cond_broadcast(&l->synced_cv);
-    int rc = begin_segment(l, l->segs[l->nsegs - 1].no + 1);
+    uint64_t no = l->segs[l->nsegs - 1].no + 1;
+    int rc = begin_segment(l, no);
     /*
-     * A new segment without its head would not stand on its own once
-     * the older ones are trimmed: write nothing more.
+     * Switched to the new segment but its head did not all go in: it
+     * would not stand on its own once the older ones are trimmed, so
+     * nothing more is written (a reopen begins a segment anew).  A
+     * failure before the switch leaves the old segment in use.
      */
-    if (rc != 0 && l->off > WEIRI_LOG_HEADER)
+    if (rc != 0 && l->segs[l->nsegs - 1].no == no)
         l->broken = true;
     return rc;
 }
@@ -347,12 +350,16 @@ sync_now(weiri_log *l)
     pthread_mutex_lock(&l->mu);
     l->syncing--;
     l->st.syncs++;
+    /*
+     * Once a sync failed, a later one may succeed for pages the kernel
+     * dropped: nothing counts as synced any more.
+     */
     if (rc != 0)
         l->broken = true;
-    else if (target > l->synced)
+    else if (!l->broken && target > l->synced)
         l->synced = target;
     pthread_cond_broadcast(&l->synced_cv);
-    return rc != 0 ? WEIR_EIO : 0;
+    return rc != 0 || l->broken ? WEIR_EIO : 0;
 }
 
 /* Wait until the bytes up to mine are synced, leading when none does. */
@@ -389,7 +396,7 @@ group_commit(weiri_log *l, uint64_t mine)
 
 static int
 append(weiri_log *l, unsigned type, const weiri_log_part *parts, size_t n,
-       weiri_log_placed placed, void *arg, bool wait)
+       weiri_log_placed placed, void *arg, bool wait, bool bounded)
 {
     size_t len;
     int rc = body_len(type, parts, n, &len);
@@ -405,7 +412,8 @@ append(weiri_log *l, unsigned type, const weiri_log_part *parts, size_t n,
     pthread_mutex_lock(&l->mu);
     if (l->broken)
         rc = WEIR_EIO;
-    else if (l->max_bytes != 0 && l->bytes + total > l->max_bytes)
+    else if (bounded && l->max_bytes != 0 &&
+             l->bytes + total > l->max_bytes)
         rc = WEIR_EAGAIN;
     else
         rc = put(l, buf, total, crc, type);
@@ -432,14 +440,22 @@ int
 weiri_log_append(weiri_log *l, unsigned type, const weiri_log_part *parts,
                  size_t n, weiri_log_placed placed, void *arg)
 {
-    return append(l, type, parts, n, placed, arg, true);
+    return append(l, type, parts, n, placed, arg, true, true);
+}
+
+int
+weiri_log_append_always(weiri_log *l, unsigned type,
+                        const weiri_log_part *parts, size_t n,
+                        weiri_log_placed placed, void *arg)
+{
+    return append(l, type, parts, n, placed, arg, true, false);
 }
 
 int
 weiri_log_note(weiri_log *l, unsigned type, const weiri_log_part *parts,
                size_t n)
 {
-    return append(l, type, parts, n, NULL, NULL, false);
+    return append(l, type, parts, n, NULL, NULL, false, false);
 }
 
 /* The read fd of segment no, opened on first use; -1 if none. */
@@ -746,15 +762,53 @@ recover(weiri_log *l, weiri_log_visit visit)
     weiri_free(nos);
     if (rc == 0 && l->fd < 0)
         rc = begin_segment(l, next);
+    /*
+     * Else a new segment begins all the same: the last one's head may
+     * have been cut short by a process that died in a roll, and the new
+     * one's head is written from what was read back.  Synced before the
+     * open returns, like everything else found.
+     */
+    else if (rc == 0 && l->io->datasync(l->fd) != 0)
+        rc = WEIR_EIO;
+    else if (rc == 0)
+        rc = begin_segment(l, l->segs[l->nsegs - 1].no + 1);
+    if (rc == 0 && l->io->datasync(l->fd) != 0)
+        rc = WEIR_EIO;
     l->synced = l->written;
+    return rc;
+}
+
+/* Make the entry of a directory just made durable in its parent. */
+static int
+sync_parent(const weiri_log *l)
+{
+    char parent[PATH_MAX];
+    memcpy(parent, l->dir, l->dir_len + 1);
+    char *slash = strrchr(parent, '/');
+    if (slash == parent)
+        slash[1] = '\0';
+    else if (slash != NULL)
+        *slash = '\0';
+    else
+        memcpy(parent, ".", 2);
+    int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return io_error();
+    int rc = l->io->fsync(fd) == 0 ? 0 : WEIR_EIO;
+    close(fd);
     return rc;
 }
 
 static int
 open_dir(weiri_log *l)
 {
-    if (mkdir(l->dir, 0777) != 0 && errno != EEXIST)
+    if (mkdir(l->dir, 0777) == 0) {
+        int rc = sync_parent(l);
+        if (rc != 0)
+            return rc;
+    } else if (errno != EEXIST) {
         return io_error();
+    }
     l->dir_fd = open(l->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (l->dir_fd < 0)
         return io_error();
@@ -799,6 +853,14 @@ weiri_log_open(weiri_log **out, const weiri_log_opts *o,
     if (out == NULL || o == NULL || o->dir == NULL || o->dir[0] == '\0' ||
         (unsigned)o->sync > WEIR_SYNC_NONE || o->sync_wait_ns < 0 ||
         (o->segment_bytes != 0 && o->segment_bytes < WEIRI_LOG_SEGMENT_MIN))
+        return WEIR_EINVAL;
+    /*
+     * The segment being written is never trimmed: a bound must leave room
+     * for it and one more, or the log could fill with nothing to delete.
+     */
+    size_t seg = o->segment_bytes != 0 ? o->segment_bytes
+                                       : WEIRI_LOG_SEGMENT_DEFAULT;
+    if (o->max_bytes != 0 && o->max_bytes / 2 < seg)
         return WEIR_EINVAL;
     size_t dir_len = strlen(o->dir);
     if (dir_len + NAME_MAX_LEN + 1 > PATH_MAX)

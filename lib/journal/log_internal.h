@@ -42,7 +42,7 @@ typedef struct weiri_log_opts {
     int64_t sync_wait_ns;    /* BATCH: longest a leader waits for others
                                 about to write; 0 = 1 ms */
     size_t segment_bytes;    /* 0 = default; at least the minimum */
-    size_t max_bytes;        /* 0 = no bound */
+    size_t max_bytes;        /* 0 = no bound; else at least two segments */
 } weiri_log_opts;
 
 /* A piece of a record's body. */
@@ -116,9 +116,19 @@ int weiri_log_append(weiri_log *log, unsigned type,
                      weiri_log_placed placed, void *arg);
 
 /*
+ * weiri_log_append_always - weiri_log_append past max_bytes: for what
+ * lets space be freed or must not be refused (a subscription made or
+ * forgotten).
+ */
+int weiri_log_append_always(weiri_log *log, unsigned type,
+                            const weiri_log_part *parts, size_t n,
+                            weiri_log_placed placed, void *arg);
+
+/*
  * weiri_log_note - weiri_log_append without waiting for a sync under any
- * policy: the next sync (another's append, weiri_log_sync, the close)
- * carries it.  For what may be lost and only done again (acks).
+ * policy, and past max_bytes: the next sync (another's append,
+ * weiri_log_sync, the close) carries it.  For what may be lost and only
+ * done again (acks).
  */
 int weiri_log_note(weiri_log *log, unsigned type,
                    const weiri_log_part *parts, size_t n);
