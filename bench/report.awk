@@ -16,6 +16,11 @@
 #   lat   p50 and p99 latency ns, and weir's own p50 and p99 as third
 #         and fourth values
 #   cost  ns per publish, and ns per publish per subscription
+#   dur   durable writes/s, p50 and p99 latency ns, and for weir the
+#         writes each fdatasync served; its ratio column is the
+#         throughput over that of the case's "sync" (the disk's floor)
+#   open  ns to open a journal, ns until its first message is handed
+#         out, and the rate at which it was written (messages/s)
 #
 # Ratios are taken within a round, then their median across rounds: the
 # host moves the cores between placements that change every figure 3-8x,
@@ -28,10 +33,10 @@ BEGIN {
     FS = "\t"
     # Each kind's first value: its format in the table, the divisor that
     # gives the table's unit, and whether higher is better (a rate).
-    split("rtt wake cpu pub lat cost ns rate", kinds, " ")
-    split("%.0f %.1f %.1f %.2f %.1f %.0f %.1f %.1f", fmts, " ")
-    split("1 1e3 1 1e6 1e3 1 1 1e6", scales, " ")
-    split("0 0 0 1 0 0 0 1", highs, " ")
+    split("rtt wake cpu pub lat cost ns rate dur open", kinds, " ")
+    split("%.0f %.1f %.1f %.2f %.1f %.0f %.1f %.1f %.2f %.0f", fmts, " ")
+    split("1 1e3 1 1e6 1e3 1 1 1e6 1e3 1e6", scales, " ")
+    split("0 0 0 1 0 0 0 1 1 0", highs, " ")
     for (i = 1; i in kinds; i++) {
         fmtof[kinds[i]] = fmts[i]
         scaleof[kinds[i]] = scales[i]
@@ -146,6 +151,13 @@ function header(k) {
     else if (k == "cost")
         printf "  %-30s %-26s %9s %9s\n", "implementation",
                "ns/publish: median (min-max)", "ns/sub", "weir/peer"
+    else if (k == "dur")
+        printf "  %-30s %-25s %8s %8s %8s %7s\n", "implementation",
+               "kmsg/s: median (min-max)", "p50 us", "p99 us", "msg/sync",
+               "x sync"
+    else if (k == "open")
+        printf "  %-30s %-27s %9s %13s\n", "implementation",
+               "create ms: median (min-max)", "ready ms", "set-up kmsg/s"
     else if (k == "ns")
         printf "  %-30s %-25s %7s %9s\n", "implementation",
                "ns/call: median (min-max)", "refused", "weir/peer"
@@ -209,6 +221,16 @@ END {
         } else if (k == "cost") {
             printf "  %-30s %-28s %9.1f %9s%s\n", rlabel[i], cell,
                    median(pv, np), vs, failures(key)
+        } else if (k == "dur") {
+            n3 = gather(key, 3, v3); n4 = gather(key, 4, v4)
+            printf "  %-30s %-25s %8.1f %8.1f %8s %7s%s\n", rlabel[i], cell,
+                   median(pv, np) / 1e3, median(v3, n3) / 1e3,
+                   n4 ? sprintf("%.2f", median(v4, n4)) : "-",
+                   ratio(key, c SUBSEP "sync"), failures(key)
+        } else if (k == "open") {
+            n3 = gather(key, 3, v3)
+            printf "  %-30s %-27s %9.0f %13.1f%s\n", rlabel[i], cell,
+                   median(pv, np) / 1e6, median(v3, n3) / 1e3, failures(key)
         } else if (k == "ns") {
             printf "  %-30s %-25s %7d %9s%s\n", rlabel[i], cell,
                    total(key, 2), vs, failures(key)
