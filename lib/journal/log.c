@@ -4,14 +4,13 @@
  * trim, and recovery at open (log_internal.h has the format).
  *
  * Appends take the log's mutex only to place and write their record;
- * the fdatasync runs without it.  Under BATCH one appender at a time is
- * the leader: it syncs everything written so far, then wakes every
- * appender whose record that sync covered; those who wrote while it
- * synced elect the next leader among themselves, so one sync serves
- * all who arrived during the one before (group commit).  Before it
- * syncs, a leader waits up to sync_wait_ns for the appenders already
- * queued on the mutex to write, so they share its sync rather than wait
- * for the next.
+ * the fdatasync runs without it.  Under BATCH an appender whose record
+ * no sync under way covers leads one: it syncs everything written so
+ * far, and every appender whose record it covers waits for it instead
+ * of syncing (group commit); syncs may overlap (group_commit says why).
+ * Before it syncs, a leader waits up to sync_wait_ns for the appenders
+ * already queued on the mutex to write, so they share its sync rather
+ * than wait for the next.
  */
 /* pread, pwrite, fdatasync, flock, O_DIRECTORY */
 #define _GNU_SOURCE
@@ -64,7 +63,9 @@ struct weiri_log {
     size_t nsegs, cap;
     uint64_t bytes;            /* in all of them */
     uint64_t written, synced;  /* bytes appended since open, and synced */
-    bool leading;              /* a leader is syncing or about to */
+    uint64_t covering;         /* the most a sync begun so far will have
+                                  synced when it ends */
+    bool lingering;            /* a leader waits for queued appenders */
     unsigned syncing;          /* syncs in flight without the mutex */
     bool broken;               /* a sync failed: nothing is durable now */
     _Atomic unsigned entering; /* appenders not yet past their write */
@@ -344,6 +345,8 @@ sync_now(weiri_log *l)
 {
     uint64_t target = l->written;
     int fd = l->fd;
+    if (target > l->covering)
+        l->covering = target;
     l->syncing++;
     pthread_mutex_unlock(&l->mu);
     int rc = l->io->datasync(fd);
@@ -362,32 +365,38 @@ sync_now(weiri_log *l)
     return rc != 0 || l->broken ? WEIR_EIO : 0;
 }
 
-/* Wait until the bytes up to mine are synced, leading when none does. */
+/*
+ * Wait until the bytes up to mine are synced.  A sync already under way
+ * that began after mine were written covers them: wait for it.  Else
+ * lead one, though another sync may still be in flight: concurrent
+ * fdatasyncs of one file share the file system's journal commit, where
+ * waiting for the older one first would cost a whole sync more.  Before
+ * it syncs, a leader lingers for the appenders queued on the mutex, and
+ * those that come meanwhile wait for it.
+ */
 static int
 group_commit(weiri_log *l, uint64_t mine)
 {
     while (l->synced < mine && !l->broken) {
-        if (l->leading) {
+        if (l->lingering || l->covering >= mine) {
             pthread_cond_wait(&l->synced_cv, &l->mu);
             continue;
         }
-        l->leading = true;
         /*
-         * Those queued on the mutex write first, while it is free, and
-         * share this sync.  Acquire: pairs with the release decrement
-         * of each appender past its write.
+         * Acquire: pairs with the release decrement of each appender
+         * past its write.
          */
         if (atomic_load_explicit(&l->entering, memory_order_acquire) > 0) {
+            l->lingering = true;
             struct timespec until = linger_until(l);
             while (atomic_load_explicit(&l->entering,
                                         memory_order_acquire) > 0 &&
                    pthread_cond_timedwait(&l->synced_cv, &l->mu, &until) !=
                        ETIMEDOUT)
                 ;
+            l->lingering = false;
         }
         int rc = sync_now(l);
-        l->leading = false;
-        pthread_cond_broadcast(&l->synced_cv);
         if (rc != 0)
             return rc;
     }
