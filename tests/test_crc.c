@@ -53,12 +53,33 @@ test_crc_continues_over_pieces(void **state)
     }
 }
 
+/* The CPU's instruction, where used, and the tables agree everywhere. */
+static void
+test_crc_instruction_and_tables_agree(void **state)
+{
+    (void)state;
+    unsigned char b[1000];
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (size_t i = 0; i < sizeof(b); i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b[i] = (unsigned char)x;
+    }
+    for (size_t off = 0; off < 9; off++)
+        for (size_t len = 0; off + len <= sizeof(b); len += 1 + len / 3)
+            assert_int_equal(weiri_crc32c(7, b + off, len),
+                             weiri_crc32c_portable(7, b + off, len));
+    assert_int_equal(weiri_crc32c_portable(0, "123456789", 9), 0xE3069283u);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc_check_values),
         cmocka_unit_test(test_crc_continues_over_pieces),
+        cmocka_unit_test(test_crc_instruction_and_tables_agree),
     };
     return cmocka_run_group_tests_name("crc", tests, NULL, NULL);
 }

@@ -39,7 +39,7 @@ load_le32(const unsigned char *p)
 }
 
 uint32_t
-weiri_crc32c(uint32_t crc, const void *data, size_t len)
+weiri_crc32c_portable(uint32_t crc, const void *data, size_t len)
 {
     pthread_once(&once, build);
     const unsigned char *p = data;
@@ -55,3 +55,50 @@ weiri_crc32c(uint32_t crc, const void *data, size_t len)
         c = (c >> 8) ^ table[0][(c ^ *p) & 0xff];
     return ~c;
 }
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/*
+ * SSE4.2's crc32 instruction computes this very CRC (Castagnoli's,
+ * reflected) eight bytes an instruction: about three times the tables'
+ * speed, which is most of what reading a journal back costs.
+ */
+__attribute__((target("sse4.2"))) static uint32_t
+crc_sse42(uint32_t crc, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint64_t c = ~crc;
+    for (; len >= 8; len -= 8, p += 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        c = __builtin_ia32_crc32di(c, v);
+    }
+    uint32_t c32 = (uint32_t)c;
+    for (; len > 0; len--, p++)
+        c32 = __builtin_ia32_crc32qi(c32, *p);
+    return ~c32;
+}
+
+static uint32_t (*crc_fn)(uint32_t, const void *, size_t);
+static pthread_once_t pick_once = PTHREAD_ONCE_INIT;
+
+static void
+pick(void)
+{
+    __builtin_cpu_init();
+    crc_fn = __builtin_cpu_supports("sse4.2") ? crc_sse42
+                                              : weiri_crc32c_portable;
+}
+
+uint32_t
+weiri_crc32c(uint32_t crc, const void *data, size_t len)
+{
+    pthread_once(&pick_once, pick);
+    return crc_fn(crc, data, len);
+}
+#else
+uint32_t
+weiri_crc32c(uint32_t crc, const void *data, size_t len)
+{
+    return weiri_crc32c_portable(crc, data, len);
+}
+#endif
