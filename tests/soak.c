@@ -17,7 +17,8 @@
  *     say, none of them twice;
  *   - a subscription that lived the whole round, with no policy that
  *     may drop or skip, finished every message published to its topic
- *     with success (return 0): none lost;
+ *     with success (return 0; to a durable topic, only the durable
+ *     subscriptions are promised it): none lost;
  *   - every message a handler saw was published to that topic, with the
  *     payload it was published with: none invented;
  *   - with ordered_by_key, each publisher's keyed messages were handled
@@ -62,6 +63,8 @@ enum {
 /* Flags of a tag, beside its topic (the low two bits). */
 enum {
     TAG_USED = 0x04,    /* allocated: a publish of it was tried */
+    TAG_DURABLE = 0x08, /* to a durable topic: 0 says the journal took it,
+                           whatever a subscription in memory did */
     TAG_LATER = 0x40,   /* delayed (routed when due, to whom the topic has
                            then) or batched: not counted one by one */
     TAG_WHOLE = 0x80,   /* the publish returned 0: every subscription of
@@ -91,6 +94,7 @@ typedef struct sub_state {
 
 static weir_bus *bus;
 static bool journaled;       /* this round's bus has a journal */
+static _Atomic bool topic_durable[TOPICS]; /* set before it may be */
 static char journal_dir[64];
 static sub_state subs[SUBS_MAX];
 static _Atomic int nsubs;
@@ -172,6 +176,8 @@ tag_new(int t, uint8_t flags)
     uint32_t tag = atomic_fetch_add(&next_tag, 1);
     if (tag >= TAGS)
         return UINT32_MAX;
+    if (atomic_load(&topic_durable[t]))
+        flags |= TAG_DURABLE;
     atomic_store(&tag_flags[tag], (uint8_t)(t | TAG_USED | flags));
     return tag;
 }
@@ -339,6 +345,8 @@ subscribe_random(uint64_t *x, bool first)
         snprintf(name, sizeof(name), "d%d", i);
         o.durable = true;
         o.name = name;
+        /* Before the topic turns durable, so no publish escapes it. */
+        atomic_store(&topic_durable[s->topic], true);
     }
     s->opts = o;
     if (o.durable)
@@ -553,6 +561,8 @@ check(const sub_state *s, int round, int i)
         uint8_t fl = atomic_load(&tag_flags[tag]);
         if ((fl & 3) != s->topic || !(fl & TAG_WHOLE) || (fl & TAG_LATER))
             continue;
+        if ((fl & TAG_DURABLE) && !s->opts.durable)
+            continue;
         if (!(atomic_load(&s->seen[tag / 8]) & (1u << (tag % 8))))
             missing++;
         atomic_fetch_add(&proven, 1);
@@ -644,6 +654,8 @@ round_run(uint64_t *x, int round, weir_sub_stats *dead_final)
     atomic_store(&nsubs, 0);
     atomic_store(&stop, false);
     atomic_store(&next_tag, 0);
+    for (int t = 0; t < TOPICS; t++)
+        atomic_store(&topic_durable[t], false);
     memset((void *)tag_flags, 0, sizeof(tag_flags));
     atomic_store(&published_seen, 0);
     atomic_store(&delayed_seen, 0);
