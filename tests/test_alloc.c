@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <stdatomic.h>
@@ -106,6 +107,45 @@ fail_once(const weir_msg *m, void *ctx)
 {
     (void)ctx;
     return weir_msg_attempt(m) == 1 ? -1 : 0;
+}
+
+static char journal_dir[64];
+
+/*
+ * The journal's part: a bus made on a journal (read back, with what the
+ * last run left), a durable topic and subscription, publishes, a close
+ * after which its books balance with nothing left, a destroy.
+ */
+static int
+durable_path(void)
+{
+    int failures = 0;
+    weir_bus_opts o = { .journal_dir = journal_dir,
+                        .journal_sync = WEIR_SYNC_NONE };
+    weir_bus *bus;
+    if (ok_or_nomem(weir_bus_create(&bus, &o)) != 0)
+        return 1;
+    static _Atomic uint64_t sink;
+    weir_topic *t;
+    failures += ok_or_nomem(weir_bus_durable_topic(bus, "orders", &t)) != 0;
+    weir_sub_opts d = { .name = "billing", .durable = true };
+    weir_sub *s = NULL;
+    failures += ok_or_nomem(weir_bus_subscribe(bus, "orders", count_any,
+                                               &sink, &d, &s)) != 0;
+    for (int i = 0; i < 3; i++)
+        failures += ok_or_nomem(weir_bus_publish(bus, "orders", "o", 1,
+                                                 NULL)) != 0;
+    int rc = weir_bus_close(bus, 10 * WEIR_SEC);
+    if (rc != 0 && rc != WEIR_ENOMEM)
+        fail_msg("durable close: %d", rc);
+    if (s != NULL) {
+        weir_sub_stats st;
+        assert_int_equal(weir_sub_get_stats(s, &st), 0);
+        assert_balanced(&st);
+        assert_int_equal(st.queued + st.in_flight, 0);
+    }
+    weir_bus_destroy(bus);
+    return failures;
 }
 
 /*
@@ -209,7 +249,7 @@ user_path(void)
         assert_int_equal(atomic_load(&sink), plain_ok);
     }
     weir_bus_destroy(bus);
-    return failures;
+    return failures + durable_path();
 }
 
 /* Every allocation goes through the hook and comes back to it. */
@@ -218,6 +258,8 @@ test_alloc_every_block_comes_back(void **state)
 {
     (void)state;
     ts_watchdog_arm(__func__, 60);
+    snprintf(journal_dir, sizeof(journal_dir), "/tmp/weir-test-alloc-%d",
+             (int)getpid());
     use_counting(0);
     assert_int_equal(user_path(), 0);
     assert_int_equal(weir_set_allocator(NULL), 0);
@@ -264,6 +306,8 @@ test_alloc_each_failure_in_turn(void **state)
 {
     (void)state;
     ts_watchdog_arm(__func__, 300);
+    snprintf(journal_dir, sizeof(journal_dir), "/tmp/weir-test-alloc-%d",
+             (int)getpid());
     use_counting(0);
     assert_int_equal(user_path(), 0);
     long total = atomic_load(&cnt.made);
@@ -281,6 +325,9 @@ test_alloc_each_failure_in_turn(void **state)
     assert_true(with_failure > 0);
     print_message("%ld allocations failed in turn, %ld seen as ENOMEM\n",
                   total, with_failure);
+    char cmd[96];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", journal_dir);
+    assert_int_equal(system(cmd), 0);
     ts_watchdog_disarm();
 }
 

@@ -11,8 +11,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <stdatomic.h>
@@ -235,6 +237,48 @@ test_thread_each_start_fails_in_turn(void **state)
     ts_watchdog_disarm();
 }
 
+/*
+ * A durable subscription starts a worker and its feeder: either start
+ * failing is WEIR_ENOMEM, nothing subscribed, and the name is free for
+ * the next subscribe, which gets what was published meanwhile.
+ */
+static void
+test_thread_durable_subscription_start_fails(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    char dir[64], cmd[96];
+    snprintf(dir, sizeof(dir), "/tmp/weir-test-thread-%d", (int)getpid());
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    for (long k = 1; k <= 2; k++) {
+        assert_int_equal(system(cmd), 0);
+        weir_bus_opts o = { .journal_dir = dir };
+        weir_bus *bus;
+        assert_int_equal(weir_bus_create(&bus, &o), 0);
+        weir_topic *t;
+        assert_int_equal(weir_bus_durable_topic(bus, "t", &t), 0);
+        static _Atomic uint64_t got;
+        atomic_store(&got, 0);
+        weir_sub_opts d = { .name = "d", .durable = true };
+        weir_sub *s;
+        fail_starts_from(k);
+        atomic_store(&fail_one, true);
+        assert_int_equal(weir_bus_subscribe(bus, "t", count_any, &got, &d,
+                                            &s),
+                         WEIR_ENOMEM);
+        weiri_thread_set_creator(NULL);
+        assert_int_equal(weir_bus_subscribe(bus, "t", count_any, &got, &d,
+                                            &s),
+                         0);
+        assert_int_equal(weir_bus_publish(bus, "t", "x", 1, NULL), 0);
+        assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+        assert_int_equal(atomic_load(&got), 1);
+        weir_bus_destroy(bus);
+    }
+    assert_int_equal(system(cmd), 0);
+    ts_watchdog_disarm();
+}
+
 int
 main(void)
 {
@@ -243,6 +287,7 @@ main(void)
         cmocka_unit_test(test_thread_timer_start_fails_for_a_delayed_publish),
         cmocka_unit_test(test_thread_timer_start_fails_for_a_retry),
         cmocka_unit_test(test_thread_each_start_fails_in_turn),
+        cmocka_unit_test(test_thread_durable_subscription_start_fails),
     };
     return cmocka_run_group_tests_name("thread", tests, ts_watchdog_group,
                                        NULL);
