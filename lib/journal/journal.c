@@ -52,6 +52,7 @@ struct weiri_jsub {
     uint64_t bits_base;
     bool attached, stopped;
     bool forgetting;   /* its FORGET is being written: no attach */
+    bool forgot;       /* its FORGET is in the log: no head names it */
     bool busy;         /* one handed out is not yet placed by its taker:
                           until its next call of weiri_journal_next */
     struct weiri_jsub *link;
@@ -462,7 +463,7 @@ head(void *ctx, weiri_log *log, uint64_t seg)
     j->tail_seg = seg;
     int rc = 0;
     for (weiri_jsub *s = j->subs; rc == 0 && s != NULL; s = s->link)
-        rc = head_sub(s, seg, log);
+        rc = s->forgot ? 0 : head_sub(s, seg, log);
     pthread_mutex_unlock(&j->mu);
     return rc;
 }
@@ -799,6 +800,17 @@ weiri_journal_detach(weiri_jsub *s)
     pthread_mutex_unlock(&s->j->mu);
 }
 
+static void
+placed_forget(void *arg, uint64_t seg, uint64_t off)
+{
+    weiri_jsub *s = arg;
+    (void)seg;
+    (void)off;
+    pthread_mutex_lock(&s->j->mu);
+    s->forgot = true;
+    pthread_mutex_unlock(&s->j->mu);
+}
+
 int
 weiri_journal_forget(weiri_journal *j, const char *topic, const char *name)
 {
@@ -816,7 +828,8 @@ weiri_journal_forget(weiri_journal *j, const char *topic, const char *name)
         return rc;
     /* Forgotten in memory only once the journal says so. */
     weiri_log_part part = { b, sizeof(b) };
-    rc = weiri_log_append_always(j->log, T_FORGET, &part, 1, NULL, NULL);
+    rc = weiri_log_append_always(j->log, T_FORGET, &part, 1, placed_forget,
+                                 s);
     pthread_mutex_lock(&j->mu);
     if (rc == 0) {
         dtopic *t = s->t;

@@ -212,6 +212,15 @@ roll(weiri_log *l)
     pthread_cond_broadcast(&l->synced_cv);
     uint64_t no = l->segs[l->nsegs - 1].no + 1;
     int rc = begin_segment(l, no);
+    /* The new head must be durable before any older segment is trimmed. */
+    if (rc == 0) {
+        if (l->io->datasync(l->fd) != 0) {
+            l->broken = true;
+            return WEIR_EIO;
+        }
+        l->st.syncs++;
+        l->synced = l->written;
+    }
     /*
      * Switched to the new segment but its head did not all go in: it
      * would not stand on its own once the older ones are trimmed, so
@@ -233,6 +242,8 @@ put(weiri_log *l, unsigned char *buf, size_t total, uint32_t body_crc,
      * appender may roll while we wait, so the need is checked again.
      */
     while (l->off > WEIRI_LOG_HEADER && l->off + total > l->segment_bytes) {
+        if (l->broken)
+            return WEIR_EIO; /* a roll's sync must not count as synced */
         if (l->syncing > 0) {
             pthread_cond_wait(&l->synced_cv, &l->mu);
             continue;
