@@ -325,9 +325,7 @@ test_alloc_each_failure_in_turn(void **state)
     assert_true(with_failure > 0);
     print_message("%ld allocations failed in turn, %ld seen as ENOMEM\n",
                   total, with_failure);
-    char cmd[96];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", journal_dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(ts_remove_tree(journal_dir), 0);
     ts_watchdog_disarm();
 }
 

@@ -40,9 +40,7 @@ static void
 fresh(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/weir-test-durable-%d", (int)getpid());
-    char cmd[160];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(ts_remove_tree(dir), 0);
 }
 
 static weir_bus *
@@ -725,9 +723,7 @@ static int
 teardown(void **state)
 {
     (void)state;
-    char cmd[160];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return ts_remove_tree(dir);
 }
 
 int

@@ -46,9 +46,7 @@ static void
 fresh(void)
 {
     opts(0);
-    char cmd[160];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(ts_remove_tree(dir), 0);
 }
 
 static weiri_journal *
@@ -611,8 +609,7 @@ test_journal_power_loss_after_a_roll_keeps_subscriptions(void **state)
     assert_int_equal(weiri_journal_open(&j2, &o2), 0);
     assert_int_equal(weiri_journal_forget(j2, "t", "s"), 0); /* known */
     weiri_journal_close(j2);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", copy);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(ts_remove_tree(copy), 0);
     /* The held process never comes back: its threads are left as is. */
     atomic_store(&ts_disk.frozen, false);
     atomic_store(&th_release, 1);
@@ -713,9 +710,7 @@ static int
 teardown(void **state)
 {
     (void)state;
-    char cmd[160];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return ts_remove_tree(dir);
 }
 
 int

@@ -42,9 +42,7 @@ static void
 fresh_dir(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/weir-test-log-%d", (int)getpid());
-    char cmd[160];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(ts_remove_tree(dir), 0);
 }
 
 static void
@@ -771,9 +769,7 @@ teardown(void **state)
 {
     (void)state;
     weiri_io_set(NULL);
-    char cmd[160];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return ts_remove_tree(dir);
 }
 
 int

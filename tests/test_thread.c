@@ -247,11 +247,10 @@ test_thread_durable_subscription_start_fails(void **state)
 {
     (void)state;
     ts_watchdog_arm(__func__, 60);
-    char dir[64], cmd[96];
+    char dir[64];
     snprintf(dir, sizeof(dir), "/tmp/weir-test-thread-%d", (int)getpid());
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     for (long k = 1; k <= 2; k++) {
-        assert_int_equal(system(cmd), 0);
+        assert_int_equal(ts_remove_tree(dir), 0);
         weir_bus_opts o = { .journal_dir = dir };
         weir_bus *bus;
         assert_int_equal(weir_bus_create(&bus, &o), 0);
@@ -275,7 +274,7 @@ test_thread_durable_subscription_start_fails(void **state)
         assert_int_equal(atomic_load(&got), 1);
         weir_bus_destroy(bus);
     }
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(ts_remove_tree(dir), 0);
     ts_watchdog_disarm();
 }
 

@@ -8,6 +8,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "weir/common.h"
 
@@ -98,6 +99,16 @@ static inline int
 weiri_try_once(int64_t timeout_ns)
 {
     return timeout_ns == WEIR_NOWAIT || timeout_ns == 0;
+}
+
+/* weiri_timespec - ns (non-negative) as a struct timespec. */
+static inline struct timespec
+weiri_timespec(int64_t ns)
+{
+    struct timespec ts;
+    ts.tv_sec = (time_t)(ns / WEIR_SEC);
+    ts.tv_nsec = (long)(ns % WEIR_SEC);
+    return ts;
 }
 
 /*

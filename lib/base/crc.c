@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "bytes_internal.h"
 #include "crc_internal.h"
 
 /* Castagnoli's polynomial, bit-reversed. */
@@ -31,13 +32,6 @@ build(void)
                           table[0][table[t - 1][i] & 0xff];
 }
 
-static uint32_t
-load_le32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
-
 uint32_t
 weiri_crc32c_portable(uint32_t crc, const void *data, size_t len)
 {
@@ -45,7 +39,7 @@ weiri_crc32c_portable(uint32_t crc, const void *data, size_t len)
     const unsigned char *p = data;
     uint32_t c = ~crc;
     for (; len >= 8; len -= 8, p += 8) {
-        uint32_t lo = c ^ load_le32(p), hi = load_le32(p + 4);
+        uint32_t lo = c ^ weiri_get32(p), hi = weiri_get32(p + 4);
         c = table[7][lo & 0xff] ^ table[6][(lo >> 8) & 0xff] ^
             table[5][(lo >> 16) & 0xff] ^ table[4][lo >> 24] ^
             table[3][hi & 0xff] ^ table[2][(hi >> 8) & 0xff] ^

@@ -22,15 +22,6 @@
 #include <unistd.h>
 #endif
 
-static struct timespec
-to_timespec(int64_t ns)
-{
-    struct timespec ts;
-    ts.tv_sec = (time_t)(ns / WEIR_SEC);
-    ts.tv_nsec = (long)(ns % WEIR_SEC);
-    return ts;
-}
-
 void
 weiri_yield(void)
 {
@@ -196,7 +187,7 @@ int
 weiri_event_wait(weiri_event *ev, uint32_t e, int64_t deadline)
 {
     int rc = 0;
-    struct timespec ts = to_timespec(deadline);
+    struct timespec ts = weiri_timespec(deadline);
     pthread_mutex_lock(&ev->mu);
     /* Notify moves the epoch under mu, so this check cannot miss it. */
     while (atomic_load_explicit(&ev->epoch, memory_order_acquire) == e) {
@@ -234,7 +225,7 @@ weiri_event_wait(weiri_event *ev, uint32_t e, int64_t deadline)
     int rc = 0;
     struct timespec ts, *tsp = NULL;
     if (deadline != WEIRI_NO_DEADLINE) {
-        ts = to_timespec(deadline);
+        ts = weiri_timespec(deadline);
         tsp = &ts;
     }
     /*

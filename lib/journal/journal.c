@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "alloc_internal.h"
+#include "bytes_internal.h"
 #include "clock_internal.h"
 #include "journal_internal.h"
 
@@ -70,45 +71,6 @@ struct weiri_journal {
     uint64_t kept;         /* segments below were trimmed */
     uint64_t trim_seen;    /* tail_seg when a publish last tried a trim */
 };
-
-static void
-put16(unsigned char *p, unsigned v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-}
-
-static void
-put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void
-put64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static unsigned
-get16(const unsigned char *p)
-{
-    return (unsigned)p[0] | (unsigned)p[1] << 8;
-}
-
-static uint32_t
-get32(const unsigned char *p)
-{
-    return (uint32_t)get16(p) | (uint32_t)get16(p + 2) << 16;
-}
-
-static uint64_t
-get64(const unsigned char *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 static bool
 before(uint64_t seg, uint64_t off, const entry *e)
@@ -363,8 +325,8 @@ visit(void *ctx, uint64_t seg, uint64_t off, unsigned type,
     if (type == T_MSG) {
         if (len < MSG_FIXED)
             return WEIR_ECORRUPT;
-        uint64_t id = get64(b);
-        size_t tlen = get16(b + 16), klen = get16(b + 18);
+        uint64_t id = weiri_get64(b);
+        size_t tlen = weiri_get16(b + 16), klen = weiri_get16(b + 18);
         if (MSG_FIXED + tlen + (klen == NO_KEY ? 0 : klen) > len)
             return WEIR_ECORRUPT;
         if (id > j->max_id)
@@ -378,9 +340,9 @@ visit(void *ctx, uint64_t seg, uint64_t off, unsigned type,
     if (type == T_SUB) {
         if (len < SUB_FIXED)
             return WEIR_ECORRUPT;
-        uint32_t no = get32(b);
-        uint64_t fseg = get64(b + 4), foff = get64(b + 12);
-        size_t tlen = get16(b + 20), nlen = get16(b + 22);
+        uint32_t no = weiri_get32(b);
+        uint64_t fseg = weiri_get64(b + 4), foff = weiri_get64(b + 12);
+        size_t tlen = weiri_get16(b + 20), nlen = weiri_get16(b + 22);
         if (SUB_FIXED + tlen + nlen > len)
             return WEIR_ECORRUPT;
         weiri_jsub *s = sub_by_no(j, no);
@@ -409,10 +371,10 @@ visit(void *ctx, uint64_t seg, uint64_t off, unsigned type,
     if (type == T_ACK) {
         if (len < ACK_FIXED)
             return WEIR_ECORRUPT;
-        weiri_jsub *s = sub_by_no(j, get32(b));
+        weiri_jsub *s = sub_by_no(j, weiri_get32(b));
         if (s == NULL)
             return 0;
-        uint64_t aseg = get64(b + 4), aoff = get64(b + 12);
+        uint64_t aseg = weiri_get64(b + 4), aoff = weiri_get64(b + 12);
         uint64_t no = topic_lower_bound(s->t, aseg, aoff);
         if (no < topic_end(s->t) && entry_at(s->t, no)->seg == aseg &&
             entry_at(s->t, no)->off == aoff)
@@ -422,7 +384,7 @@ visit(void *ctx, uint64_t seg, uint64_t off, unsigned type,
     if (type == T_FORGET) {
         if (len < 4)
             return WEIR_ECORRUPT;
-        weiri_jsub *s = sub_by_no(j, get32(b));
+        weiri_jsub *s = sub_by_no(j, weiri_get32(b));
         if (s != NULL)
             sub_free(j, s);
         return 0;
@@ -443,11 +405,11 @@ head_sub(weiri_jsub *s, uint64_t seg, weiri_log *log)
         fseg = entry_at(s->t, s->low)->seg;
         foff = entry_at(s->t, s->low)->off;
     }
-    put32(fixed, s->no);
-    put64(fixed + 4, fseg);
-    put64(fixed + 12, foff);
-    put16(fixed + 20, (unsigned)s->t->len);
-    put16(fixed + 22, (unsigned)strlen(s->name));
+    weiri_put32(fixed, s->no);
+    weiri_put64(fixed + 4, fseg);
+    weiri_put64(fixed + 12, foff);
+    weiri_put16(fixed + 20, (unsigned)s->t->len);
+    weiri_put16(fixed + 22, (unsigned)strlen(s->name));
     weiri_log_part parts[3] = { { fixed, sizeof(fixed) },
                                 { s->t->name, s->t->len },
                                 { s->name, strlen(s->name) } };
@@ -545,10 +507,10 @@ weiri_journal_publish(weiri_journal *j, const char *topic, size_t topic_len,
     if (topic_len >= NO_KEY || (key != NULL && key_len >= NO_KEY))
         return WEIR_EINVAL;
     unsigned char fixed[MSG_FIXED];
-    put64(fixed, id);
-    put64(fixed + 8, (uint64_t)ts);
-    put16(fixed + 16, (unsigned)topic_len);
-    put16(fixed + 18, key != NULL ? (unsigned)key_len : NO_KEY);
+    weiri_put64(fixed, id);
+    weiri_put64(fixed + 8, (uint64_t)ts);
+    weiri_put16(fixed + 16, (unsigned)topic_len);
+    weiri_put16(fixed + 18, key != NULL ? (unsigned)key_len : NO_KEY);
     weiri_log_part parts[4] = { { fixed, sizeof(fixed) },
                                 { topic, topic_len },
                                 { key, key != NULL ? key_len : 0 },
@@ -629,11 +591,11 @@ weiri_journal_attach(weiri_journal *j, const char *topic, const char *name,
         return 0;
     }
     unsigned char fixed[SUB_FIXED];
-    put32(fixed, no);
-    put64(fixed + 4, 0); /* from its own place: see placed_sub */
-    put64(fixed + 12, 0);
-    put16(fixed + 20, (unsigned)tlen);
-    put16(fixed + 22, (unsigned)nlen);
+    weiri_put32(fixed, no);
+    weiri_put64(fixed + 4, 0); /* from its own place: see placed_sub */
+    weiri_put64(fixed + 12, 0);
+    weiri_put16(fixed + 20, (unsigned)tlen);
+    weiri_put16(fixed + 22, (unsigned)nlen);
     weiri_log_part parts[3] = { { fixed, sizeof(fixed) }, { topic, tlen },
                                 { name, nlen } };
     placing p = { .j = j, .topic = topic, .topic_len = tlen, .name = name,
@@ -653,13 +615,6 @@ weiri_journal_attach(weiri_journal *j, const char *topic, const char *name,
 
 /* --- handing out, acknowledging ------------------------------------------ */
 
-static struct timespec
-abs_time(int64_t ns)
-{
-    return (struct timespec){ (time_t)(ns / 1000000000),
-                              (long)(ns % 1000000000) };
-}
-
 static int
 parse_msg(weiri_jmsg *m, size_t size)
 {
@@ -667,12 +622,12 @@ parse_msg(weiri_jmsg *m, size_t size)
     size_t len = size - WEIRI_LOG_RECORD_HEADER;
     if (m->buf[8] != T_MSG || len < MSG_FIXED)
         return WEIR_ECORRUPT;
-    size_t tlen = get16(b + 16), klen = get16(b + 18);
+    size_t tlen = weiri_get16(b + 16), klen = weiri_get16(b + 18);
     size_t kbytes = klen == NO_KEY ? 0 : klen;
     if (MSG_FIXED + tlen + kbytes > len)
         return WEIR_ECORRUPT;
-    m->id = get64(b);
-    m->ts = (int64_t)get64(b + 8);
+    m->id = weiri_get64(b);
+    m->ts = (int64_t)weiri_get64(b + 8);
     m->key = klen == NO_KEY ? NULL : (const char *)b + MSG_FIXED + tlen;
     m->key_len = kbytes;
     m->data = b + MSG_FIXED + tlen + kbytes;
@@ -705,7 +660,7 @@ weiri_journal_next(weiri_jsub *s, int64_t deadline, weiri_jmsg *m)
         if (deadline == WEIRI_NO_DEADLINE) {
             pthread_cond_wait(&j->fresh, &j->mu);
         } else {
-            struct timespec until = abs_time(deadline);
+            struct timespec until = weiri_timespec(deadline);
             pthread_cond_timedwait(&j->fresh, &j->mu, &until);
         }
     }
@@ -780,9 +735,9 @@ weiri_journal_ack(weiri_jsub *s, uint64_t no)
     if (rc != 0)
         return rc;
     unsigned char b[ACK_FIXED];
-    put32(b, sub_no);
-    put64(b + 4, e.seg);
-    put64(b + 12, e.off);
+    weiri_put32(b, sub_no);
+    weiri_put64(b + 4, e.seg);
+    weiri_put64(b + 12, e.off);
     weiri_log_part part = { b, sizeof(b) };
     rc = weiri_log_note(j->log, T_ACK, &part, 1);
     int trc = moved ? trim(j) : 0;
@@ -820,7 +775,7 @@ weiri_journal_forget(weiri_journal *j, const char *topic, const char *name)
              : s->attached || s->forgetting ? WEIR_EBUSY : 0;
     unsigned char b[4];
     if (rc == 0) {
-        put32(b, s->no);
+        weiri_put32(b, s->no);
         s->forgetting = true;
     }
     pthread_mutex_unlock(&j->mu);

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "alloc_internal.h"
+#include "bytes_internal.h"
 #include "clock_internal.h"
 #include "crc_internal.h"
 #include "hash_internal.h"
@@ -74,33 +75,6 @@ struct weiri_log {
     weiri_log_stats st;
 };
 
-static void
-store32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void
-store64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t
-load32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
-
-static uint64_t
-load64(const unsigned char *p)
-{
-    return (uint64_t)load32(p) | (uint64_t)load32(p + 4) << 32;
-}
-
 /* dir/name into buf (at least dir_len + NAME_MAX_LEN + 1 bytes). */
 static void
 path_of(const weiri_log *l, char *buf, uint64_t seg)
@@ -144,11 +118,11 @@ static void
 seal_record(unsigned char *h, uint32_t body_crc, size_t len, unsigned type,
             uint32_t salt)
 {
-    store32(h + 4, (uint32_t)len);
+    weiri_put32(h + 4, (uint32_t)len);
     h[8] = (unsigned char)type;
     h[9] = h[10] = h[11] = 0;
-    store32(h + 12, salt);
-    store32(h, weiri_crc32c(body_crc, h + 4, 12));
+    weiri_put32(h + 12, salt);
+    weiri_put32(h, weiri_crc32c(body_crc, h + 4, 12));
 }
 
 /*
@@ -169,10 +143,10 @@ begin_segment(weiri_log *l, uint64_t no)
     uint32_t salt = (uint32_t)seed[0] | 1u; /* never 0, as zeroed bytes */
     unsigned char h[WEIRI_LOG_HEADER] = { 0 };
     memcpy(h, MAGIC, 8);
-    store32(h + 8, VERSION);
-    store32(h + 12, salt);
-    store64(h + 16, no);
-    store32(h + 24, weiri_crc32c(0, h, 24));
+    weiri_put32(h + 8, VERSION);
+    weiri_put32(h + 12, salt);
+    weiri_put64(h + 16, no);
+    weiri_put32(h + 24, weiri_crc32c(0, h, 24));
     int rc = segs_push(l, no, WEIRI_LOG_HEADER);
     if (rc == 0 && (weiri_io_write_all(l->io, fd, h, sizeof(h), 0) != 0 ||
                     l->io->fsync(l->dir_fd) != 0))
@@ -232,6 +206,30 @@ roll(weiri_log *l)
     return rc;
 }
 
+/*
+ * Seal the record made in buf (header first) for the segment being
+ * written and write it at its end.  Lock held.
+ */
+static int
+write_end(weiri_log *l, unsigned char *buf, size_t total, uint32_t body_crc,
+          unsigned type)
+{
+    seal_record(buf, body_crc, total - WEIRI_LOG_RECORD_HEADER, type,
+                l->salt);
+    if (weiri_io_write_all(l->io, l->fd, buf, total, (off_t)l->off) != 0) {
+        int rc = io_error();
+        /* Cut what part of it went in: the next record starts here. */
+        if (l->io->ftruncate(l->fd, (off_t)l->off) != 0)
+            l->broken = true;
+        return rc;
+    }
+    l->off += total;
+    l->bytes += total;
+    l->written += total;
+    l->segs[l->nsegs - 1].bytes += total;
+    return 0;
+}
+
 /* Write a record made in buf (header first) at the end.  Lock held. */
 static int
 put(weiri_log *l, unsigned char *buf, size_t total, uint32_t body_crc,
@@ -254,42 +252,7 @@ put(weiri_log *l, unsigned char *buf, size_t total, uint32_t body_crc,
     }
     if (l->broken)
         return WEIR_EIO;
-    seal_record(buf, body_crc, total - WEIRI_LOG_RECORD_HEADER, type,
-                l->salt);
-    if (weiri_io_write_all(l->io, l->fd, buf, total, (off_t)l->off) != 0) {
-        int rc = io_error();
-        /* Cut what part of it went in: the next record starts here. */
-        if (l->io->ftruncate(l->fd, (off_t)l->off) != 0)
-            l->broken = true;
-        return rc;
-    }
-    l->off += total;
-    l->bytes += total;
-    l->written += total;
-    l->segs[l->nsegs - 1].bytes += total;
-    return 0;
-}
-
-/*
- * The record's bytes, header room first, in stack (when it fits) or on
- * the heap; *crc receives the body's CRC.  NULL when memory is short.
- */
-static unsigned char *
-assemble(const weiri_log_part *parts, size_t n, size_t len,
-         unsigned char *stack, uint32_t *crc)
-{
-    size_t total = WEIRI_LOG_RECORD_HEADER + len;
-    unsigned char *buf = total <= STACK_RECORD ? stack : weiri_malloc(total);
-    if (buf == NULL)
-        return NULL;
-    size_t at = WEIRI_LOG_RECORD_HEADER;
-    for (size_t i = 0; i < n; i++) {
-        if (parts[i].n > 0)
-            memcpy(buf + at, parts[i].p, parts[i].n);
-        at += parts[i].n;
-    }
-    *crc = weiri_crc32c(0, buf + WEIRI_LOG_RECORD_HEADER, len);
-    return buf;
+    return write_end(l, buf, total, body_crc, type);
 }
 
 static int
@@ -305,45 +268,51 @@ body_len(unsigned type, const weiri_log_part *parts, size_t n, size_t *len)
     return type == 0 || type > 255 ? WEIR_EINVAL : 0;
 }
 
-int
-weiri_log_put_head(weiri_log *l, unsigned type, const weiri_log_part *parts,
-                   size_t n)
+/*
+ * The record of type whose body is the n parts, header room first, in
+ * stack (when it fits) or on the heap (*buf; free it unless it is
+ * stack): *total its size, *crc the body's CRC, computed here without
+ * the lock.  0, WEIR_EINVAL (a bad type or body) or WEIR_ENOMEM.
+ */
+static int
+assemble(unsigned type, const weiri_log_part *parts, size_t n,
+         unsigned char *stack, unsigned char **buf, size_t *total,
+         uint32_t *crc)
 {
     size_t len;
     int rc = body_len(type, parts, n, &len);
     if (rc != 0)
         return rc;
-    unsigned char stack[STACK_RECORD];
-    uint32_t crc;
-    unsigned char *buf = assemble(parts, n, len, stack, &crc);
-    if (buf == NULL)
+    *total = WEIRI_LOG_RECORD_HEADER + len;
+    unsigned char *b = *total <= STACK_RECORD ? stack : weiri_malloc(*total);
+    if (b == NULL)
         return WEIR_ENOMEM;
-    size_t total = WEIRI_LOG_RECORD_HEADER + len;
-    seal_record(buf, crc, len, type, l->salt);
-    /* Never rolls: the head belongs in the segment just begun. */
-    rc = 0;
-    if (weiri_io_write_all(l->io, l->fd, buf, total, (off_t)l->off) != 0) {
-        rc = io_error();
-        if (l->io->ftruncate(l->fd, (off_t)l->off) != 0)
-            l->broken = true;
-    } else {
-        l->off += total;
-        l->bytes += total;
-        l->written += total;
-        l->segs[l->nsegs - 1].bytes += total;
+    size_t at = WEIRI_LOG_RECORD_HEADER;
+    for (size_t i = 0; i < n; i++) {
+        if (parts[i].n > 0)
+            memcpy(b + at, parts[i].p, parts[i].n);
+        at += parts[i].n;
     }
+    *crc = weiri_crc32c(0, b + WEIRI_LOG_RECORD_HEADER, len);
+    *buf = b;
+    return 0;
+}
+
+int
+weiri_log_put_head(weiri_log *l, unsigned type, const weiri_log_part *parts,
+                   size_t n)
+{
+    unsigned char stack[STACK_RECORD], *buf;
+    size_t total;
+    uint32_t crc;
+    int rc = assemble(type, parts, n, stack, &buf, &total, &crc);
+    if (rc != 0)
+        return rc;
+    /* Never rolls: the head belongs in the segment just begun. */
+    rc = write_end(l, buf, total, crc, type);
     if (buf != stack)
         weiri_free(buf);
     return rc;
-}
-
-/* A deadline sync_wait_ns ahead, as a CLOCK_MONOTONIC timespec. */
-static struct timespec
-linger_until(const weiri_log *l)
-{
-    int64_t t = weiri_now_ns() + l->sync_wait_ns;
-    return (struct timespec){ (time_t)(t / 1000000000),
-                              (long)(t % 1000000000) };
 }
 
 /*
@@ -399,7 +368,8 @@ group_commit(weiri_log *l, uint64_t mine)
          */
         if (atomic_load_explicit(&l->entering, memory_order_acquire) > 0) {
             l->lingering = true;
-            struct timespec until = linger_until(l);
+            struct timespec until =
+                weiri_timespec(weiri_now_ns() + l->sync_wait_ns);
             while (atomic_load_explicit(&l->entering,
                                         memory_order_acquire) > 0 &&
                    pthread_cond_timedwait(&l->synced_cv, &l->mu, &until) !=
@@ -418,16 +388,12 @@ static int
 append(weiri_log *l, unsigned type, const weiri_log_part *parts, size_t n,
        weiri_log_placed placed, void *arg, bool wait, bool bounded)
 {
-    size_t len;
-    int rc = body_len(type, parts, n, &len);
+    unsigned char stack[STACK_RECORD], *buf;
+    size_t total;
+    uint32_t crc;
+    int rc = assemble(type, parts, n, stack, &buf, &total, &crc);
     if (rc != 0)
         return rc;
-    unsigned char stack[STACK_RECORD];
-    uint32_t crc;
-    unsigned char *buf = assemble(parts, n, len, stack, &crc);
-    if (buf == NULL)
-        return WEIR_ENOMEM;
-    size_t total = WEIRI_LOG_RECORD_HEADER + len;
     atomic_fetch_add_explicit(&l->entering, 1, memory_order_relaxed);
     pthread_mutex_lock(&l->mu);
     if (l->broken)
@@ -510,11 +476,11 @@ weiri_log_read(weiri_log *l, uint64_t seg, uint64_t off, size_t size,
     if (got < 0)
         return WEIR_EIO;
     if ((size_t)got != size || size < WEIRI_LOG_RECORD_HEADER ||
-        load32(buf + 4) != size - WEIRI_LOG_RECORD_HEADER)
+        weiri_get32(buf + 4) != size - WEIRI_LOG_RECORD_HEADER)
         return WEIR_ECORRUPT;
     uint32_t crc = weiri_crc32c(0, buf + WEIRI_LOG_RECORD_HEADER,
                                 size - WEIRI_LOG_RECORD_HEADER);
-    return weiri_crc32c(crc, buf + 4, 12) == load32(buf) ? 0 : WEIR_ECORRUPT;
+    return weiri_crc32c(crc, buf + 4, 12) == weiri_get32(buf) ? 0 : WEIR_ECORRUPT;
 }
 
 int
@@ -650,10 +616,10 @@ static uint32_t
 header_salt(const unsigned char *h, size_t size, uint64_t no)
 {
     if (size < WEIRI_LOG_HEADER || memcmp(h, MAGIC, 8) != 0 ||
-        load32(h + 8) != VERSION || load64(h + 16) != no ||
-        load32(h + 24) != weiri_crc32c(0, h, 24) || load32(h + 12) == 0)
+        weiri_get32(h + 8) != VERSION || weiri_get64(h + 16) != no ||
+        weiri_get32(h + 24) != weiri_crc32c(0, h, 24) || weiri_get32(h + 12) == 0)
         return 0;
-    return load32(h + 12);
+    return weiri_get32(h + 12);
 }
 
 /*
@@ -665,12 +631,12 @@ record_checks(const unsigned char *p, size_t size, uint32_t salt)
 {
     if (size < WEIRI_LOG_RECORD_HEADER)
         return 0;
-    size_t len = load32(p + 4);
+    size_t len = weiri_get32(p + 4);
     if (len > size - WEIRI_LOG_RECORD_HEADER || p[8] == 0 || p[9] != 0 ||
-        p[10] != 0 || p[11] != 0 || load32(p + 12) != salt)
+        p[10] != 0 || p[11] != 0 || weiri_get32(p + 12) != salt)
         return 0;
     uint32_t crc = weiri_crc32c(0, p + WEIRI_LOG_RECORD_HEADER, len);
-    if (weiri_crc32c(crc, p + 4, 12) != load32(p))
+    if (weiri_crc32c(crc, p + 4, 12) != weiri_get32(p))
         return 0;
     return WEIRI_LOG_RECORD_HEADER + len;
 }

@@ -57,6 +57,12 @@ int64_t ts_now_ns(void);
 /* ts_sleep_ms - sleep at least ms milliseconds. */
 void ts_sleep_ms(unsigned ms);
 
+/*
+ * ts_remove_tree - remove dir and everything below it (rm -rf): 0, or
+ * -1 if that failed.  For the journal tests' directories.
+ */
+int ts_remove_tree(const char *dir);
+
 #ifndef __cplusplus
 /*
  * A virtual clock for weir_clock hooks: time moves only when a test
