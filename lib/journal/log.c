@@ -480,7 +480,9 @@ weiri_log_read(weiri_log *l, uint64_t seg, uint64_t off, size_t size,
         return WEIR_ECORRUPT;
     uint32_t crc = weiri_crc32c(0, buf + WEIRI_LOG_RECORD_HEADER,
                                 size - WEIRI_LOG_RECORD_HEADER);
-    return weiri_crc32c(crc, buf + 4, 12) == weiri_get32(buf) ? 0 : WEIR_ECORRUPT;
+    return weiri_crc32c(crc, buf + 4, 12) == weiri_get32(buf)
+               ? 0
+               : WEIR_ECORRUPT;
 }
 
 int
@@ -617,7 +619,8 @@ header_salt(const unsigned char *h, size_t size, uint64_t no)
 {
     if (size < WEIRI_LOG_HEADER || memcmp(h, MAGIC, 8) != 0 ||
         weiri_get32(h + 8) != VERSION || weiri_get64(h + 16) != no ||
-        weiri_get32(h + 24) != weiri_crc32c(0, h, 24) || weiri_get32(h + 12) == 0)
+        weiri_get32(h + 24) != weiri_crc32c(0, h, 24) ||
+        weiri_get32(h + 12) == 0)
         return 0;
     return weiri_get32(h + 12);
 }
