@@ -80,8 +80,13 @@ service(const char *dir)
         char key[16];
         snprintf(key, sizeof(key), "customer-%u", n % 7);
         weir_pub_opts po = { .key = key };
-        if (weir_topic_publish(orders, &ord, sizeof(ord), &po) == 0)
-            printf("a %u\n", n); /* accepted: tell the caller */
+        rc = weir_topic_publish(orders, &ord, sizeof(ord), &po);
+        if (rc != 0) {
+            /* The caller sees the end of the pipe, not a hang. */
+            fprintf(stderr, "service: order %u: %s\n", n, weir_strerror(rc));
+            return 1;
+        }
+        printf("a %u\n", n); /* accepted: tell the caller */
         fflush(stdout);
     }
     pause(); /* killed before it gets here, or here */

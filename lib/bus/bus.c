@@ -118,18 +118,25 @@ weir_bus_topic(weir_bus *bus, const char *topic, weir_topic **out)
     return rc;
 }
 
+/*
+ * From now on t's publishes go to the journal first.  Release: pairs
+ * with a publish's acquire load, which then finds the journal (fixed at
+ * create) ready.
+ */
+static void
+make_durable(weir_topic *t)
+{
+    atomic_store_explicit(&t->durable, true, memory_order_release);
+}
+
 int
 weir_bus_durable_topic(weir_bus *bus, const char *topic, weir_topic **out)
 {
     if (bus == NULL || bus->journal == NULL)
         return WEIR_EINVAL;
     int rc = weir_bus_topic(bus, topic, out);
-    /*
-     * Release: pairs with a publish's acquire load, which then finds the
-     * journal (fixed at create) ready.
-     */
     if (rc == 0)
-        atomic_store_explicit(&(*out)->durable, true, memory_order_release);
+        make_durable(*out);
     return rc;
 }
 
@@ -152,11 +159,9 @@ static int
 attach_durable(weir_bus *bus, weir_topic *t, weir_sub *s, const char *name)
 {
     int rc = weiri_journal_attach(bus->journal, t->name, name, &s->jsub);
-    if (rc != 0)
-        return rc;
-    /* Release: see weir_bus_durable_topic. */
-    atomic_store_explicit(&t->durable, true, memory_order_release);
-    return 0;
+    if (rc == 0)
+        make_durable(t);
+    return rc;
 }
 
 int
@@ -208,8 +213,11 @@ weir_bus_subscribe(weir_bus *bus, const char *topic, weir_handler fn,
     pthread_mutex_unlock(&bus->mu);
     if (rc != 0)
         return rc;
-    /* The snapshot we replaced may still be in a publisher's hands. */
-    if (old != NULL || !durable)
+    /*
+     * The snapshot we replaced may still be in a publisher's hands (a
+     * durable subscription replaced none).
+     */
+    if (!durable)
         weiri_topic_quiesce(t);
     weiri_free(old);
     if (sub != NULL)

@@ -60,8 +60,10 @@ feeder_main(void *arg)
                 break;
             continue;
         }
-        weiri_body *b = weiri_body_create(NULL, s->topic->name, m.data,
-                                          m.len, m.key, m.key_len, m.ts, 1);
+        /* A body from the bus's pool, as a publish takes one. */
+        weiri_body *b = weiri_body_create(&s->bus->bodies, s->topic->name,
+                                          m.data, m.len, m.key, m.key_len,
+                                          m.ts, 1);
         if (b == NULL) {
             if (!pause_and_retry(s, m.entry))
                 break;

@@ -200,16 +200,9 @@ static void
 advance_low(weiri_jsub *s)
 {
     dtopic *t = s->t;
-    for (;;) {
-        uint64_t no = s->low;
-        if (no >= topic_end(t))
-            break;
-        uint64_t i = no - s->bits_base;
-        bool acked = i / 64 < s->words && (s->bits[i / 64] >> (i % 64) & 1);
-        if (!acked && !entry_at(t, no)->dead)
-            break;
+    while (s->low < topic_end(t) &&
+           (is_acked(s, s->low) || entry_at(t, s->low)->dead))
         s->low++;
-    }
     size_t spent = (size_t)((s->low - s->bits_base) / 64);
     if (spent > 0 && spent <= s->words) {
         memmove(s->bits, s->bits + spent,
