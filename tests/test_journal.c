@@ -9,6 +9,7 @@
  * nobody needs are deleted, and a reopen after that still knows every
  * subscription's place; many publishers and a consumer at once.
  */
+#include <dirent.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -706,6 +707,94 @@ test_journal_forgotten_stays_forgotten_across_a_roll(void **state)
     ts_watchdog_disarm();
 }
 
+/* Many acks in one record: a reopen sees each of them, and only them. */
+static void
+test_journal_acks_many_in_one_record(void **state)
+{
+    (void)state;
+    fresh();
+    weiri_journal *j = open_j(0);
+    weiri_jmsg m = { 0 };
+    weiri_jsub *a;
+    assert_int_equal(weiri_journal_attach(j, "t", "a", &a), 0);
+    for (uint32_t i = 0; i < 10; i++)
+        publish(j, "t", i);
+    uint64_t e[WEIRI_JOURNAL_ACK_MAX + 1], acks[6];
+    for (uint32_t i = 0; i < 10; i++)
+        e[i] = expect(a, &m, i, false);
+    for (size_t i = 0; i < 5; i++)
+        acks[i] = e[2 * i];
+    acks[5] = e[9] + 1000; /* never written: ignored */
+    assert_int_equal(weiri_journal_ack_many(a, acks, 6), 0);
+    assert_int_equal(weiri_journal_ack_many(a, e,
+                                            WEIRI_JOURNAL_ACK_MAX + 1),
+                     WEIR_EINVAL);
+    assert_int_equal(weiri_journal_ack_many(a, e, 0), 0);
+    weiri_journal_detach(a);
+    assert_int_equal(weiri_journal_close(j), 0);
+    j = open_j(0);
+    assert_int_equal(weiri_journal_attach(j, "t", "a", &a), 0);
+    for (uint32_t i = 1; i < 10; i += 2)
+        expect(a, &m, i, true);
+    expect_none(a, &m);
+    weiri_journal_detach(a);
+    weiri_journal_close(j);
+    weiri_free(m.buf);
+}
+
+/* The newest segment file of dir, into path. */
+static void
+newest_segment(char *path, size_t n)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    char best[64] = "";
+    for (struct dirent *de; (de = readdir(d)) != NULL;)
+        if (strstr(de->d_name, ".wj") != NULL &&
+            strlen(de->d_name) < sizeof(best) &&
+            strcmp(de->d_name, best) > 0)
+            strcpy(best, de->d_name);
+    closedir(d);
+    assert_true(best[0] != '\0');
+    snprintf(path, n, "%s/%s", dir, best);
+}
+
+/*
+ * One read takes many records: each is still checked on its own, so a
+ * byte changed on disk in the middle of them is found at that message.
+ */
+static void
+test_journal_checks_each_message_of_a_read(void **state)
+{
+    (void)state;
+    fresh();
+    weiri_journal *j = open_j(0);
+    weiri_jmsg m = { 0 };
+    weiri_jsub *a;
+    assert_int_equal(weiri_journal_attach(j, "t", "a", &a), 0);
+    for (uint32_t i = 0; i < 10; i++)
+        publish(j, "t", i);
+    /* Message 7's payload is 7 bytes of 'h'. */
+    char path[256];
+    newest_segment(path, sizeof(path));
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    static unsigned char buf[1 << 16];
+    size_t got = fread(buf, 1, sizeof(buf), f);
+    unsigned char *at = memmem(buf, got, "hhhhhhh", 7);
+    assert_non_null(at);
+    assert_int_equal(fseek(f, (long)(at - buf) + 3, SEEK_SET), 0);
+    assert_int_equal(fputc('H', f), 'H');
+    assert_int_equal(fclose(f), 0);
+    for (uint32_t i = 0; i < 7; i++)
+        expect(a, &m, i, false);
+    assert_int_equal(weiri_journal_next(a, weiri_now_ns() + WEIR_SEC, &m),
+                     WEIR_ECORRUPT);
+    weiri_journal_detach(a);
+    weiri_journal_close(j);
+    weiri_free(m.buf);
+}
+
 static int
 teardown(void **state)
 {
@@ -730,6 +819,8 @@ main(void)
             test_journal_power_loss_after_a_roll_keeps_subscriptions),
         cmocka_unit_test(
             test_journal_forgotten_stays_forgotten_across_a_roll),
+        cmocka_unit_test(test_journal_acks_many_in_one_record),
+        cmocka_unit_test(test_journal_checks_each_message_of_a_read),
     };
     return cmocka_run_group_tests_name("journal", tests, ts_watchdog_group,
                                        teardown);

@@ -244,12 +244,20 @@ struct weir_sub {
  */
 enum { WEIRI_SOLO_BATCH = 64 };
 
-/* One worker thread of a subscription, with the histogram it alone writes. */
+/* Acks a worker of a durable subscription gathers into one record. */
+enum { WEIRI_WORKER_ACKS = 32 };
+
+/*
+ * One worker thread of a subscription, with the histogram it alone
+ * writes, and the journal entries it finished and has not yet acked.
+ */
 typedef struct weiri_worker {
     WEIR_ALIGNAS(WEIR_CACHELINE)
     weiri_hist latency;            /* publish to handler return */
     weir_sub *sub;
     pthread_t thread;
+    unsigned nacks;
+    uint64_t acks[WEIRI_WORKER_ACKS];
 } weiri_worker;
 
 #endif /* WEIR_BUS_INTERNAL_H */

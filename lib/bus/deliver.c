@@ -264,6 +264,25 @@ leave(weir_sub *s, weiri_delivery *d)
  * it held its key, go on with the key's next parked message.  d is owned
  * by the caller's worker and freed or handed on here.
  */
+/*
+ * Write the acks w gathered, as one record: when it has as many as a
+ * record takes, before it may wait for a message, and as it stops (so a
+ * close writes what it drained).  Unwritten, an ack only means that its
+ * message comes again after a crash, as an ack not yet synced does.  An
+ * ack that cannot be written means the same.
+ */
+_Static_assert((int)WEIRI_WORKER_ACKS <= (int)WEIRI_JOURNAL_ACK_MAX,
+               "a worker's acks fit one record");
+
+static void
+flush_acks(weiri_worker *w)
+{
+    if (w->nacks == 0)
+        return;
+    (void)weiri_journal_ack_many(w->sub->jsub, w->acks, w->nacks);
+    w->nacks = 0;
+}
+
 static void
 handle(weiri_worker *w, weiri_delivery *d)
 {
@@ -328,12 +347,14 @@ handle(weiri_worker *w, weiri_delivery *d)
         weiri_work_done(s, calls, rc == 0, rc != 0 && !dead, dead);
         /*
          * Done for good: a durable subscription acknowledges it in the
-         * journal (failed for good too, as the books count it).  An ack
-         * that cannot be written only means it comes again after a
-         * restart.
+         * journal (failed for good too, as the books count it), with the
+         * worker's next acks (see flush_acks).
          */
-        if (s->jsub != NULL)
-            (void)weiri_journal_ack(s->jsub, b->jentry);
+        if (s->jsub != NULL) {
+            w->acks[w->nacks++] = b->jentry;
+            if (w->nacks == WEIRI_WORKER_ACKS)
+                flush_acks(w);
+        }
         weiri_delivery *next = weiri_key_next(s, d);
         weiri_work_settle(w, b, weiri_stamp_ns());
         if (d->heap)
@@ -408,6 +429,8 @@ weiri_deliver_run(weiri_worker *w)
         uint32_t seen = atomic_load(&s->kick);
         if (atomic_load(&s->ready_n) > 0)
             continue;
+        if (w->nacks > 0 && weir_queue_size(s->queue) == 0)
+            flush_acks(w);
         if (serial)
             pthread_mutex_lock(&s->take_mu);
         long n = weiri_queue_pop_kickable(s->queue, items, want, &s->kick,
@@ -444,6 +467,7 @@ weiri_deliver_run(weiri_worker *w)
         if (n < 0 && !await_retries(s))
             break;
     }
+    flush_acks(w);
 }
 
 /* --- after the workers are gone ------------------------------------------- */

@@ -7,19 +7,19 @@
  * log calls placed and head with its lock held, and they take mu; so no
  * code here calls the log while holding mu.
  */
-/* pthread_condattr_setclock */
-#define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
-#include <time.h>
 
 #include "alloc_internal.h"
 #include "bytes_internal.h"
 #include "clock_internal.h"
 #include "journal_internal.h"
+#include "wait_internal.h"
 
 enum { T_MSG = 1, T_SUB, T_ACK, T_FORGET };
-enum { MSG_FIXED = 20, SUB_FIXED = 24, ACK_FIXED = 20, NO_KEY = 0xffff };
+enum { MSG_FIXED = 20, SUB_FIXED = 24, ACK_FIXED = 20, ACK_PAIR = 16,
+       NO_KEY = 0xffff };
 
 typedef struct entry {
     uint64_t seg, off;
@@ -62,7 +62,13 @@ struct weiri_jsub {
 struct weiri_journal {
     weiri_log *log;
     pthread_mutex_t mu;
-    pthread_cond_t fresh;  /* an entry became ready, or a stop */
+    /*
+     * Moved (seq_cst, after the change, under mu) when an entry becomes
+     * ready or a subscription is stopped; a feeder with nothing to hand
+     * out waits on fresh_ev for it to move (see wait_fresh).
+     */
+    _Atomic uint64_t fresh;
+    weiri_event fresh_ev;
     dtopic *topics;
     weiri_jsub *subs;
     uint32_t next_no;
@@ -362,16 +368,20 @@ visit(void *ctx, uint64_t seg, uint64_t off, unsigned type,
         return 0;
     }
     if (type == T_ACK) {
-        if (len < ACK_FIXED)
+        if (len < ACK_FIXED || (len - 4) % ACK_PAIR != 0)
             return WEIR_ECORRUPT;
         weiri_jsub *s = sub_by_no(j, weiri_get32(b));
-        if (s == NULL)
-            return 0;
-        uint64_t aseg = weiri_get64(b + 4), aoff = weiri_get64(b + 12);
-        uint64_t no = topic_lower_bound(s->t, aseg, aoff);
-        if (no < topic_end(s->t) && entry_at(s->t, no)->seg == aseg &&
-            entry_at(s->t, no)->off == aoff)
-            return mark_acked(s, no);
+        for (size_t at = 4; s != NULL && at < len; at += ACK_PAIR) {
+            uint64_t aseg = weiri_get64(b + at);
+            uint64_t aoff = weiri_get64(b + at + 8);
+            uint64_t no = topic_lower_bound(s->t, aseg, aoff);
+            if (no < topic_end(s->t) && entry_at(s->t, no)->seg == aseg &&
+                entry_at(s->t, no)->off == aoff) {
+                int rc = mark_acked(s, no);
+                if (rc != 0)
+                    return rc;
+            }
+        }
         return 0;
     }
     if (type == T_FORGET) {
@@ -429,12 +439,11 @@ weiri_journal_open(weiri_journal **out, const weiri_log_opts *o)
     weiri_journal *j = weiri_calloc(1, sizeof(*j));
     if (j == NULL)
         return WEIR_ENOMEM;
+    if (weiri_event_init(&j->fresh_ev) != 0) {
+        weiri_free(j);
+        return WEIR_ENOMEM;
+    }
     pthread_mutex_init(&j->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&j->fresh, &ca);
-    pthread_condattr_destroy(&ca);
     int rc = weiri_log_open(&j->log, o, visit, head, j);
     if (rc != 0) {
         j->log = NULL;
@@ -525,12 +534,18 @@ weiri_journal_publish(weiri_journal *j, const char *topic, size_t topic_len,
         for (weiri_jsub *s = j->subs; e->dead && s != NULL; s = s->link)
             if (s->t == p.t && s->low == p.no)
                 advance_low(s);
-        pthread_cond_broadcast(&j->fresh);
+        atomic_fetch_add(&j->fresh, 1);
     }
     /* A segment began: older ones may be needed by nobody now. */
     bool rolled = j->tail_seg != j->trim_seen;
     j->trim_seen = j->tail_seg;
     pthread_mutex_unlock(&j->mu);
+    /*
+     * After the unlock: a feeder woken under the lock would only wait
+     * for it again, one more sleep and wake per message.
+     */
+    if (p.t != NULL)
+        weiri_event_notify(&j->fresh_ev, UINT32_MAX);
     if (rolled)
         (void)trim(j); /* what cannot go now goes at a later try */
     if (held != NULL)
@@ -608,12 +623,14 @@ weiri_journal_attach(weiri_journal *j, const char *topic, const char *name,
 
 /* --- handing out, acknowledging ------------------------------------------ */
 
+/* Point m at the MSG record rec of size bytes, once it checks. */
 static int
-parse_msg(weiri_jmsg *m, size_t size)
+parse_msg(weiri_jmsg *m, const unsigned char *rec, size_t size)
 {
-    const unsigned char *b = m->buf + WEIRI_LOG_RECORD_HEADER;
+    const unsigned char *b = rec + WEIRI_LOG_RECORD_HEADER;
     size_t len = size - WEIRI_LOG_RECORD_HEADER;
-    if (m->buf[8] != T_MSG || len < MSG_FIXED)
+    if (weiri_log_check(rec, size) != 0 || rec[8] != T_MSG ||
+        len < MSG_FIXED)
         return WEIR_ECORRUPT;
     size_t tlen = weiri_get16(b + 16), klen = weiri_get16(b + 18);
     size_t kbytes = klen == NO_KEY ? 0 : klen;
@@ -628,12 +645,74 @@ parse_msg(weiri_jmsg *m, size_t size)
     return 0;
 }
 
+/*
+ * Where a read for entry no of t (not in m's window) ends: past the
+ * entries ready after it in its segment, up to WEIRI_JOURNAL_WINDOW
+ * bytes in all, so that a subscription catching up reads its messages
+ * many at a time.  Entries not ready (their bytes may not be written
+ * yet) or dead (maybe never written) end it.  mu held.
+ */
+static uint64_t
+window_end(dtopic *t, uint64_t no)
+{
+    const entry *e = entry_at(t, no);
+    uint64_t end = e->off + e->size;
+    for (uint64_t k = no + 1; k < topic_end(t); k++) {
+        const entry *f = entry_at(t, k);
+        if (!f->ready || f->dead || f->seg != e->seg ||
+            f->off + f->size - e->off > WEIRI_JOURNAL_WINDOW)
+            break;
+        end = f->off + f->size;
+    }
+    return end;
+}
+
+typedef struct fresh_look {
+    weiri_journal *j;
+    uint64_t seen;
+} fresh_look;
+
+/* seq_cst: pairs with the add of a publish or a stop (see wait_fresh). */
+static long
+fresh_moved(void *arg)
+{
+    const fresh_look *f = arg;
+    return atomic_load(&f->j->fresh) != f->seen;
+}
+
+static bool
+fresh_idle(void *arg)
+{
+    (void)arg;
+    return true; /* unmoved: nothing new, and a mover notifies after */
+}
+
+/*
+ * Wait until j->fresh moves from seen (read under mu as nothing was
+ * ready) or deadline passes: 0 or WEIR_ETIMEDOUT.  As a queue's pop
+ * waits: a few yields before sleeping, so that while a publisher keeps
+ * the feeder busy its publishes seldom need a system call to wake it.
+ */
+static int
+wait_fresh(weiri_journal *j, uint64_t seen, int64_t deadline)
+{
+    fresh_look f = { j, seen };
+    int64_t timeout = WEIR_FOREVER;
+    if (deadline != WEIRI_NO_DEADLINE) {
+        int64_t now = weiri_now_ns();
+        if (now >= deadline)
+            return WEIR_ETIMEDOUT;
+        timeout = deadline - now;
+    }
+    return weiri_await(&j->fresh_ev, timeout, fresh_moved, fresh_idle, &f)
+               > 0 ? 0 : WEIR_ETIMEDOUT;
+}
+
 int
 weiri_journal_next(weiri_jsub *s, int64_t deadline, weiri_jmsg *m)
 {
     weiri_journal *j = s->j;
     pthread_mutex_lock(&j->mu);
-    entry e;
     s->busy = false;
     for (;;) {
         if (s->stopped) {
@@ -646,18 +725,17 @@ weiri_journal_next(weiri_jsub *s, int64_t deadline, weiri_jmsg *m)
             s->next++;
         if (s->next < topic_end(t) && entry_at(t, s->next)->ready)
             break;
-        if (deadline != WEIRI_NO_DEADLINE && weiri_now_ns() >= deadline) {
-            pthread_mutex_unlock(&j->mu);
+        uint64_t seen = atomic_load_explicit(&j->fresh,
+                                             memory_order_relaxed);
+        pthread_mutex_unlock(&j->mu);
+        if (wait_fresh(j, seen, deadline) != 0)
             return WEIR_ETIMEDOUT;
-        }
-        if (deadline == WEIRI_NO_DEADLINE) {
-            pthread_cond_wait(&j->fresh, &j->mu);
-        } else {
-            struct timespec until = weiri_timespec(deadline);
-            pthread_cond_timedwait(&j->fresh, &j->mu, &until);
-        }
+        pthread_mutex_lock(&j->mu);
     }
-    e = *entry_at(s->t, s->next);
+    entry e = *entry_at(s->t, s->next);
+    bool held = m->wlen > 0 && e.seg == m->wseg && e.off >= m->woff &&
+                e.off + e.size <= m->woff + m->wlen;
+    uint64_t end = held ? 0 : window_end(s->t, s->next);
     s->busy = true;
     m->entry = s->next;
     m->redelivered = s->next < s->handed;
@@ -665,15 +743,24 @@ weiri_journal_next(weiri_jsub *s, int64_t deadline, weiri_jmsg *m)
     if (s->next > s->handed)
         s->handed = s->next;
     pthread_mutex_unlock(&j->mu);
-    if (m->cap < e.size) {
-        unsigned char *b = weiri_realloc(m->buf, e.size);
-        if (b == NULL)
-            return WEIR_ENOMEM;
-        m->buf = b;
-        m->cap = e.size;
+    if (!held) {
+        size_t want = (size_t)(end - e.off);
+        m->wlen = 0;
+        if (m->cap < want) {
+            unsigned char *b = weiri_realloc(m->buf, want);
+            if (b == NULL)
+                return WEIR_ENOMEM;
+            m->buf = b;
+            m->cap = want;
+        }
+        int rc = weiri_log_read(j->log, e.seg, e.off, want, m->buf);
+        if (rc != 0)
+            return rc;
+        m->wseg = e.seg;
+        m->woff = e.off;
+        m->wlen = want;
     }
-    int rc = weiri_log_read(j->log, e.seg, e.off, e.size, m->buf);
-    return rc != 0 ? rc : parse_msg(m, e.size);
+    return parse_msg(m, m->buf + (e.off - m->woff), e.size);
 }
 
 uint64_t
@@ -702,39 +789,55 @@ weiri_journal_stop(weiri_jsub *s)
 {
     pthread_mutex_lock(&s->j->mu);
     s->stopped = true;
-    pthread_cond_broadcast(&s->j->fresh);
+    atomic_fetch_add(&s->j->fresh, 1);
     pthread_mutex_unlock(&s->j->mu);
+    weiri_event_notify(&s->j->fresh_ev, UINT32_MAX);
+}
+
+int
+weiri_journal_ack_many(weiri_jsub *s, const uint64_t *nos, size_t n)
+{
+    weiri_journal *j = s->j;
+    unsigned char b[ACK_FIXED + ACK_PAIR * (WEIRI_JOURNAL_ACK_MAX - 1)];
+    size_t len = ACK_FIXED - ACK_PAIR;
+    int rc = 0;
+    if (n > WEIRI_JOURNAL_ACK_MAX)
+        return WEIR_EINVAL;
+    pthread_mutex_lock(&j->mu);
+    uint64_t seg_before = s->low < topic_end(s->t)
+                              ? entry_at(s->t, s->low)->seg : 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (nos[i] < s->low || nos[i] >= topic_end(s->t))
+            continue;
+        const entry *e = entry_at(s->t, nos[i]);
+        weiri_put64(b + len, e->seg);
+        weiri_put64(b + len + 8, e->off);
+        len += ACK_PAIR;
+        rc = mark_acked(s, nos[i]);
+    }
+    bool moved = s->low >= topic_end(s->t) ||
+                 entry_at(s->t, s->low)->seg != seg_before;
+    if (moved)
+        topic_compact(j, s->t);
+    weiri_put32(b, s->no);
+    pthread_mutex_unlock(&j->mu);
+    /*
+     * One record for all: acks go unsynced, and each record costs a
+     * write under the log's lock that a publish waits behind.
+     */
+    if (len > ACK_FIXED - ACK_PAIR) {
+        weiri_log_part part = { b, len };
+        int wrc = weiri_log_note(j->log, T_ACK, &part, 1);
+        rc = rc != 0 ? rc : wrc;
+    }
+    int trc = moved ? trim(j) : 0;
+    return rc != 0 ? rc : trc;
 }
 
 int
 weiri_journal_ack(weiri_jsub *s, uint64_t no)
 {
-    weiri_journal *j = s->j;
-    pthread_mutex_lock(&j->mu);
-    if (no < s->low || no >= topic_end(s->t)) {
-        pthread_mutex_unlock(&j->mu);
-        return 0;
-    }
-    entry e = *entry_at(s->t, no);
-    uint64_t seg_before = s->low < topic_end(s->t)
-                              ? entry_at(s->t, s->low)->seg : 0;
-    int rc = mark_acked(s, no);
-    bool moved = rc == 0 && (s->low >= topic_end(s->t) ||
-                             entry_at(s->t, s->low)->seg != seg_before);
-    if (moved)
-        topic_compact(j, s->t);
-    uint32_t sub_no = s->no;
-    pthread_mutex_unlock(&j->mu);
-    if (rc != 0)
-        return rc;
-    unsigned char b[ACK_FIXED];
-    weiri_put32(b, sub_no);
-    weiri_put64(b + 4, e.seg);
-    weiri_put64(b + 12, e.off);
-    weiri_log_part part = { b, sizeof(b) };
-    rc = weiri_log_note(j->log, T_ACK, &part, 1);
-    int trc = moved ? trim(j) : 0;
-    return rc != 0 ? rc : trc;
+    return weiri_journal_ack_many(s, &no, 1);
 }
 
 void
@@ -812,7 +915,7 @@ weiri_journal_close(weiri_journal *j)
         weiri_free(t->name);
         weiri_free(t);
     }
-    pthread_cond_destroy(&j->fresh);
+    weiri_event_destroy(&j->fresh_ev);
     pthread_mutex_destroy(&j->mu);
     weiri_free(j);
     return rc;

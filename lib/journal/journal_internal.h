@@ -10,7 +10,8 @@
  *           topic length 2, name length 2, topic, name: a durable
  *           subscription and where its messages begin (every MSG of its
  *           topic from there on is its until acknowledged)
- *   ACK     subscription number 4, segment 8, offset 8: that MSG done
+ *   ACK     subscription number 4, then one or more of: segment 8,
+ *           offset 8 (those MSGs done)
  *   FORGET  subscription number 4
  * Every segment begins with a SUB of each known subscription (the log's
  * head), its first position moved up to its oldest message not yet
@@ -44,8 +45,11 @@ typedef struct weiri_jmsg {
     const void *data;
     size_t len;
     bool redelivered;        /* handed out before (this run or the last) */
-    unsigned char *buf;      /* holds the record; reused; weiri_free it */
+    unsigned char *buf;      /* holds the record, and those read with it
+                                (see weiri_journal_next); weiri_free it */
     size_t cap;
+    uint64_t wseg, woff;     /* buf holds wlen bytes from woff in wseg */
+    size_t wlen;
 } weiri_jmsg;
 
 /*
@@ -85,9 +89,14 @@ int weiri_journal_attach(weiri_journal *j, const char *topic,
  * deadline (absolute, CLOCK_MONOTONIC ns) for one.  Returns 0;
  * WEIR_ETIMEDOUT (none by deadline); WEIR_ECLOSED (weiri_journal_stop
  * was called); WEIR_EIO or WEIR_ECORRUPT (its record cannot be read
- * back); WEIR_ENOMEM.  One thread per subscription.
+ * back); WEIR_ENOMEM.  One thread per subscription, with the same m
+ * each call (zeroed before the first): one read takes the messages
+ * ready after it too, up to WEIRI_JOURNAL_WINDOW bytes, for the calls
+ * that follow.
  */
 int weiri_journal_next(weiri_jsub *s, int64_t deadline, weiri_jmsg *m);
+
+enum { WEIRI_JOURNAL_WINDOW = 64 * 1024 };
 
 /*
  * weiri_journal_pending - 0 when s has no message left to hand out and
@@ -107,11 +116,19 @@ void weiri_journal_unhand(weiri_jsub *s, uint64_t entry);
 /* weiri_journal_stop - make weiri_journal_next of s return ECLOSED. */
 void weiri_journal_stop(weiri_jsub *s);
 
+/* The most entries one weiri_journal_ack_many takes. */
+enum { WEIRI_JOURNAL_ACK_MAX = 64 };
+
 /*
- * weiri_journal_ack - entry of s is done: written (not synced: the next
- * sync or the close carries it), and segments no subscription needs any
- * more are deleted.  Returns 0, WEIR_EIO, WEIR_ENOMEM.  Any thread.
+ * weiri_journal_ack_many - entries nos[0..n) of s are done: written as
+ * one record (not synced: the next sync or the close carries it), and
+ * segments no subscription needs any more are deleted.  n at most
+ * WEIRI_JOURNAL_ACK_MAX.  Returns 0, WEIR_EINVAL (n too large), WEIR_EIO,
+ * WEIR_ENOMEM.  Any thread.
  */
+int weiri_journal_ack_many(weiri_jsub *s, const uint64_t *nos, size_t n);
+
+/* weiri_journal_ack - weiri_journal_ack_many of one entry. */
 int weiri_journal_ack(weiri_jsub *s, uint64_t entry);
 
 /*

@@ -475,14 +475,25 @@ weiri_log_read(weiri_log *l, uint64_t seg, uint64_t off, size_t size,
     ssize_t got = weiri_io_read_all(l->io, fd, buf, size, (off_t)off);
     if (got < 0)
         return WEIR_EIO;
-    if ((size_t)got != size || size < WEIRI_LOG_RECORD_HEADER ||
-        weiri_get32(buf + 4) != size - WEIRI_LOG_RECORD_HEADER)
+    return (size_t)got == size ? 0 : WEIR_ECORRUPT;
+}
+
+/* Whether the CRC of the record at p, with a body of len, checks. */
+static bool
+crc_checks(const unsigned char *p, size_t len)
+{
+    uint32_t crc = weiri_crc32c(0, p + WEIRI_LOG_RECORD_HEADER, len);
+    return weiri_crc32c(crc, p + 4, 12) == weiri_get32(p);
+}
+
+int
+weiri_log_check(const unsigned char *rec, size_t size)
+{
+    if (size < WEIRI_LOG_RECORD_HEADER ||
+        weiri_get32(rec + 4) != size - WEIRI_LOG_RECORD_HEADER ||
+        !crc_checks(rec, size - WEIRI_LOG_RECORD_HEADER))
         return WEIR_ECORRUPT;
-    uint32_t crc = weiri_crc32c(0, buf + WEIRI_LOG_RECORD_HEADER,
-                                size - WEIRI_LOG_RECORD_HEADER);
-    return weiri_crc32c(crc, buf + 4, 12) == weiri_get32(buf)
-               ? 0
-               : WEIR_ECORRUPT;
+    return 0;
 }
 
 int
@@ -636,10 +647,8 @@ record_checks(const unsigned char *p, size_t size, uint32_t salt)
         return 0;
     size_t len = weiri_get32(p + 4);
     if (len > size - WEIRI_LOG_RECORD_HEADER || p[8] == 0 || p[9] != 0 ||
-        p[10] != 0 || p[11] != 0 || weiri_get32(p + 12) != salt)
-        return 0;
-    uint32_t crc = weiri_crc32c(0, p + WEIRI_LOG_RECORD_HEADER, len);
-    if (weiri_crc32c(crc, p + 4, 12) != weiri_get32(p))
+        p[10] != 0 || p[11] != 0 || weiri_get32(p + 12) != salt ||
+        !crc_checks(p, len))
         return 0;
     return WEIRI_LOG_RECORD_HEADER + len;
 }

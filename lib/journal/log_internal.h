@@ -134,14 +134,19 @@ int weiri_log_note(weiri_log *log, unsigned type,
                    const weiri_log_part *parts, size_t n);
 
 /*
- * weiri_log_read - read the record of size bytes (header and body) at
- * off in segment seg into buf, and check its CRC.  Returns 0, WEIR_EIO
- * (the segment cannot be read), WEIR_ECORRUPT (the bytes there are not
- * that record: damaged since they were written).  The segment must not
- * be trimmed meanwhile.  Any thread.
+ * weiri_log_read - read size bytes at off in segment seg into buf: one
+ * record or several (weiri_log_check each).  Returns 0, WEIR_EIO (the
+ * segment cannot be read), WEIR_ECORRUPT (it ends before them).  The
+ * segment must not be trimmed meanwhile.  Any thread.
  */
 int weiri_log_read(weiri_log *log, uint64_t seg, uint64_t off, size_t size,
                    unsigned char *buf);
+
+/*
+ * weiri_log_check - whether rec, of size bytes (header and body), is
+ * the record it was written as: 0, or WEIR_ECORRUPT (damaged since).
+ */
+int weiri_log_check(const unsigned char *rec, size_t size);
 
 /*
  * weiri_log_put_head - weiri_log_append for a weiri_log_head callback:
