@@ -661,6 +661,71 @@ test_durable_dead_letter_topic(void **state)
     ts_watchdog_disarm();
 }
 
+/* How a dead letter read back looked: its origin, attempt, last error. */
+static _Atomic int dl_seen, dl_bad;
+
+static int
+note_dead_letter(const weir_msg *m, void *ctx)
+{
+    (void)ctx;
+    const char *origin = weir_msg_origin_topic(m);
+    if (origin == NULL || strcmp(origin, "orders") != 0 ||
+        weir_msg_attempt(m) != 3 || weir_msg_last_error(m) != -42 ||
+        strcmp(weir_msg_topic(m), "dead") != 0)
+        atomic_fetch_add(&dl_bad, 1);
+    atomic_fetch_add(&dl_seen, 1);
+    return 0;
+}
+
+static int
+dead_letters_seen(void *arg)
+{
+    return atomic_load(&dl_seen) >= *(int *)arg;
+}
+
+/*
+ * A dead letter kept in the journal keeps what it failed on: after a
+ * restart its handler sees the origin topic, the attempts and the last
+ * error, as a dead letter in memory shows them.
+ */
+static void
+test_durable_dead_letter_keeps_its_origin(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    fresh();
+    weir_bus *bus = open_bus(WEIR_SYNC_NONE);
+    weir_sub *dl = durable_sub(bus, "dead", "audit", 1);
+    assert_int_equal(weir_sub_close(dl, WEIR_SEC), 0); /* away */
+    weir_sub_opts fails = { .dead_letter_topic = "dead", .max_attempts = 3,
+                            .retry_backoff_ns = WEIR_USEC };
+    weir_sub *s;
+    static _Atomic int calls;
+    assert_int_equal(weir_bus_subscribe(bus, "orders", always_fail,
+                                        (void *)&calls, &fails, &s),
+                     0);
+    for (uint32_t v = 0; v < 5; v++)
+        assert_int_equal(publish_v(bus, "orders", v), 0);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    assert_int_equal(stats_of(s).dead_lettered, 5);
+    weir_bus_destroy(bus);
+    /* The topic "orders" is not made in this run before they come. */
+    bus = open_bus(WEIR_SYNC_NONE);
+    weir_sub_opts o = { .name = "audit", .durable = true };
+    atomic_store(&dl_seen, 0);
+    atomic_store(&dl_bad, 0);
+    assert_int_equal(weir_bus_subscribe(bus, "dead", note_dead_letter, NULL,
+                                        &o, &dl),
+                     0);
+    int five = 5;
+    wait_until(dead_letters_seen, &five);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    assert_int_equal(atomic_load(&dl_seen), 5);
+    assert_int_equal(atomic_load(&dl_bad), 0);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
 static void
 test_durable_refuses_what_it_cannot_keep(void **state)
 {
@@ -740,6 +805,7 @@ main(void)
         cmocka_unit_test(test_durable_publish_is_accepted_whatever_memory_does),
         cmocka_unit_test(test_durable_feeder_tries_a_failed_read_again),
         cmocka_unit_test(test_durable_dead_letter_topic),
+        cmocka_unit_test(test_durable_dead_letter_keeps_its_origin),
         cmocka_unit_test(test_durable_refuses_what_it_cannot_keep),
     };
     return cmocka_run_group_tests_name("durable", tests, ts_watchdog_group,

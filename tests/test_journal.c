@@ -59,6 +59,18 @@ open_j(size_t segment_bytes)
     return j;
 }
 
+/* A message of topic, not a dead letter; key NULL: none. */
+static int
+jpub(weiri_journal *j, const char *topic, uint64_t id, int64_t ts,
+     const char *key, const void *data, size_t len)
+{
+    weiri_jpub m = { .topic = topic, .topic_len = strlen(topic), .id = id,
+                     .ts = ts, .key = key,
+                     .key_len = key != NULL ? strlen(key) : 0,
+                     .data = data, .len = len };
+    return weiri_journal_publish(j, &m, NULL);
+}
+
 /* Message i of a topic: id 1000 + i, key "k<i%3>", payload of i bytes. */
 static void
 publish(weiri_journal *j, const char *topic, uint32_t i)
@@ -66,9 +78,8 @@ publish(weiri_journal *j, const char *topic, uint32_t i)
     char key[8], data[600];
     snprintf(key, sizeof(key), "k%u", i % 3);
     memset(data, (int)('a' + i % 26), sizeof(data));
-    assert_int_equal(weiri_journal_publish(j, topic, strlen(topic), 1000 + i,
-                                           (int64_t)i, key, strlen(key),
-                                           data, i % 600, NULL),
+    assert_int_equal(jpub(j, topic, 1000 + i, (int64_t)i, key, data,
+                          i % 600),
                      0);
 }
 
@@ -369,8 +380,7 @@ publish_one(void *arg)
 {
     weiri_journal *j = arg;
     static char x = 'x';
-    return (void *)(intptr_t)weiri_journal_publish(j, "t", 1, 1, 1, NULL, 0,
-                                                   &x, 1, NULL);
+    return (void *)(intptr_t)jpub(j, "t", 1, 1, NULL, &x, 1);
 }
 
 /*
@@ -432,13 +442,11 @@ test_journal_forget_and_ack_at_the_bound(void **state)
     static char big[50000];
     uint64_t id = 1;
     int rc;
-    while ((rc = weiri_journal_publish(j, "t", 1, id, 0, NULL, 0, big,
-                                       sizeof(big), NULL)) == 0)
+    while ((rc = jpub(j, "t", id, 0, NULL, big, sizeof(big))) == 0)
         id++;
     assert_int_equal(rc, WEIR_EAGAIN);
     /* To the last byte: not even a forget's record would fit. */
-    while ((rc = weiri_journal_publish(j, "t", 1, id, 0, NULL, 0, big, 1,
-                                       NULL)) == 0)
+    while ((rc = jpub(j, "t", id, 0, NULL, big, 1)) == 0)
         id++;
     assert_int_equal(rc, WEIR_EAGAIN);
     weiri_jmsg m = { 0 };
@@ -447,9 +455,7 @@ test_journal_forget_and_ack_at_the_bound(void **state)
     weiri_journal_detach(b);
     assert_int_equal(weiri_journal_forget(j, "t", "b"), 0);
     /* Room again: a acknowledged all, b is gone. */
-    assert_int_equal(weiri_journal_publish(j, "t", 1, id, 0, NULL, 0, big,
-                                           sizeof(big), NULL),
-                     0);
+    assert_int_equal(jpub(j, "t", id, 0, NULL, big, sizeof(big)), 0);
     weiri_journal_detach(a);
     assert_int_equal(weiri_journal_close(j), 0);
     assert_int_equal(weiri_journal_open(&j, &o), 0);
@@ -500,8 +506,7 @@ test_journal_killed_in_a_roll_keeps_its_subscriptions(void **state)
             _exit(1);
         atomic_store(&die_armed, 1);
         for (uint64_t id = 1; id < 100; id++)
-            if (weiri_journal_publish(cj, "t", 1, id, 0, NULL, 0, big,
-                                      sizeof(big), NULL) != 0)
+            if (jpub(cj, "t", id, 0, NULL, big, sizeof(big)) != 0)
                 _exit(2);
         _exit(3);
     }
@@ -512,9 +517,7 @@ test_journal_killed_in_a_roll_keeps_its_subscriptions(void **state)
     weiri_jsub *s;
     assert_int_equal(weiri_journal_open(&j, &o), 0);
     assert_int_equal(weiri_journal_attach(j, "t", "a", &s), 0);
-    assert_int_equal(weiri_journal_publish(j, "t", 1, 1000, 0, NULL, 0, "x",
-                                           1, NULL),
-                     0);
+    assert_int_equal(jpub(j, "t", 1000, 0, NULL, "x", 1), 0);
     /* Everything older acknowledged: its segments go. */
     weiri_jmsg m = { 0 };
     while (weiri_journal_next(s, weiri_now_ns() + 50 * WEIR_MSEC, &m) == 0)
@@ -549,9 +552,8 @@ static void *
 publish_big(void *arg)
 {
     static char big[600000];
-    return (void *)(intptr_t)weiri_journal_publish(arg, "t", 1, 1000, 0,
-                                                   NULL, 0, big,
-                                                   sizeof(big), NULL);
+    return (void *)(intptr_t)jpub(arg, "t", 1000, 0, NULL, big,
+                                  sizeof(big));
 }
 
 /*
@@ -583,9 +585,7 @@ test_journal_power_loss_after_a_roll_keeps_subscriptions(void **state)
     weiri_jsub *s;
     assert_int_equal(weiri_journal_attach(j, "t", "s", &s), 0);
     static char big[600000];
-    assert_int_equal(weiri_journal_publish(j, "t", 1, 1, 0, NULL, 0, big,
-                                           sizeof(big), NULL),
-                     0);
+    assert_int_equal(jpub(j, "t", 1, 0, NULL, big, sizeof(big)), 0);
     weiri_jmsg m = { 0 };
     assert_int_equal(weiri_journal_next(s, WEIRI_NO_DEADLINE, &m), 0);
     atomic_store(&th_armed, 1);
@@ -647,9 +647,7 @@ static void *
 publish_big_u(void *arg)
 {
     static char big[600000];
-    return (void *)(intptr_t)weiri_journal_publish(arg, "u", 1, 2, 0, NULL,
-                                                   0, big, sizeof(big),
-                                                   NULL);
+    return (void *)(intptr_t)jpub(arg, "u", 2, 0, NULL, big, sizeof(big));
 }
 
 /*
@@ -683,9 +681,7 @@ test_journal_forgotten_stays_forgotten_across_a_roll(void **state)
     assert_int_equal(weiri_journal_attach(j, "t", "s", &s), 0);
     weiri_journal_detach(s);
     static char big[600000];
-    assert_int_equal(weiri_journal_publish(j, "u", 1, 1, 0, NULL, 0, big,
-                                           sizeof(big), NULL),
-                     0);
+    assert_int_equal(jpub(j, "u", 1, 0, NULL, big, sizeof(big)), 0);
     atomic_store(&fr_armed, 1);
     pthread_t f, p;
     assert_int_equal(pthread_create(&f, NULL, forget_s, j), 0);

@@ -105,7 +105,8 @@
  *     holds for it (the drain's forwards and dead letters too) and
  *     writes the acknowledgements, so a clean close followed by a
  *     restart hands out nothing again.  A dead letter to a durable topic
- *     is journaled; its origin topic and attempts are not kept there.
+ *     is journaled with its origin topic, attempts and last error, which
+ *     its handlers see after a restart too.
  *   - Segments are deleted once every durable subscription has
  *     acknowledged all of them.  One bus per directory (WEIR_EBUSY);
  *     WEIR_EIO for a disk that refuses; WEIR_ECORRUPT for damage before

@@ -12,6 +12,7 @@
 #include "msg_internal.h"
 #include "place_internal.h"
 #include "thread_internal.h"
+#include "topic_internal.h"
 
 /* Place b in s's queue, waiting for room until the feeder is stopped. */
 static int
@@ -34,6 +35,30 @@ pause_and_retry(weir_sub *s, uint64_t entry)
     for (int i = 0; i < 10 && !atomic_load(&s->feed_stop); i++)
         weiri_sleep_until(weiri_deadline(WEIR_MSEC));
     return !atomic_load(&s->feed_stop);
+}
+
+/*
+ * A dead letter read back: what it failed on, as its handlers saw it
+ * before the restart.  The origin names a topic of the bus (made if
+ * this run has not used it), whose name lives as long as the bus does.
+ * false: no memory for the topic.
+ */
+static bool
+dead_letter(weir_sub *s, weiri_body *b, const weiri_jmsg *m)
+{
+    weir_bus *bus = s->bus;
+    weir_topic *t = weiri_topic_find(bus, m->origin, m->origin_len);
+    if (t == NULL) {
+        pthread_mutex_lock(&bus->mu);
+        int rc = weiri_topic_get(bus, m->origin, m->origin_len, &t);
+        pthread_mutex_unlock(&bus->mu);
+        if (rc != 0)
+            return false;
+    }
+    b->origin = t->name;
+    b->attempt_base = m->attempts;
+    b->origin_error = m->error;
+    return true;
 }
 
 static void *
@@ -65,6 +90,12 @@ feeder_main(void *arg)
                                           m.data, m.len, m.key, m.key_len,
                                           m.ts, 1);
         if (b == NULL) {
+            if (!pause_and_retry(s, m.entry))
+                break;
+            continue;
+        }
+        if (m.origin != NULL && !dead_letter(s, b, &m)) {
+            weiri_body_release(b, 1);
             if (!pause_and_retry(s, m.entry))
                 break;
             continue;

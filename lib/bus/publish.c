@@ -364,11 +364,14 @@ weiri_publish_relay(weir_topic *topic, weiri_body *b, const _Atomic bool *stop)
      * it is given up: counted failed by its subscription.
      */
     bool held = false;
+    weiri_jpub m = { .topic = topic->name, .topic_len = topic->name_len,
+                     .id = b->id, .ts = b->timestamp_ns, .key = b->key,
+                     .key_len = b->key != NULL ? strlen(b->key) : 0,
+                     .data = b->data, .len = b->size, .origin = b->origin,
+                     .origin_len = b->origin != NULL ? strlen(b->origin) : 0,
+                     .attempts = b->attempt_base, .error = b->origin_error };
     if (atomic_load_explicit(&topic->durable, memory_order_acquire) &&
-        weiri_journal_publish(topic->bus->journal, topic->name,
-                              topic->name_len, b->id, b->timestamp_ns,
-                              b->key, b->key != NULL ? strlen(b->key) : 0,
-                              b->data, b->size, &held) != 0) {
+        weiri_journal_publish(topic->bus->journal, &m, &held) != 0) {
         atomic_store_explicit(&b->refs, 1, memory_order_relaxed);
         weiri_body_release(b, 1);
         return (weiri_routed){ 0 };
@@ -484,10 +487,11 @@ publish_durable(weir_topic *topic, const weiri_subset *set, unsigned ticket,
     src->id = atomic_fetch_add_explicit(&bus->next_id, 1,
                                         memory_order_relaxed) + 1;
     bool held = false;
-    int rc = weiri_journal_publish(bus->journal, topic->name,
-                                   topic->name_len, src->id,
-                                   src->timestamp_ns, src->key, src->key_len,
-                                   src->data, src->size, &held);
+    weiri_jpub m = { .topic = topic->name, .topic_len = topic->name_len,
+                     .id = src->id, .ts = src->timestamp_ns, .key = src->key,
+                     .key_len = src->key_len, .data = src->data,
+                     .len = src->size };
+    int rc = weiri_journal_publish(bus->journal, &m, &held);
     if (rc != 0) {
         weiri_topic_leave(topic, ticket);
         /* Release: see weir_bus_get_stats. */

@@ -17,9 +17,44 @@
 #include "journal_internal.h"
 #include "wait_internal.h"
 
-enum { T_MSG = 1, T_SUB, T_ACK, T_FORGET };
-enum { MSG_FIXED = 20, SUB_FIXED = 24, ACK_FIXED = 20, ACK_PAIR = 16,
-       NO_KEY = 0xffff };
+enum { T_MSG = 1, T_SUB, T_ACK, T_FORGET, T_DEAD };
+enum { MSG_FIXED = 20, DEAD_FIXED = 30, SUB_FIXED = 24, ACK_FIXED = 20,
+       ACK_PAIR = 16, NO_KEY = 0xffff };
+
+/*
+ * The fields of a MSG or DEAD body b of len bytes into m (its entry,
+ * redelivered and buffer untouched): 0, or WEIR_ECORRUPT if they do not
+ * fit.  topic (tlen bytes) is where the topic's name lies.
+ */
+static int
+view_msg(unsigned type, const unsigned char *b, size_t len, weiri_jmsg *m,
+         const char **topic, size_t *tlen)
+{
+    size_t fixed = type == T_DEAD ? DEAD_FIXED : MSG_FIXED;
+    if (len < fixed || (type != T_MSG && type != T_DEAD))
+        return WEIR_ECORRUPT;
+    size_t klen = weiri_get16(b + 18);
+    size_t kbytes = klen == NO_KEY ? 0 : klen;
+    size_t olen = type == T_DEAD ? weiri_get16(b + 28) : 0;
+    *tlen = weiri_get16(b + 16);
+    if (fixed + *tlen + olen + kbytes > len)
+        return WEIR_ECORRUPT;
+    const unsigned char *at = b + fixed;
+    *topic = (const char *)at;
+    at += *tlen;
+    m->id = weiri_get64(b);
+    m->ts = (int64_t)weiri_get64(b + 8);
+    m->origin = type == T_DEAD ? (const char *)at : NULL;
+    m->origin_len = olen;
+    m->attempts = type == T_DEAD ? weiri_get32(b + 20) : 0;
+    m->error = type == T_DEAD ? (int)weiri_get32(b + 24) : 0;
+    at += olen;
+    m->key = klen == NO_KEY ? NULL : (const char *)at;
+    m->key_len = kbytes;
+    m->data = at + kbytes;
+    m->len = len - (size_t)(at + kbytes - b);
+    return 0;
+}
 
 typedef struct entry {
     uint64_t seg, off;
@@ -321,16 +356,15 @@ visit(void *ctx, uint64_t seg, uint64_t off, unsigned type,
       const unsigned char *b, size_t len)
 {
     weiri_journal *j = ctx;
-    if (type == T_MSG) {
-        if (len < MSG_FIXED)
+    if (type == T_MSG || type == T_DEAD) {
+        weiri_jmsg m;
+        const char *name;
+        size_t tlen;
+        if (view_msg(type, b, len, &m, &name, &tlen) != 0)
             return WEIR_ECORRUPT;
-        uint64_t id = weiri_get64(b);
-        size_t tlen = weiri_get16(b + 16), klen = weiri_get16(b + 18);
-        if (MSG_FIXED + tlen + (klen == NO_KEY ? 0 : klen) > len)
-            return WEIR_ECORRUPT;
-        if (id > j->max_id)
-            j->max_id = id;
-        dtopic *t = topic_find(j, (const char *)b + MSG_FIXED, tlen);
+        if (m.id > j->max_id)
+            j->max_id = m.id;
+        dtopic *t = topic_find(j, name, tlen);
         if (t == NULL || t->subs == 0)
             return 0;
         return topic_add(t, seg, off,
@@ -501,28 +535,34 @@ placed_msg(void *arg, uint64_t seg, uint64_t off)
 }
 
 int
-weiri_journal_publish(weiri_journal *j, const char *topic, size_t topic_len,
-                      uint64_t id, int64_t ts, const char *key,
-                      size_t key_len, const void *data, size_t len,
-                      bool *held)
+weiri_journal_publish(weiri_journal *j, const weiri_jpub *m, bool *held)
 {
-    if (topic_len >= NO_KEY || (key != NULL && key_len >= NO_KEY))
+    bool dead = m->origin != NULL;
+    size_t klen = m->key != NULL ? m->key_len : 0;
+    size_t olen = dead ? m->origin_len : 0;
+    if (m->topic_len >= NO_KEY || klen >= NO_KEY || olen >= NO_KEY)
         return WEIR_EINVAL;
-    unsigned char fixed[MSG_FIXED];
-    weiri_put64(fixed, id);
-    weiri_put64(fixed + 8, (uint64_t)ts);
-    weiri_put16(fixed + 16, (unsigned)topic_len);
-    weiri_put16(fixed + 18, key != NULL ? (unsigned)key_len : NO_KEY);
-    weiri_log_part parts[4] = { { fixed, sizeof(fixed) },
-                                { topic, topic_len },
-                                { key, key != NULL ? key_len : 0 },
-                                { data, len } };
-    size_t body = MSG_FIXED + topic_len + (key != NULL ? key_len : 0) + len;
-    placing p = { .j = j, .topic = topic, .topic_len = topic_len,
+    unsigned char fixed[DEAD_FIXED];
+    weiri_put64(fixed, m->id);
+    weiri_put64(fixed + 8, (uint64_t)m->ts);
+    weiri_put16(fixed + 16, (unsigned)m->topic_len);
+    weiri_put16(fixed + 18, m->key != NULL ? (unsigned)klen : NO_KEY);
+    weiri_put32(fixed + 20, m->attempts);
+    weiri_put32(fixed + 24, (uint32_t)m->error);
+    weiri_put16(fixed + 28, (unsigned)olen);
+    size_t flen = dead ? DEAD_FIXED : MSG_FIXED;
+    weiri_log_part parts[5] = { { fixed, flen },
+                                { m->topic, m->topic_len },
+                                { m->origin, olen },
+                                { m->key, klen },
+                                { m->data, m->len } };
+    size_t body = flen + m->topic_len + olen + klen + m->len;
+    placing p = { .j = j, .topic = m->topic, .topic_len = m->topic_len,
                   .size = (uint32_t)(WEIRI_LOG_RECORD_HEADER + body) };
     if (body > WEIRI_LOG_BODY_MAX)
         return WEIR_EINVAL;
-    int rc = weiri_log_append(j->log, T_MSG, parts, 4, placed_msg, &p);
+    int rc = weiri_log_append(j->log, dead ? T_DEAD : T_MSG, parts, 5,
+                              placed_msg, &p);
     pthread_mutex_lock(&j->mu);
     /* Its last subscription may have been forgotten meanwhile. */
     if (p.t != NULL && (p.no < p.t->base || p.no >= topic_end(p.t)))
@@ -623,26 +663,16 @@ weiri_journal_attach(weiri_journal *j, const char *topic, const char *name,
 
 /* --- handing out, acknowledging ------------------------------------------ */
 
-/* Point m at the MSG record rec of size bytes, once it checks. */
+/* Point m at the MSG or DEAD record rec of size bytes, once it checks. */
 static int
 parse_msg(weiri_jmsg *m, const unsigned char *rec, size_t size)
 {
-    const unsigned char *b = rec + WEIRI_LOG_RECORD_HEADER;
-    size_t len = size - WEIRI_LOG_RECORD_HEADER;
-    if (weiri_log_check(rec, size) != 0 || rec[8] != T_MSG ||
-        len < MSG_FIXED)
+    const char *topic;
+    size_t tlen;
+    if (weiri_log_check(rec, size) != 0)
         return WEIR_ECORRUPT;
-    size_t tlen = weiri_get16(b + 16), klen = weiri_get16(b + 18);
-    size_t kbytes = klen == NO_KEY ? 0 : klen;
-    if (MSG_FIXED + tlen + kbytes > len)
-        return WEIR_ECORRUPT;
-    m->id = weiri_get64(b);
-    m->ts = (int64_t)weiri_get64(b + 8);
-    m->key = klen == NO_KEY ? NULL : (const char *)b + MSG_FIXED + tlen;
-    m->key_len = kbytes;
-    m->data = b + MSG_FIXED + tlen + kbytes;
-    m->len = len - MSG_FIXED - tlen - kbytes;
-    return 0;
+    return view_msg(rec[8], rec + WEIRI_LOG_RECORD_HEADER,
+                    size - WEIRI_LOG_RECORD_HEADER, m, &topic, &tlen);
 }
 
 /*

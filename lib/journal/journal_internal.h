@@ -6,6 +6,9 @@
  * Records (bodies, little-endian):
  *   MSG     id 8, timestamp 8, topic length 2, key length 2 (0xffff: no
  *           key), topic, key, payload
+ *   DEAD    a dead letter: id 8, timestamp 8, topic length 2, key length
+ *           2, attempts 4, last error 4, origin length 2, topic, origin
+ *           (the topic it failed on), key, payload
  *   SUB     subscription number 4, first segment 8, first offset 8,
  *           topic length 2, name length 2, topic, name: a durable
  *           subscription and where its messages begin (every MSG of its
@@ -44,6 +47,11 @@ typedef struct weiri_jmsg {
     size_t key_len;
     const void *data;
     size_t len;
+    const char *origin;      /* a dead letter's: the topic it failed on
+                                (origin_len bytes); NULL: not one */
+    size_t origin_len;
+    unsigned attempts;       /* a dead letter's: its original's attempts */
+    int error;               /* a dead letter's: its last handler's return */
     bool redelivered;        /* handed out before (this run or the last) */
     unsigned char *buf;      /* holds the record, and those read with it
                                 (see weiri_journal_next); weiri_free it */
@@ -62,17 +70,32 @@ int weiri_journal_open(weiri_journal **out, const weiri_log_opts *o);
 /* weiri_journal_max_id - the highest message id read back at open. */
 uint64_t weiri_journal_max_id(weiri_journal *j);
 
+/* A message to write. */
+typedef struct weiri_jpub {
+    const char *topic;       /* topic_len bytes */
+    size_t topic_len;
+    uint64_t id;
+    int64_t ts;
+    const char *key;         /* NULL: none; key_len bytes */
+    size_t key_len;
+    const void *data;
+    size_t len;
+    const char *origin;      /* a dead letter: the topic it failed on
+                                (origin_len bytes), with attempts and
+                                error; NULL: not one */
+    size_t origin_len;
+    unsigned attempts;
+    int error;
+} weiri_jpub;
+
 /*
- * weiri_journal_publish - write a message of topic (topic_len bytes),
- * synced as the policy says; its durable subscriptions may take it once
- * this returns 0.  key may be NULL.  *held (if held is not NULL) says
- * whether a durable subscription will take it.  Returns as
- * weiri_log_append.  Any thread.
+ * weiri_journal_publish - write the message m, synced as the policy
+ * says; its topic's durable subscriptions may take it once this returns
+ * 0.  *held (if held is not NULL) says whether a durable subscription
+ * will take it.  Returns as weiri_log_append, and WEIR_EINVAL for a
+ * topic, key or origin of 65535 bytes or more.  Any thread.
  */
-int weiri_journal_publish(weiri_journal *j, const char *topic,
-                          size_t topic_len, uint64_t id, int64_t ts,
-                          const char *key, size_t key_len, const void *data,
-                          size_t len, bool *held);
+int weiri_journal_publish(weiri_journal *j, const weiri_jpub *m, bool *held);
 
 /*
  * weiri_journal_attach - the durable subscription name of topic, made
