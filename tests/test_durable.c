@@ -27,6 +27,7 @@
 #include <cmocka.h>
 #include <stdatomic.h>
 
+#include "clock_internal.h"
 #include "io_internal.h"
 #include "place_internal.h"
 #include "support/bus.h"
@@ -726,6 +727,130 @@ test_durable_dead_letter_keeps_its_origin(void **state)
     ts_watchdog_disarm();
 }
 
+static int
+succeed(const weir_msg *m, void *ctx)
+{
+    (void)m;
+    (void)ctx;
+    return 0;
+}
+
+static int
+all_acked(void *sub)
+{
+    return stats_of(sub).acked == 60;
+}
+
+static weir_bus_stats
+bus_stats(weir_bus *bus)
+{
+    weir_bus_stats st;
+    assert_int_equal(weir_bus_get_stats(bus, &st), 0);
+    return st;
+}
+
+static int
+publish_later_v(weir_bus *bus, uint32_t v, int64_t delay_ns)
+{
+    unsigned char p[64];
+    memcpy(p, &v, 4);
+    memset(p + 4, (int)(v & 0xff), 60);
+    char key[8];
+    snprintf(key, sizeof(key), "k%u", v % 4);
+    weir_pub_opts o = { .key = key, .delay_ns = delay_ns };
+    return weir_bus_publish(bus, "orders", p, 4 + v % 50, &o);
+}
+
+/*
+ * A delayed publish to a durable topic is kept in the journal until it
+ * is due: routed when due in this run, and one the bus closed before
+ * its time is routed by the next bus on the directory, when due; once
+ * routed it is not routed again.
+ */
+static void
+test_durable_delayed_outlives_its_bus(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    fresh();
+    seen_reset();
+    weir_bus *bus = open_bus(WEIR_SYNC_BATCH);
+    weir_topic *t;
+    assert_int_equal(weir_bus_durable_topic(bus, "orders", &t), 0);
+    weir_sub *s = durable_sub(bus, "orders", "billing", 1);
+    int64_t start = weiri_now_ns();
+    for (uint32_t v = 0; v < 3; v++)
+        assert_int_equal(publish_later_v(bus, v, 30 * WEIR_MSEC), 0);
+    wait_seen(3);
+    assert_true(weiri_now_ns() - start >= 30 * WEIR_MSEC);
+    /* Given up by this bus's close, kept for the next. */
+    for (uint32_t v = 3; v < 8; v++)
+        assert_int_equal(publish_later_v(bus, v, 400 * WEIR_MSEC), 0);
+    assert_int_equal(weir_bus_close(bus, WEIR_MSEC), WEIR_ETIMEDOUT);
+    assert_int_equal(bus_stats(bus).delayed_left, 5);
+    assert_int_equal(stats_of(s).acked, 3);
+    weir_bus_destroy(bus);
+    assert_int_equal(seen_count(), 3);
+    bus = open_bus(WEIR_SYNC_BATCH);
+    assert_int_equal(bus_stats(bus).delayed, 5);
+    s = durable_sub(bus, "orders", "billing", 1);
+    wait_seen(8);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    assert_false(got.bad);
+    for (uint32_t v = 0; v < 8; v++)
+        assert_int_equal(got.val[v], v);
+    assert_true(weiri_now_ns() - start >= 400 * WEIR_MSEC);
+    assert_int_equal(bus_stats(bus).delayed, 0);
+    weir_bus_destroy(bus);
+    /* Routed: not again. */
+    bus = open_bus(WEIR_SYNC_BATCH);
+    assert_int_equal(bus_stats(bus).delayed, 0);
+    s = durable_sub(bus, "orders", "billing", 1);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    assert_int_equal(seen_count(), 8);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+/*
+ * A delayed message keeps its segment until it is due, however many
+ * newer segments are acknowledged and deleted meanwhile.
+ */
+static void
+test_durable_delayed_keeps_its_segment(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    fresh();
+    seen_reset();
+    weir_bus_opts o = { .journal_dir = dir, .journal_sync = WEIR_SYNC_NONE,
+                        .journal_segment_bytes = 1 << 20 };
+    weir_bus *bus = NULL;
+    assert_int_equal(weir_bus_create(&bus, &o), 0);
+    weir_sub *s = durable_sub(bus, "orders", "billing", 1);
+    assert_int_equal(publish_later_v(bus, 0, 3600 * WEIR_SEC), 0);
+    weir_sub_opts d = { .name = "mover", .durable = true };
+    weir_sub *other;
+    assert_int_equal(weir_bus_subscribe(bus, "other", succeed, NULL, &d,
+                                        &other),
+                     0);
+    static unsigned char big[60000];
+    for (int i = 0; i < 60; i++)
+        assert_int_equal(weir_bus_publish(bus, "other", big, sizeof(big),
+                                          NULL),
+                         0);
+    /* All of "other" acknowledged: only the delayed one holds segments. */
+    wait_until(all_acked, other);
+    assert_int_equal(weir_bus_close(bus, WEIR_MSEC), WEIR_ETIMEDOUT);
+    assert_true(bus_stats(bus).journal_segments >= 3);
+    assert_int_equal(stats_of(s).acked, 0);
+    weir_bus_destroy(bus);
+    assert_int_equal(weir_bus_create(&bus, &o), 0);
+    assert_int_equal(bus_stats(bus).delayed, 1);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
 static void
 test_durable_refuses_what_it_cannot_keep(void **state)
 {
@@ -769,10 +894,7 @@ test_durable_refuses_what_it_cannot_keep(void **state)
                      WEIR_EINVAL);
     assert_int_equal(weir_bus_forget_durable(bus, "orders", "nobody"),
                      WEIR_ENOENT);
-    /* Not (yet) delayed or in a batch. */
-    weir_pub_opts later = { .delay_ns = WEIR_MSEC };
-    assert_int_equal(weir_bus_publish(bus, "orders", "x", 1, &later),
-                     WEIR_EINVAL);
+    /* Not (yet) in a batch. */
     weir_batch *b;
     assert_int_equal(weir_batch_begin(bus, &b), 0);
     assert_int_equal(weir_batch_publish(b, "orders", "x", 1, NULL),
@@ -806,6 +928,8 @@ main(void)
         cmocka_unit_test(test_durable_feeder_tries_a_failed_read_again),
         cmocka_unit_test(test_durable_dead_letter_topic),
         cmocka_unit_test(test_durable_dead_letter_keeps_its_origin),
+        cmocka_unit_test(test_durable_delayed_outlives_its_bus),
+        cmocka_unit_test(test_durable_delayed_keeps_its_segment),
         cmocka_unit_test(test_durable_refuses_what_it_cannot_keep),
     };
     return cmocka_run_group_tests_name("durable", tests, ts_watchdog_group,

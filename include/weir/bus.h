@@ -83,7 +83,16 @@
  *     restart.  Under every policy a process that dies loses nothing
  *     that returned 0; a machine that loses power loses nothing under
  *     EVERY and BATCH, and under NONE what the kernel had not written.
- *     The journal takes no delayed publish and no batch (WEIR_EINVAL), yet.
+ *     A batch cannot hold a message to a durable topic (WEIR_EINVAL),
+ *     yet.
+ *   - A delayed publish to a durable topic is journaled when published
+ *     (accepted as any durable publish) and routed when due, as a
+ *     durable publish then.  One that a close gives up (delayed_left),
+ *     or that a crash interrupts, stays in the journal: the next bus on
+ *     the directory routes it when due (the due time is kept as
+ *     CLOCK_REALTIME; at once if it has passed; weir_bus_stats.delayed
+ *     counts it from weir_bus_create on).  Until due it keeps its
+ *     journal segment, and those after it, from being deleted.
  *   - A durable subscription (weir_sub_opts.durable, with a name) is fed
  *     from the journal by a thread of its own, at its own pace: its
  *     overflow policy is not used, nothing is dropped or rejected, and
@@ -445,7 +454,9 @@ int weir_bus_forget_durable(weir_bus *bus, const char *topic,
  * moment, each by its policy (a BLOCK queue waits up to timeout_ns, on
  * the bus's delay thread, holding back later delayed messages but never
  * retries, which have their own thread).  A delayed publish to a topic
- * that does not exist creates it.
+ * that does not exist creates it.  To a durable topic it returns once
+ * journaled, and also WEIR_EAGAIN or WEIR_EIO as a durable publish does
+ * (see "Durable topics").
  */
 int weir_bus_publish(weir_bus *bus, const char *topic, const void *data,
                      size_t len, const weir_pub_opts *opts);

@@ -35,6 +35,14 @@ weiri_now_ns(void)
 }
 
 int64_t
+weiri_wall_ns(void)
+{
+    int64_t ns = 0;
+    (void)read_ns(CLOCK_REALTIME, &ns); /* cannot fail either */
+    return ns;
+}
+
+int64_t
 weiri_deadline(int64_t timeout_ns)
 {
     if (timeout_ns == WEIR_FOREVER)

@@ -19,6 +19,12 @@
 int64_t weiri_now_ns(void);
 
 /*
+ * weiri_wall_ns - CLOCK_REALTIME in nanoseconds: for a time that must
+ * mean the same after a restart (a durable delayed message's due).
+ */
+int64_t weiri_wall_ns(void);
+
+/*
  * weiri_stamp_ns - CLOCK_MONOTONIC in nanoseconds, cheaply, for message
  * timestamps and latencies: where the TSC keeps the kernel's time, read
  * from it, never earlier than weiri_now_ns would say and at most a few

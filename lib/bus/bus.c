@@ -34,6 +34,30 @@ journal_opts(const weir_bus_opts *o, weiri_log_opts *out)
     return 0;
 }
 
+/*
+ * From now on t's publishes go to the journal first.  Release: pairs
+ * with a publish's acquire load, which then finds the journal (fixed at
+ * create) ready.
+ */
+static void
+make_durable(weir_topic *t)
+{
+    atomic_store_explicit(&t->durable, true, memory_order_release);
+}
+
+/* A durable delayed message read back at open, on the timer again. */
+static int
+rearm(void *ctx, uint64_t no, int64_t due, const weiri_jmsg *m)
+{
+    weir_bus *bus = ctx;
+    weir_topic *t;
+    int rc = weiri_topic_get(bus, m->topic, m->topic_len, &t);
+    if (rc != 0)
+        return rc;
+    make_durable(t);
+    return weiri_publish_rearm(t, m, no, due);
+}
+
 int
 weir_bus_create(weir_bus **bus, const weir_bus_opts *opts)
 {
@@ -82,6 +106,12 @@ weir_bus_create(weir_bus **bus, const weir_bus_opts *opts)
          */
         b->id_base = weiri_journal_max_id(b->journal);
         atomic_store_explicit(&b->next_id, b->id_base, memory_order_relaxed);
+        /* Delayed messages not yet due go back on the timer. */
+        rc = weiri_journal_each_later(b->journal, rearm, b);
+        if (rc != 0) {
+            weir_bus_destroy(b);
+            return rc;
+        }
     }
     *bus = b;
     return 0;
@@ -116,17 +146,6 @@ weir_bus_topic(weir_bus *bus, const char *topic, weir_topic **out)
                                     : weiri_topic_get(bus, topic, len, out);
     pthread_mutex_unlock(&bus->mu);
     return rc;
-}
-
-/*
- * From now on t's publishes go to the journal first.  Release: pairs
- * with a publish's acquire load, which then finds the journal (fixed at
- * create) ready.
- */
-static void
-make_durable(weir_topic *t)
-{
-    atomic_store_explicit(&t->durable, true, memory_order_release);
 }
 
 int

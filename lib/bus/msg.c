@@ -82,6 +82,7 @@ weiri_body_fill(weiri_body *b, weir_mpmc *pool, const char *topic,
     b->origin_error = 0;
     b->redelivered = false;
     b->jentry = 0;
+    b->later = 0;
     if (size > 0)
         memcpy(b->data, data, size);
     if (key != NULL) {

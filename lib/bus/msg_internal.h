@@ -63,6 +63,8 @@ typedef struct weiri_body {
     int origin_error;        /* dead letters: the handler's last return */
     bool redelivered;        /* from the journal, handed out again */
     uint64_t jentry;         /* from the journal: its entry, to ack */
+    uint64_t later;          /* a durable delayed message: its number in
+                                the journal (weiri_journal_later); else 0 */
     alignas(max_align_t) unsigned char data[]; /* payload, then the key */
 } weiri_body;
 

@@ -352,6 +352,21 @@ count_sealed(weir_bus *bus, const weiri_routed *r)
         weiri_bus_forwards_refused(bus, 1);
 }
 
+/* The journal's view of b, a message of topic. */
+static weiri_jpub
+jpub_of(const weir_topic *topic, const weiri_body *b)
+{
+    return (weiri_jpub){
+        .topic = topic->name, .topic_len = topic->name_len, .id = b->id,
+        .ts = b->timestamp_ns, .key = b->key,
+        .key_len = b->key != NULL ? strlen(b->key) : 0, .data = b->data,
+        .len = b->size, .origin = b->origin,
+        .origin_len = b->origin != NULL ? strlen(b->origin) : 0,
+        .attempts = b->attempt_base, .error = b->origin_error,
+        .later = b->later
+    };
+}
+
 weiri_routed
 weiri_publish_relay(weir_topic *topic, weiri_body *b, const _Atomic bool *stop)
 {
@@ -364,12 +379,7 @@ weiri_publish_relay(weir_topic *topic, weiri_body *b, const _Atomic bool *stop)
      * it is given up: counted failed by its subscription.
      */
     bool held = false;
-    weiri_jpub m = { .topic = topic->name, .topic_len = topic->name_len,
-                     .id = b->id, .ts = b->timestamp_ns, .key = b->key,
-                     .key_len = b->key != NULL ? strlen(b->key) : 0,
-                     .data = b->data, .len = b->size, .origin = b->origin,
-                     .origin_len = b->origin != NULL ? strlen(b->origin) : 0,
-                     .attempts = b->attempt_base, .error = b->origin_error };
+    weiri_jpub m = jpub_of(topic, b);
     if (atomic_load_explicit(&topic->durable, memory_order_acquire) &&
         weiri_journal_publish(topic->bus->journal, &m, &held) != 0) {
         atomic_store_explicit(&b->refs, 1, memory_order_relaxed);
@@ -424,19 +434,68 @@ pub_deadline(int64_t timeout, int64_t now)
  * its lock, for a full BLOCK queue may make it wait): target is its
  * topic, item its body, value the publish's timeout.
  */
+/*
+ * A durable delayed message come due (body, its id not yet taken): as a
+ * durable publish, written to the journal (which lets its LATER go),
+ * then routed to the topic's subscriptions in memory, how says how; it
+ * was accepted if a durable subscription takes it.  Not written, it
+ * stays in the journal for the next bus on the directory to route, and
+ * is counted left here.
+ */
+static void
+deliver_due(weir_topic *topic, weiri_body *body, offer_how how)
+{
+    weir_bus *b = topic->bus;
+    body->id = atomic_fetch_add_explicit(&b->next_id, 1,
+                                         memory_order_relaxed) + 1;
+    weiri_jpub m = jpub_of(topic, body);
+    bool held = false;
+    if (weiri_journal_publish(b->journal, &m, &held) != 0) {
+        /* Release: see weir_bus_get_stats. */
+        atomic_fetch_add_explicit(&b->unused_ids, 1, memory_order_release);
+        atomic_fetch_add_explicit(&b->delayed_left, 1, memory_order_relaxed);
+        weiri_free(body);
+        return;
+    }
+    weiri_routed r;
+    how.relay = true;
+    int rc = route_body(topic, body, &how, &r);
+    if (held)
+        return;
+    /*
+     * One that reached nobody is no publish, as in deliver_delayed: its
+     * id goes back (release: see weir_bus_get_stats), and it counts
+     * unrouted, or left if the close refused it.
+     */
+    if (r.nobody || rc == WEIR_ECLOSED) {
+        atomic_fetch_add_explicit(&b->unused_ids, 1, memory_order_release);
+        atomic_fetch_add_explicit(!r.nobody && atomic_load(&b->delays_over)
+                                      ? &b->delayed_left : &b->unrouted,
+                                  1, memory_order_relaxed);
+    }
+}
+
 static void
 deliver_delayed(const weiri_timed *e)
 {
     weir_topic *topic = e->target;
     weiri_body *body = e->item;
     weir_bus *b = topic->bus;
-    /* Taken off the timer just as close gave up the rest. */
+    /*
+     * Taken off the timer just as close gave up the rest (a durable one
+     * stays in the journal for the next bus).
+     */
     if (atomic_load(&b->delays_over)) {
         atomic_fetch_add_explicit(&b->delayed_left, 1, memory_order_relaxed);
         weiri_free(body);
         return;
     }
     int64_t deadline = pub_deadline(e->value, weiri_now_ns());
+    if (body->later != 0) {
+        deliver_due(topic, body, (offer_how){ .deadline = deadline,
+                                              .stop = &b->delays_over });
+        return;
+    }
     /*
      * A full BLOCK queue holds it only until close gives up on delayed
      * messages.  One that then reached nobody because of the close (a
@@ -469,6 +528,51 @@ publish_later(weir_topic *topic, weiri_body *b, const weir_pub_opts *opts)
     int rc = weiri_timer_add(&topic->bus->delays, e); /* or ECLOSED, ENOMEM */
     if (rc != 0)
         weiri_free(b); /* never shared, never pooled: see weir_topic_publish */
+    return rc;
+}
+
+/*
+ * A delayed publish to a durable topic: in the journal first (accepted
+ * once written), then as any delayed publish.  If the timer refuses it
+ * (the bus closes, or no memory), it is given up by this bus (counted
+ * left) and kept in the journal for the next one: accepted all the same.
+ */
+static int
+publish_later_durable(weir_topic *topic, weiri_body *b,
+                      const weir_pub_opts *opts)
+{
+    weiri_jpub m = jpub_of(topic, b);
+    int64_t due = WEIRI_NO_DEADLINE;
+    if (opts->delay_ns < WEIRI_NO_DEADLINE - b->timestamp_ns)
+        due = b->timestamp_ns + opts->delay_ns;
+    int rc = weiri_journal_later(topic->bus->journal, &m, due, &b->later);
+    if (rc != 0) {
+        weiri_free(b);
+        return rc;
+    }
+    if (publish_later(topic, b, opts) != 0)
+        atomic_fetch_add_explicit(&topic->bus->delayed_left, 1,
+                                  memory_order_relaxed);
+    return 0;
+}
+
+int
+weiri_publish_rearm(weir_topic *topic, const weiri_jmsg *m, uint64_t no,
+                    int64_t due)
+{
+    int64_t now = weiri_now_ns();
+    /* Its stamp, if of this boot's clock; else now. */
+    int64_t ts = m->ts > 0 && m->ts <= now ? m->ts : now;
+    weiri_body *b = weiri_body_create(NULL, topic->name, m->data, m->len,
+                                      m->key, m->key_len, ts, 0);
+    if (b == NULL)
+        return WEIR_ENOMEM;
+    b->later = no;
+    weiri_timed e = { .due = due, .fire = deliver_delayed, .target = topic,
+                      .item = b };
+    int rc = weiri_timer_add(&topic->bus->delays, e);
+    if (rc != 0)
+        weiri_free(b);
     return rc;
 }
 
@@ -532,8 +636,6 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
     /* Acquire: pairs with the release that made the topic durable. */
     bool durable = atomic_load_explicit(&topic->durable,
                                         memory_order_acquire);
-    if (durable && delayed)
-        return WEIR_EINVAL; /* a durable topic takes no delayed message */
     /*
      * A delayed body may outlive the bus's pool (it is freed at close if
      * never due), so it never comes from it.  A deadline or a due time
@@ -554,7 +656,9 @@ weir_topic_publish(weir_topic *topic, const void *data, size_t len,
         if (!(atomic_load(&bus->closed) && weiri_publish_refused(bus))) {
             weiri_body *b = weiri_body_create(NULL, topic->name, data, len,
                                               key, key_len, now, 0);
-            rc = b == NULL ? WEIR_ENOMEM : publish_later(topic, b, opts);
+            rc = b == NULL  ? WEIR_ENOMEM
+                 : durable ? publish_later_durable(topic, b, opts)
+                           : publish_later(topic, b, opts);
             if (rc == WEIR_ECLOSED)
                 weiri_bus_forwards_refused(bus, 1);
         }

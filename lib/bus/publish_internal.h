@@ -16,6 +16,14 @@ typedef struct weiri_routed {
 } weiri_routed;
 
 /*
+ * weiri_publish_rearm - put the durable delayed message m, numbered no
+ * in the journal and read back from it at open, on the bus's timer for
+ * topic (durable), due at due.  0, WEIR_ENOMEM, WEIR_ECLOSED.
+ */
+int weiri_publish_rearm(weir_topic *topic, const weiri_jmsg *m, uint64_t no,
+                        int64_t due);
+
+/*
  * weiri_publish_relay - offer b, a dead letter (written, refs 0, with the
  * id of the message it came from), to every subscription of topic by
  * their policies, a full BLOCK queue waiting until *stop turns true.  It

@@ -17,37 +17,54 @@
 #include "journal_internal.h"
 #include "wait_internal.h"
 
-enum { T_MSG = 1, T_SUB, T_ACK, T_FORGET, T_DEAD };
-enum { MSG_FIXED = 20, DEAD_FIXED = 30, SUB_FIXED = 24, ACK_FIXED = 20,
-       ACK_PAIR = 16, NO_KEY = 0xffff };
+enum { T_MSG = 1, T_SUB, T_ACK, T_FORGET, T_DEAD, T_LATER, T_DUE };
+enum { MSG_FIXED = 20, DEAD_FIXED = 30, LATER_FIXED = 28, DUE_FIXED = 36,
+       SUB_FIXED = 24, ACK_FIXED = 20, ACK_PAIR = 16, NO_KEY = 0xffff };
+
+/* The fixed part of a message record of type, or 0 if it is none. */
+static size_t
+fixed_of(unsigned type)
+{
+    switch (type) {
+    case T_MSG: return MSG_FIXED;
+    case T_DEAD: return DEAD_FIXED;
+    case T_LATER: return LATER_FIXED;
+    case T_DUE: return DUE_FIXED;
+    default: return 0;
+    }
+}
 
 /*
- * The fields of a MSG or DEAD body b of len bytes into m (its entry,
- * redelivered and buffer untouched): 0, or WEIR_ECORRUPT if they do not
- * fit.  topic (tlen bytes) is where the topic's name lies.
+ * The fields of a message record's body b (MSG, DEAD, LATER or DUE) of
+ * len bytes into m (its entry, redelivered and buffer untouched), and
+ * for a DUE the position of its LATER into later (seg, off): 0, or
+ * WEIR_ECORRUPT if they do not fit.
  */
 static int
 view_msg(unsigned type, const unsigned char *b, size_t len, weiri_jmsg *m,
-         const char **topic, size_t *tlen)
+         uint64_t later[2])
 {
-    size_t fixed = type == T_DEAD ? DEAD_FIXED : MSG_FIXED;
-    if (len < fixed || (type != T_MSG && type != T_DEAD))
+    size_t fixed = fixed_of(type);
+    if (fixed == 0 || len < fixed)
         return WEIR_ECORRUPT;
     size_t klen = weiri_get16(b + 18);
     size_t kbytes = klen == NO_KEY ? 0 : klen;
     size_t olen = type == T_DEAD ? weiri_get16(b + 28) : 0;
-    *tlen = weiri_get16(b + 16);
-    if (fixed + *tlen + olen + kbytes > len)
+    m->topic_len = weiri_get16(b + 16);
+    if (fixed + m->topic_len + olen + kbytes > len)
         return WEIR_ECORRUPT;
     const unsigned char *at = b + fixed;
-    *topic = (const char *)at;
-    at += *tlen;
+    m->topic = (const char *)at;
+    at += m->topic_len;
     m->id = weiri_get64(b);
     m->ts = (int64_t)weiri_get64(b + 8);
     m->origin = type == T_DEAD ? (const char *)at : NULL;
     m->origin_len = olen;
     m->attempts = type == T_DEAD ? weiri_get32(b + 20) : 0;
     m->error = type == T_DEAD ? (int)weiri_get32(b + 24) : 0;
+    m->due_wall = type == T_LATER ? (int64_t)weiri_get64(b + 20) : 0;
+    later[0] = type == T_DUE ? weiri_get64(b + 20) : 0;
+    later[1] = type == T_DUE ? weiri_get64(b + 28) : 0;
     at += olen;
     m->key = klen == NO_KEY ? NULL : (const char *)at;
     m->key_len = kbytes;
@@ -55,6 +72,27 @@ view_msg(unsigned type, const unsigned char *b, size_t len, weiri_jmsg *m,
     m->len = len - (size_t)(at + kbytes - b);
     return 0;
 }
+
+/*
+ * Point m at the message record rec of size bytes, once it checks: a
+ * LATER if later, else any other (a LATER is no subscription's message).
+ */
+static int
+parse_msg(weiri_jmsg *m, const unsigned char *rec, size_t size, bool later)
+{
+    uint64_t pos[2];
+    if (weiri_log_check(rec, size) != 0 || (rec[8] == T_LATER) != later)
+        return WEIR_ECORRUPT;
+    return view_msg(rec[8], rec + WEIRI_LOG_RECORD_HEADER,
+                    size - WEIRI_LOG_RECORD_HEADER, m, pos);
+}
+
+/* A delayed message written and not yet due (its LATER record). */
+typedef struct later {
+    uint64_t seg, off;
+    uint32_t size;     /* of the record, header included */
+    uint64_t no;       /* weiri_journal_later's number for it */
+} later;
 
 typedef struct entry {
     uint64_t seg, off;
@@ -111,6 +149,9 @@ struct weiri_journal {
     uint64_t tail_seg;     /* the segment being written */
     uint64_t kept;         /* segments below were trimmed */
     uint64_t trim_seen;    /* tail_seg when a publish last tried a trim */
+    later *laters;         /* not yet due, in log order (so by no) */
+    size_t nlaters, later_cap;
+    uint64_t next_later;
 };
 
 static bool
@@ -288,6 +329,8 @@ segment_needed(weiri_journal *j)
     for (weiri_jsub *s = j->subs; s != NULL; s = s->link)
         if (s->low < topic_end(s->t) && entry_at(s->t, s->low)->seg < keep)
             keep = entry_at(s->t, s->low)->seg;
+    if (j->nlaters > 0 && j->laters[0].seg < keep)
+        keep = j->laters[0].seg;
     return keep;
 }
 
@@ -349,6 +392,70 @@ sub_free(weiri_journal *j, weiri_jsub *s)
     weiri_free(s);
 }
 
+/*
+ * A LATER written at (seg, off), numbered next: its number, or 0 for
+ * want of memory.  mu held (or the journal not yet shared).
+ */
+static uint64_t
+later_add(weiri_journal *j, uint64_t seg, uint64_t off, uint32_t size)
+{
+    if (j->nlaters == j->later_cap) {
+        size_t cap = j->later_cap == 0 ? 16 : 2 * j->later_cap;
+        later *l = weiri_realloc(j->laters, cap * sizeof(*l));
+        if (l == NULL)
+            return 0;
+        j->laters = l;
+        j->later_cap = cap;
+    }
+    j->laters[j->nlaters++] = (later){ seg, off, size, ++j->next_later };
+    return j->next_later;
+}
+
+/*
+ * Whether the LATER at (seg, off) is not yet due; *at: its index.  The
+ * list is in log order: a binary search.
+ */
+static bool
+later_find(const weiri_journal *j, uint64_t seg, uint64_t off, size_t *at)
+{
+    size_t lo = 0, hi = j->nlaters;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const later *l = &j->laters[mid];
+        if (l->seg < seg || (l->seg == seg && l->off < off))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *at = lo;
+    return lo < j->nlaters && j->laters[lo].seg == seg &&
+           j->laters[lo].off == off;
+}
+
+/* The LATER numbered no, as later_find.  Numbers grow in log order. */
+static bool
+later_find_no(const weiri_journal *j, uint64_t no, size_t *at)
+{
+    size_t lo = 0, hi = j->nlaters;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (j->laters[mid].no < no)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *at = lo;
+    return lo < j->nlaters && j->laters[lo].no == no;
+}
+
+static void
+later_drop(weiri_journal *j, size_t at)
+{
+    memmove(j->laters + at, j->laters + at + 1,
+            (j->nlaters - at - 1) * sizeof(*j->laters));
+    j->nlaters--;
+}
+
 /* --- recovery ----------------------------------------------------------- */
 
 static int
@@ -356,19 +463,24 @@ visit(void *ctx, uint64_t seg, uint64_t off, unsigned type,
       const unsigned char *b, size_t len)
 {
     weiri_journal *j = ctx;
-    if (type == T_MSG || type == T_DEAD) {
+    uint32_t size = (uint32_t)(len + WEIRI_LOG_RECORD_HEADER);
+    if (fixed_of(type) != 0) {
         weiri_jmsg m;
-        const char *name;
-        size_t tlen;
-        if (view_msg(type, b, len, &m, &name, &tlen) != 0)
+        uint64_t pos[2];
+        if (view_msg(type, b, len, &m, pos) != 0)
             return WEIR_ECORRUPT;
+        if (type == T_LATER)
+            return later_add(j, seg, off, size) != 0 ? 0 : WEIR_ENOMEM;
         if (m.id > j->max_id)
             j->max_id = m.id;
-        dtopic *t = topic_find(j, name, tlen);
+        /* A delayed message come due: its LATER is done with. */
+        size_t at;
+        if (type == T_DUE && later_find(j, pos[0], pos[1], &at))
+            later_drop(j, at);
+        dtopic *t = topic_find(j, m.topic, m.topic_len);
         if (t == NULL || t->subs == 0)
             return 0;
-        return topic_add(t, seg, off,
-                         (uint32_t)(len + WEIRI_LOG_RECORD_HEADER), true);
+        return topic_add(t, seg, off, size, true);
     }
     if (type == T_SUB) {
         if (len < SUB_FIXED)
@@ -534,35 +646,81 @@ placed_msg(void *arg, uint64_t seg, uint64_t off)
     pthread_mutex_unlock(&p->j->mu);
 }
 
-int
-weiri_journal_publish(weiri_journal *j, const weiri_jpub *m, bool *held)
+/*
+ * The fixed part of m's record of type into fixed: its length.  a, b: a
+ * LATER's due time (a), or a DUE's LATER position (a, b).
+ */
+static size_t
+put_fixed(unsigned char *fixed, unsigned type, const weiri_jpub *m,
+          uint64_t a, uint64_t b)
 {
-    bool dead = m->origin != NULL;
-    size_t klen = m->key != NULL ? m->key_len : 0;
-    size_t olen = dead ? m->origin_len : 0;
-    if (m->topic_len >= NO_KEY || klen >= NO_KEY || olen >= NO_KEY)
-        return WEIR_EINVAL;
-    unsigned char fixed[DEAD_FIXED];
     weiri_put64(fixed, m->id);
     weiri_put64(fixed + 8, (uint64_t)m->ts);
     weiri_put16(fixed + 16, (unsigned)m->topic_len);
-    weiri_put16(fixed + 18, m->key != NULL ? (unsigned)klen : NO_KEY);
-    weiri_put32(fixed + 20, m->attempts);
-    weiri_put32(fixed + 24, (uint32_t)m->error);
-    weiri_put16(fixed + 28, (unsigned)olen);
-    size_t flen = dead ? DEAD_FIXED : MSG_FIXED;
+    weiri_put16(fixed + 18, m->key != NULL ? (unsigned)m->key_len : NO_KEY);
+    if (type == T_DEAD) {
+        weiri_put32(fixed + 20, m->attempts);
+        weiri_put32(fixed + 24, (uint32_t)m->error);
+        weiri_put16(fixed + 28, (unsigned)m->origin_len);
+    } else if (type == T_LATER || type == T_DUE) {
+        weiri_put64(fixed + 20, a);
+        weiri_put64(fixed + 28, b);
+    }
+    return fixed_of(type);
+}
+
+/*
+ * Write m as a record of type (fields a, b: see put_fixed), calling
+ * placed with p where it goes, past max_bytes if always.  Returns as
+ * weiri_log_append, and WEIR_EINVAL for fields too long.
+ */
+static int
+write_msg(weiri_journal *j, unsigned type, const weiri_jpub *m, uint64_t a,
+          uint64_t b, bool always, weiri_log_placed placed, placing *p)
+{
+    size_t klen = m->key != NULL ? m->key_len : 0;
+    size_t olen = type == T_DEAD ? m->origin_len : 0;
+    *p = (placing){ .j = j, .topic = m->topic, .topic_len = m->topic_len };
+    if (m->topic_len >= NO_KEY || klen >= NO_KEY || olen >= NO_KEY)
+        return WEIR_EINVAL;
+    unsigned char fixed[DUE_FIXED];
+    size_t flen = put_fixed(fixed, type, m, a, b);
     weiri_log_part parts[5] = { { fixed, flen },
                                 { m->topic, m->topic_len },
                                 { m->origin, olen },
                                 { m->key, klen },
                                 { m->data, m->len } };
     size_t body = flen + m->topic_len + olen + klen + m->len;
-    placing p = { .j = j, .topic = m->topic, .topic_len = m->topic_len,
-                  .size = (uint32_t)(WEIRI_LOG_RECORD_HEADER + body) };
     if (body > WEIRI_LOG_BODY_MAX)
         return WEIR_EINVAL;
-    int rc = weiri_log_append(j->log, dead ? T_DEAD : T_MSG, parts, 5,
-                              placed_msg, &p);
+    p->size = (uint32_t)(WEIRI_LOG_RECORD_HEADER + body);
+    return always ? weiri_log_append_always(j->log, type, parts, 5, placed, p)
+                  : weiri_log_append(j->log, type, parts, 5, placed, p);
+}
+
+int
+weiri_journal_publish(weiri_journal *j, const weiri_jpub *m, bool *held)
+{
+    if (m->origin != NULL && m->later != 0)
+        return WEIR_EINVAL;
+    unsigned type = m->origin != NULL ? T_DEAD
+                    : m->later != 0   ? T_DUE
+                                      : T_MSG;
+    later l = { 0 };
+    size_t at;
+    if (m->later != 0) {
+        pthread_mutex_lock(&j->mu);
+        bool known = later_find_no(j, m->later, &at);
+        if (known)
+            l = j->laters[at];
+        pthread_mutex_unlock(&j->mu);
+        if (!known)
+            return WEIR_EINVAL;
+    }
+    /* A DUE frees its LATER's space: never refused at the bound. */
+    placing p;
+    int rc = write_msg(j, type, m, l.seg, l.off, m->later != 0, placed_msg,
+                       &p);
     pthread_mutex_lock(&j->mu);
     /* Its last subscription may have been forgotten meanwhile. */
     if (p.t != NULL && (p.no < p.t->base || p.no >= topic_end(p.t)))
@@ -576,6 +734,10 @@ weiri_journal_publish(weiri_journal *j, const weiri_jpub *m, bool *held)
                 advance_low(s);
         atomic_fetch_add(&j->fresh, 1);
     }
+    /* Done with, its LATER may hold the oldest segment. */
+    bool freed = rc == 0 && m->later != 0 && later_find_no(j, m->later, &at);
+    if (freed)
+        later_drop(j, at);
     /* A segment began: older ones may be needed by nobody now. */
     bool rolled = j->tail_seg != j->trim_seen;
     j->trim_seen = j->tail_seg;
@@ -586,11 +748,75 @@ weiri_journal_publish(weiri_journal *j, const weiri_jpub *m, bool *held)
      */
     if (p.t != NULL)
         weiri_event_notify(&j->fresh_ev, UINT32_MAX);
-    if (rolled)
+    if (rolled || freed)
         (void)trim(j); /* what cannot go now goes at a later try */
     if (held != NULL)
         *held = p.t != NULL;
     return rc == 0 ? p.rc : rc;
+}
+
+static void
+placed_later(void *arg, uint64_t seg, uint64_t off)
+{
+    placing *p = arg;
+    pthread_mutex_lock(&p->j->mu);
+    p->no = later_add(p->j, seg, off, p->size);
+    pthread_mutex_unlock(&p->j->mu);
+}
+
+int
+weiri_journal_later(weiri_journal *j, const weiri_jpub *m, int64_t due,
+                    uint64_t *no)
+{
+    if (m->origin != NULL || m->later != 0)
+        return WEIR_EINVAL;
+    /* Kept as wall-clock time: a monotonic one means nothing next boot. */
+    int64_t now = weiri_now_ns(), wall = weiri_wall_ns();
+    int64_t left = due > now ? due - now : 0;
+    int64_t wall_due = left < INT64_MAX - wall ? wall + left : INT64_MAX;
+    placing p;
+    int rc = write_msg(j, T_LATER, m, (uint64_t)wall_due, 0, false,
+                       placed_later, &p);
+    size_t at;
+    pthread_mutex_lock(&j->mu);
+    if (rc != 0 && p.no != 0 && later_find_no(j, p.no, &at))
+        later_drop(j, at);
+    pthread_mutex_unlock(&j->mu);
+    if (rc == 0 && p.no == 0)
+        rc = WEIR_ENOMEM;
+    *no = rc == 0 ? p.no : 0;
+    return rc;
+}
+
+int
+weiri_journal_each_later(weiri_journal *j, weiri_later_fn fn, void *ctx)
+{
+    weiri_jmsg m = { 0 };
+    int rc = 0;
+    int64_t now = weiri_now_ns(), wall = weiri_wall_ns();
+    for (size_t i = 0; rc == 0 && i < j->nlaters; i++) {
+        later l = j->laters[i];
+        if (m.cap < l.size) {
+            unsigned char *b = weiri_realloc(m.buf, l.size);
+            if (b == NULL) {
+                rc = WEIR_ENOMEM;
+                break;
+            }
+            m.buf = b;
+            m.cap = l.size;
+        }
+        rc = weiri_log_read(j->log, l.seg, l.off, l.size, m.buf);
+        if (rc == 0)
+            rc = parse_msg(&m, m.buf, l.size, true);
+        if (rc != 0)
+            break;
+        int64_t left = m.due_wall > wall ? m.due_wall - wall : 0;
+        int64_t due = left < WEIRI_NO_DEADLINE - now ? now + left
+                                                      : WEIRI_NO_DEADLINE;
+        rc = fn(ctx, l.no, due, &m);
+    }
+    weiri_free(m.buf);
+    return rc;
 }
 
 static void
@@ -662,18 +888,6 @@ weiri_journal_attach(weiri_journal *j, const char *topic, const char *name,
 }
 
 /* --- handing out, acknowledging ------------------------------------------ */
-
-/* Point m at the MSG or DEAD record rec of size bytes, once it checks. */
-static int
-parse_msg(weiri_jmsg *m, const unsigned char *rec, size_t size)
-{
-    const char *topic;
-    size_t tlen;
-    if (weiri_log_check(rec, size) != 0)
-        return WEIR_ECORRUPT;
-    return view_msg(rec[8], rec + WEIRI_LOG_RECORD_HEADER,
-                    size - WEIRI_LOG_RECORD_HEADER, m, &topic, &tlen);
-}
 
 /*
  * Where a read for entry no of t (not in m's window) ends: past the
@@ -790,7 +1004,7 @@ weiri_journal_next(weiri_jsub *s, int64_t deadline, weiri_jmsg *m)
         m->woff = e.off;
         m->wlen = want;
     }
-    return parse_msg(m, m->buf + (e.off - m->woff), e.size);
+    return parse_msg(m, m->buf + (e.off - m->woff), e.size, false);
 }
 
 uint64_t
@@ -945,6 +1159,7 @@ weiri_journal_close(weiri_journal *j)
         weiri_free(t->name);
         weiri_free(t);
     }
+    weiri_free(j->laters);
     weiri_event_destroy(&j->fresh_ev);
     pthread_mutex_destroy(&j->mu);
     weiri_free(j);

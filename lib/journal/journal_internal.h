@@ -9,6 +9,12 @@
  *   DEAD    a dead letter: id 8, timestamp 8, topic length 2, key length
  *           2, attempts 4, last error 4, origin length 2, topic, origin
  *           (the topic it failed on), key, payload
+ *   LATER   a delayed message not yet due: id 8 (0), timestamp 8, topic
+ *           length 2, key length 2, due 8 (CLOCK_REALTIME ns), 8 unused,
+ *           topic, key, payload
+ *   DUE     a delayed message come due: id 8, timestamp 8, topic length
+ *           2, key length 2, its LATER's segment 8 and offset 8, topic,
+ *           key, payload; read as a MSG, and its LATER is done with
  *   SUB     subscription number 4, first segment 8, first offset 8,
  *           topic length 2, name length 2, topic, name: a durable
  *           subscription and where its messages begin (every MSG of its
@@ -41,6 +47,8 @@ typedef struct weiri_jsub weiri_jsub;
 /* A message read back for a subscription. */
 typedef struct weiri_jmsg {
     uint64_t entry;          /* to acknowledge it with */
+    const char *topic;       /* topic_len bytes */
+    size_t topic_len;
     uint64_t id;
     int64_t ts;
     const char *key;         /* NULL: none; not NUL-terminated */
@@ -52,6 +60,7 @@ typedef struct weiri_jmsg {
     size_t origin_len;
     unsigned attempts;       /* a dead letter's: its original's attempts */
     int error;               /* a dead letter's: its last handler's return */
+    int64_t due_wall;        /* a delayed message's: CLOCK_REALTIME ns */
     bool redelivered;        /* handed out before (this run or the last) */
     unsigned char *buf;      /* holds the record, and those read with it
                                 (see weiri_journal_next); weiri_free it */
@@ -86,16 +95,46 @@ typedef struct weiri_jpub {
     size_t origin_len;
     unsigned attempts;
     int error;
+    uint64_t later;          /* not 0: the delayed message come due that
+                                weiri_journal_later numbered so */
 } weiri_jpub;
 
 /*
  * weiri_journal_publish - write the message m, synced as the policy
  * says; its topic's durable subscriptions may take it once this returns
  * 0.  *held (if held is not NULL) says whether a durable subscription
- * will take it.  Returns as weiri_log_append, and WEIR_EINVAL for a
- * topic, key or origin of 65535 bytes or more.  Any thread.
+ * will take it.  A delayed message come due (m->later) is written past
+ * max_bytes.  Returns as weiri_log_append, and WEIR_EINVAL for a topic,
+ * key or origin of 65535 bytes or more, a dead letter with a later, or a
+ * later not known.  Any thread.
  */
 int weiri_journal_publish(weiri_journal *j, const weiri_jpub *m, bool *held);
+
+/*
+ * weiri_journal_later - write m (neither a dead letter nor come due) as
+ * a delayed message due at due (CLOCK_MONOTONIC ns, kept as wall-clock
+ * time), synced as the policy says; *no receives its number, for the
+ * weiri_journal_publish that writes it come due.  Until then it keeps
+ * its segment, and every reopen hands it to weiri_journal_each_later.
+ * Returns as weiri_log_append.  Any thread.
+ */
+int weiri_journal_later(weiri_journal *j, const weiri_jpub *m, int64_t due,
+                        uint64_t *no);
+
+/* Called with each delayed message not yet due, its number and due. */
+typedef int (*weiri_later_fn)(void *ctx, uint64_t no, int64_t due,
+                              const weiri_jmsg *m);
+
+/*
+ * weiri_journal_each_later - call fn with each delayed message not come
+ * due (those read back at open), oldest first, m valid for the call;
+ * due is its wall-clock due time as CLOCK_MONOTONIC ns now (now, if
+ * past).  Stops at the first non-zero return of fn and returns it; else
+ * 0, WEIR_EIO, WEIR_ECORRUPT, WEIR_ENOMEM.  Right after open, before any
+ * other call.
+ */
+int weiri_journal_each_later(weiri_journal *j, weiri_later_fn fn,
+                             void *ctx);
 
 /*
  * weiri_journal_attach - the durable subscription name of topic, made
