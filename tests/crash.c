@@ -5,8 +5,10 @@
  * For each sync policy, a journal directory is used by one child process
  * after another.  Each child opens a bus on it, subscribes a durable
  * subscription (two workers, per-key order), publishes keyed messages
- * from three threads, and reports on a pipe every publish that returned
- * 0 ("a") and every message its handler saw ("h"), with any fault it
+ * from three threads (every 8th delayed by up to 19 ms, so that some
+ * are still to come due at the kill), and reports on a pipe every
+ * publish that returned 0 ("a") and every message its handler saw
+ * ("h"), with any fault it
  * found (a payload not as published, a key's messages out of order).
  * The parent kills it with SIGKILL at a random moment, then starts the
  * next.  After CRASH_KILLS kills (default 20) a last child only drains,
@@ -68,6 +70,13 @@ payload(unsigned char *p, const head *h)
     return len;
 }
 
+/* Every 8th message is published with a delay of up to 19 ms. */
+static bool
+delayed(uint32_t seq)
+{
+    return seq % 8 == 7;
+}
+
 /* Per run, thread and key: the last sequence handled (order check). */
 static _Atomic uint32_t last_seq[MAX_RUNS][THREADS][KEYS];
 
@@ -92,7 +101,14 @@ handler(const weir_msg *m, void *ctx)
         report('x', &h);
         return 0;
     }
-    /* In this run, a key's messages come in publish order. */
+    /*
+     * In this run, a key's messages come in publish order; a delayed
+     * one comes when due, in no order.
+     */
+    if (delayed(h.seq)) {
+        report('h', &h);
+        return 0;
+    }
     _Atomic uint32_t *last = &last_seq[h.run][h.thread][h.seq % KEYS];
     uint32_t prev = atomic_load(last);
     if (prev != 0 && h.seq + 1 <= prev)
@@ -118,6 +134,8 @@ publisher(void *arg)
         snprintf(key, sizeof(key), "r%u.t%u.%u", h.run, h.thread,
                  seq % KEYS);
         weir_pub_opts o = { .key = key };
+        if (delayed(seq))
+            o.delay_ns = (int64_t)(seq % 20) * WEIR_MSEC;
         if (weir_topic_publish(a->topic, p, payload(p, &h), &o) == 0)
             report('a', &h);
     }
