@@ -791,11 +791,24 @@ weiri_journal_later(weiri_journal *j, const weiri_jpub *m, int64_t due,
 int
 weiri_journal_each_later(weiri_journal *j, weiri_later_fn fn, void *ctx)
 {
+    /*
+     * A copy: fn puts each on a timer, which may fire it, and its DUE
+     * drop it from the list, before the next.  One not yet dropped keeps
+     * its segment (and those after it), so each can still be read.
+     */
+    pthread_mutex_lock(&j->mu);
+    size_t n = j->nlaters;
+    later *all = n > 0 ? weiri_malloc(n * sizeof(*all)) : NULL;
+    if (all != NULL)
+        memcpy(all, j->laters, n * sizeof(*all));
+    pthread_mutex_unlock(&j->mu);
+    if (n > 0 && all == NULL)
+        return WEIR_ENOMEM;
     weiri_jmsg m = { 0 };
     int rc = 0;
     int64_t now = weiri_now_ns(), wall = weiri_wall_ns();
-    for (size_t i = 0; rc == 0 && i < j->nlaters; i++) {
-        later l = j->laters[i];
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        later l = all[i];
         if (m.cap < l.size) {
             unsigned char *b = weiri_realloc(m.buf, l.size);
             if (b == NULL) {
@@ -816,6 +829,7 @@ weiri_journal_each_later(weiri_journal *j, weiri_later_fn fn, void *ctx)
         rc = fn(ctx, l.no, due, &m);
     }
     weiri_free(m.buf);
+    weiri_free(all);
     return rc;
 }
 

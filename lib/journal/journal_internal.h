@@ -130,8 +130,8 @@ typedef int (*weiri_later_fn)(void *ctx, uint64_t no, int64_t due,
  * due (those read back at open), oldest first, m valid for the call;
  * due is its wall-clock due time as CLOCK_MONOTONIC ns now (now, if
  * past).  Stops at the first non-zero return of fn and returns it; else
- * 0, WEIR_EIO, WEIR_ECORRUPT, WEIR_ENOMEM.  Right after open, before any
- * other call.
+ * 0, WEIR_EIO, WEIR_ECORRUPT, WEIR_ENOMEM.  Once, right after open; fn
+ * may start what writes them come due meanwhile.
  */
 int weiri_journal_each_later(weiri_journal *j, weiri_later_fn fn,
                              void *ctx);
