@@ -851,6 +851,38 @@ test_durable_delayed_keeps_its_segment(void **state)
     ts_watchdog_disarm();
 }
 
+/*
+ * Found while adding batches: a message bigger than a segment, with a
+ * durable subscription, rolled segment after segment for ever (each new
+ * one began with the subscription's head, so it never looked empty).
+ */
+static void
+test_durable_message_bigger_than_a_segment(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    fresh();
+    weir_bus_opts o = { .journal_dir = dir, .journal_sync = WEIR_SYNC_NONE,
+                        .journal_segment_bytes = 1 << 20 };
+    weir_bus *bus = NULL;
+    assert_int_equal(weir_bus_create(&bus, &o), 0);
+    weir_sub_opts d = { .name = "big", .durable = true };
+    weir_sub *s;
+    assert_int_equal(weir_bus_subscribe(bus, "orders", succeed, NULL, &d,
+                                        &s),
+                     0);
+    static unsigned char big[3 << 20];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(weir_bus_publish(bus, "orders", big, sizeof(big),
+                                          NULL),
+                         0);
+    assert_true(bus_stats(bus).journal_segments <= 4);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    assert_int_equal(stats_of(s).acked, 2);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
 static void
 test_durable_refuses_what_it_cannot_keep(void **state)
 {
@@ -930,6 +962,7 @@ main(void)
         cmocka_unit_test(test_durable_dead_letter_keeps_its_origin),
         cmocka_unit_test(test_durable_delayed_outlives_its_bus),
         cmocka_unit_test(test_durable_delayed_keeps_its_segment),
+        cmocka_unit_test(test_durable_message_bigger_than_a_segment),
         cmocka_unit_test(test_durable_refuses_what_it_cannot_keep),
     };
     return cmocka_run_group_tests_name("durable", tests, ts_watchdog_group,

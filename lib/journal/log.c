@@ -60,6 +60,7 @@ struct weiri_log {
     uint64_t segment_bytes, max_bytes;
     uint32_t salt;             /* of the segment being written */
     uint64_t off;              /* its end */
+    uint64_t head_end;         /* its end once its head was written */
     segment *segs;             /* live segments, oldest first */
     size_t nsegs, cap;
     uint64_t bytes;            /* in all of them */
@@ -165,7 +166,9 @@ begin_segment(weiri_log *l, uint64_t no)
     l->off = WEIRI_LOG_HEADER;
     l->bytes += WEIRI_LOG_HEADER;
     l->written += WEIRI_LOG_HEADER;
-    return l->head != NULL ? l->head(l->ctx, l, no) : 0;
+    rc = l->head != NULL ? l->head(l->ctx, l, no) : 0;
+    l->head_end = l->off;
+    return rc;
 }
 
 /*
@@ -239,7 +242,11 @@ put(weiri_log *l, unsigned char *buf, size_t total, uint32_t body_crc,
      * The fd a sync in flight uses stays open until it ends; another
      * appender may roll while we wait, so the need is checked again.
      */
-    while (l->off > WEIRI_LOG_HEADER && l->off + total > l->segment_bytes) {
+    /*
+     * A record too big for any segment goes after the head of a fresh
+     * one: rolling again would only repeat that head, for ever.
+     */
+    while (l->off > l->head_end && l->off + total > l->segment_bytes) {
         if (l->broken)
             return WEIR_EIO; /* a roll's sync must not count as synced */
         if (l->syncing > 0) {
