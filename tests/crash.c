@@ -6,16 +6,16 @@
  * after another.  Each child opens a bus on it, subscribes a durable
  * subscription (two workers, per-key order), publishes keyed messages
  * from three threads (every 8th delayed by up to 19 ms, so that some
- * are still to come due at the kill), and reports on a pipe every
- * publish that returned 0 ("a") and every message its handler saw
- * ("h"), with any fault it
+ * are still to come due at the kill; every 16th the first of an atomic
+ * batch of 3), and reports on a pipe every publish that returned 0
+ * ("a") and every message its handler saw ("h"), with any fault it
  * found (a payload not as published, a key's messages out of order).
  * The parent kills it with SIGKILL at a random moment, then starts the
  * next.  After CRASH_KILLS kills (default 20) a last child only drains,
  * and closes cleanly.  Then the parent proves: every publish that
  * returned 0 was handled at least once, in some run; no message was
- * handled that was never published; no child saw a damaged payload or
- * a key out of order.  `make crash` runs it; `make check` runs 3 kills a
+ * handled that was never published; no batch was handled in part; no
+ * child saw a damaged payload or a key out of order.  `make crash` runs it; `make check` runs 3 kills a
  * policy, `.ci/run` 20.
  */
 #include <errno.h>
@@ -77,6 +77,24 @@ delayed(uint32_t seq)
     return seq % 8 == 7;
 }
 
+/* Every 16th message begins an atomic batch of BATCH_SIZE. */
+enum { BATCH_EVERY = 16, BATCH_SIZE = 3 };
+
+static bool
+batch_first(uint32_t seq)
+{
+    return seq % BATCH_EVERY == 0 && seq + BATCH_SIZE <= MAX_SEQ;
+}
+
+/* The first message of the batch seq belongs to, or UINT32_MAX. */
+static uint32_t
+batch_of(uint32_t seq)
+{
+    uint32_t first = seq - seq % BATCH_EVERY;
+    return batch_first(first) && seq - first < BATCH_SIZE ? first
+                                                          : UINT32_MAX;
+}
+
 /* Per run, thread and key: the last sequence handled (order check). */
 static _Atomic uint32_t last_seq[MAX_RUNS][THREADS][KEYS];
 
@@ -119,9 +137,34 @@ handler(const weir_msg *m, void *ctx)
 }
 
 typedef struct pub_arg {
+    weir_bus *bus;
     weir_topic *topic;
     uint32_t thread;
 } pub_arg;
+
+/* The batch of messages first .. first + BATCH_SIZE - 1: reported if 0. */
+static void
+publish_batch(const pub_arg *a, uint32_t first)
+{
+    weir_batch *b;
+    if (weir_batch_begin(a->bus, &b) != 0)
+        return;
+    unsigned char p[256];
+    for (uint32_t seq = first; seq < first + BATCH_SIZE; seq++) {
+        head h = { run_no, a->thread, seq };
+        char key[24];
+        snprintf(key, sizeof(key), "r%u.t%u.%u", h.run, h.thread,
+                 seq % KEYS);
+        weir_pub_opts o = { .key = key };
+        if (weir_batch_publish(b, "orders", p, payload(p, &h), &o) != 0) {
+            weir_batch_abort(b);
+            return;
+        }
+    }
+    if (weir_batch_commit(b, WEIR_FOREVER) == 0)
+        for (uint32_t seq = first; seq < first + BATCH_SIZE; seq++)
+            report('a', &(head){ run_no, a->thread, seq });
+}
 
 static void *
 publisher(void *arg)
@@ -129,6 +172,11 @@ publisher(void *arg)
     pub_arg *a = arg;
     unsigned char p[256];
     for (uint32_t seq = 0; seq < MAX_SEQ; seq++) {
+        if (batch_first(seq)) {
+            publish_batch(a, seq);
+            seq += BATCH_SIZE - 1;
+            continue;
+        }
         head h = { run_no, a->thread, seq };
         char key[24];
         snprintf(key, sizeof(key), "r%u.t%u.%u", h.run, h.thread,
@@ -168,7 +216,7 @@ child(const char *dir, weir_sync sync, bool drain)
     pthread_t th[THREADS];
     pub_arg args[THREADS];
     for (uint32_t i = 0; i < THREADS; i++) {
-        args[i] = (pub_arg){ t, i };
+        args[i] = (pub_arg){ bus, t, i };
         pthread_create(&th[i], NULL, publisher, &args[i]);
     }
     for (int i = 0; i < THREADS; i++)
@@ -285,30 +333,44 @@ main(void)
          * short after it reached the journal (at most one per publisher
          * thread and run, the one after its last accepted), or invented.
          */
-        uint64_t cut = 0;
+        uint64_t cut = 0, torn = 0;
         for (unsigned run = 0; run <= kills; run++)
             for (uint32_t t = 0; t < THREADS; t++) {
                 size_t base = tag_of(&(head){ run, t, 0 });
-                uint32_t next = 0, extra = 0;
+                uint32_t next = 0, extra = 0, in_batch = 0;
                 for (uint32_t q = 0; q < MAX_SEQ; q++) {
                     size_t g = base + q;
                     bool a = accepted[g / 8] >> (g % 8) & 1;
                     bool h = handled[g / 8] >> (g % 8) & 1;
                     if (a)
                         next = q + 1;
+                    /*
+                     * The kill may cut a batch's reports short anywhere
+                     * from its first.
+                     */
+                    uint32_t first = batch_of(q);
                     if (h && !a)
-                        extra++, cut += q == next;
+                        extra++, cut += q == next ||
+                                        (first != UINT32_MAX &&
+                                         first <= next && next <= q);
+                    /* A batch is handled all or not at all. */
+                    in_batch += first != UINT32_MAX && h;
+                    if (first != UINT32_MAX &&
+                        q == first + BATCH_SIZE - 1) {
+                        torn += in_batch != 0 && in_batch != BATCH_SIZE;
+                        in_batch = 0;
+                    }
                 }
                 invented += extra;
             }
         invented -= cut;
         printf("crash %s: %u kills, %llu publishes accepted, %llu lost, "
-               "%llu invented, %llu handled whose report the kill cut "
-               "short\n",
+               "%llu invented, %llu batches torn, %llu handled whose "
+               "report the kill cut short\n",
                names[p], kills, (unsigned long long)acc,
                (unsigned long long)lost, (unsigned long long)invented,
-               (unsigned long long)cut);
-        faults += (unsigned)(lost + invented);
+               (unsigned long long)torn, (unsigned long long)cut);
+        faults += (unsigned)(lost + invented + torn);
         char cmd[64];
         snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
         if (system(cmd) != 0)

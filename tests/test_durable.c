@@ -883,6 +883,117 @@ test_durable_message_bigger_than_a_segment(void **state)
     ts_watchdog_disarm();
 }
 
+static int
+stage_v(weir_batch *b, const char *topic, uint32_t v)
+{
+    unsigned char p[64];
+    memcpy(p, &v, 4);
+    memset(p + 4, (int)(v & 0xff), 60);
+    char key[8];
+    snprintf(key, sizeof(key), "k%u", v % 4);
+    weir_pub_opts o = { .key = key };
+    return weir_batch_publish(b, topic, p, 4 + v % 50, &o);
+}
+
+/*
+ * A batch across durable topics, with subscriptions in memory too: all
+ * of it reaches every subscription, once; a batch refused (a REJECT
+ * queue too small for its share) reaches none, not even after a
+ * restart.
+ */
+static void
+test_durable_batch_all_or_nothing(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    fresh();
+    seen_reset();
+    weir_bus *bus = open_bus(WEIR_SYNC_BATCH);
+    weir_sub *a = durable_sub(bus, "orders", "billing", 1);
+    weir_sub *b = durable_sub(bus, "stock", "billing", 1);
+    weir_sub_opts small = { .capacity = 2,
+                            .overflow = WEIR_OVERFLOW_REJECT };
+    weir_sub *mem;
+    assert_int_equal(weir_bus_subscribe(bus, "stock", succeed, NULL, &small,
+                                        &mem),
+                     0);
+    weir_batch *batch;
+    assert_int_equal(weir_batch_begin(bus, &batch), 0);
+    assert_int_equal(stage_v(batch, "orders", 0), 0);
+    assert_int_equal(stage_v(batch, "stock", 1), 0);
+    assert_int_equal(stage_v(batch, "orders", 2), 0);
+    assert_int_equal(stage_v(batch, "nobody", 3), 0);
+    assert_int_equal(weir_batch_commit(batch, WEIR_SEC), 0);
+    wait_seen(3);
+    /* Three for "stock": more than the queue in memory can take. */
+    assert_int_equal(weir_batch_begin(bus, &batch), 0);
+    for (uint32_t v = 10; v < 13; v++)
+        assert_int_equal(stage_v(batch, "stock", v), 0);
+    assert_int_equal(stage_v(batch, "orders", 13), 0);
+    assert_int_equal(weir_batch_commit(batch, WEIR_SEC), WEIR_EAGAIN);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    assert_int_equal(seen_count(), 3);
+    assert_false(got.bad);
+    assert_int_equal(stats_of(a).acked, 2);
+    assert_int_equal(stats_of(b).acked, 1);
+    assert_int_equal(stats_of(mem).acked, 1);
+    weir_bus_stats bs = bus_stats(bus);
+    assert_int_equal(bs.published, 4); /* "nobody"'s too, unrouted */
+    assert_int_equal(bs.unrouted, 1);
+    weir_bus_destroy(bus);
+    seen_reset();
+    bus = open_bus(WEIR_SYNC_BATCH);
+    a = durable_sub(bus, "orders", "billing", 1);
+    b = durable_sub(bus, "stock", "billing", 1);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    assert_int_equal(seen_count(), 0);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
+/*
+ * A batch the journal refuses (full: journal_max_bytes) is seen by no
+ * subscription in memory either: the gate opens only once the journal
+ * took it.
+ */
+static void
+test_durable_batch_refused_by_a_full_journal(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    fresh();
+    weir_bus_opts o = { .journal_dir = dir, .journal_sync = WEIR_SYNC_NONE,
+                        .journal_segment_bytes = 1 << 20,
+                        .journal_max_bytes = 2 << 20 };
+    weir_bus *bus = NULL;
+    assert_int_equal(weir_bus_create(&bus, &o), 0);
+    weir_sub *away = durable_sub(bus, "orders", "away", 1);
+    assert_int_equal(weir_sub_close(away, WEIR_SEC), 0);
+    static unsigned char big[60000];
+    int rc;
+    while ((rc = weir_bus_publish(bus, "orders", big, sizeof(big), NULL)) ==
+           0)
+        ;
+    assert_int_equal(rc, WEIR_EAGAIN);
+    weir_sub *mem;
+    assert_int_equal(weir_bus_subscribe(bus, "stock", succeed, NULL, NULL,
+                                        &mem),
+                     0);
+    weir_batch *batch;
+    assert_int_equal(weir_batch_begin(bus, &batch), 0);
+    assert_int_equal(stage_v(batch, "stock", 1), 0);
+    assert_int_equal(weir_batch_publish(batch, "orders", big, sizeof(big),
+                                        NULL),
+                     0);
+    assert_int_equal(weir_batch_commit(batch, WEIR_SEC), WEIR_EAGAIN);
+    assert_int_equal(weir_bus_close(bus, WEIR_SEC), 0);
+    weir_sub_stats st = stats_of(mem);
+    assert_int_equal(st.acked, 0);
+    assert_balanced(&st);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
 static void
 test_durable_refuses_what_it_cannot_keep(void **state)
 {
@@ -926,12 +1037,6 @@ test_durable_refuses_what_it_cannot_keep(void **state)
                      WEIR_EINVAL);
     assert_int_equal(weir_bus_forget_durable(bus, "orders", "nobody"),
                      WEIR_ENOENT);
-    /* Not (yet) in a batch. */
-    weir_batch *b;
-    assert_int_equal(weir_batch_begin(bus, &b), 0);
-    assert_int_equal(weir_batch_publish(b, "orders", "x", 1, NULL),
-                     WEIR_EINVAL);
-    weir_batch_abort(b);
     weir_bus_destroy(bus);
     /* Released with the bus. */
     assert_int_equal(weir_bus_create(&second, &o), 0);
@@ -963,6 +1068,8 @@ main(void)
         cmocka_unit_test(test_durable_delayed_outlives_its_bus),
         cmocka_unit_test(test_durable_delayed_keeps_its_segment),
         cmocka_unit_test(test_durable_message_bigger_than_a_segment),
+        cmocka_unit_test(test_durable_batch_all_or_nothing),
+        cmocka_unit_test(test_durable_batch_refused_by_a_full_journal),
         cmocka_unit_test(test_durable_refuses_what_it_cannot_keep),
     };
     return cmocka_run_group_tests_name("durable", tests, ts_watchdog_group,

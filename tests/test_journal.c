@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -791,6 +792,90 @@ test_journal_checks_each_message_of_a_read(void **state)
     weiri_free(m.buf);
 }
 
+/* Messages i in [from, to) of topics[i % 2] as one batch. */
+static int
+publish_batch(weiri_journal *j, const char *const topics[2], uint32_t from,
+              uint32_t to, bool *held)
+{
+    weiri_jpub m[8];
+    char keys[8][8], data[8][600];
+    for (uint32_t i = from; i < to; i++) {
+        weiri_jpub *p = &m[i - from];
+        snprintf(keys[i - from], sizeof(keys[0]), "k%u", i % 3);
+        memset(data[i - from], (int)('a' + i % 26), sizeof(data[0]));
+        *p = (weiri_jpub){ .topic = topics[i % 2],
+                           .topic_len = strlen(topics[i % 2]),
+                           .id = 1000 + i, .ts = (int64_t)i,
+                           .key = keys[i - from],
+                           .key_len = strlen(keys[i - from]),
+                           .data = data[i - from], .len = i % 600 };
+    }
+    return weiri_journal_publish_group(j, m, to - from, held);
+}
+
+/*
+ * A batch goes to the subscriptions of each of its topics; after a
+ * crash that tore its last record off, none of it is handed out, while
+ * what came before it still is.
+ */
+static void
+test_journal_batch_is_whole_or_nothing(void **state)
+{
+    (void)state;
+    fresh();
+    weiri_journal *j = open_j(0);
+    weiri_jmsg m = { 0 };
+    weiri_jsub *a, *b;
+    assert_int_equal(weiri_journal_attach(j, "t", "a", &a), 0);
+    assert_int_equal(weiri_journal_attach(j, "u", "b", &b), 0);
+    const char *const tu[2] = { "t", "u" }, *const tx[2] = { "t", "x" };
+    bool held[8];
+    assert_int_equal(publish_batch(j, tu, 0, 4, held), 0);
+    for (int i = 0; i < 4; i++)
+        assert_true(held[i]);
+    assert_int_equal(publish_batch(j, tx, 4, 6, held), 0);
+    assert_true(held[0]);
+    assert_false(held[1]); /* "x" has no durable subscription */
+    weiri_jpub bad = { .topic = "t", .topic_len = 1, .origin = "o",
+                       .origin_len = 1 };
+    assert_int_equal(weiri_journal_publish_group(j, &bad, 1, NULL),
+                     WEIR_EINVAL);
+    assert_int_equal(weiri_journal_publish_group(j, &bad, 0, NULL),
+                     WEIR_EINVAL);
+    expect(a, &m, 0, false);
+    expect(a, &m, 2, false);
+    expect(a, &m, 4, false);
+    expect(b, &m, 1, false);
+    expect(b, &m, 3, false);
+    /* The last batch: its last record torn off by a crash. */
+    assert_int_equal(publish_batch(j, tu, 6, 9, NULL), 0);
+    weiri_journal_detach(a);
+    weiri_journal_detach(b);
+    assert_int_equal(weiri_journal_close(j), 0);
+    char path[256];
+    newest_segment(path, sizeof(path));
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(truncate(path, st.st_size - 5), 0);
+    j = open_j(0);
+    weiri_log_stats ls;
+    weiri_journal_get_stats(j, &ls);
+    assert_true(ls.truncated > 0);
+    assert_int_equal(weiri_journal_attach(j, "t", "a", &a), 0);
+    assert_int_equal(weiri_journal_attach(j, "u", "b", &b), 0);
+    expect(a, &m, 0, true);
+    expect(a, &m, 2, true);
+    expect(a, &m, 4, true);
+    expect_none(a, &m);
+    expect(b, &m, 1, true);
+    expect(b, &m, 3, true);
+    expect_none(b, &m);
+    weiri_journal_detach(a);
+    weiri_journal_detach(b);
+    weiri_journal_close(j);
+    weiri_free(m.buf);
+}
+
 static int
 teardown(void **state)
 {
@@ -817,6 +902,7 @@ main(void)
             test_journal_forgotten_stays_forgotten_across_a_roll),
         cmocka_unit_test(test_journal_acks_many_in_one_record),
         cmocka_unit_test(test_journal_checks_each_message_of_a_read),
+        cmocka_unit_test(test_journal_batch_is_whole_or_nothing),
     };
     return cmocka_run_group_tests_name("journal", tests, ts_watchdog_group,
                                        teardown);

@@ -83,8 +83,11 @@
  *     restart.  Under every policy a process that dies loses nothing
  *     that returned 0; a machine that loses power loses nothing under
  *     EVERY and BATCH, and under NONE what the kernel had not written.
- *     A batch cannot hold a message to a durable topic (WEIR_EINVAL),
- *     yet.
+ *   - A batch's messages to durable topics are journaled together, once
+ *     every subscription in memory took its share and before any
+ *     handler may see one: all of them with one write and one sync, and
+ *     after a crash or a power loss the journal holds all of them or
+ *     none.  A commit the journal refuses places nothing anywhere.
  *   - A delayed publish to a durable topic is journaled when published
  *     (accepted as any durable publish) and routed when due, as a
  *     durable publish then.  One that a close gives up (delayed_left),
@@ -585,9 +588,10 @@ bool weir_msg_redelivered(const weir_msg *m);
  * WEIR_ETIMEDOUT (a BLOCK queue stayed full), WEIR_EDEADLK (with
  * WEIR_FOREVER, a handler's batch for its own subscription's full queue,
  * which no other worker of it could empty), WEIR_ECLOSED (the bus is
- * closed: from a handler, once its drain is over), WEIR_ENOMEM;
- * WEIR_EINVAL for NULL or a bad timeout.  Frees the batch whatever it
- * returns.
+ * closed: from a handler, once its drain is over), WEIR_ENOMEM; with
+ * messages to durable topics also WEIR_EAGAIN (the journal is at
+ * journal_max_bytes) or WEIR_EIO, as a durable publish; WEIR_EINVAL for
+ * NULL or a bad timeout.  Frees the batch whatever it returns.
  *
  * weir_batch_abort - drop the staged messages and free the batch; no
  * trace is left.  Accepts NULL.

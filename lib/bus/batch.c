@@ -76,9 +76,6 @@ weir_batch_publish(weir_batch *batch, const char *topic, const void *data,
         return weiri_bus_forwards_refused(batch->bus, 1);
     if (rc != 0)
         return rc;
-    /* Acquire: pairs with the release that made it durable. */
-    if (atomic_load_explicit(&t->durable, memory_order_acquire))
-        return WEIR_EINVAL; /* not in a batch (yet): see weir/bus.h */
     if (batch->n == batch->cap) {
         size_t cap = batch->cap == 0 ? 8 : 2 * batch->cap;
         staged *items = weiri_realloc(batch->items, cap * sizeof(*items));
@@ -137,6 +134,9 @@ typedef struct item_in {
     weiri_body *body;              /* this try's copy, one reference per
                                       subscription; NULL if none */
     size_t tried, placed;          /* places tried and taken this try */
+    uint64_t id;                   /* its id this try, or 0 */
+    bool durable;                  /* its topic is durable: journaled */
+    bool held;                     /* a durable subscription takes it */
 } item_in;
 
 /* A distinct topic a try entered. */
@@ -157,6 +157,43 @@ typedef struct outcome {
     size_t need;      /* how many of ours it must take */
     uint64_t unrouted;
 } outcome;
+
+/*
+ * Write the durable messages of the batch (count of them) to the
+ * journal as one group, with this try's ids and publish time now, and
+ * note which a durable subscription holds.  Returns as
+ * weiri_journal_publish_group.
+ */
+static int
+journal_batch(const weir_batch *batch, item_in *in, size_t count,
+              int64_t now)
+{
+    weiri_jpub *ms = weiri_calloc(count, sizeof(*ms));
+    bool *held = weiri_calloc(count, sizeof(*held));
+    int rc = WEIR_ENOMEM;
+    if (ms != NULL && held != NULL) {
+        for (size_t i = 0, k = 0; i < batch->n; i++) {
+            const weiri_body *tpl = batch->items[i].body;
+            const weir_topic *t = batch->items[i].topic;
+            if (!in[i].durable)
+                continue;
+            ms[k++] = (weiri_jpub){
+                .topic = t->name, .topic_len = t->name_len,
+                .id = in[i].id, .ts = now, .key = tpl->key,
+                .key_len = tpl->key != NULL ? strlen(tpl->key) : 0,
+                .data = tpl->data, .len = tpl->size
+            };
+        }
+        rc = weiri_journal_publish_group(batch->bus->journal, ms, count,
+                                         held);
+        for (size_t i = 0, k = 0; rc == 0 && i < batch->n; i++)
+            if (in[i].durable)
+                in[i].held = held[k++];
+    }
+    weiri_free(held);
+    weiri_free(ms);
+    return rc;
+}
 
 /*
  * One try: place everything under a new gate, then decide it (see
@@ -180,18 +217,32 @@ try_commit(weir_batch *batch, item_in *in, weir_sub **placed)
     atomic_init(&g->state, WEIRI_GATE_PENDING);
     atomic_init(&g->refs, 1); /* ours, until decided */
     int64_t now = weiri_stamp_ns(); /* one publish time for the whole batch */
+    size_t durable = 0;
     for (size_t i = 0; i < batch->n; i++) {
         in[i].body = NULL;
         in[i].tried = in[i].placed = 0;
+        in[i].id = 0;
+        in[i].held = false;
+        /* Acquire: pairs with the release that made it durable. */
+        in[i].durable = atomic_load_explicit(&batch->items[i].topic->durable,
+                                             memory_order_acquire);
+        durable += in[i].durable;
     }
-    /* Every message's copy first, then the places. */
+    /*
+     * Every message's copy first, then the places.  A durable topic's
+     * message takes an id even with no subscription in memory: the
+     * journal may hold it for a durable one.
+     */
     for (size_t i = 0; i < batch->n && o.rc == 0; i++) {
         const weiri_body *tpl = batch->items[i].body;
         const weiri_subset *set = in[i].set;
-        if (set == NULL || set->n == 0) {
-            o.unrouted++;
+        if ((set == NULL || set->n == 0) && !in[i].durable)
             continue;
-        }
+        in[i].id = atomic_fetch_add_explicit(&bus->next_id, 1,
+                                             memory_order_relaxed) + 1;
+        ids++;
+        if (set == NULL || set->n == 0)
+            continue;
         weiri_body *b = weiri_body_create(&bus->bodies, tpl->topic, tpl->data,
                                           tpl->size, tpl->key,
                                           tpl->key ? strlen(tpl->key) : 0,
@@ -200,9 +251,7 @@ try_commit(weir_batch *batch, item_in *in, weir_sub **placed)
             o.rc = WEIR_ENOMEM;
             break;
         }
-        b->id = atomic_fetch_add_explicit(&bus->next_id, 1,
-                                          memory_order_relaxed) + 1;
-        ids++;
+        b->id = in[i].id;
         atomic_fetch_add(&g->refs, 1);
         b->gate = g;
         in[i].body = b;
@@ -239,29 +288,38 @@ try_commit(weir_batch *batch, item_in *in, weir_sub **placed)
             }
         }
     }
-    /*
-     * References no place was tried for go back.  A message every one of
-     * whose subscriptions was closing reached nobody: as a publish's, its
-     * id is taken back, and it counts as unrouted.
-     */
-    for (size_t i = 0; i < batch->n; i++) {
-        if (in[i].body == NULL)
-            continue;
-        if (in[i].set->n > in[i].tried)
+    /* References no place was tried for go back. */
+    for (size_t i = 0; i < batch->n; i++)
+        if (in[i].body != NULL && in[i].set->n > in[i].tried)
             weiri_body_release(in[i].body,
                                (uint32_t)(in[i].set->n - in[i].tried));
-        if (o.rc == 0 && in[i].placed == 0) {
-            atomic_fetch_add_explicit(&bus->unused_ids, 1,
-                                      memory_order_release);
-            o.unrouted++;
-        }
-    }
     /*
      * A close that overtook us shut queues we counted as skipped.
      * seq_cst: see close_bus's store of sealed, before the shuts.
      */
     if (o.rc == 0 && atomic_load(&bus->sealed))
         o.rc = WEIR_ECLOSED;
+    /*
+     * Placed everywhere in memory, still behind the gate: now the
+     * journal, all of the batch's durable messages at once, and only
+     * then the decision, so that neither a worker nor a restart sees
+     * part of a batch that is then refused.
+     */
+    if (o.rc == 0 && durable > 0)
+        o.rc = journal_batch(batch, in, durable, now);
+    /*
+     * A message every one of whose subscriptions was closing reached
+     * nobody, unless a durable subscription holds it: as a publish's,
+     * its id is taken back, and it counts as unrouted.
+     */
+    for (size_t i = 0; i < batch->n && o.rc == 0; i++) {
+        if (in[i].placed > 0 || in[i].held)
+            continue;
+        if (in[i].id != 0)
+            atomic_fetch_add_explicit(&bus->unused_ids, 1,
+                                      memory_order_release);
+        o.unrouted++;
+    }
     if (o.rc != 0) {
         /* Release: see weir_bus_get_stats. */
         atomic_fetch_add_explicit(&bus->unused_ids, ids, memory_order_release);

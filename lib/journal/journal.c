@@ -17,9 +17,10 @@
 #include "journal_internal.h"
 #include "wait_internal.h"
 
-enum { T_MSG = 1, T_SUB, T_ACK, T_FORGET, T_DEAD, T_LATER, T_DUE };
+enum { T_MSG = 1, T_SUB, T_ACK, T_FORGET, T_DEAD, T_LATER, T_DUE, T_BATCH };
 enum { MSG_FIXED = 20, DEAD_FIXED = 30, LATER_FIXED = 28, DUE_FIXED = 36,
-       SUB_FIXED = 24, ACK_FIXED = 20, ACK_PAIR = 16, NO_KEY = 0xffff };
+       BATCH_FIXED = 24, SUB_FIXED = 24, ACK_FIXED = 20, ACK_PAIR = 16,
+       NO_KEY = 0xffff };
 
 /* The fixed part of a message record of type, or 0 if it is none. */
 static size_t
@@ -30,14 +31,16 @@ fixed_of(unsigned type)
     case T_DEAD: return DEAD_FIXED;
     case T_LATER: return LATER_FIXED;
     case T_DUE: return DUE_FIXED;
+    case T_BATCH: return BATCH_FIXED;
     default: return 0;
     }
 }
 
 /*
- * The fields of a message record's body b (MSG, DEAD, LATER or DUE) of
- * len bytes into m (its entry, redelivered and buffer untouched), and
- * for a DUE the position of its LATER into later (seg, off): 0, or
+ * The fields of a message record's body b (MSG, DEAD, LATER, DUE or
+ * BATCH) of len bytes into m (its entry, redelivered and buffer
+ * untouched), and into later a DUE's LATER position (seg, off) or how
+ * many records of its batch follow a BATCH (later[0]): 0, or
  * WEIR_ECORRUPT if they do not fit.
  */
 static int
@@ -63,7 +66,9 @@ view_msg(unsigned type, const unsigned char *b, size_t len, weiri_jmsg *m,
     m->attempts = type == T_DEAD ? weiri_get32(b + 20) : 0;
     m->error = type == T_DEAD ? (int)weiri_get32(b + 24) : 0;
     m->due_wall = type == T_LATER ? (int64_t)weiri_get64(b + 20) : 0;
-    later[0] = type == T_DUE ? weiri_get64(b + 20) : 0;
+    later[0] = type == T_DUE     ? weiri_get64(b + 20)
+               : type == T_BATCH ? weiri_get32(b + 20)
+                                 : 0;
     later[1] = type == T_DUE ? weiri_get64(b + 28) : 0;
     at += olen;
     m->key = klen == NO_KEY ? NULL : (const char *)at;
@@ -152,7 +157,19 @@ struct weiri_journal {
     later *laters;         /* not yet due, in log order (so by no) */
     size_t nlaters, later_cap;
     uint64_t next_later;
+    /* At open: the BATCH records read of a batch not yet whole. */
+    struct gathered *gathered;
+    size_t ngathered, gathered_cap;
+    uint64_t gathered_seg;
+    uint32_t gathered_left;    /* how many the last one said follow it */
 };
+
+/* A BATCH record read at open, indexed once its batch is whole. */
+typedef struct gathered {
+    dtopic *t;
+    uint64_t seg, off;
+    uint32_t size;
+} gathered;
 
 static bool
 before(uint64_t seg, uint64_t off, const entry *e)
@@ -458,12 +475,52 @@ later_drop(weiri_journal *j, size_t at)
 
 /* --- recovery ----------------------------------------------------------- */
 
+/*
+ * The BATCH record at (seg, off) of t (NULL: no durable subscription),
+ * with left more of its batch after it: its batch's messages count only
+ * once the last is read, in one piece after the others.  A batch the
+ * log ends in the middle of (a crash cut the rest off) was never
+ * accepted: none of it is handed out.
+ */
+static int
+gather(weiri_journal *j, dtopic *t, uint64_t seg, uint64_t off,
+       uint32_t size, uint32_t left)
+{
+    if (j->ngathered > 0 &&
+        (seg != j->gathered_seg || left + 1 != j->gathered_left))
+        j->ngathered = 0; /* the one before was cut short */
+    if (j->ngathered == j->gathered_cap) {
+        size_t cap = j->gathered_cap == 0 ? 16 : 2 * j->gathered_cap;
+        gathered *g = weiri_realloc(j->gathered, cap * sizeof(*g));
+        if (g == NULL)
+            return WEIR_ENOMEM;
+        j->gathered = g;
+        j->gathered_cap = cap;
+    }
+    j->gathered[j->ngathered++] = (gathered){ t, seg, off, size };
+    j->gathered_seg = seg;
+    j->gathered_left = left;
+    if (left > 0)
+        return 0;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < j->ngathered; i++) {
+        const gathered *g = &j->gathered[i];
+        if (g->t != NULL && g->t->subs > 0)
+            rc = topic_add(g->t, g->seg, g->off, g->size, true);
+    }
+    j->ngathered = 0;
+    return rc;
+}
+
 static int
 visit(void *ctx, uint64_t seg, uint64_t off, unsigned type,
       const unsigned char *b, size_t len)
 {
     weiri_journal *j = ctx;
     uint32_t size = (uint32_t)(len + WEIRI_LOG_RECORD_HEADER);
+    /* A batch's records come one after another: any other ends it. */
+    if (type != T_BATCH)
+        j->ngathered = 0;
     if (fixed_of(type) != 0) {
         weiri_jmsg m;
         uint64_t pos[2];
@@ -478,6 +535,8 @@ visit(void *ctx, uint64_t seg, uint64_t off, unsigned type,
         if (type == T_DUE && later_find(j, pos[0], pos[1], &at))
             later_drop(j, at);
         dtopic *t = topic_find(j, m.topic, m.topic_len);
+        if (type == T_BATCH)
+            return gather(j, t, seg, off, size, (uint32_t)pos[0]);
         if (t == NULL || t->subs == 0)
             return 0;
         return topic_add(t, seg, off, size, true);
@@ -597,6 +656,10 @@ weiri_journal_open(weiri_journal **out, const weiri_log_opts *o)
         return rc;
     }
     j->tail_seg = weiri_log_segment(j->log);
+    /* A batch the log ended in was cut short: never accepted. */
+    weiri_free(j->gathered);
+    j->gathered = NULL;
+    j->ngathered = j->gathered_cap = 0;
     for (dtopic *t = j->topics; t != NULL; t = t->next)
         topic_compact(j, t);
     /* Everything not acknowledged at open was accepted before it. */
@@ -648,7 +711,8 @@ placed_msg(void *arg, uint64_t seg, uint64_t off)
 
 /*
  * The fixed part of m's record of type into fixed: its length.  a, b: a
- * LATER's due time (a), or a DUE's LATER position (a, b).
+ * LATER's due time (a), a DUE's LATER position (a, b), or how many
+ * records of its batch follow a BATCH (a).
  */
 static size_t
 put_fixed(unsigned char *fixed, unsigned type, const weiri_jpub *m,
@@ -665,6 +729,8 @@ put_fixed(unsigned char *fixed, unsigned type, const weiri_jpub *m,
     } else if (type == T_LATER || type == T_DUE) {
         weiri_put64(fixed + 20, a);
         weiri_put64(fixed + 28, b);
+    } else if (type == T_BATCH) {
+        weiri_put32(fixed + 20, (uint32_t)a);
     }
     return fixed_of(type);
 }
@@ -698,6 +764,50 @@ write_msg(weiri_journal *j, unsigned type, const weiri_jpub *m, uint64_t a,
                   : weiri_log_append(j->log, type, parts, 5, placed, p);
 }
 
+/*
+ * After the append of p's record (rc): its entry ready, or dead if the
+ * append failed, for the feeders.  Whether a durable subscription holds
+ * it.  mu held.
+ */
+static bool
+settle(weiri_journal *j, placing *p, int rc)
+{
+    /* Its last subscription may have been forgotten meanwhile. */
+    if (p->t != NULL && (p->no < p->t->base || p->no >= topic_end(p->t)))
+        p->t = NULL;
+    if (p->t == NULL)
+        return false;
+    entry *e = entry_at(p->t, p->no);
+    e->ready = true;
+    e->dead = rc != 0;
+    for (weiri_jsub *s = j->subs; e->dead && s != NULL; s = s->link)
+        if (s->t == p->t && s->low == p->no)
+            advance_low(s);
+    atomic_fetch_add(&j->fresh, 1);
+    return true;
+}
+
+/*
+ * The end of a publish, mu held on entry: wake the feeders if any entry
+ * became theirs (held), then delete what nobody needs if a segment began
+ * or a LATER went (freed).
+ */
+static void
+published(weiri_journal *j, bool held, bool freed)
+{
+    bool rolled = j->tail_seg != j->trim_seen;
+    j->trim_seen = j->tail_seg;
+    pthread_mutex_unlock(&j->mu);
+    /*
+     * After the unlock: a feeder woken under the lock would only wait
+     * for it again, one more sleep and wake per message.
+     */
+    if (held)
+        weiri_event_notify(&j->fresh_ev, UINT32_MAX);
+    if (rolled || freed)
+        (void)trim(j); /* what cannot go now goes at a later try */
+}
+
 int
 weiri_journal_publish(weiri_journal *j, const weiri_jpub *m, bool *held)
 {
@@ -722,37 +832,90 @@ weiri_journal_publish(weiri_journal *j, const weiri_jpub *m, bool *held)
     int rc = write_msg(j, type, m, l.seg, l.off, m->later != 0, placed_msg,
                        &p);
     pthread_mutex_lock(&j->mu);
-    /* Its last subscription may have been forgotten meanwhile. */
-    if (p.t != NULL && (p.no < p.t->base || p.no >= topic_end(p.t)))
-        p.t = NULL;
-    if (p.t != NULL) {
-        entry *e = entry_at(p.t, p.no);
-        e->ready = true;
-        e->dead = rc != 0;
-        for (weiri_jsub *s = j->subs; e->dead && s != NULL; s = s->link)
-            if (s->t == p.t && s->low == p.no)
-                advance_low(s);
-        atomic_fetch_add(&j->fresh, 1);
-    }
+    bool holds = settle(j, &p, rc);
     /* Done with, its LATER may hold the oldest segment. */
     bool freed = rc == 0 && m->later != 0 && later_find_no(j, m->later, &at);
     if (freed)
         later_drop(j, at);
-    /* A segment began: older ones may be needed by nobody now. */
-    bool rolled = j->tail_seg != j->trim_seen;
-    j->trim_seen = j->tail_seg;
-    pthread_mutex_unlock(&j->mu);
-    /*
-     * After the unlock: a feeder woken under the lock would only wait
-     * for it again, one more sleep and wake per message.
-     */
-    if (p.t != NULL)
-        weiri_event_notify(&j->fresh_ev, UINT32_MAX);
-    if (rolled || freed)
-        (void)trim(j); /* what cannot go now goes at a later try */
+    published(j, holds, freed);
     if (held != NULL)
-        *held = p.t != NULL;
+        *held = holds;
     return rc == 0 ? p.rc : rc;
+}
+
+/* weiri_journal_publish_group's records, as the log places them. */
+typedef struct placing_group {
+    placing *p;
+    size_t next;
+} placing_group;
+
+static void
+placed_group(void *arg, uint64_t seg, uint64_t off)
+{
+    placing_group *g = arg;
+    placed_msg(&g->p[g->next++], seg, off);
+}
+
+int
+weiri_journal_publish_group(weiri_journal *j, const weiri_jpub *ms,
+                            size_t n, bool *held)
+{
+    if (n == 0 || n > UINT32_MAX)
+        return WEIR_EINVAL;
+    /* Per message: its fixed part, parts, record and placing. */
+    typedef struct one {
+        unsigned char fixed[BATCH_FIXED];
+        weiri_log_part parts[4];
+        weiri_log_rec rec;
+        placing p;
+    } one;
+    one *o = weiri_calloc(n, sizeof(*o));
+    weiri_log_rec *recs = weiri_calloc(n, sizeof(*recs));
+    placing *ps = weiri_calloc(n, sizeof(*ps));
+    int rc = o == NULL || recs == NULL || ps == NULL ? WEIR_ENOMEM : 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const weiri_jpub *m = &ms[i];
+        size_t klen = m->key != NULL ? m->key_len : 0;
+        if (m->origin != NULL || m->later != 0 || m->topic_len >= NO_KEY ||
+            klen >= NO_KEY) {
+            rc = WEIR_EINVAL;
+            break;
+        }
+        /* Each says how many follow it: a reopen keeps only a whole one. */
+        size_t flen = put_fixed(o[i].fixed, T_BATCH, m, n - 1 - i, 0);
+        o[i].parts[0] = (weiri_log_part){ o[i].fixed, flen };
+        o[i].parts[1] = (weiri_log_part){ m->topic, m->topic_len };
+        o[i].parts[2] = (weiri_log_part){ m->key, klen };
+        o[i].parts[3] = (weiri_log_part){ m->data, m->len };
+        recs[i] = (weiri_log_rec){ T_BATCH, o[i].parts, 4 };
+        size_t body = flen + m->topic_len + klen + m->len;
+        if (body > WEIRI_LOG_BODY_MAX)
+            rc = WEIR_EINVAL;
+        ps[i] = (placing){ .j = j, .topic = m->topic,
+                           .topic_len = m->topic_len,
+                           .size = (uint32_t)(WEIRI_LOG_RECORD_HEADER +
+                                              body) };
+    }
+    placing_group g = { ps, 0 };
+    if (rc == 0)
+        rc = weiri_log_append_group(j->log, recs, n, placed_group, &g);
+    bool any = false;
+    if (ps != NULL) {
+        pthread_mutex_lock(&j->mu);
+        for (size_t i = 0; i < g.next; i++) {
+            bool h = settle(j, &ps[i], rc);
+            any |= h;
+            if (held != NULL)
+                held[i] = h;
+            if (rc == 0 && ps[i].rc != 0)
+                rc = ps[i].rc;
+        }
+        published(j, any, false);
+    }
+    weiri_free(ps);
+    weiri_free(recs);
+    weiri_free(o);
+    return rc;
 }
 
 static void
@@ -1174,6 +1337,7 @@ weiri_journal_close(weiri_journal *j)
         weiri_free(t);
     }
     weiri_free(j->laters);
+    weiri_free(j->gathered);
     weiri_event_destroy(&j->fresh_ev);
     pthread_mutex_destroy(&j->mu);
     weiri_free(j);

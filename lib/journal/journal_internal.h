@@ -15,6 +15,10 @@
  *   DUE     a delayed message come due: id 8, timestamp 8, topic length
  *           2, key length 2, its LATER's segment 8 and offset 8, topic,
  *           key, payload; read as a MSG, and its LATER is done with
+ *   BATCH   a message of an atomic batch: id 8, timestamp 8, topic
+ *           length 2, key length 2, how many records of the batch follow
+ *           it 4, topic, key, payload.  A batch's records are written
+ *           together; a reopen takes them only if the last is there.
  *   SUB     subscription number 4, first segment 8, first offset 8,
  *           topic length 2, name length 2, topic, name: a durable
  *           subscription and where its messages begin (every MSG of its
@@ -109,6 +113,17 @@ typedef struct weiri_jpub {
  * later not known.  Any thread.
  */
 int weiri_journal_publish(weiri_journal *j, const weiri_jpub *m, bool *held);
+
+/*
+ * weiri_journal_publish_group - weiri_journal_publish of the n messages
+ * of ms (none a dead letter or come due) as one batch: written in one
+ * piece and synced once, and after a crash either all of them are read
+ * back or none.  held (if not NULL) has room for n: held[i] says whether
+ * a durable subscription will take ms[i].  Returns as
+ * weiri_journal_publish (WEIR_EINVAL also for n 0).  Any thread.
+ */
+int weiri_journal_publish_group(weiri_journal *j, const weiri_jpub *ms,
+                                size_t n, bool *held);
 
 /*
  * weiri_journal_later - write m (neither a dead letter nor come due) as

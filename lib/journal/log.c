@@ -209,16 +209,26 @@ roll(weiri_log *l)
     return rc;
 }
 
+/* What seal_record needs of one record of a group made in a buffer. */
+typedef struct made {
+    size_t len;        /* of its body */
+    uint32_t crc;      /* of its body */
+    unsigned type;
+} made;
+
 /*
- * Seal the record made in buf (header first) for the segment being
- * written and write it at its end.  Lock held.
+ * Seal the k records made in buf (total bytes, one after another, each
+ * header first) for the segment being written and write them at its
+ * end, in one write.  Lock held.
  */
 static int
-write_end(weiri_log *l, unsigned char *buf, size_t total, uint32_t body_crc,
-          unsigned type)
+write_end(weiri_log *l, unsigned char *buf, size_t total, const made *r,
+          size_t k)
 {
-    seal_record(buf, body_crc, total - WEIRI_LOG_RECORD_HEADER, type,
-                l->salt);
+    for (size_t i = 0, at = 0; i < k; i++) {
+        seal_record(buf + at, r[i].crc, r[i].len, r[i].type, l->salt);
+        at += WEIRI_LOG_RECORD_HEADER + r[i].len;
+    }
     if (weiri_io_write_all(l->io, l->fd, buf, total, (off_t)l->off) != 0) {
         int rc = io_error();
         /* Cut what part of it went in: the next record starts here. */
@@ -233,10 +243,12 @@ write_end(weiri_log *l, unsigned char *buf, size_t total, uint32_t body_crc,
     return 0;
 }
 
-/* Write a record made in buf (header first) at the end.  Lock held. */
+/*
+ * Write the k records made in buf (see write_end) at the end, in one
+ * segment.  Lock held.
+ */
 static int
-put(weiri_log *l, unsigned char *buf, size_t total, uint32_t body_crc,
-    unsigned type)
+put(weiri_log *l, unsigned char *buf, size_t total, const made *r, size_t k)
 {
     /*
      * The fd a sync in flight uses stays open until it ends; another
@@ -259,7 +271,7 @@ put(weiri_log *l, unsigned char *buf, size_t total, uint32_t body_crc,
     }
     if (l->broken)
         return WEIR_EIO;
-    return write_end(l, buf, total, body_crc, type);
+    return write_end(l, buf, total, r, k);
 }
 
 static int
@@ -276,31 +288,41 @@ body_len(unsigned type, const weiri_log_part *parts, size_t n, size_t *len)
 }
 
 /*
- * The record of type whose body is the n parts, header room first, in
- * stack (when it fits) or on the heap (*buf; free it unless it is
- * stack): *total its size, *crc the body's CRC, computed here without
- * the lock.  0, WEIR_EINVAL (a bad type or body) or WEIR_ENOMEM.
+ * The n records of recs, one after another, header room first in each,
+ * in stack (when they fit) or on the heap (*buf; free it unless it is
+ * stack): *total their size, r[i] what write_end needs of each (the
+ * bodies' CRCs computed here, without the lock).  0, WEIR_EINVAL (a bad
+ * type or body) or WEIR_ENOMEM.
  */
 static int
-assemble(unsigned type, const weiri_log_part *parts, size_t n,
-         unsigned char *stack, unsigned char **buf, size_t *total,
-         uint32_t *crc)
+assemble(const weiri_log_rec *recs, size_t n, unsigned char *stack,
+         unsigned char **buf, size_t *total, made *r)
 {
-    size_t len;
-    int rc = body_len(type, parts, n, &len);
-    if (rc != 0)
-        return rc;
-    *total = WEIRI_LOG_RECORD_HEADER + len;
-    unsigned char *b = *total <= STACK_RECORD ? stack : weiri_malloc(*total);
+    size_t sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        int rc = body_len(recs[i].type, recs[i].parts, recs[i].n, &r[i].len);
+        if (rc != 0)
+            return rc;
+        if (r[i].len + WEIRI_LOG_RECORD_HEADER > SIZE_MAX - sum)
+            return WEIR_EINVAL;
+        sum += WEIRI_LOG_RECORD_HEADER + r[i].len;
+        r[i].type = recs[i].type;
+    }
+    *total = sum;
+    unsigned char *b = sum <= STACK_RECORD ? stack : weiri_malloc(sum);
     if (b == NULL)
         return WEIR_ENOMEM;
-    size_t at = WEIRI_LOG_RECORD_HEADER;
+    size_t at = 0;
     for (size_t i = 0; i < n; i++) {
-        if (parts[i].n > 0)
-            memcpy(b + at, parts[i].p, parts[i].n);
-        at += parts[i].n;
+        size_t body = at + WEIRI_LOG_RECORD_HEADER;
+        at = body;
+        for (size_t k = 0; k < recs[i].n; k++) {
+            if (recs[i].parts[k].n > 0)
+                memcpy(b + at, recs[i].parts[k].p, recs[i].parts[k].n);
+            at += recs[i].parts[k].n;
+        }
+        r[i].crc = weiri_crc32c(0, b + body, r[i].len);
     }
-    *crc = weiri_crc32c(0, b + WEIRI_LOG_RECORD_HEADER, len);
     *buf = b;
     return 0;
 }
@@ -311,12 +333,13 @@ weiri_log_put_head(weiri_log *l, unsigned type, const weiri_log_part *parts,
 {
     unsigned char stack[STACK_RECORD], *buf;
     size_t total;
-    uint32_t crc;
-    int rc = assemble(type, parts, n, stack, &buf, &total, &crc);
+    made r;
+    weiri_log_rec rec = { type, parts, n };
+    int rc = assemble(&rec, 1, stack, &buf, &total, &r);
     if (rc != 0)
         return rc;
     /* Never rolls: the head belongs in the segment just begun. */
-    rc = write_end(l, buf, total, crc, type);
+    rc = write_end(l, buf, total, &r, 1);
     if (buf != stack)
         weiri_free(buf);
     return rc;
@@ -391,28 +414,41 @@ group_commit(weiri_log *l, uint64_t mine)
     return l->broken && l->synced < mine ? WEIR_EIO : 0;
 }
 
+/*
+ * Write the n records of recs in one write, one segment, then wait for
+ * their sync as the policy says if wait; refused at max_bytes if
+ * bounded.  placed(arg, seg, off) for each, in order.
+ */
 static int
-append(weiri_log *l, unsigned type, const weiri_log_part *parts, size_t n,
+append(weiri_log *l, const weiri_log_rec *recs, size_t n,
        weiri_log_placed placed, void *arg, bool wait, bool bounded)
 {
     unsigned char stack[STACK_RECORD], *buf;
     size_t total;
-    uint32_t crc;
-    int rc = assemble(type, parts, n, stack, &buf, &total, &crc);
-    if (rc != 0)
+    made one, *r = n == 1 ? &one : weiri_calloc(n, sizeof(*r));
+    if (r == NULL)
+        return WEIR_ENOMEM;
+    int rc = n == 0 ? WEIR_EINVAL : assemble(recs, n, stack, &buf, &total, r);
+    if (rc != 0) {
+        if (r != &one)
+            weiri_free(r);
         return rc;
+    }
     atomic_fetch_add_explicit(&l->entering, 1, memory_order_relaxed);
     pthread_mutex_lock(&l->mu);
     if (l->broken)
         rc = WEIR_EIO;
     else if (bounded && l->max_bytes != 0 &&
-             l->bytes + total > l->max_bytes)
+             (total > l->max_bytes || l->bytes > l->max_bytes - total))
         rc = WEIR_EAGAIN;
     else
-        rc = put(l, buf, total, crc, type);
+        rc = put(l, buf, total, r, n);
     uint64_t mine = l->written;
-    if (rc == 0 && placed != NULL)
-        placed(arg, l->segs[l->nsegs - 1].no, l->off - total);
+    for (size_t i = 0, at = l->off - total; rc == 0 && placed != NULL &&
+                                            i < n; i++) {
+        placed(arg, l->segs[l->nsegs - 1].no, at);
+        at += WEIRI_LOG_RECORD_HEADER + r[i].len;
+    }
     /* Release: pairs with a leader's acquire load (group_commit). */
     if (atomic_fetch_sub_explicit(&l->entering, 1, memory_order_release) ==
         1)
@@ -426,6 +462,8 @@ append(weiri_log *l, unsigned type, const weiri_log_part *parts, size_t n,
     pthread_mutex_unlock(&l->mu);
     if (buf != stack)
         weiri_free(buf);
+    if (r != &one)
+        weiri_free(r);
     return rc;
 }
 
@@ -433,7 +471,8 @@ int
 weiri_log_append(weiri_log *l, unsigned type, const weiri_log_part *parts,
                  size_t n, weiri_log_placed placed, void *arg)
 {
-    return append(l, type, parts, n, placed, arg, true, true);
+    weiri_log_rec rec = { type, parts, n };
+    return append(l, &rec, 1, placed, arg, true, true);
 }
 
 int
@@ -441,14 +480,23 @@ weiri_log_append_always(weiri_log *l, unsigned type,
                         const weiri_log_part *parts, size_t n,
                         weiri_log_placed placed, void *arg)
 {
-    return append(l, type, parts, n, placed, arg, true, false);
+    weiri_log_rec rec = { type, parts, n };
+    return append(l, &rec, 1, placed, arg, true, false);
+}
+
+int
+weiri_log_append_group(weiri_log *l, const weiri_log_rec *recs, size_t n,
+                       weiri_log_placed placed, void *arg)
+{
+    return append(l, recs, n, placed, arg, true, true);
 }
 
 int
 weiri_log_note(weiri_log *l, unsigned type, const weiri_log_part *parts,
                size_t n)
 {
-    return append(l, type, parts, n, NULL, NULL, false, false);
+    weiri_log_rec rec = { type, parts, n };
+    return append(l, &rec, 1, NULL, NULL, false, false);
 }
 
 /* The read fd of segment no, opened on first use; -1 if none. */

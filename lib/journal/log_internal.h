@@ -51,6 +51,13 @@ typedef struct weiri_log_part {
     size_t n;
 } weiri_log_part;
 
+/* A record to write: its type and the parts of its body. */
+typedef struct weiri_log_rec {
+    unsigned type;
+    const weiri_log_part *parts;
+    size_t n;
+} weiri_log_rec;
+
 typedef struct weiri_log_stats {
     uint64_t bytes;          /* in the segment files, headers included */
     uint64_t segments;
@@ -123,6 +130,16 @@ int weiri_log_append(weiri_log *log, unsigned type,
 int weiri_log_append_always(weiri_log *log, unsigned type,
                             const weiri_log_part *parts, size_t n,
                             weiri_log_placed placed, void *arg);
+
+/*
+ * weiri_log_append_group - weiri_log_append of the n records of recs
+ * (n at least 1) in one write, in one segment, with no other record
+ * between them: placed is called for each, in order.  A reopen after a
+ * crash may find a first part of them only (the rest torn off); the
+ * caller's records say how to tell.  Returns as weiri_log_append.
+ */
+int weiri_log_append_group(weiri_log *log, const weiri_log_rec *recs,
+                           size_t n, weiri_log_placed placed, void *arg);
 
 /*
  * weiri_log_note - weiri_log_append without waiting for a sync under any
