@@ -157,6 +157,7 @@ struct weiri_journal {
     later *laters;         /* not yet due, in log order (so by no) */
     size_t nlaters, later_cap;
     uint64_t next_later;
+    bool ready_written;    /* sync NONE: a message is ready once written */
     /* At open: the BATCH records read of a batch not yet whole. */
     struct gathered *gathered;
     size_t ngathered, gathered_cap;
@@ -649,6 +650,7 @@ weiri_journal_open(weiri_journal **out, const weiri_log_opts *o)
         return WEIR_ENOMEM;
     }
     pthread_mutex_init(&j->mu, NULL);
+    j->ready_written = o->sync == WEIR_SYNC_NONE;
     int rc = weiri_log_open(&j->log, o, visit, head, j);
     if (rc != 0) {
         j->log = NULL;
@@ -691,22 +693,58 @@ typedef struct placing {
     uint32_t sub_no;
     weiri_jsub *made;
     int rc;
+    bool now;          /* ready once written: settled when placed */
+    bool rolled;       /* now: a segment began since the last look */
 } placing;
+
+/* Whether a segment began since the last look (mu held). */
+static bool
+rolled(weiri_journal *j)
+{
+    bool r = j->tail_seg != j->trim_seen;
+    j->trim_seen = j->tail_seg;
+    return r;
+}
+
+/*
+ * The end of a publish, mu not held: wake the feeders if an entry became
+ * theirs (held), and delete what nobody needs if a segment began or a
+ * LATER went (trim).  After the unlock: a feeder woken under the lock
+ * would only wait for it again, one more sleep and wake per message.
+ */
+static void
+wake_and_trim(weiri_journal *j, bool held, bool trim_now)
+{
+    if (held)
+        weiri_event_notify(&j->fresh_ev, UINT32_MAX);
+    if (trim_now)
+        (void)trim(j); /* what cannot go now goes at a later try */
+}
 
 static void
 placed_msg(void *arg, uint64_t seg, uint64_t off)
 {
     placing *p = arg;
-    pthread_mutex_lock(&p->j->mu);
-    dtopic *t = topic_find(p->j, p->topic, p->topic_len);
+    weiri_journal *j = p->j;
+    pthread_mutex_lock(&j->mu);
+    dtopic *t = topic_find(j, p->topic, p->topic_len);
     if (t != NULL && t->subs > 0) {
-        p->rc = topic_add(t, seg, off, p->size, false);
+        p->rc = topic_add(t, seg, off, p->size, p->now);
         if (p->rc == 0) {
             p->t = t;
             p->no = topic_end(t) - 1;
         }
     }
-    pthread_mutex_unlock(&p->j->mu);
+    /*
+     * Written already (the log calls this after its write), and no sync
+     * to wait for: ready now, in the one lock a publish then takes.
+     */
+    if (p->now) {
+        if (p->t != NULL)
+            atomic_fetch_add(&j->fresh, 1);
+        p->rolled = rolled(j);
+    }
+    pthread_mutex_unlock(&j->mu);
 }
 
 /*
@@ -746,7 +784,8 @@ write_msg(weiri_journal *j, unsigned type, const weiri_jpub *m, uint64_t a,
 {
     size_t klen = m->key != NULL ? m->key_len : 0;
     size_t olen = type == T_DEAD ? m->origin_len : 0;
-    *p = (placing){ .j = j, .topic = m->topic, .topic_len = m->topic_len };
+    *p = (placing){ .j = j, .topic = m->topic, .topic_len = m->topic_len,
+                    .now = j->ready_written && type != T_LATER };
     if (m->topic_len >= NO_KEY || klen >= NO_KEY || olen >= NO_KEY)
         return WEIR_EINVAL;
     unsigned char fixed[DUE_FIXED];
@@ -787,25 +826,13 @@ settle(weiri_journal *j, placing *p, int rc)
     return true;
 }
 
-/*
- * The end of a publish, mu held on entry: wake the feeders if any entry
- * became theirs (held), then delete what nobody needs if a segment began
- * or a LATER went (freed).
- */
+/* The end of a publish, mu held on entry: see wake_and_trim. */
 static void
 published(weiri_journal *j, bool held, bool freed)
 {
-    bool rolled = j->tail_seg != j->trim_seen;
-    j->trim_seen = j->tail_seg;
+    bool rolled_now = rolled(j);
     pthread_mutex_unlock(&j->mu);
-    /*
-     * After the unlock: a feeder woken under the lock would only wait
-     * for it again, one more sleep and wake per message.
-     */
-    if (held)
-        weiri_event_notify(&j->fresh_ev, UINT32_MAX);
-    if (rolled || freed)
-        (void)trim(j); /* what cannot go now goes at a later try */
+    wake_and_trim(j, held, rolled_now || freed);
 }
 
 int
@@ -831,13 +858,20 @@ weiri_journal_publish(weiri_journal *j, const weiri_jpub *m, bool *held)
     placing p;
     int rc = write_msg(j, type, m, l.seg, l.off, m->later != 0, placed_msg,
                        &p);
+    /* Settled as it was placed: no second lock (a DUE has its LATER). */
+    if (p.now && rc == 0 && m->later == 0) {
+        wake_and_trim(j, p.t != NULL, p.rolled);
+        if (held != NULL)
+            *held = p.t != NULL;
+        return p.rc;
+    }
     pthread_mutex_lock(&j->mu);
     bool holds = settle(j, &p, rc);
     /* Done with, its LATER may hold the oldest segment. */
     bool freed = rc == 0 && m->later != 0 && later_find_no(j, m->later, &at);
     if (freed)
         later_drop(j, at);
-    published(j, holds, freed);
+    published(j, holds, freed || p.rolled);
     if (held != NULL)
         *held = holds;
     return rc == 0 ? p.rc : rc;
