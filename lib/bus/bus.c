@@ -51,7 +51,10 @@ rearm(void *ctx, uint64_t no, int64_t due, const weiri_jmsg *m)
 {
     weir_bus *bus = ctx;
     weir_topic *t;
+    /* Under mu, as every topic is made: a timer may already fire. */
+    pthread_mutex_lock(&bus->mu);
     int rc = weiri_topic_get(bus, m->topic, m->topic_len, &t);
+    pthread_mutex_unlock(&bus->mu);
     if (rc != 0)
         return rc;
     make_durable(t);

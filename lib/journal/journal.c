@@ -218,19 +218,30 @@ entry_at(dtopic *t, uint64_t no)
     return &t->e[no - t->base];
 }
 
+/* Room in t for k more entries: topic_add cannot fail then. */
+static int
+topic_reserve(dtopic *t, size_t k)
+{
+    if (t->cap - t->n >= k)
+        return 0;
+    size_t cap = t->cap == 0 ? 64 : t->cap;
+    while (cap - t->n < k)
+        cap *= 2;
+    entry *e = weiri_realloc(t->e, cap * sizeof(*e));
+    if (e == NULL)
+        return WEIR_ENOMEM;
+    t->e = e;
+    t->cap = cap;
+    return 0;
+}
+
 static int
 topic_add(dtopic *t, uint64_t seg, uint64_t off, uint32_t size, bool ready)
 {
-    if (t->n == t->cap) {
-        size_t cap = t->cap == 0 ? 64 : t->cap * 2;
-        entry *e = weiri_realloc(t->e, cap * sizeof(*e));
-        if (e == NULL)
-            return WEIR_ENOMEM;
-        t->e = e;
-        t->cap = cap;
-    }
-    t->e[t->n++] = (entry){ seg, off, size, ready, false };
-    return 0;
+    int rc = topic_reserve(t, 1);
+    if (rc == 0)
+        t->e[t->n++] = (entry){ seg, off, size, ready, false };
+    return rc;
 }
 
 /* The first entry of t at or after (seg, off). */
@@ -414,17 +425,26 @@ sub_free(weiri_journal *j, weiri_jsub *s)
  * A LATER written at (seg, off), numbered next: its number, or 0 for
  * want of memory.  mu held (or the journal not yet shared).
  */
+/* Room for one more LATER: 0 or WEIR_ENOMEM.  mu held. */
+static int
+later_room(weiri_journal *j)
+{
+    if (j->nlaters < j->later_cap)
+        return 0;
+    size_t cap = j->later_cap == 0 ? 16 : 2 * j->later_cap;
+    later *l = weiri_realloc(j->laters, cap * sizeof(*l));
+    if (l == NULL)
+        return WEIR_ENOMEM;
+    j->laters = l;
+    j->later_cap = cap;
+    return 0;
+}
+
 static uint64_t
 later_add(weiri_journal *j, uint64_t seg, uint64_t off, uint32_t size)
 {
-    if (j->nlaters == j->later_cap) {
-        size_t cap = j->later_cap == 0 ? 16 : 2 * j->later_cap;
-        later *l = weiri_realloc(j->laters, cap * sizeof(*l));
-        if (l == NULL)
-            return 0;
-        j->laters = l;
-        j->later_cap = cap;
-    }
+    if (later_room(j) != 0)
+        return 0;
     j->laters[j->nlaters++] = (later){ seg, off, size, ++j->next_later };
     return j->next_later;
 }
@@ -721,6 +741,23 @@ wake_and_trim(weiri_journal *j, bool held, bool trim_now)
         (void)trim(j); /* what cannot go now goes at a later try */
 }
 
+/*
+ * Room for p's entry in its topic's index, made before its record is
+ * written (under the log's lock, which every topic_add of a publish is
+ * under too): placed_msg then cannot fail, so a message the journal
+ * wrote is never one it refused.
+ */
+static int
+prepare_msg(void *arg)
+{
+    placing *p = arg;
+    pthread_mutex_lock(&p->j->mu);
+    dtopic *t = topic_find(p->j, p->topic, p->topic_len);
+    int rc = t != NULL && t->subs > 0 ? topic_reserve(t, 1) : 0;
+    pthread_mutex_unlock(&p->j->mu);
+    return rc;
+}
+
 static void
 placed_msg(void *arg, uint64_t seg, uint64_t off)
 {
@@ -764,7 +801,9 @@ put_fixed(unsigned char *fixed, unsigned type, const weiri_jpub *m,
         weiri_put32(fixed + 20, m->attempts);
         weiri_put32(fixed + 24, (uint32_t)m->error);
         weiri_put16(fixed + 28, (unsigned)m->origin_len);
-    } else if (type == T_LATER || type == T_DUE) {
+    } else if (type == T_LATER) {
+        weiri_put64(fixed + 20, a);
+    } else if (type == T_DUE) {
         weiri_put64(fixed + 20, a);
         weiri_put64(fixed + 28, b);
     } else if (type == T_BATCH) {
@@ -780,7 +819,8 @@ put_fixed(unsigned char *fixed, unsigned type, const weiri_jpub *m,
  */
 static int
 write_msg(weiri_journal *j, unsigned type, const weiri_jpub *m, uint64_t a,
-          uint64_t b, bool always, weiri_log_placed placed, placing *p)
+          uint64_t b, bool always, weiri_log_prepare prepare,
+          weiri_log_placed placed, placing *p)
 {
     size_t klen = m->key != NULL ? m->key_len : 0;
     size_t olen = type == T_DEAD ? m->origin_len : 0;
@@ -799,8 +839,9 @@ write_msg(weiri_journal *j, unsigned type, const weiri_jpub *m, uint64_t a,
     if (body > WEIRI_LOG_BODY_MAX)
         return WEIR_EINVAL;
     p->size = (uint32_t)(WEIRI_LOG_RECORD_HEADER + body);
-    return always ? weiri_log_append_always(j->log, type, parts, 5, placed, p)
-                  : weiri_log_append(j->log, type, parts, 5, placed, p);
+    weiri_log_rec rec = { type, parts, 5 };
+    return weiri_log_append_group(j->log, &rec, 1, !always, prepare, placed,
+                                  p);
 }
 
 /*
@@ -856,8 +897,8 @@ weiri_journal_publish(weiri_journal *j, const weiri_jpub *m, bool *held)
     }
     /* A DUE frees its LATER's space: never refused at the bound. */
     placing p;
-    int rc = write_msg(j, type, m, l.seg, l.off, m->later != 0, placed_msg,
-                       &p);
+    int rc = write_msg(j, type, m, l.seg, l.off, m->later != 0, prepare_msg,
+                       placed_msg, &p);
     /* Settled as it was placed: no second lock (a DUE has its LATER). */
     if (p.now && rc == 0 && m->later == 0) {
         wake_and_trim(j, p.t != NULL, p.rolled);
@@ -880,8 +921,25 @@ weiri_journal_publish(weiri_journal *j, const weiri_jpub *m, bool *held)
 /* weiri_journal_publish_group's records, as the log places them. */
 typedef struct placing_group {
     placing *p;
-    size_t next;
+    size_t n, next;
 } placing_group;
+
+/* prepare_msg for a group: room for all of it in each of its topics. */
+static int
+prepare_group(void *arg)
+{
+    placing_group *g = arg;
+    weiri_journal *j = g->p[0].j;
+    int rc = 0;
+    pthread_mutex_lock(&j->mu);
+    for (size_t i = 0; rc == 0 && i < g->n; i++) {
+        dtopic *t = topic_find(j, g->p[i].topic, g->p[i].topic_len);
+        if (t != NULL && t->subs > 0)
+            rc = topic_reserve(t, g->n);
+    }
+    pthread_mutex_unlock(&j->mu);
+    return rc;
+}
 
 static void
 placed_group(void *arg, uint64_t seg, uint64_t off)
@@ -930,9 +988,10 @@ weiri_journal_publish_group(weiri_journal *j, const weiri_jpub *ms,
                            .size = (uint32_t)(WEIRI_LOG_RECORD_HEADER +
                                               body) };
     }
-    placing_group g = { ps, 0 };
+    placing_group g = { ps, n, 0 };
     if (rc == 0)
-        rc = weiri_log_append_group(j->log, recs, n, placed_group, &g);
+        rc = weiri_log_append_group(j->log, recs, n, true, prepare_group,
+                                    placed_group, &g);
     bool any = false;
     if (ps != NULL) {
         pthread_mutex_lock(&j->mu);
@@ -949,6 +1008,17 @@ weiri_journal_publish_group(weiri_journal *j, const weiri_jpub *ms,
     weiri_free(ps);
     weiri_free(recs);
     weiri_free(o);
+    return rc;
+}
+
+/* Room for one more LATER, as prepare_msg for a message. */
+static int
+prepare_later(void *arg)
+{
+    placing *p = arg;
+    pthread_mutex_lock(&p->j->mu);
+    int rc = later_room(p->j);
+    pthread_mutex_unlock(&p->j->mu);
     return rc;
 }
 
@@ -973,7 +1043,7 @@ weiri_journal_later(weiri_journal *j, const weiri_jpub *m, int64_t due,
     int64_t wall_due = left < INT64_MAX - wall ? wall + left : INT64_MAX;
     placing p;
     int rc = write_msg(j, T_LATER, m, (uint64_t)wall_due, 0, false,
-                       placed_later, &p);
+                       prepare_later, placed_later, &p);
     size_t at;
     pthread_mutex_lock(&j->mu);
     if (rc != 0 && p.no != 0 && later_find_no(j, p.no, &at))

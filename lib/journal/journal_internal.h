@@ -10,8 +10,8 @@
  *           2, attempts 4, last error 4, origin length 2, topic, origin
  *           (the topic it failed on), key, payload
  *   LATER   a delayed message not yet due: id 8 (0), timestamp 8, topic
- *           length 2, key length 2, due 8 (CLOCK_REALTIME ns), 8 unused,
- *           topic, key, payload
+ *           length 2, key length 2, due 8 (CLOCK_REALTIME ns), topic,
+ *           key, payload
  *   DUE     a delayed message come due: id 8, timestamp 8, topic length
  *           2, key length 2, its LATER's segment 8 and offset 8, topic,
  *           key, payload; read as a MSG, and its LATER is done with

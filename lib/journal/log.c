@@ -417,11 +417,13 @@ group_commit(weiri_log *l, uint64_t mine)
 /*
  * Write the n records of recs in one write, one segment, then wait for
  * their sync as the policy says if wait; refused at max_bytes if
- * bounded.  placed(arg, seg, off) for each, in order.
+ * bounded, or by prepare(arg) (if not NULL) before the write.
+ * placed(arg, seg, off) for each, in order.
  */
 static int
 append(weiri_log *l, const weiri_log_rec *recs, size_t n,
-       weiri_log_placed placed, void *arg, bool wait, bool bounded)
+       weiri_log_prepare prepare, weiri_log_placed placed, void *arg,
+       bool wait, bool bounded)
 {
     unsigned char stack[STACK_RECORD], *buf;
     size_t total;
@@ -441,6 +443,8 @@ append(weiri_log *l, const weiri_log_rec *recs, size_t n,
     else if (bounded && l->max_bytes != 0 &&
              (total > l->max_bytes || l->bytes > l->max_bytes - total))
         rc = WEIR_EAGAIN;
+    else if (prepare != NULL && (rc = prepare(arg)) != 0)
+        ;
     else
         rc = put(l, buf, total, r, n);
     uint64_t mine = l->written;
@@ -472,7 +476,7 @@ weiri_log_append(weiri_log *l, unsigned type, const weiri_log_part *parts,
                  size_t n, weiri_log_placed placed, void *arg)
 {
     weiri_log_rec rec = { type, parts, n };
-    return append(l, &rec, 1, placed, arg, true, true);
+    return append(l, &rec, 1, NULL, placed, arg, true, true);
 }
 
 int
@@ -481,14 +485,15 @@ weiri_log_append_always(weiri_log *l, unsigned type,
                         weiri_log_placed placed, void *arg)
 {
     weiri_log_rec rec = { type, parts, n };
-    return append(l, &rec, 1, placed, arg, true, false);
+    return append(l, &rec, 1, NULL, placed, arg, true, false);
 }
 
 int
 weiri_log_append_group(weiri_log *l, const weiri_log_rec *recs, size_t n,
+                       bool bounded, weiri_log_prepare prepare,
                        weiri_log_placed placed, void *arg)
 {
-    return append(l, recs, n, placed, arg, true, true);
+    return append(l, recs, n, prepare, placed, arg, true, bounded);
 }
 
 int
@@ -496,7 +501,7 @@ weiri_log_note(weiri_log *l, unsigned type, const weiri_log_part *parts,
                size_t n)
 {
     weiri_log_rec rec = { type, parts, n };
-    return append(l, &rec, 1, NULL, NULL, false, false);
+    return append(l, &rec, 1, NULL, NULL, NULL, false, false);
 }
 
 /* The read fd of segment no, opened on first use; -1 if none. */

@@ -108,6 +108,14 @@ int weiri_log_open(weiri_log **out, const weiri_log_opts *o,
 typedef void (*weiri_log_placed)(void *arg, uint64_t seg, uint64_t off);
 
 /*
+ * Called by weiri_log_append_group with the log's lock held, before
+ * anything is written: whatever the layer above must have to index the
+ * records (memory) is made ready here, so that placed cannot fail.  0,
+ * or an error code that refuses the append, returned as it is.
+ */
+typedef int (*weiri_log_prepare)(void *arg);
+
+/*
  * weiri_log_append - write one record whose body is the n parts, then
  * wait as the sync policy says.  placed (may be NULL) is called with arg
  * and where the record went.  Returns 0 (written, and synced as the
@@ -134,12 +142,15 @@ int weiri_log_append_always(weiri_log *log, unsigned type,
 /*
  * weiri_log_append_group - weiri_log_append of the n records of recs
  * (n at least 1) in one write, in one segment, with no other record
- * between them: placed is called for each, in order.  A reopen after a
+ * between them, past max_bytes unless bounded; prepare (may be NULL) is
+ * called first, then placed for each record, in order.  A reopen after a
  * crash may find a first part of them only (the rest torn off); the
- * caller's records say how to tell.  Returns as weiri_log_append.
+ * caller's records say how to tell.  Returns as weiri_log_append, or
+ * what prepare returned.
  */
 int weiri_log_append_group(weiri_log *log, const weiri_log_rec *recs,
-                           size_t n, weiri_log_placed placed, void *arg);
+                           size_t n, bool bounded, weiri_log_prepare prepare,
+                           weiri_log_placed placed, void *arg);
 
 /*
  * weiri_log_note - weiri_log_append without waiting for a sync under any
