@@ -63,6 +63,12 @@ struct weiri_log {
     uint64_t head_end;         /* its end once its head was written */
     segment *segs;             /* live segments, oldest first */
     size_t nsegs, cap;
+    /*
+     * Also guards segs, nsegs and each rfd, for weiri_log_read: what
+     * changes them holds mu and this; read_fd takes this alone, so that
+     * a feeder's read never waits behind an append's write.
+     */
+    pthread_mutex_t rfd_mu;
     uint64_t bytes;            /* in all of them */
     uint64_t written, synced;  /* bytes appended since open, and synced */
     uint64_t covering;         /* the most a sync begun so far will have
@@ -98,16 +104,22 @@ io_error(void)
 static int
 segs_push(weiri_log *l, uint64_t no, uint64_t bytes)
 {
+    int rc = 0;
+    pthread_mutex_lock(&l->rfd_mu);
     if (l->nsegs == l->cap) {
         size_t cap = l->cap == 0 ? 8 : l->cap * 2;
         segment *s = weiri_realloc(l->segs, cap * sizeof(*s));
         if (s == NULL)
-            return WEIR_ENOMEM;
-        l->segs = s;
-        l->cap = cap;
+            rc = WEIR_ENOMEM;
+        else {
+            l->segs = s;
+            l->cap = cap;
+        }
     }
-    l->segs[l->nsegs++] = (segment){ no, bytes, -1 };
-    return 0;
+    if (rc == 0)
+        l->segs[l->nsegs++] = (segment){ no, bytes, -1 };
+    pthread_mutex_unlock(&l->rfd_mu);
+    return rc;
 }
 
 /*
@@ -153,8 +165,10 @@ begin_segment(weiri_log *l, uint64_t no)
                     l->io->fsync(l->dir_fd) != 0))
         rc = io_error();
     if (rc != 0) {
+        pthread_mutex_lock(&l->rfd_mu);
         if (l->nsegs > 0 && l->segs[l->nsegs - 1].no == no)
             l->nsegs--;
+        pthread_mutex_unlock(&l->rfd_mu);
         l->io->close(fd);
         l->io->unlink(path);
         return rc;
@@ -508,8 +522,8 @@ weiri_log_note(weiri_log *l, unsigned type, const weiri_log_part *parts,
 static int
 read_fd(weiri_log *l, uint64_t no)
 {
-    pthread_mutex_lock(&l->mu);
     int fd = -1;
+    pthread_mutex_lock(&l->rfd_mu);
     for (size_t i = 0; i < l->nsegs; i++) {
         if (l->segs[i].no != no)
             continue;
@@ -521,7 +535,7 @@ read_fd(weiri_log *l, uint64_t no)
         fd = l->segs[i].rfd;
         break;
     }
-    pthread_mutex_unlock(&l->mu);
+    pthread_mutex_unlock(&l->rfd_mu);
     return fd;
 }
 
@@ -580,15 +594,18 @@ weiri_log_trim(weiri_log *l, uint64_t keep)
             rc = WEIR_EIO;
             break;
         }
-        if (l->segs[gone].rfd >= 0)
-            l->io->close(l->segs[gone].rfd);
         l->bytes -= l->segs[gone].bytes;
         gone++;
     }
     if (gone > 0) {
+        pthread_mutex_lock(&l->rfd_mu);
+        for (size_t i = 0; i < gone; i++)
+            if (l->segs[i].rfd >= 0)
+                l->io->close(l->segs[i].rfd);
         memmove(l->segs, l->segs + gone,
                 (l->nsegs - gone) * sizeof(*l->segs));
         l->nsegs -= gone;
+        pthread_mutex_unlock(&l->rfd_mu);
         if (l->io->fsync(l->dir_fd) != 0 && rc == 0)
             rc = WEIR_EIO;
     }
@@ -898,6 +915,7 @@ free_log(weiri_log *l)
     if (l->dir_fd >= 0)
         close(l->dir_fd);
     pthread_cond_destroy(&l->synced_cv);
+    pthread_mutex_destroy(&l->rfd_mu);
     pthread_mutex_destroy(&l->mu);
     weiri_free(l->segs);
     weiri_free(l->dir);
@@ -933,6 +951,7 @@ weiri_log_open(weiri_log **out, const weiri_log_opts *o,
     pthread_cond_init(&l->synced_cv, &ca);
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&l->mu, NULL);
+    pthread_mutex_init(&l->rfd_mu, NULL);
     l->io = weiri_io_get();
     l->sync = o->sync;
     l->sync_wait_ns = o->sync_wait_ns != 0 ? o->sync_wait_ns : 1000000;
