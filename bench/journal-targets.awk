@@ -30,6 +30,12 @@ END {
           "pub1 sync", 0.9, 1.1)
     check("EVERY 4 pubs / fdatasync floor, one fd", "pub4 weir-every",
           "pub4 sync-shared", 0.9, 1.1)
+    check("BATCH no sub, 4 pubs / floor, 1 thread", "pub4 weir-batch-nosub",
+          "pub1 sync", 10)
+    check("EVERY no sub, 1 pub / floor, 1 thread", "pub1 weir-every-nosub",
+          "pub1 sync", 0.9, 1.1)
+    check("EVERY no sub, 4 pubs / floor, one fd", "pub4 weir-every-nosub",
+          "pub4 sync-shared", 0.9, 1.1)
     check("NONE 1 pub / SQLite NORMAL 1 thread", "pub1 weir-none",
           "pub1 sqlite-normal", 5)
     check("NONE 4 pubs / SQLite NORMAL 4 threads", "pub4 weir-none",

@@ -18,8 +18,9 @@
  *            and the journal trimmed as it would be in use.  After the
  *            span, weir_bus_close drains it (not timed) and its
  *            statistics must show every message acked.
- *   weir-none-nosub  NONE with no subscription at all: the journal's
- *            write alone, no feeder or worker sharing the CPUs.
+ *   weir-none-nosub, weir-batch-nosub, weir-every-nosub  that policy
+ *            with no subscription at all: the journal's write (and sync)
+ *            alone, no feeder or worker sharing the CPUs, none to wake.
  *   sync     write(2) of 256 bytes then fdatasync, in a loop: one
  *            fdatasync per message.  Each thread its own file and fd.
  *   sync-shared  the same with the 4 threads sharing one fd (pub4 only):
@@ -86,6 +87,10 @@ struct impl {
 static const struct impl impls[] = {
     { "weir-batch", WEIR_PUB, WEIR_SYNC_BATCH, true, false, false, false },
     { "weir-every", WEIR_PUB, WEIR_SYNC_EVERY, true, false, false, false },
+    { "weir-batch-nosub", WEIR_PUB, WEIR_SYNC_BATCH, false, false, false,
+      false },
+    { "weir-every-nosub", WEIR_PUB, WEIR_SYNC_EVERY, false, false, false,
+      false },
     { "weir-none", WEIR_PUB, WEIR_SYNC_NONE, true, false, false, false },
     { "weir-none-nosub", WEIR_PUB, WEIR_SYNC_NONE, false, false, false,
       false },

@@ -72,6 +72,8 @@ impl weir-batch      "$j" "$need_j" "weir BATCH (group commit)"
 impl weir-every      "$j" "$need_j" "weir EVERY"
 impl weir-none       "$j" "$need_j" "weir NONE"
 impl weir-none-nosub "$j" "$need_j" "weir NONE, no subscription"
+impl weir-batch-nosub "$j" "$need_j" "weir BATCH, no subscription"
+impl weir-every-nosub "$j" "$need_j" "weir EVERY, no subscription"
 impl sync            "$j" "$need_j" "write + fdatasync, own fd"
 impl sync-shared     "$j" "$need_j" "write + fdatasync, one fd"
 impl sync-over       "$j" "$need_j" "write + fdatasync, prewritten"
@@ -83,8 +85,8 @@ impl weir-head       "$out/journal-bus-new.sh" "" "weir now (HEAD)"
 impl "$old_rev"      "$out/journal-bus-old.sh" old "weir at $old_rev"
 
 cases=(pub1 pub4 reopen mem-t1x8 mem-t4x8 mem-t1x256 mem-t4x256)
-durable="weir-batch weir-every weir-none weir-none-nosub sync sync-over"
-durable+=" write sqlite-full sqlite-normal"
+durable="weir-batch weir-every weir-none weir-batch-nosub weir-every-nosub"
+durable+=" weir-none-nosub sync sync-over write sqlite-full sqlite-normal"
 impls=([pub1]=$durable [pub4]="$durable sync-shared" [reopen]=weir-reopen)
 for c in mem-t1x8 mem-t4x8 mem-t1x256 mem-t4x256; do
     impls["$c"]="weir-head $old_rev" kind["$c"]=pub
@@ -107,7 +109,8 @@ n_sync=$((2000 / div)) n_fast=$((100000 / div)) n_mem=$((1000000 / div))
 for c in pub1 pub4; do
     m=1
     [[ $c == pub4 ]] && m=4
-    for i in weir-batch weir-every sync sync-shared sync-over sqlite-full; do
+    for i in weir-batch weir-every weir-batch-nosub weir-every-nosub sync \
+        sync-shared sync-over sqlite-full; do
         count["$c $i"]=$((n_sync * m))
     done
     for i in weir-none weir-none-nosub write; do
@@ -144,7 +147,8 @@ pub:       256-byte messages, COUNT in all over 1 or 4 threads started
            durable subscription whose handler returns 0 (so every
            message is acknowledged and segments trimmed), its feeder and
            worker sharing the CPUs; "no subscription": the journal's
-           write alone.  weir_bus_close drains after the span, untimed.
+           write (and sync) alone.  weir_bus_close drains after the
+           span, untimed.
            Floors: write(2) + fdatasync per message, each thread its
            own file (own fd), 4 threads on one fd (one fd), or a file
            written and synced to size first (prewritten: no size to

@@ -994,6 +994,61 @@ test_durable_batch_refused_by_a_full_journal(void **state)
     ts_watchdog_disarm();
 }
 
+/*
+ * Acks wait for the next publish to write them; after a quiet spell the
+ * feeder writes them itself (10 ms), so a process killed then hands out
+ * nothing again.
+ */
+static void
+test_durable_acks_written_in_a_quiet_spell(void **state)
+{
+    (void)state;
+    ts_watchdog_arm(__func__, 60);
+    fresh();
+    int ids[2];
+    assert_int_equal(pipe(ids), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        weir_bus_opts o = { .journal_dir = dir,
+                            .journal_sync = WEIR_SYNC_NONE };
+        weir_bus *bus;
+        weir_sub *s;
+        if (weir_bus_create(&bus, &o) != 0)
+            _exit(2);
+        weir_sub_opts so = { .name = "billing", .durable = true };
+        if (weir_bus_subscribe(bus, "orders", succeed, NULL, &so, &s) != 0)
+            _exit(3);
+        for (uint32_t v = 0; v < 50; v++)
+            if (publish_v(bus, "orders", v) != 0)
+                _exit(4);
+        for (int i = 0; i < 10000 && stats_of(s).acked < 50; i++)
+            weiri_sleep_until(weiri_deadline(WEIR_MSEC));
+        /* Quiet for 20 times the feeder's wait. */
+        weiri_sleep_until(weiri_deadline(200 * WEIR_MSEC));
+        char done = stats_of(s).acked == 50 ? 'y' : 'n';
+        if (write(ids[1], &done, 1) != 1)
+            _exit(5);
+        pause(); /* killed here, nothing closed */
+        _exit(0);
+    }
+    char done = 0;
+    assert_int_equal(read(ids[0], &done, 1), 1);
+    assert_int_equal(done, 'y');
+    kill(pid, SIGKILL);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    close(ids[0]);
+    close(ids[1]);
+    seen_reset();
+    weir_bus *bus = open_bus(WEIR_SYNC_NONE);
+    durable_sub(bus, "orders", "billing", 1);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    assert_int_equal(seen_count(), 0);
+    weir_bus_destroy(bus);
+    ts_watchdog_disarm();
+}
+
 static void
 test_durable_refuses_what_it_cannot_keep(void **state)
 {
@@ -1070,6 +1125,7 @@ main(void)
         cmocka_unit_test(test_durable_message_bigger_than_a_segment),
         cmocka_unit_test(test_durable_batch_all_or_nothing),
         cmocka_unit_test(test_durable_batch_refused_by_a_full_journal),
+        cmocka_unit_test(test_durable_acks_written_in_a_quiet_spell),
         cmocka_unit_test(test_durable_refuses_what_it_cannot_keep),
     };
     return cmocka_run_group_tests_name("durable", tests, ts_watchdog_group,

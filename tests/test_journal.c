@@ -951,6 +951,59 @@ test_journal_batch_without_memory_is_not_written(void **state)
     assert_int_equal(weir_set_allocator(NULL), 0);
 }
 
+/*
+ * Acks wait in memory for the next publish, which writes them with its
+ * message: a process that dies right after that publish keeps them.
+ */
+static void
+test_journal_a_publish_carries_the_acks(void **state)
+{
+    (void)state;
+    fresh();
+    weiri_journal *j = open_j(0);
+    weiri_jsub *a;
+    assert_int_equal(weiri_journal_attach(j, "t", "a", &a), 0);
+    for (uint32_t i = 0; i < 10; i++)
+        publish(j, "t", i);
+    weiri_journal_close(j);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        weiri_journal *cj = NULL;
+        /* The parent's directory: opts() would name the child's own. */
+        weiri_log_opts o = { .dir = dir, .sync = WEIR_SYNC_NONE };
+        weiri_jsub *ca;
+        weiri_jmsg cm = { 0 };
+        uint64_t e[5];
+        if (weiri_journal_open(&cj, &o) != 0 ||
+            weiri_journal_attach(cj, "t", "a", &ca) != 0)
+            _exit(2);
+        for (int i = 0; i < 5; i++) {
+            if (weiri_journal_next(ca, weiri_now_ns() + 10 * WEIR_SEC,
+                                   &cm) != 0)
+                _exit(3);
+            e[i] = cm.entry;
+        }
+        if (weiri_journal_ack_many(ca, e, 5) != 0)
+            _exit(4);
+        publish(cj, "t", 10);
+        _exit(0); /* dies: no detach, no close */
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    j = open_j(0);
+    weiri_jmsg m = { 0 };
+    assert_int_equal(weiri_journal_attach(j, "t", "a", &a), 0);
+    for (uint32_t i = 5; i <= 10; i++)
+        expect(a, &m, i, true);
+    expect_none(a, &m);
+    weiri_journal_detach(a);
+    weiri_journal_close(j);
+    weiri_free(m.buf);
+}
+
 static int
 teardown(void **state)
 {
@@ -979,6 +1032,7 @@ main(void)
         cmocka_unit_test(test_journal_checks_each_message_of_a_read),
         cmocka_unit_test(test_journal_batch_is_whole_or_nothing),
         cmocka_unit_test(test_journal_batch_without_memory_is_not_written),
+        cmocka_unit_test(test_journal_a_publish_carries_the_acks),
     };
     return cmocka_run_group_tests_name("journal", tests, ts_watchdog_group,
                                        teardown);

@@ -79,7 +79,7 @@ back_off(unsigned step)
 
 long
 weiri_await(weiri_event *ev, int64_t timeout_ns, long (*try)(void *ctx),
-            bool (*idle)(void *ctx), void *ctx)
+            bool (*idle)(void *ctx), void *ctx, bool patient)
 {
     int64_t deadline = 0;
     for (unsigned step = 0;; step++) {
@@ -90,7 +90,7 @@ weiri_await(weiri_event *ev, int64_t timeout_ns, long (*try)(void *ctx),
             return WEIR_EAGAIN;
         if (step == 0)
             deadline = weiri_deadline(timeout_ns);
-        if (step < SPIN_STEPS + YIELD_STEPS) {
+        if (!patient && step < SPIN_STEPS + YIELD_STEPS) {
             back_off(step);
             continue;
         }

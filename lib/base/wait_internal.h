@@ -136,9 +136,11 @@ bool weiri_poll_until(bool (*ready)(void *), void *arg, int64_t deadline);
  * notify again, and the caller yields instead.
  *
  * timeout_ns: WEIR_NOWAIT (one try, then WEIR_EAGAIN), WEIR_FOREVER or a
- * number of ns (then WEIR_ETIMEDOUT).
+ * number of ns (then WEIR_ETIMEDOUT).  patient: no back-off, sleep
+ * after the first failed try, for a side whose partner comes seldom and
+ * whose yields would only take a CPU from a thread about to wake.
  */
 long weiri_await(weiri_event *ev, int64_t timeout_ns, long (*try)(void *ctx),
-                 bool (*idle)(void *ctx), void *ctx);
+                 bool (*idle)(void *ctx), void *ctx, bool patient);
 
 #endif /* WEIR_WAIT_INTERNAL_H */

@@ -119,7 +119,8 @@ int
 weiri_inbox_push(weiri_inbox *in, weiri_body *b, int64_t timeout_ns)
 {
     push_ctx c = { in, b };
-    long rc = weiri_await(&in->not_full, timeout_ns, push_try, push_idle, &c);
+    long rc = weiri_await(&in->not_full, timeout_ns, push_try, push_idle, &c,
+                          false);
     return rc < 0 ? (int)rc : 0;
 }
 
@@ -183,7 +184,8 @@ long
 weiri_inbox_take(weiri_inbox *in, void **out, size_t n, int64_t timeout_ns)
 {
     take_ctx c = { in, out, n < WEIRI_INBOX_HOLD ? n : WEIRI_INBOX_HOLD };
-    return weiri_await(&in->not_empty, timeout_ns, take_try, take_idle, &c);
+    return weiri_await(&in->not_empty, timeout_ns, take_try, take_idle, &c,
+                       false);
 }
 
 void

@@ -14,6 +14,7 @@
 #include "clock_internal.h"
 #include "deliver_internal.h"
 #include "durable_internal.h"
+#include "queue_internal.h"
 #include "place_internal.h"
 #include "sub_internal.h"
 #include "thread_internal.h"
@@ -113,6 +114,13 @@ weiri_sub_create(weir_bus *bus, weir_topic *t, weir_handler fn, void *ctx,
                                 !o.durable && (set == NULL || set->n == 0));
     if (rc != 0)
         goto fail_deliver;
+    /*
+     * Fed by its feeder at the pace of the journal's syncs: a worker
+     * that yielded for its next message would hold a CPU just when a
+     * publisher's sync ends.
+     */
+    if (o.durable && weiri_journal_paced(bus->journal))
+        weiri_queue_patient(s->queue);
     *out = s;
     return 0;
 fail_deliver:

@@ -46,6 +46,7 @@ struct weir_queue {
     weiri_event not_empty;     /* consumers sleep here; producers notify */
     WEIR_ALIGNAS(WEIR_CACHELINE)
     weiri_event not_full;      /* producers sleep here; consumers notify */
+    bool patient;              /* pops sleep at once: weiri_queue_patient */
 };
 
 int
@@ -211,7 +212,8 @@ transfer(weir_queue *q, void *const *in, void **out, size_t n,
 {
     transfer_ctx c = { q, in, out, n, kick, seen, weiri_try_once(timeout_ns) };
     long rc = weiri_await(in != NULL ? &q->not_full : &q->not_empty,
-                          timeout_ns, transfer_try, transfer_idle, &c);
+                          timeout_ns, transfer_try, transfer_idle, &c,
+                          in == NULL && q->patient);
     /*
      * A wait whose deadline passed while a place was busy (the queue not
      * full, not empty) ends with one settling try: it times out only if
@@ -320,6 +322,12 @@ weiri_queue_pushed(const weir_queue *q)
     /* Acquire: a stats reader sees what led to the pushes it counts. */
     return atomic_load_explicit(&q->ring.tail, memory_order_acquire) &
            ~WEIRI_MPMC_CLOSED;
+}
+
+void
+weiri_queue_patient(weir_queue *q)
+{
+    q->patient = true;
 }
 
 long

@@ -19,6 +19,15 @@
 uint64_t weiri_queue_pushed(const weir_queue *q);
 
 /*
+ * weiri_queue_patient - from now on q's pops sleep as soon as it is
+ * empty, without spinning or yielding first (weiri_await's patient):
+ * for a queue filled at the pace of something slow, such as a durable
+ * subscription's, fed at the pace of the journal's syncs.  Before any
+ * other thread uses q.
+ */
+void weiri_queue_patient(weir_queue *q);
+
+/*
  * weiri_queue_pop_kickable - as weir_queue_pop_burst with WEIR_FOREVER,
  * except that it returns 0 once *kick differs from seen: the caller has
  * other work, and whoever moves *kick calls weiri_queue_wake_consumers

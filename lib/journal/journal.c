@@ -134,6 +134,9 @@ struct weiri_jsub {
     bool forgot;       /* its FORGET is in the log: no head names it */
     bool busy;         /* one handed out is not yet placed by its taker:
                           until its next call of weiri_journal_next */
+    unsigned char *acks;  /* an ACK body not yet written (the next
+                             publish carries it), or NULL */
+    size_t acks_len, acks_cap;
     struct weiri_jsub *link;
 };
 
@@ -158,6 +161,8 @@ struct weiri_journal {
     size_t nlaters, later_cap;
     uint64_t next_later;
     bool ready_written;    /* sync NONE: a message is ready once written */
+    _Atomic size_t acks_waiting; /* subscriptions with acks not written;
+                                    changed under mu, looked at without */
     /* At open: the BATCH records read of a batch not yet whole. */
     struct gathered *gathered;
     size_t ngathered, gathered_cap;
@@ -416,6 +421,9 @@ sub_free(weiri_journal *j, weiri_jsub *s)
             break;
         }
     s->t->subs--;
+    if (s->acks != NULL)
+        j->acks_waiting--;
+    weiri_free(s->acks);
     weiri_free(s->bits);
     weiri_free(s->name);
     weiri_free(s);
@@ -699,6 +707,12 @@ weiri_journal_max_id(weiri_journal *j)
     return j->max_id;
 }
 
+bool
+weiri_journal_paced(const weiri_journal *j)
+{
+    return !j->ready_written;
+}
+
 /* --- publish, attach ---------------------------------------------------- */
 
 typedef struct placing {
@@ -813,6 +827,145 @@ put_fixed(unsigned char *fixed, unsigned type, const weiri_jpub *m,
 }
 
 /*
+ * Add the pairs of b (an ACK body of len bytes, its sub number first)
+ * to what s has waiting for the next publish to carry.  false: no
+ * memory (b is then the caller's to write).  mu held.
+ */
+static bool
+acks_hold(weiri_journal *j, weiri_jsub *s, const unsigned char *b,
+          size_t len)
+{
+    size_t add = s->acks == NULL ? len : len - 4;
+    if (s->acks_cap - s->acks_len < add) {
+        size_t cap = s->acks_cap == 0 ? 1024 : s->acks_cap;
+        while (cap - s->acks_len < add)
+            cap *= 2;
+        unsigned char *a = weiri_realloc(s->acks, cap);
+        if (a == NULL)
+            return false;
+        s->acks = a;
+        s->acks_cap = cap;
+    }
+    if (s->acks_len == 0)
+        j->acks_waiting++;
+    memcpy(s->acks + s->acks_len, s->acks_len == 0 ? b : b + 4, add);
+    s->acks_len += add;
+    return true;
+}
+
+/* Take s's waiting acks (an ACK body, *len bytes; NULL if none).  mu held. */
+static unsigned char *
+acks_take(weiri_journal *j, weiri_jsub *s, size_t *len)
+{
+    unsigned char *a = s->acks_len > 0 ? s->acks : NULL;
+    *len = s->acks_len;
+    if (a != NULL) {
+        j->acks_waiting--;
+        s->acks = NULL;
+        s->acks_len = s->acks_cap = 0;
+    }
+    return a;
+}
+
+/* Write an ACK body now, without a sync; frees it.  0 or an error. */
+static int
+acks_write(weiri_journal *j, unsigned char *a, size_t len)
+{
+    weiri_log_part part = { a, len };
+    int rc = a != NULL ? weiri_log_note(j->log, T_ACK, &part, 1) : 0;
+    weiri_free(a);
+    return rc;
+}
+
+/*
+ * More than this waiting for one subscription is written at once; and
+ * so is what waited this long with no publish to carry it.
+ */
+enum { ACKS_HOLD_MAX = 64 * 1024 };
+#define ACKS_LINGER_NS (10 * WEIR_MSEC)
+
+/* The most subscriptions whose waiting acks one publish carries. */
+enum { CARRY_MAX = 8 };
+
+/* Acks a publish's write carries before its own records. */
+typedef struct carry {
+    unsigned char *acks[CARRY_MAX];
+    weiri_log_part parts[CARRY_MAX];
+    size_t n, skip;
+    weiri_log_prepare prepare;     /* the publish's own, and its arg */
+    weiri_log_placed placed;
+    void *arg;
+} carry;
+
+static int
+prepare_carry(void *arg)
+{
+    carry *c = arg;
+    return c->prepare != NULL ? c->prepare(c->arg) : 0;
+}
+
+/* The ACK records come first: not the publish's to place. */
+static void
+placed_carry(void *arg, uint64_t seg, uint64_t off)
+{
+    carry *c = arg;
+    if (c->skip > 0)
+        c->skip--;
+    else
+        c->placed(c->arg, seg, off);
+}
+
+/*
+ * weiri_log_append_group of the n records of recs, with the acks that
+ * wait (see weiri_journal_ack_many) written first in the same write:
+ * no write of their own, and synced with the publish.  A publish the log
+ * refuses still gets its acks written, alone.
+ */
+static int
+append_carrying(weiri_journal *j, const weiri_log_rec *recs, size_t n,
+                bool bounded, weiri_log_prepare prepare,
+                weiri_log_placed placed, void *arg)
+{
+    carry c = { .prepare = prepare, .placed = placed, .arg = arg };
+    /* Relaxed: a hint; acks a look misses wait for the next publish. */
+    if (atomic_load_explicit(&j->acks_waiting, memory_order_relaxed) > 0) {
+        pthread_mutex_lock(&j->mu);
+        for (weiri_jsub *s = j->subs; s != NULL && c.n < CARRY_MAX;
+             s = s->link) {
+            size_t len;
+            unsigned char *a = acks_take(j, s, &len);
+            if (a != NULL) {
+                c.acks[c.n] = a;
+                c.parts[c.n++] = (weiri_log_part){ a, len };
+            }
+        }
+        pthread_mutex_unlock(&j->mu);
+    }
+    if (c.n == 0)
+        return weiri_log_append_group(j->log, recs, n, bounded, prepare,
+                                      placed, arg);
+    weiri_log_rec one[CARRY_MAX + 1];
+    weiri_log_rec *all = n == 1 ? one : weiri_calloc(c.n + n, sizeof(*all));
+    int rc = WEIR_ENOMEM;
+    if (all != NULL) {
+        for (size_t i = 0; i < c.n; i++)
+            all[i] = (weiri_log_rec){ T_ACK, &c.parts[i], 1 };
+        memcpy(all + c.n, recs, n * sizeof(*recs));
+        c.skip = c.n;
+        rc = weiri_log_append_group(j->log, all, c.n + n, bounded,
+                                    prepare_carry, placed_carry, &c);
+    }
+    if (all != one)
+        weiri_free(all);
+    for (size_t i = 0; i < c.n; i++) {
+        if (rc != 0)
+            (void)weiri_log_note(j->log, T_ACK, &c.parts[i], 1);
+        weiri_free(c.acks[i]);
+    }
+    return rc;
+}
+
+/*
  * Write m as a record of type (fields a, b: see put_fixed), calling
  * placed with p where it goes, past max_bytes if always.  Returns as
  * weiri_log_append, and WEIR_EINVAL for fields too long.
@@ -840,8 +993,7 @@ write_msg(weiri_journal *j, unsigned type, const weiri_jpub *m, uint64_t a,
         return WEIR_EINVAL;
     p->size = (uint32_t)(WEIRI_LOG_RECORD_HEADER + body);
     weiri_log_rec rec = { type, parts, 5 };
-    return weiri_log_append_group(j->log, &rec, 1, !always, prepare, placed,
-                                  p);
+    return append_carrying(j, &rec, 1, !always, prepare, placed, p);
 }
 
 /*
@@ -990,8 +1142,8 @@ weiri_journal_publish_group(weiri_journal *j, const weiri_jpub *ms,
     }
     placing_group g = { ps, n, 0 };
     if (rc == 0)
-        rc = weiri_log_append_group(j->log, recs, n, true, prepare_group,
-                                    placed_group, &g);
+        rc = append_carrying(j, recs, n, true, prepare_group, placed_group,
+                             &g);
     bool any = false;
     if (ps != NULL) {
         pthread_mutex_lock(&j->mu);
@@ -1197,7 +1349,7 @@ typedef struct fresh_look {
     uint64_t seen;
 } fresh_look;
 
-/* seq_cst: pairs with the add of a publish or a stop (see wait_fresh). */
+/* seq_cst: pairs with the add of a publish or a stop (wait_internal.h). */
 static long
 fresh_moved(void *arg)
 {
@@ -1214,9 +1366,12 @@ fresh_idle(void *arg)
 
 /*
  * Wait until j->fresh moves from seen (read under mu as nothing was
- * ready) or deadline passes: 0 or WEIR_ETIMEDOUT.  As a queue's pop
- * waits: a few yields before sleeping, so that while a publisher keeps
- * the feeder busy its publishes seldom need a system call to wake it.
+ * ready) or deadline passes: 0 or WEIR_ETIMEDOUT.  Under NONE as a
+ * queue's pop waits, a few yields before sleeping, so that while a
+ * publisher keeps the feeder busy its publishes seldom need a system
+ * call to wake it.  Under EVERY and BATCH at once (patient): each
+ * message comes after a sync, and a feeder yielding meanwhile would only
+ * hold a CPU when the publisher's sync ends.
  */
 static int
 wait_fresh(weiri_journal *j, uint64_t seen, int64_t deadline)
@@ -1229,8 +1384,10 @@ wait_fresh(weiri_journal *j, uint64_t seen, int64_t deadline)
             return WEIR_ETIMEDOUT;
         timeout = deadline - now;
     }
-    return weiri_await(&j->fresh_ev, timeout, fresh_moved, fresh_idle, &f)
-               > 0 ? 0 : WEIR_ETIMEDOUT;
+    return weiri_await(&j->fresh_ev, timeout, fresh_moved, fresh_idle, &f,
+                       !j->ready_written) > 0
+               ? 0
+               : WEIR_ETIMEDOUT;
 }
 
 int
@@ -1252,9 +1409,25 @@ weiri_journal_next(weiri_jsub *s, int64_t deadline, weiri_jmsg *m)
             break;
         uint64_t seen = atomic_load_explicit(&j->fresh,
                                              memory_order_relaxed);
+        /*
+         * Acks wait for the next publish to carry them; with none for a
+         * while, the feeder writes them, so that a crash after a quiet
+         * spell hands out again only what was acked just before.  It
+         * looks again while messages it handed out are not acked yet.
+         */
+        bool linger = deadline == WEIRI_NO_DEADLINE &&
+                      (s->acks_len > 0 || s->low < s->next);
         pthread_mutex_unlock(&j->mu);
-        if (wait_fresh(j, seen, deadline) != 0)
-            return WEIR_ETIMEDOUT;
+        if (wait_fresh(j, seen, linger ? weiri_deadline(ACKS_LINGER_NS)
+                                       : deadline) != 0) {
+            if (!linger)
+                return WEIR_ETIMEDOUT;
+            size_t len;
+            pthread_mutex_lock(&j->mu);
+            unsigned char *a = acks_take(j, s, &len);
+            pthread_mutex_unlock(&j->mu);
+            (void)acks_write(j, a, len); /* else they come again */
+        }
         pthread_mutex_lock(&j->mu);
     }
     entry e = *entry_at(s->t, s->next);
@@ -1345,16 +1518,22 @@ weiri_journal_ack_many(weiri_jsub *s, const uint64_t *nos, size_t n)
     if (moved)
         topic_compact(j, s->t);
     weiri_put32(b, s->no);
-    pthread_mutex_unlock(&j->mu);
     /*
-     * One record for all: acks go unsynced, and each record costs a
-     * write under the log's lock that a publish waits behind.
+     * Acks go unsynced, "with the next sync": the next publish writes
+     * them with its message (publish_carrying), rather than a write of
+     * their own under the log's lock that a publish waits behind.
+     * Without memory to wait in, or with a lot waiting, now.
      */
-    if (len > ACK_FIXED - ACK_PAIR) {
-        weiri_log_part part = { b, len };
-        int wrc = weiri_log_note(j->log, T_ACK, &part, 1);
-        rc = rc != 0 ? rc : wrc;
-    }
+    bool any = len > ACK_FIXED - ACK_PAIR;
+    bool now = any && !acks_hold(j, s, b, len);
+    size_t held = 0;
+    unsigned char *a = s->acks_len > ACKS_HOLD_MAX ? acks_take(j, s, &held)
+                                                   : NULL;
+    pthread_mutex_unlock(&j->mu);
+    weiri_log_part part = { b, len };
+    int wrc = now ? weiri_log_note(j->log, T_ACK, &part, 1) : 0;
+    int hrc = acks_write(j, a, held);
+    rc = rc != 0 ? rc : wrc != 0 ? wrc : hrc;
     int trc = moved ? trim(j) : 0;
     return rc != 0 ? rc : trc;
 }
@@ -1368,12 +1547,16 @@ weiri_journal_ack(weiri_jsub *s, uint64_t no)
 void
 weiri_journal_detach(weiri_jsub *s)
 {
+    size_t len;
     pthread_mutex_lock(&s->j->mu);
     s->attached = false;
     s->stopped = false;
     s->busy = false;
     s->next = s->low;
+    unsigned char *a = acks_take(s->j, s, &len);
     pthread_mutex_unlock(&s->j->mu);
+    /* Its acks now: a close then a restart hands out nothing again. */
+    (void)acks_write(s->j, a, len);
 }
 
 static void

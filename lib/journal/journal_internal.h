@@ -83,6 +83,12 @@ int weiri_journal_open(weiri_journal **out, const weiri_log_opts *o);
 /* weiri_journal_max_id - the highest message id read back at open. */
 uint64_t weiri_journal_max_id(weiri_journal *j);
 
+/*
+ * weiri_journal_paced - whether a publish waits for a sync (EVERY,
+ * BATCH): its subscriptions' messages then come at the pace of syncs.
+ */
+bool weiri_journal_paced(const weiri_journal *j);
+
 /* A message to write. */
 typedef struct weiri_jpub {
     const char *topic;       /* topic_len bytes */
@@ -169,7 +175,8 @@ int weiri_journal_attach(weiri_journal *j, const char *topic,
  * back); WEIR_ENOMEM.  One thread per subscription, with the same m
  * each call (zeroed before the first): one read takes the messages
  * ready after it too, up to WEIRI_JOURNAL_WINDOW bytes, for the calls
- * that follow.
+ * that follow.  Waiting without a deadline, it also writes s's acks
+ * that no publish carried within 10 ms (see weiri_journal_ack_many).
  */
 int weiri_journal_next(weiri_jsub *s, int64_t deadline, weiri_jmsg *m);
 
@@ -197,11 +204,13 @@ void weiri_journal_stop(weiri_jsub *s);
 enum { WEIRI_JOURNAL_ACK_MAX = 64 };
 
 /*
- * weiri_journal_ack_many - entries nos[0..n) of s are done: written as
- * one record (not synced: the next sync or the close carries it), and
- * segments no subscription needs any more are deleted.  n at most
- * WEIRI_JOURNAL_ACK_MAX.  Returns 0, WEIR_EINVAL (n too large), WEIR_EIO,
- * WEIR_ENOMEM.  Any thread.
+ * weiri_journal_ack_many - entries nos[0..n) of s are done, and
+ * segments no subscription needs any more are deleted.  The acks are
+ * written without a sync of their own: the next publish writes them
+ * with its message (so its sync covers them), or else s's feeder after
+ * 10 ms without one, weiri_journal_detach, or this call itself once
+ * 64 KiB wait.  n at most WEIRI_JOURNAL_ACK_MAX.  Returns 0, WEIR_EINVAL
+ * (n too large), WEIR_EIO, WEIR_ENOMEM.  Any thread.
  */
 int weiri_journal_ack_many(weiri_jsub *s, const uint64_t *nos, size_t n);
 
