@@ -206,11 +206,12 @@ enum { WEIRI_JOURNAL_ACK_MAX = 64 };
 /*
  * weiri_journal_ack_many - entries nos[0..n) of s are done, and
  * segments no subscription needs any more are deleted.  The acks are
- * written without a sync of their own: the next publish writes them
- * with its message (so its sync covers them), or else s's feeder after
- * 10 ms without one, weiri_journal_detach, or this call itself once
- * 64 KiB wait.  n at most WEIRI_JOURNAL_ACK_MAX.  Returns 0, WEIR_EINVAL
- * (n too large), WEIR_EIO, WEIR_ENOMEM.  Any thread.
+ * written without a sync of their own: under EVERY and BATCH the next
+ * publish writes them with its message (so its sync covers them); else
+ * this call once 4 KiB (64 KiB under EVERY and BATCH) wait, s's feeder
+ * after 10 ms with none written, or weiri_journal_detach.  n at most
+ * WEIRI_JOURNAL_ACK_MAX.  Returns 0, WEIR_EINVAL (n too large),
+ * WEIR_EIO, WEIR_ENOMEM.  Any thread.
  */
 int weiri_journal_ack_many(weiri_jsub *s, const uint64_t *nos, size_t n);
 
