@@ -112,16 +112,32 @@ note(const weir_msg *m, void *ctx)
     return 0;
 }
 
+/* Message v as note checks it: its payload into p, its key into key. */
+static size_t
+message_v(uint32_t v, unsigned char p[64], char key[8])
+{
+    memcpy(p, &v, 4);
+    memset(p + 4, (int)(v & 0xff), 60);
+    snprintf(key, 8, "k%u", v % 4);
+    return 4 + v % 50;
+}
+
+/* Message v to topic, published on bus or staged in batch (if not NULL). */
+static int
+send_v(weir_bus *bus, weir_batch *batch, const char *topic, uint32_t v)
+{
+    unsigned char p[64];
+    char key[8];
+    size_t len = message_v(v, p, key);
+    weir_pub_opts o = { .key = key };
+    return batch != NULL ? weir_batch_publish(batch, topic, p, len, &o)
+                         : weir_bus_publish(bus, topic, p, len, &o);
+}
+
 static int
 publish_v(weir_bus *bus, const char *topic, uint32_t v)
 {
-    unsigned char p[64];
-    memcpy(p, &v, 4);
-    memset(p + 4, (int)(v & 0xff), 60);
-    char key[8];
-    snprintf(key, sizeof(key), "k%u", v % 4);
-    weir_pub_opts o = { .key = key };
-    return weir_bus_publish(bus, topic, p, 4 + v % 50, &o);
+    return send_v(bus, NULL, topic, v);
 }
 
 static int
@@ -145,6 +161,25 @@ durable_sub(weir_bus *bus, const char *topic, const char *name,
     weir_sub *s = NULL;
     assert_int_equal(weir_bus_subscribe(bus, topic, note, NULL, &o, &s), 0);
     return s;
+}
+
+/*
+ * What a bus made again on the directory hands its durable subscription
+ * "billing" of topic (and of other, if not NULL) until a clean close:
+ * how many messages.
+ */
+static uint64_t
+count_again(weir_sync sync, const char *topic, const char *other)
+{
+    seen_reset();
+    weir_bus *bus = open_bus(sync);
+    durable_sub(bus, topic, "billing", 1);
+    if (other != NULL)
+        durable_sub(bus, other, "billing", 1);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    uint64_t n = seen_count();
+    weir_bus_destroy(bus);
+    return n;
 }
 
 /* Each key's values in increasing order (per-key order held). */
@@ -222,41 +257,59 @@ stuck(const weir_msg *m, void *ctx)
     return 0;
 }
 
+/*
+ * In a child process: a bus on the directory under sync, a durable
+ * subscription "billing" of "orders" handled by fn, n messages
+ * published; if quiet, all of them acked then 200 ms (20 times the
+ * feeder's wait for a publish to carry the acks) with nothing to do.
+ * Then the child is killed with SIGKILL, nothing closed.
+ */
+static void
+run_and_kill(weir_sync sync, weir_handler fn, uint32_t n, bool quiet)
+{
+    int ids[2];
+    assert_int_equal(pipe(ids), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        weir_bus_opts o = { .journal_dir = dir, .journal_sync = sync };
+        weir_bus *bus;
+        weir_sub *s;
+        if (weir_bus_create(&bus, &o) != 0)
+            _exit(2);
+        weir_sub_opts so = { .name = "billing", .durable = true };
+        if (weir_bus_subscribe(bus, "orders", fn, NULL, &so, &s) != 0)
+            _exit(3);
+        for (uint32_t v = 0; v < n; v++)
+            if (publish_v(bus, "orders", v) != 0)
+                _exit(4);
+        for (int i = 0; quiet && i < 10000 && stats_of(s).acked < n; i++)
+            weiri_sleep_until(weiri_deadline(WEIR_MSEC));
+        if (quiet)
+            weiri_sleep_until(weiri_deadline(200 * WEIR_MSEC));
+        char done = !quiet || stats_of(s).acked == n ? 'y' : 'n';
+        if (write(ids[1], &done, 1) != 1)
+            _exit(5);
+        pause(); /* killed here */
+        _exit(0);
+    }
+    char done = 0;
+    assert_int_equal(read(ids[0], &done, 1), 1);
+    assert_int_equal(done, 'y');
+    kill(pid, SIGKILL);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    close(ids[0]);
+    close(ids[1]);
+}
+
 static void
 test_durable_messages_survive_the_process(void **state)
 {
     (void)state;
     ts_watchdog_arm(__func__, 60);
     fresh();
-    int ids[2];
-    assert_int_equal(pipe(ids), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        weir_bus_opts o = { .journal_dir = dir,
-                            .journal_sync = WEIR_SYNC_EVERY };
-        weir_bus *bus;
-        if (weir_bus_create(&bus, &o) != 0)
-            _exit(2);
-        weir_sub_opts so = { .name = "billing", .durable = true };
-        if (weir_bus_subscribe(bus, "orders", stuck, NULL, &so, NULL) != 0)
-            _exit(3);
-        for (uint32_t v = 0; v < 100; v++)
-            if (publish_v(bus, "orders", v) != 0)
-                _exit(4);
-        char done = 'y';
-        if (write(ids[1], &done, 1) != 1)
-            _exit(5);
-        pause(); /* killed here, nothing closed */
-        _exit(0);
-    }
-    char done = 0;
-    assert_int_equal(read(ids[0], &done, 1), 1);
-    kill(pid, SIGKILL);
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    close(ids[0]);
-    close(ids[1]);
+    run_and_kill(WEIR_SYNC_EVERY, stuck, 100, false);
     seen_reset();
     weir_bus *bus = open_bus(WEIR_SYNC_EVERY);
     weir_sub *s = durable_sub(bus, "orders", "billing", 4);
@@ -635,6 +688,27 @@ test_durable_feeder_tries_a_failed_read_again(void **state)
     ts_watchdog_disarm();
 }
 
+/*
+ * n messages to "orders", whose subscription fails each of them
+ * attempts times and dead-letters it to "dead"; then the bus is closed.
+ */
+static void
+fail_to_dead(weir_bus *bus, unsigned attempts, uint32_t n)
+{
+    weir_sub_opts fails = { .dead_letter_topic = "dead",
+                            .max_attempts = attempts,
+                            .retry_backoff_ns = WEIR_USEC };
+    weir_sub *s;
+    static _Atomic int calls;
+    assert_int_equal(weir_bus_subscribe(bus, "orders", always_fail,
+                                        (void *)&calls, &fails, &s),
+                     0);
+    for (uint32_t v = 0; v < n; v++)
+        assert_int_equal(publish_v(bus, "orders", v), 0);
+    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
+    assert_int_equal(stats_of(s).dead_lettered, n);
+}
+
 /* Dead letters to a durable topic reach its durable subscription. */
 static void
 test_durable_dead_letter_topic(void **state)
@@ -645,16 +719,7 @@ test_durable_dead_letter_topic(void **state)
     seen_reset();
     weir_bus *bus = open_bus(WEIR_SYNC_NONE);
     weir_sub *dl = durable_sub(bus, "dead", "audit", 1);
-    weir_sub_opts fails = { .dead_letter_topic = "dead" };
-    weir_sub *s;
-    static _Atomic int calls;
-    assert_int_equal(weir_bus_subscribe(bus, "orders", always_fail,
-                                        (void *)&calls, &fails, &s),
-                     0);
-    for (uint32_t v = 0; v < 20; v++)
-        assert_int_equal(publish_v(bus, "orders", v), 0);
-    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
-    assert_int_equal(stats_of(s).dead_lettered, 20);
+    fail_to_dead(bus, 1, 20);
     assert_int_equal(seen_count(), 20);
     assert_false(got.bad);
     assert_int_equal(stats_of(dl).acked, 20);
@@ -698,17 +763,7 @@ test_durable_dead_letter_keeps_its_origin(void **state)
     weir_bus *bus = open_bus(WEIR_SYNC_NONE);
     weir_sub *dl = durable_sub(bus, "dead", "audit", 1);
     assert_int_equal(weir_sub_close(dl, WEIR_SEC), 0); /* away */
-    weir_sub_opts fails = { .dead_letter_topic = "dead", .max_attempts = 3,
-                            .retry_backoff_ns = WEIR_USEC };
-    weir_sub *s;
-    static _Atomic int calls;
-    assert_int_equal(weir_bus_subscribe(bus, "orders", always_fail,
-                                        (void *)&calls, &fails, &s),
-                     0);
-    for (uint32_t v = 0; v < 5; v++)
-        assert_int_equal(publish_v(bus, "orders", v), 0);
-    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
-    assert_int_equal(stats_of(s).dead_lettered, 5);
+    fail_to_dead(bus, 3, 5);
     weir_bus_destroy(bus);
     /* The topic "orders" is not made in this run before they come. */
     bus = open_bus(WEIR_SYNC_NONE);
@@ -753,12 +808,10 @@ static int
 publish_later_v(weir_bus *bus, uint32_t v, int64_t delay_ns)
 {
     unsigned char p[64];
-    memcpy(p, &v, 4);
-    memset(p + 4, (int)(v & 0xff), 60);
     char key[8];
-    snprintf(key, sizeof(key), "k%u", v % 4);
+    size_t len = message_v(v, p, key);
     weir_pub_opts o = { .key = key, .delay_ns = delay_ns };
-    return weir_bus_publish(bus, "orders", p, 4 + v % 50, &o);
+    return weir_bus_publish(bus, "orders", p, len, &o);
 }
 
 /*
@@ -802,13 +855,8 @@ test_durable_delayed_outlives_its_bus(void **state)
     assert_true(weiri_now_ns() - start >= 400 * WEIR_MSEC);
     assert_int_equal(bus_stats(bus).delayed, 0);
     weir_bus_destroy(bus);
-    /* Routed: not again. */
-    bus = open_bus(WEIR_SYNC_BATCH);
-    assert_int_equal(bus_stats(bus).delayed, 0);
-    s = durable_sub(bus, "orders", "billing", 1);
-    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
-    assert_int_equal(seen_count(), 8);
-    weir_bus_destroy(bus);
+    /* Routed: not again (nor put on the timer again). */
+    assert_int_equal(count_again(WEIR_SYNC_BATCH, "orders", NULL), 0);
     ts_watchdog_disarm();
 }
 
@@ -886,13 +934,7 @@ test_durable_message_bigger_than_a_segment(void **state)
 static int
 stage_v(weir_batch *b, const char *topic, uint32_t v)
 {
-    unsigned char p[64];
-    memcpy(p, &v, 4);
-    memset(p + 4, (int)(v & 0xff), 60);
-    char key[8];
-    snprintf(key, sizeof(key), "k%u", v % 4);
-    weir_pub_opts o = { .key = key };
-    return weir_batch_publish(b, topic, p, 4 + v % 50, &o);
+    return send_v(NULL, b, topic, v);
 }
 
 /*
@@ -941,13 +983,7 @@ test_durable_batch_all_or_nothing(void **state)
     assert_int_equal(bs.published, 4); /* "nobody"'s too, unrouted */
     assert_int_equal(bs.unrouted, 1);
     weir_bus_destroy(bus);
-    seen_reset();
-    bus = open_bus(WEIR_SYNC_BATCH);
-    a = durable_sub(bus, "orders", "billing", 1);
-    b = durable_sub(bus, "stock", "billing", 1);
-    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
-    assert_int_equal(seen_count(), 0);
-    weir_bus_destroy(bus);
+    assert_int_equal(count_again(WEIR_SYNC_BATCH, "orders", "stock"), 0);
     ts_watchdog_disarm();
 }
 
@@ -1005,47 +1041,8 @@ test_durable_acks_written_in_a_quiet_spell(void **state)
     (void)state;
     ts_watchdog_arm(__func__, 60);
     fresh();
-    int ids[2];
-    assert_int_equal(pipe(ids), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        weir_bus_opts o = { .journal_dir = dir,
-                            .journal_sync = WEIR_SYNC_NONE };
-        weir_bus *bus;
-        weir_sub *s;
-        if (weir_bus_create(&bus, &o) != 0)
-            _exit(2);
-        weir_sub_opts so = { .name = "billing", .durable = true };
-        if (weir_bus_subscribe(bus, "orders", succeed, NULL, &so, &s) != 0)
-            _exit(3);
-        for (uint32_t v = 0; v < 50; v++)
-            if (publish_v(bus, "orders", v) != 0)
-                _exit(4);
-        for (int i = 0; i < 10000 && stats_of(s).acked < 50; i++)
-            weiri_sleep_until(weiri_deadline(WEIR_MSEC));
-        /* Quiet for 20 times the feeder's wait. */
-        weiri_sleep_until(weiri_deadline(200 * WEIR_MSEC));
-        char done = stats_of(s).acked == 50 ? 'y' : 'n';
-        if (write(ids[1], &done, 1) != 1)
-            _exit(5);
-        pause(); /* killed here, nothing closed */
-        _exit(0);
-    }
-    char done = 0;
-    assert_int_equal(read(ids[0], &done, 1), 1);
-    assert_int_equal(done, 'y');
-    kill(pid, SIGKILL);
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    close(ids[0]);
-    close(ids[1]);
-    seen_reset();
-    weir_bus *bus = open_bus(WEIR_SYNC_NONE);
-    durable_sub(bus, "orders", "billing", 1);
-    assert_int_equal(weir_bus_close(bus, 10 * WEIR_SEC), 0);
-    assert_int_equal(seen_count(), 0);
-    weir_bus_destroy(bus);
+    run_and_kill(WEIR_SYNC_NONE, succeed, 50, true);
+    assert_int_equal(count_again(WEIR_SYNC_NONE, "orders", NULL), 0);
     ts_watchdog_disarm();
 }
 

@@ -84,6 +84,18 @@ publish(weiri_journal *j, const char *topic, uint32_t i)
                      0);
 }
 
+/* A fresh journal, "a" attached to "t", messages 0 to 9 published. */
+static weiri_journal *
+ten_for_a(weiri_jsub **a)
+{
+    fresh();
+    weiri_journal *j = open_j(0);
+    assert_int_equal(weiri_journal_attach(j, "t", "a", a), 0);
+    for (uint32_t i = 0; i < 10; i++)
+        publish(j, "t", i);
+    return j;
+}
+
 /* The next message is i, and was (or was not) handed out before. */
 static uint64_t
 expect(weiri_jsub *s, weiri_jmsg *m, uint32_t i, bool redelivered)
@@ -153,13 +165,9 @@ static void
 test_journal_redelivers_what_was_not_acknowledged(void **state)
 {
     (void)state;
-    fresh();
-    weiri_journal *j = open_j(0);
-    weiri_jmsg m = { 0 };
     weiri_jsub *a;
-    assert_int_equal(weiri_journal_attach(j, "t", "a", &a), 0);
-    for (uint32_t i = 0; i < 10; i++)
-        publish(j, "t", i);
+    weiri_journal *j = ten_for_a(&a);
+    weiri_jmsg m = { 0 };
     for (uint32_t i = 0; i < 10; i++) {
         uint64_t e = expect(a, &m, i, false);
         if (i % 2 == 0)
@@ -709,13 +717,9 @@ static void
 test_journal_acks_many_in_one_record(void **state)
 {
     (void)state;
-    fresh();
-    weiri_journal *j = open_j(0);
-    weiri_jmsg m = { 0 };
     weiri_jsub *a;
-    assert_int_equal(weiri_journal_attach(j, "t", "a", &a), 0);
-    for (uint32_t i = 0; i < 10; i++)
-        publish(j, "t", i);
+    weiri_journal *j = ten_for_a(&a);
+    weiri_jmsg m = { 0 };
     uint64_t e[WEIRI_JOURNAL_ACK_MAX + 1], acks[6];
     for (uint32_t i = 0; i < 10; i++)
         e[i] = expect(a, &m, i, false);
@@ -764,13 +768,9 @@ static void
 test_journal_checks_each_message_of_a_read(void **state)
 {
     (void)state;
-    fresh();
-    weiri_journal *j = open_j(0);
-    weiri_jmsg m = { 0 };
     weiri_jsub *a;
-    assert_int_equal(weiri_journal_attach(j, "t", "a", &a), 0);
-    for (uint32_t i = 0; i < 10; i++)
-        publish(j, "t", i);
+    weiri_journal *j = ten_for_a(&a);
+    weiri_jmsg m = { 0 };
     /* Message 7's payload is 7 bytes of 'h'. */
     char path[256];
     newest_segment(path, sizeof(path));

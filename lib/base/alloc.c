@@ -74,6 +74,25 @@ weiri_realloc(void *p, size_t size)
 }
 
 void *
+weiri_grow(void *arr, size_t *cap, size_t want, size_t size, size_t first)
+{
+    if (*cap >= want)
+        return arr;
+    size_t n = *cap != 0 ? *cap : first != 0 ? first : 1;
+    while (n < want) {
+        if (n > SIZE_MAX / 2)
+            return NULL;
+        n *= 2;
+    }
+    if (size != 0 && n > SIZE_MAX / size)
+        return NULL;
+    void *p = weiri_realloc(arr, n * size);
+    if (p != NULL)
+        *cap = n;
+    return p;
+}
+
+void *
 weiri_calloc(size_t n, size_t size)
 {
     if (size != 0 && n > SIZE_MAX / size)

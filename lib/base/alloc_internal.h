@@ -23,6 +23,17 @@ void *weiri_calloc(size_t n, size_t size);
  */
 void *weiri_alloc_array(size_t n, size_t size);
 
+/*
+ * weiri_grow - arr (of *cap elements of size bytes, from weiri_malloc or
+ * weiri_realloc, or NULL) made to hold at least want, its capacity
+ * doubled from *cap (or from first, if *cap is 0) as often as needed:
+ * the array (arr itself if it held want already), *cap updated; or NULL
+ * when memory is short or the size overflows, with arr and *cap
+ * unchanged.  want must be at least 1.
+ */
+void *weiri_grow(void *arr, size_t *cap, size_t want, size_t size,
+                 size_t first);
+
 /* weiri_free - release what any of the above returned; accepts NULL. */
 void weiri_free(void *p);
 

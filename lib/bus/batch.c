@@ -76,14 +76,11 @@ weir_batch_publish(weir_batch *batch, const char *topic, const void *data,
         return weiri_bus_forwards_refused(batch->bus, 1);
     if (rc != 0)
         return rc;
-    if (batch->n == batch->cap) {
-        size_t cap = batch->cap == 0 ? 8 : 2 * batch->cap;
-        staged *items = weiri_realloc(batch->items, cap * sizeof(*items));
-        if (items == NULL)
-            return WEIR_ENOMEM;
-        batch->items = items;
-        batch->cap = cap;
-    }
+    staged *items = weiri_grow(batch->items, &batch->cap, batch->n + 1,
+                               sizeof(*items), 8);
+    if (items == NULL)
+        return WEIR_ENOMEM;
+    batch->items = items;
     weiri_body *body = weiri_body_create(NULL, t->name, data, len,
                                          opts != NULL ? opts->key : NULL,
                                          key_len, 0, 0);

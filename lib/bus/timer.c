@@ -113,16 +113,12 @@ weiri_timer_add(weiri_timer *t, weiri_timed e)
         rc = WEIR_ECLOSED;
         goto out;
     }
-    if (t->n == t->cap) {
-        size_t cap = t->cap == 0 ? 64 : 2 * t->cap;
-        weiri_timed *h = weiri_realloc(t->heap, cap * sizeof(*h));
-        if (h == NULL) {
-            rc = WEIR_ENOMEM;
-            goto out;
-        }
-        t->heap = h;
-        t->cap = cap;
+    weiri_timed *h = weiri_grow(t->heap, &t->cap, t->n + 1, sizeof(*h), 64);
+    if (h == NULL) {
+        rc = WEIR_ENOMEM;
+        goto out;
     }
+    t->heap = h;
     if (!t->running) {
         if (weiri_thread_start(&t->thread, timer_main, t) != 0) {
             rc = WEIR_ENOMEM;

@@ -227,16 +227,10 @@ entry_at(dtopic *t, uint64_t no)
 static int
 topic_reserve(dtopic *t, size_t k)
 {
-    if (t->cap - t->n >= k)
-        return 0;
-    size_t cap = t->cap == 0 ? 64 : t->cap;
-    while (cap - t->n < k)
-        cap *= 2;
-    entry *e = weiri_realloc(t->e, cap * sizeof(*e));
+    entry *e = weiri_grow(t->e, &t->cap, t->n + k, sizeof(*e), 64);
     if (e == NULL)
         return WEIR_ENOMEM;
     t->e = e;
-    t->cap = cap;
     return 0;
 }
 
@@ -340,10 +334,8 @@ mark_acked(weiri_jsub *s, uint64_t no)
         return 0;
     uint64_t i = no - s->bits_base;
     if (i / 64 >= s->words) {
-        size_t words = s->words == 0 ? 4 : s->words;
-        while (words <= i / 64)
-            words *= 2;
-        uint64_t *b = weiri_realloc(s->bits, words * sizeof(*b));
+        size_t words = s->words;
+        uint64_t *b = weiri_grow(s->bits, &words, i / 64 + 1, sizeof(*b), 4);
         if (b == NULL)
             return WEIR_ENOMEM;
         memset(b + s->words, 0, (words - s->words) * sizeof(*b));
@@ -437,14 +429,11 @@ sub_free(weiri_journal *j, weiri_jsub *s)
 static int
 later_room(weiri_journal *j)
 {
-    if (j->nlaters < j->later_cap)
-        return 0;
-    size_t cap = j->later_cap == 0 ? 16 : 2 * j->later_cap;
-    later *l = weiri_realloc(j->laters, cap * sizeof(*l));
+    later *l = weiri_grow(j->laters, &j->later_cap, j->nlaters + 1,
+                          sizeof(*l), 16);
     if (l == NULL)
         return WEIR_ENOMEM;
     j->laters = l;
-    j->later_cap = cap;
     return 0;
 }
 
@@ -518,14 +507,11 @@ gather(weiri_journal *j, dtopic *t, uint64_t seg, uint64_t off,
     if (j->ngathered > 0 &&
         (seg != j->gathered_seg || left + 1 != j->gathered_left))
         j->ngathered = 0; /* the one before was cut short */
-    if (j->ngathered == j->gathered_cap) {
-        size_t cap = j->gathered_cap == 0 ? 16 : 2 * j->gathered_cap;
-        gathered *g = weiri_realloc(j->gathered, cap * sizeof(*g));
-        if (g == NULL)
-            return WEIR_ENOMEM;
-        j->gathered = g;
-        j->gathered_cap = cap;
-    }
+    gathered *g = weiri_grow(j->gathered, &j->gathered_cap,
+                             j->ngathered + 1, sizeof(*g), 16);
+    if (g == NULL)
+        return WEIR_ENOMEM;
+    j->gathered = g;
     j->gathered[j->ngathered++] = (gathered){ t, seg, off, size };
     j->gathered_seg = seg;
     j->gathered_left = left;
@@ -836,16 +822,11 @@ acks_hold(weiri_journal *j, weiri_jsub *s, const unsigned char *b,
           size_t len)
 {
     size_t add = s->acks == NULL ? len : len - 4;
-    if (s->acks_cap - s->acks_len < add) {
-        size_t cap = s->acks_cap == 0 ? 1024 : s->acks_cap;
-        while (cap - s->acks_len < add)
-            cap *= 2;
-        unsigned char *a = weiri_realloc(s->acks, cap);
-        if (a == NULL)
-            return false;
-        s->acks = a;
-        s->acks_cap = cap;
-    }
+    unsigned char *a = weiri_grow(s->acks, &s->acks_cap, s->acks_len + add,
+                                  1, 1024);
+    if (a == NULL)
+        return false;
+    s->acks = a;
     if (s->acks_len == 0)
         j->acks_waiting++;
     memcpy(s->acks + s->acks_len, s->acks_len == 0 ? b : b + 4, add);
@@ -1235,15 +1216,12 @@ weiri_journal_each_later(weiri_journal *j, weiri_later_fn fn, void *ctx)
     int64_t now = weiri_now_ns(), wall = weiri_wall_ns();
     for (size_t i = 0; rc == 0 && i < n; i++) {
         later l = all[i];
-        if (m.cap < l.size) {
-            unsigned char *b = weiri_realloc(m.buf, l.size);
-            if (b == NULL) {
-                rc = WEIR_ENOMEM;
-                break;
-            }
-            m.buf = b;
-            m.cap = l.size;
+        unsigned char *b = weiri_grow(m.buf, &m.cap, l.size, 1, l.size);
+        if (b == NULL) {
+            rc = WEIR_ENOMEM;
+            break;
         }
+        m.buf = b;
         rc = weiri_log_read(j->log, l.seg, l.off, l.size, m.buf);
         if (rc == 0)
             rc = parse_msg(&m, m.buf, l.size, true);
@@ -1451,13 +1429,10 @@ weiri_journal_next(weiri_jsub *s, int64_t deadline, weiri_jmsg *m)
     if (!held) {
         size_t want = (size_t)(end - e.off);
         m->wlen = 0;
-        if (m->cap < want) {
-            unsigned char *b = weiri_realloc(m->buf, want);
-            if (b == NULL)
-                return WEIR_ENOMEM;
-            m->buf = b;
-            m->cap = want;
-        }
+        unsigned char *b = weiri_grow(m->buf, &m->cap, want, 1, want);
+        if (b == NULL)
+            return WEIR_ENOMEM;
+        m->buf = b;
         int rc = weiri_log_read(j->log, e.seg, e.off, want, m->buf);
         if (rc != 0)
             return rc;

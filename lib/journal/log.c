@@ -104,22 +104,14 @@ io_error(void)
 static int
 segs_push(weiri_log *l, uint64_t no, uint64_t bytes)
 {
-    int rc = 0;
     pthread_mutex_lock(&l->rfd_mu);
-    if (l->nsegs == l->cap) {
-        size_t cap = l->cap == 0 ? 8 : l->cap * 2;
-        segment *s = weiri_realloc(l->segs, cap * sizeof(*s));
-        if (s == NULL)
-            rc = WEIR_ENOMEM;
-        else {
-            l->segs = s;
-            l->cap = cap;
-        }
-    }
-    if (rc == 0)
+    segment *s = weiri_grow(l->segs, &l->cap, l->nsegs + 1, sizeof(*s), 8);
+    if (s != NULL) {
+        l->segs = s;
         l->segs[l->nsegs++] = (segment){ no, bytes, -1 };
+    }
     pthread_mutex_unlock(&l->rfd_mu);
-    return rc;
+    return s != NULL ? 0 : WEIR_ENOMEM;
 }
 
 /*
@@ -676,15 +668,12 @@ list_segments(weiri_log *l, uint64_t **out, size_t *n)
         uint64_t no = segment_no(e->d_name);
         if (no == 0)
             continue;
-        if (cnt == cap) {
-            cap = cap == 0 ? 16 : cap * 2;
-            uint64_t *w = weiri_realloc(v, cap * sizeof(*v));
-            if (w == NULL) {
-                rc = WEIR_ENOMEM;
-                break;
-            }
-            v = w;
+        uint64_t *w = weiri_grow(v, &cap, cnt + 1, sizeof(*v), 16);
+        if (w == NULL) {
+            rc = WEIR_ENOMEM;
+            break;
         }
+        v = w;
         v[cnt++] = no;
     }
     if (rc == 0 && errno != 0)
