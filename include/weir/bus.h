@@ -131,6 +131,9 @@
  * for room in a full BLOCK queue holds nothing that weir_bus_subscribe
  * or weir_sub_close waits for: they never wait for it.  weir_bus_close
  * lets it place its message while the bus drains, within its timeout.
+ * A publish to a durable topic stays in its topic's section while the
+ * journal syncs (EVERY, BATCH): a subscribe or close of that topic waits
+ * for the sync, never for a queue.
  */
 #ifndef WEIR_BUS_H
 #define WEIR_BUS_H
