@@ -257,15 +257,32 @@ stuck(const weir_msg *m, void *ctx)
     return 0;
 }
 
+static int
+succeed(const weir_msg *m, void *ctx)
+{
+    (void)m;
+    (void)ctx;
+    return 0;
+}
+
+/* What a child of run_and_kill does before it is killed. */
+typedef enum after {
+    AT_ONCE,      /* nothing: killed with its messages in flight */
+    QUIET,        /* all acked, then 200 ms with nothing to do */
+    OTHER_TOPIC,  /* all acked, then 300 ms of publishes to another
+                     durable topic, one a millisecond */
+    CLOSED        /* all acked, weir_bus_close returned 0 */
+} after;
+
 /*
  * In a child process: a bus on the directory under sync, a durable
- * subscription "billing" of "orders" handled by fn, n messages
- * published; if quiet, all of them acked then 200 ms (20 times the
- * feeder's wait for a publish to carry the acks) with nothing to do.
- * Then the child is killed with SIGKILL, nothing closed.
+ * subscription "billing" of "orders" handled by fn (and one of "other"),
+ * n messages published, then what after says.  Then the child is
+ * killed with SIGKILL, nothing (more) closed or destroyed.  200 ms is
+ * 20 times the feeder's wait for a publish to carry its acks.
  */
 static void
-run_and_kill(weir_sync sync, weir_handler fn, uint32_t n, bool quiet)
+run_and_kill(weir_sync sync, weir_handler fn, uint32_t n, after what)
 {
     int ids[2];
     assert_int_equal(pipe(ids), 0);
@@ -278,16 +295,26 @@ run_and_kill(weir_sync sync, weir_handler fn, uint32_t n, bool quiet)
         if (weir_bus_create(&bus, &o) != 0)
             _exit(2);
         weir_sub_opts so = { .name = "billing", .durable = true };
-        if (weir_bus_subscribe(bus, "orders", fn, NULL, &so, &s) != 0)
+        if (weir_bus_subscribe(bus, "orders", fn, NULL, &so, &s) != 0 ||
+            weir_bus_subscribe(bus, "other", succeed, NULL, &so, NULL) != 0)
             _exit(3);
         for (uint32_t v = 0; v < n; v++)
             if (publish_v(bus, "orders", v) != 0)
                 _exit(4);
-        for (int i = 0; quiet && i < 10000 && stats_of(s).acked < n; i++)
+        for (int i = 0; what != AT_ONCE && i < 10000 &&
+                        stats_of(s).acked < n;
+             i++)
             weiri_sleep_until(weiri_deadline(WEIR_MSEC));
-        if (quiet)
+        if (what == QUIET)
             weiri_sleep_until(weiri_deadline(200 * WEIR_MSEC));
-        char done = !quiet || stats_of(s).acked == n ? 'y' : 'n';
+        for (int i = 0; what == OTHER_TOPIC && i < 300; i++) {
+            if (publish_v(bus, "other", (uint32_t)i) != 0)
+                _exit(6);
+            weiri_sleep_until(weiri_deadline(WEIR_MSEC));
+        }
+        if (what == CLOSED && weir_bus_close(bus, 10 * WEIR_SEC) != 0)
+            _exit(7);
+        char done = what == AT_ONCE || stats_of(s).acked == n ? 'y' : 'n';
         if (write(ids[1], &done, 1) != 1)
             _exit(5);
         pause(); /* killed here */
@@ -309,7 +336,7 @@ test_durable_messages_survive_the_process(void **state)
     (void)state;
     ts_watchdog_arm(__func__, 60);
     fresh();
-    run_and_kill(WEIR_SYNC_EVERY, stuck, 100, false);
+    run_and_kill(WEIR_SYNC_EVERY, stuck, 100, AT_ONCE);
     seen_reset();
     weir_bus *bus = open_bus(WEIR_SYNC_EVERY);
     weir_sub *s = durable_sub(bus, "orders", "billing", 4);
@@ -782,13 +809,6 @@ test_durable_dead_letter_keeps_its_origin(void **state)
     ts_watchdog_disarm();
 }
 
-static int
-succeed(const weir_msg *m, void *ctx)
-{
-    (void)m;
-    (void)ctx;
-    return 0;
-}
 
 static int
 all_acked(void *sub)
@@ -1031,18 +1051,26 @@ test_durable_batch_refused_by_a_full_journal(void **state)
 }
 
 /*
- * Acks wait for the next publish to write them; after a quiet spell the
- * feeder writes them itself (10 ms), so a process killed then hands out
- * nothing again.
+ * Acks wait for the next publish to write them.  Whatever comes after,
+ * a process killed then hands out nothing again: a quiet spell (the
+ * feeder writes them after 10 ms), publishes to another topic only
+ * (which under NONE carry nothing, and once kept the feeder's 10 ms
+ * from ever ending: found by review), or a clean close without a
+ * destroy (the close writes them: found by review).
  */
 static void
-test_durable_acks_written_in_a_quiet_spell(void **state)
+test_durable_acks_written_whatever_follows(void **state)
 {
     (void)state;
-    ts_watchdog_arm(__func__, 60);
-    fresh();
-    run_and_kill(WEIR_SYNC_NONE, succeed, 50, true);
-    assert_int_equal(count_again(WEIR_SYNC_NONE, "orders", NULL), 0);
+    ts_watchdog_arm(__func__, 120);
+    static const after whats[] = { QUIET, OTHER_TOPIC, CLOSED };
+    for (int p = WEIR_SYNC_BATCH; p <= WEIR_SYNC_NONE; p++)
+        for (size_t w = 0; w < sizeof(whats) / sizeof(whats[0]); w++) {
+            fresh();
+            run_and_kill((weir_sync)p, succeed, 50, whats[w]);
+            if (count_again((weir_sync)p, "orders", NULL) != 0)
+                fail_msg("policy %d, case %zu: handed out again", p, w);
+        }
     ts_watchdog_disarm();
 }
 
@@ -1122,7 +1150,7 @@ main(void)
         cmocka_unit_test(test_durable_message_bigger_than_a_segment),
         cmocka_unit_test(test_durable_batch_all_or_nothing),
         cmocka_unit_test(test_durable_batch_refused_by_a_full_journal),
-        cmocka_unit_test(test_durable_acks_written_in_a_quiet_spell),
+        cmocka_unit_test(test_durable_acks_written_whatever_follows),
         cmocka_unit_test(test_durable_refuses_what_it_cannot_keep),
     };
     return cmocka_run_group_tests_name("durable", tests, ts_watchdog_group,

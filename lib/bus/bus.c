@@ -439,6 +439,14 @@ close_bus(weir_bus *bus, int64_t drain_timeout_ns, bool wait_delayed)
         if (weiri_sub_drain(s, deadline) != 0)
             rc = WEIR_ETIMEDOUT;
     /*
+     * The acks of what the drain handled, written now (nothing is left
+     * to carry them): a clean close then a restart hands out nothing
+     * again, destroyed or not.
+     */
+    for (weir_sub *s = bus->all; s != NULL; s = s->next)
+        if (s->jsub != NULL)
+            (void)weiri_journal_write_acks(s->jsub);
+    /*
      * Out of time only if something was left: a weir_sub_close still
      * under way, or a publish refused at the seal, left nothing of ours.
      */

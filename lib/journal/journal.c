@@ -137,6 +137,9 @@ struct weiri_jsub {
     unsigned char *acks;  /* an ACK body not yet written (the next
                              publish carries it), or NULL */
     size_t acks_len, acks_cap;
+    int64_t acks_since;   /* when acks began to wait */
+    bool idle;            /* its feeder waits for messages with no
+                             deadline: new acks must wake it */
     struct weiri_jsub *link;
 };
 
@@ -814,12 +817,13 @@ put_fixed(unsigned char *fixed, unsigned type, const weiri_jpub *m,
 
 /*
  * Add the pairs of b (an ACK body of len bytes, its sub number first)
- * to what s has waiting for the next publish to carry.  false: no
+ * to what s has waiting for the next publish to carry; *kick set if its
+ * feeder must be woken (after mu) to write them in time.  false: no
  * memory (b is then the caller's to write).  mu held.
  */
 static bool
 acks_hold(weiri_journal *j, weiri_jsub *s, const unsigned char *b,
-          size_t len)
+          size_t len, bool *kick)
 {
     size_t add = s->acks == NULL ? len : len - 4;
     unsigned char *a = weiri_grow(s->acks, &s->acks_cap, s->acks_len + add,
@@ -827,8 +831,15 @@ acks_hold(weiri_journal *j, weiri_jsub *s, const unsigned char *b,
     if (a == NULL)
         return false;
     s->acks = a;
-    if (s->acks_len == 0)
+    if (s->acks_len == 0) {
         j->acks_waiting++;
+        s->acks_since = weiri_now_ns();
+        /* Its feeder writes them if no publish does: it must know. */
+        if (s->idle) {
+            atomic_fetch_add(&j->fresh, 1);
+            *kick = true;
+        }
+    }
     memcpy(s->acks + s->acks_len, s->acks_len == 0 ? b : b + 4, add);
     s->acks_len += add;
     return true;
@@ -1395,16 +1406,19 @@ weiri_journal_next(weiri_jsub *s, int64_t deadline, weiri_jmsg *m)
         uint64_t seen = atomic_load_explicit(&j->fresh,
                                              memory_order_relaxed);
         /*
-         * Acks wait for the next publish to carry them; with none for a
-         * while, the feeder writes them, so that a crash after a quiet
-         * spell hands out again only what was acked just before.  It
-         * looks again while messages it handed out are not acked yet.
+         * Acks wait for the next publish to carry them; with none
+         * ACKS_LINGER_NS after they began to wait, the feeder (waiting
+         * with no deadline of its own) writes them, so that a crash
+         * after a quiet spell hands out again only what was acked just
+         * before.  With none waiting it sleeps, marked idle: the first
+         * new ack wakes it (acks_hold).
          */
-        bool linger = deadline == WEIRI_NO_DEADLINE &&
-                      (s->acks_len > 0 || s->low < s->next);
+        bool feeder = deadline == WEIRI_NO_DEADLINE;
+        bool linger = feeder && s->acks_len > 0;
+        int64_t until = linger ? s->acks_since + ACKS_LINGER_NS : deadline;
+        s->idle = feeder && !linger;
         pthread_mutex_unlock(&j->mu);
-        if (wait_fresh(j, seen, linger ? weiri_deadline(ACKS_LINGER_NS)
-                                       : deadline) != 0) {
+        if (wait_fresh(j, seen, until) != 0) {
             if (!linger)
                 return WEIR_ETIMEDOUT;
             size_t len;
@@ -1414,6 +1428,7 @@ weiri_journal_next(weiri_jsub *s, int64_t deadline, weiri_jmsg *m)
             (void)acks_write(j, a, len); /* else they come again */
         }
         pthread_mutex_lock(&j->mu);
+        s->idle = false;
     }
     entry e = *entry_at(s->t, s->next);
     bool held = m->wlen > 0 && e.seg == m->wseg && e.off >= m->woff &&
@@ -1506,12 +1521,14 @@ weiri_journal_ack_many(weiri_jsub *s, const uint64_t *nos, size_t n)
      * their own under the log's lock that a publish waits behind.
      * Without memory to wait in, or with a lot waiting, now.
      */
-    bool any = len > ACK_FIXED - ACK_PAIR;
-    bool now = any && !acks_hold(j, s, b, len);
+    bool any = len > ACK_FIXED - ACK_PAIR, kick = false;
+    bool now = any && !acks_hold(j, s, b, len, &kick);
     size_t held = 0;
     size_t most = j->ready_written ? ACKS_HOLD_NONE : ACKS_HOLD_MAX;
     unsigned char *a = s->acks_len > most ? acks_take(j, s, &held) : NULL;
     pthread_mutex_unlock(&j->mu);
+    if (kick)
+        weiri_event_notify(&j->fresh_ev, UINT32_MAX);
     weiri_log_part part = { b, len };
     int wrc = now ? weiri_log_note(j->log, T_ACK, &part, 1) : 0;
     int hrc = acks_write(j, a, held);
@@ -1526,19 +1543,27 @@ weiri_journal_ack(weiri_jsub *s, uint64_t no)
     return weiri_journal_ack_many(s, &no, 1);
 }
 
+int
+weiri_journal_write_acks(weiri_jsub *s)
+{
+    size_t len;
+    pthread_mutex_lock(&s->j->mu);
+    unsigned char *a = acks_take(s->j, s, &len);
+    pthread_mutex_unlock(&s->j->mu);
+    return acks_write(s->j, a, len);
+}
+
 void
 weiri_journal_detach(weiri_jsub *s)
 {
-    size_t len;
     pthread_mutex_lock(&s->j->mu);
     s->attached = false;
     s->stopped = false;
     s->busy = false;
     s->next = s->low;
-    unsigned char *a = acks_take(s->j, s, &len);
     pthread_mutex_unlock(&s->j->mu);
     /* Its acks now: a close then a restart hands out nothing again. */
-    (void)acks_write(s->j, a, len);
+    (void)weiri_journal_write_acks(s);
 }
 
 static void

@@ -209,7 +209,8 @@ enum { WEIRI_JOURNAL_ACK_MAX = 64 };
  * written without a sync of their own: under EVERY and BATCH the next
  * publish writes them with its message (so its sync covers them); else
  * this call once 4 KiB (64 KiB under EVERY and BATCH) wait, s's feeder
- * after 10 ms with none written, or weiri_journal_detach.  n at most
+ * 10 ms after the first of them, weiri_journal_write_acks or
+ * weiri_journal_detach.  n at most
  * WEIRI_JOURNAL_ACK_MAX.  Returns 0, WEIR_EINVAL (n too large),
  * WEIR_EIO, WEIR_ENOMEM.  Any thread.
  */
@@ -217,6 +218,13 @@ int weiri_journal_ack_many(weiri_jsub *s, const uint64_t *nos, size_t n);
 
 /* weiri_journal_ack - weiri_journal_ack_many of one entry. */
 int weiri_journal_ack(weiri_jsub *s, uint64_t entry);
+
+/*
+ * weiri_journal_write_acks - write s's acks that wait (see
+ * weiri_journal_ack_many) now, without a sync.  Returns 0 or WEIR_EIO
+ * (they come again after a restart).  Any thread.
+ */
+int weiri_journal_write_acks(weiri_jsub *s);
 
 /*
  * weiri_journal_detach - s is no longer subscribed: what was handed out

@@ -74,9 +74,11 @@ d_datasync(int fd)
     long want = atomic_load(&ts_disk.hold_sync_until_writes);
     if (want > 0) {
         int64_t until = ts_now_ns() + 10 * WEIR_SEC;
+        atomic_store(&ts_disk.holding, true);
         while (atomic_load(&ts_disk.writes) < want && ts_now_ns() < until)
             ts_sleep_ms(1);
         atomic_store(&ts_disk.hold_sync_until_writes, 0);
+        atomic_store(&ts_disk.holding, false);
     }
     atomic_fetch_add(&ts_disk.syncs, 1);
     if (atomic_load(&ts_disk.fail_sync)) {
@@ -136,6 +138,7 @@ ts_disk_reset(void)
     atomic_store(&ts_disk.space, -1);
     atomic_store(&ts_disk.fail_sync, false);
     atomic_store(&ts_disk.hold_sync_until_writes, 0);
+    atomic_store(&ts_disk.holding, false);
     atomic_store(&ts_disk.frozen, false);
     weiri_io_set(&fake);
 }

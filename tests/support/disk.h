@@ -21,6 +21,7 @@ typedef struct ts_disk_state {
     _Atomic long space;       /* bytes writes may still add; < 0: no bound */
     _Atomic bool fail_sync;
     _Atomic long hold_sync_until_writes; /* first sync waits for these */
+    _Atomic bool holding;     /* that first sync is waiting now */
     _Atomic bool frozen;      /* the power is off: writes and syncs hang */
     off_t synced[TS_DISK_FDS], size[TS_DISK_FDS];
     char *path[TS_DISK_FDS];
