@@ -102,7 +102,10 @@
  *     its capacity bounds only memory.  It acknowledges a message in the
  *     journal when the message is done for good (handler returned 0,
  *     dead-lettered, or failed after its last attempt), without a sync
- *     of its own: after a crash a message may come again, never be lost.
+ *     of its own: under EVERY and BATCH the next durable publish writes
+ *     the acks with its message; otherwise they are written within
+ *     10 ms, and a close writes what waits.  After a crash a message
+ *     may come again (one acked in its last 10 ms), never be lost.
  *   - weir_bus_create on the same directory reads the journal back.  A
  *     durable subscription made again with the same name (any options)
  *     is handed first every message accepted and not acknowledged, in
