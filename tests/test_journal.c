@@ -84,6 +84,13 @@ publish(weiri_journal *j, const char *topic, uint32_t i)
                      0);
 }
 
+/* Acknowledge entry of s alone. */
+static int
+ack(weiri_jsub *s, uint64_t entry)
+{
+    return weiri_journal_ack_many(s, &entry, 1);
+}
+
 /* A fresh journal, "a" attached to "t", messages 0 to 9 published. */
 static weiri_journal *
 ten_for_a(weiri_jsub **a)
@@ -139,7 +146,7 @@ test_journal_hands_out_in_order_after_attach(void **state)
         publish(j, "t", i);
     assert_int_equal(weiri_journal_pending(a), 20);
     for (uint32_t i = 1; i <= 20; i++)
-        assert_int_equal(weiri_journal_ack(a, expect(a, &m, i, false)), 0);
+        assert_int_equal(ack(a, expect(a, &m, i, false)), 0);
     expect_none(a, &m);
     expect_none(b, &m);
     weiri_journal_stop(a);
@@ -171,7 +178,7 @@ test_journal_redelivers_what_was_not_acknowledged(void **state)
     for (uint32_t i = 0; i < 10; i++) {
         uint64_t e = expect(a, &m, i, false);
         if (i % 2 == 0)
-            assert_int_equal(weiri_journal_ack(a, e), 0);
+            assert_int_equal(ack(a, e), 0);
     }
     /* Detached: what was handed out and not acknowledged comes again. */
     weiri_journal_detach(a);
@@ -185,8 +192,8 @@ test_journal_redelivers_what_was_not_acknowledged(void **state)
     assert_int_equal(weiri_journal_attach(j, "t", "a", &a), 0);
     publish(j, "t", 10);
     for (uint32_t i = 1; i < 10; i += 2)
-        assert_int_equal(weiri_journal_ack(a, expect(a, &m, i, true)), 0);
-    assert_int_equal(weiri_journal_ack(a, expect(a, &m, 10, false)), 0);
+        assert_int_equal(ack(a, expect(a, &m, i, true)), 0);
+    assert_int_equal(ack(a, expect(a, &m, 10, false)), 0);
     expect_none(a, &m);
     weiri_journal_detach(a);
     weiri_journal_close(j);
@@ -255,7 +262,7 @@ test_journal_segments_go_when_nobody_needs_them(void **state)
     enum { N = 6000 };
     for (uint32_t i = 0; i < N; i++) {
         publish(j, "t", i);
-        assert_int_equal(weiri_journal_ack(a, expect(a, &m, i, false)), 0);
+        assert_int_equal(ack(a, expect(a, &m, i, false)), 0);
     }
     uint64_t held = segments(j);
     assert_true(held >= 3); /* "away" needs them all */
@@ -265,7 +272,7 @@ test_journal_segments_go_when_nobody_needs_them(void **state)
     for (uint32_t i = N; i < N + 6000; i++) {
         publish(j, "t", i);
         if (i < N + 5990)
-            assert_int_equal(weiri_journal_ack(a, expect(a, &m, i, false)),
+            assert_int_equal(ack(a, expect(a, &m, i, false)),
                              0);
     }
     uint64_t now = segments(j);
@@ -343,7 +350,7 @@ test_journal_publishers_and_consumer_at_once(void **state)
         if (i % 100000 == each - 1)
             keep[p] = i, kept++;
         else
-            assert_int_equal(weiri_journal_ack(a, m.entry), 0);
+            assert_int_equal(ack(a, m.entry), 0);
     }
     for (int i = 0; i < P; i++)
         pthread_join(th[i], NULL);
@@ -460,7 +467,7 @@ test_journal_forget_and_ack_at_the_bound(void **state)
     assert_int_equal(rc, WEIR_EAGAIN);
     weiri_jmsg m = { 0 };
     while (weiri_journal_next(a, weiri_now_ns() + 20 * WEIR_MSEC, &m) == 0)
-        assert_int_equal(weiri_journal_ack(a, m.entry), 0);
+        assert_int_equal(ack(a, m.entry), 0);
     weiri_journal_detach(b);
     assert_int_equal(weiri_journal_forget(j, "t", "b"), 0);
     /* Room again: a acknowledged all, b is gone. */
@@ -531,7 +538,7 @@ test_journal_killed_in_a_roll_keeps_its_subscriptions(void **state)
     weiri_jmsg m = { 0 };
     while (weiri_journal_next(s, weiri_now_ns() + 50 * WEIR_MSEC, &m) == 0)
         if (m.id != 1000)
-            assert_int_equal(weiri_journal_ack(s, m.entry), 0);
+            assert_int_equal(ack(s, m.entry), 0);
     weiri_journal_detach(s);
     assert_int_equal(weiri_journal_close(j), 0);
     assert_int_equal(weiri_journal_open(&j, &o), 0);
@@ -603,7 +610,7 @@ test_journal_power_loss_after_a_roll_keeps_subscriptions(void **state)
     /* The old segment and the new one's head synced; its own held. */
     while (atomic_load(&th_calls) < 3)
         ts_sleep_ms(1);
-    assert_int_equal(weiri_journal_ack(s, m.entry), 0);
+    assert_int_equal(ack(s, m.entry), 0);
     ts_disk_power_loss(false, 1);
     /* Reopen a copy: the lost machine's files as they are now. */
     char cmd[640];

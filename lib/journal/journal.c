@@ -1538,12 +1538,6 @@ weiri_journal_ack_many(weiri_jsub *s, const uint64_t *nos, size_t n)
 }
 
 int
-weiri_journal_ack(weiri_jsub *s, uint64_t no)
-{
-    return weiri_journal_ack_many(s, &no, 1);
-}
-
-int
 weiri_journal_write_acks(weiri_jsub *s)
 {
     size_t len;

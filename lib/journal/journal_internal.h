@@ -216,9 +216,6 @@ enum { WEIRI_JOURNAL_ACK_MAX = 64 };
  */
 int weiri_journal_ack_many(weiri_jsub *s, const uint64_t *nos, size_t n);
 
-/* weiri_journal_ack - weiri_journal_ack_many of one entry. */
-int weiri_journal_ack(weiri_jsub *s, uint64_t entry);
-
 /*
  * weiri_journal_write_acks - write s's acks that wait (see
  * weiri_journal_ack_many) now, without a sync.  Returns 0 or WEIR_EIO
